@@ -1,0 +1,34 @@
+"""Exceptions raised by patternviz-widget. Every message names the fix."""
+
+from __future__ import annotations
+
+
+class PatternVizError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InputError(PatternVizError, ValueError):
+    """Bad user input: wrong shapes, unknown names, out-of-range values."""
+
+
+class LayerNotFoundError(InputError, KeyError):
+    """A layer name that ``model.named_modules()`` does not know."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CaptureError(PatternVizError, RuntimeError):
+    """The model or a hooked layer produced something we cannot use."""
+
+
+class NotFittedError(PatternVizError, RuntimeError):
+    """A result was asked for before the step that produces it ran."""
+
+
+class StudyFileError(PatternVizError, OSError):
+    """A study file is corrupt, truncated, from a newer version, or not ours."""
+
+
+class BundleMissingError(PatternVizError, ImportError):
+    """The widget's JavaScript bundle has not been built."""

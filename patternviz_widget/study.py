@@ -1,0 +1,124 @@
+"""Study: the object a user holds. It owns the model, the probe data, the chosen layers and a
+:class:`~patternviz_widget.results.ResultStore`, and calls the engine. Orchestration only, no math.
+
+Sections are owned by different parts of the engine; each method is a thin call into
+``patternviz_widget.engine.*``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .results import ResultStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Study:
+    """Capture, embed and count knowledge points of one (or several) classifiers on fixed probe data.
+
+    Args:
+        model: any ``torch.nn.Module`` classifier returning logits of shape N×K.
+        data: a ``Dataset`` (items ``(image, label)`` or ``(image, label, mask)``), a ``DataLoader``,
+            or an ``(images, labels)`` pair of tensors/arrays.
+        layers: module names as ``model.named_modules()`` prints them.
+        num_classes: K; inferred from the model's output when None.
+        class_names: K strings; ``"0".."K-1"`` when None.
+        device: "cuda", "cpu", a ``torch.device``, or None for CUDA when present, else CPU.
+        batch_size: images per forward pass during capture.
+        regions_per_image: how many regions of each layer to keep per image (seeded sample); None
+            keeps all.
+        max_regions: a total cap of regions per layer over all images; None for no cap.
+        sample_layer: the module whose *input* is the sample feature; None finds the classifier
+            head automatically.
+        grid: an ``(rows, cols)`` common grid that every layer is adaptively pooled to, or None.
+        storage_dtype: "float32" or "float16" for stored regional features.
+        seed: seeds region sampling and every fit (paper: 2020).
+        model_name: the name of this model in result keys ("main").
+
+    Example:
+        >>> import patternviz_widget as pv
+        >>> data = pv.datasets.digits(split="test")
+        >>> net = pv.models.SmallVGG(num_classes=10, in_channels=1)
+        >>> study = pv.Study(net, data, layers=["features.3", "features.7"])
+        >>> _ = study.capture(progress=False)
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None,
+        data: Any,
+        layers: list[str],
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+        regions_per_image: int | None = 64,
+        max_regions: int | None = 200_000,
+        sample_layer: str | None = None,
+        grid: tuple[int, int] | None = None,
+        storage_dtype: str = "float32",
+        seed: int = 2020,
+        model_name: str = "main",
+    ) -> None:
+        from .engine.setup import init_study  # validation lives in the engine (issue 3)
+
+        self.store = ResultStore()
+        init_study(
+            self,
+            model=model,
+            data=data,
+            layers=layers,
+            num_classes=num_classes,
+            class_names=class_names,
+            device=device,
+            batch_size=batch_size,
+            regions_per_image=regions_per_image,
+            max_regions=max_regions,
+            sample_layer=sample_layer,
+            grid=grid,
+            storage_dtype=storage_dtype,
+            seed=seed,
+            model_name=model_name,
+        )
+
+    # ==== capture (issue 3: engine/capture.py) ===================================================
+    # ==== embed + knowledge points (issue 4: engine/embed.py, engine/knowledge.py) ===============
+    # ==== tracking over training (issue 6: engine/tracking.py) ===================================
+    # ==== adversarial + distillation (issue 7: engine/attacks.py, engine/distill.py) ============
+    # ==== persistence (issue 3: results/io.py) ====================================================
+
+    def save(self, path: str | Path) -> Path:
+        """Write the whole study to one file atomically; return its path."""
+        from .results.io import save_store
+
+        return save_store(self.store, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Study:
+        """Restore a study from a file written by :meth:`save`, without its model."""
+        from .results.io import load_store
+
+        study = cls.__new__(cls)
+        study.store = load_store(path)
+        study._init_detached()
+        return study
+
+    def _init_detached(self) -> None:
+        """Set the attributes a loaded (model-less) study has."""
+        meta = self.store.meta
+        self.model = None
+        self.data = None
+        self.layers = list(meta.get("layers", []))
+        self.model_name = meta.get("model_name", "main")
+        self.seed = meta.get("seed", 2020)
+        self.device = None
+
+    def __repr__(self) -> str:
+        n = self.store.probe.labels.shape[0] if self.store.probe is not None else 0
+        return (
+            f"Study(models={self.store.models()}, layers={self.store.layers() or getattr(self, 'layers', [])}, "
+            f"images={n}, epochs={self.store.epochs()}, conditions={self.store.conditions()})"
+        )
