@@ -110,7 +110,9 @@ def procrustes_rotation(
     try:
         share = float(drop_outliers)
     except (TypeError, ValueError):
-        raise InputError(f"drop_outliers must be a number in [0, 1), got {drop_outliers!r}.") from None
+        raise InputError(
+            f"drop_outliers must be a number in [0, 1), got {drop_outliers!r}."
+        ) from None
     if not 0.0 <= share < 1.0:
         raise InputError(f"drop_outliers must be in [0, 1) (paper: 0.1), got {share}.")
 
