@@ -87,6 +87,77 @@ class Study:
     # ==== capture (issue 3: engine/capture.py) ===================================================
     # ==== embed + knowledge points (issue 4: engine/embed.py, engine/knowledge.py) ===============
     # ==== tracking over training (issue 6: engine/tracking.py) ===================================
+
+    def tracker(
+        self,
+        every: int = 1,
+        path: str | Path | None = None,
+        layers: list[str] | None = None,
+        embed: bool = True,
+        **embed_kwargs: Any,
+    ) -> Any:
+        """Return a Tracker that snapshots this study inside a training loop (PAPER.md §2, §4).
+
+        ``tracker.snapshot(epoch)`` (or ``tracker.step()`` once per epoch) captures the layers on
+        the fixed probe set, fits that epoch's embedding (warm start + Procrustes alignment), counts
+        knowledge points and rewrites ``path`` atomically.
+
+        Args:
+            every: snapshot every ``every``-th epoch of :meth:`Tracker.step`.
+            path: study file to autosave to after each snapshot, or None.
+            layers: a subset of ``self.layers`` to track (None: all).
+            embed: fit embeddings and count knowledge points at each snapshot (False: capture only).
+            **embed_kwargs: hyper-parameters for :meth:`embed`.
+
+        Returns:
+            a :class:`~patternviz_widget.engine.tracking.Tracker`.
+        """
+        from .engine.tracking import Tracker
+
+        return Tracker(
+            self, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs
+        )
+
+    def lightning_callback(self, tracker: Any = None, **tracker_kwargs: Any) -> Any:
+        """Return a per-epoch training callback (a Lightning ``Callback`` if Lightning is present).
+
+        Args:
+            tracker: an existing tracker, or None to make one with ``tracker_kwargs``.
+            **tracker_kwargs: arguments of :meth:`tracker` (every, path, layers, ...).
+
+        Returns:
+            a :class:`~patternviz_widget.engine.tracking.TrackerCallback`; call it once per epoch in
+            a plain loop, or pass it to ``Trainer(callbacks=[...])``.
+        """
+        from .engine.tracking import lightning_callback
+
+        tracker = tracker if tracker is not None else self.tracker(**tracker_kwargs)
+        return lightning_callback(tracker)
+
+    def capture_checkpoints(
+        self,
+        paths_or_state_dicts: Any,
+        epochs: list[int] | None = None,
+        tracker: Any = None,
+        **tracker_kwargs: Any,
+    ) -> list[Any]:
+        """Snapshot saved checkpoints in order (torch.load, weights_only=True); return snapshots.
+
+        The model's own weights are restored afterwards.
+
+        Args:
+            paths_or_state_dicts: checkpoint paths or state dicts, oldest first.
+            epochs: one epoch label per checkpoint (increasing); None numbers them 0, 1, ...
+            tracker: the tracker to use, or None to make one from ``tracker_kwargs`` (path, ...).
+
+        Returns:
+            one :class:`~patternviz_widget.engine.tracking.Snapshot` per checkpoint.
+        """
+        from .engine.checkpoints import capture_checkpoints
+
+        tracker = tracker if tracker is not None else self.tracker(**tracker_kwargs)
+        return capture_checkpoints(self, paths_or_state_dicts, epochs=epochs, tracker=tracker)
+
     # ==== adversarial + distillation (issue 7: engine/attacks.py, engine/distill.py) ============
     # ==== persistence (issue 3: results/io.py) ====================================================
 

@@ -1,0 +1,323 @@
+"""Emergence over training: snapshot a study inside any training loop (PAPER.md §2 and §4, §10.4–5).
+
+A :class:`Tracker` captures the study's layers on its fixed probe set at chosen epochs, fits the
+embedding of the new epoch (warm start + Procrustes alignment live in ``Study.embed``), counts the
+knowledge points and, when given a path, rewrites the study file atomically (temp file +
+``os.replace``), so killing the process loses at most the snapshot in progress.
+
+:class:`TrackerCallback` plugs a tracker into PyTorch Lightning (``on_train_epoch_end``) or into
+any loop that calls a function per epoch (``pv.models.train(..., on_epoch_end=callback)``).
+:func:`capture_checkpoints` does the same for runs that already happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .._validate import check_positive_int
+from ..errors import InputError, NotFittedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..study import Study
+
+__all__ = ["Snapshot", "Tracker", "TrackerCallback"]
+
+
+@dataclass
+class Snapshot:
+    """What one :meth:`Tracker.snapshot` did: the epoch, the mean knowledge points per image of each
+    layer (``kp_total``, ``kp_reliable``; empty when the embedding was skipped) and the seconds spent
+    in each phase (``seconds``: capture, embed, knowledge, save)."""
+
+    epoch: int
+    kp_total: dict[str, float] = field(default_factory=dict)
+    kp_reliable: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device | None) -> Iterator[None]:
+    """Run the block without disturbing the global RNGs of torch (CPU and CUDA), numpy and random.
+
+    Tracking must not change the training it watches: a run with a tracker draws the same batches
+    and dropout masks as a run without one.
+    """
+    devices = []
+    if device is not None and device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+class Tracker:
+    """Snapshots of a :class:`~patternviz_widget.Study` over training. Make it with ``study.tracker()``.
+
+    Each snapshot captures the chosen layers on the study's fixed probe images (the same images and
+    the same sampled regions at every epoch, so row m of a layer is the same image cell throughout),
+    fits the paper's embedding for that epoch (warm-started from the mean of the last ≤3 projections
+    and rotated onto the previous epoch, PAPER.md §2) and counts knowledge points (τ, PAPER.md §4).
+
+    Args:
+        study: the study to fill; its ``model`` is the one being trained.
+        every: snapshot on every ``every``-th :meth:`step` (1 = every epoch).
+        path: a study file rewritten atomically after every snapshot, or None to keep results in
+            memory only (``study.save(path)`` later).
+        layers: a subset of ``study.layers`` to track, or None for all of them.
+        embed: fit the embedding and count knowledge points at every snapshot; False only captures
+            (``study.embed()`` can be run afterwards).
+        condition: the result key's condition ("clean").
+        threshold: τ for the knowledge-point counts in :attr:`history` (paper: 0.4).
+        embed_kwargs: hyper-parameters passed on to ``study.embed`` (e.g. ``steps=...``).
+
+    Example:
+        >>> tracker = study.tracker(every=1, path="runs/x.pvz")  # doctest: +SKIP
+        >>> tracker.snapshot(0)                                 # doctest: +SKIP
+        >>> for epoch in range(10):                             # doctest: +SKIP
+        ...     train_one_epoch(model)
+        ...     tracker.step()                                  # epoch 1, 2, ... 10
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        every: int = 1,
+        path: str | Path | None = None,
+        layers: list[str] | None = None,
+        embed: bool = True,
+        condition: str = "clean",
+        threshold: float = 0.4,
+        embed_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if getattr(study, "model", None) is None:
+            raise NotFittedError(
+                "This study has no model (it was loaded from a file). Track training with a study "
+                "made from the model: pv.Study(model, data, layers=...).tracker()."
+            )
+        self.study = study
+        self.every = check_positive_int(every, "every")
+        self.path = Path(path) if path is not None else None
+        self.layers = _check_layers(study, layers)
+        self.embed = bool(embed)
+        self.condition = str(condition)
+        self.threshold = float(threshold)
+        self.embed_kwargs = dict(embed_kwargs or {})
+        self.history: list[Snapshot] = []
+        self._last_epoch = 0
+        self._steps = 0
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    # -- the two verbs ------------------------------------------------------------------------
+    def step(self) -> Snapshot | None:
+        """Call once per finished epoch; return the snapshot taken, or None on skipped epochs.
+
+        The epoch number counts on from the last snapshot (``snapshot(0)`` before training, then
+        ``step()`` after each epoch gives epochs 1, 2, ...). A snapshot is taken when the epoch is
+        a multiple of ``every``.
+        """
+        self._steps += 1
+        epoch = self._last_epoch + 1
+        self._last_epoch = epoch
+        if epoch % self.every != 0:
+            return None
+        return self.snapshot(epoch)
+
+    def snapshot(self, epoch: int | None = None) -> Snapshot:
+        """Capture, embed, count and save the model's current state as ``epoch``; return a summary.
+
+        Args:
+            epoch: the epoch label of the results (an int ≥ 0); None takes the epoch after the
+                last one. Snapshotting an epoch again replaces its results.
+
+        Returns:
+            a :class:`Snapshot` (also appended to :attr:`history`).
+        """
+        if epoch is None:
+            epoch = self._last_epoch + (1 if self.history else 0)
+        epoch = check_positive_int(epoch, "epoch", minimum=0)
+        self._last_epoch = epoch
+        study = self.study
+        snap = Snapshot(epoch=epoch)
+        with preserved_rng(getattr(study, "device", None)):
+            t0 = time.perf_counter()
+            _capture_layers(study, self.layers, epoch=epoch, condition=self.condition)
+            t1 = time.perf_counter()
+            snap.seconds["capture"] = t1 - t0
+            if self.embed:
+                keys = self._keys(epoch)
+                study.embed(keys=keys, progress=False, **self.embed_kwargs)
+                t2 = time.perf_counter()
+                snap.seconds["embed"] = t2 - t1
+                for layer in self.layers:
+                    kp = study.knowledge_points(
+                        layer, epoch=epoch, condition=self.condition, threshold=self.threshold
+                    )
+                    snap.kp_total[layer] = float(kp.mean_total)
+                    snap.kp_reliable[layer] = float(kp.mean_reliable)
+                snap.seconds["knowledge"] = time.perf_counter() - t2
+        if self.path is not None:
+            t3 = time.perf_counter()
+            self._record_meta(snap)
+            snap.path = str(study.save(self.path))
+            snap.seconds["save"] = time.perf_counter() - t3
+        self.history.append(snap)
+        return snap
+
+    # -- reading ------------------------------------------------------------------------------
+    def knowledge_table(self, reliable: bool = False) -> dict[str, dict[int, float]]:
+        """Return ``{layer: {epoch: mean knowledge points per image}}`` from :attr:`history`
+        (reliable ones only when ``reliable``)."""
+        table: dict[str, dict[int, float]] = {layer: {} for layer in self.layers}
+        for snap in self.history:
+            counts = snap.kp_reliable if reliable else snap.kp_total
+            for layer, value in counts.items():
+                table.setdefault(layer, {})[snap.epoch] = value
+        return table
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epochs snapshotted so far, in order taken."""
+        return [s.epoch for s in self.history]
+
+    def __repr__(self) -> str:
+        return (
+            f"Tracker(every={self.every}, layers={self.layers}, epochs={self.epochs}, "
+            f"path={str(self.path) if self.path else None!r})"
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _keys(self, epoch: int) -> list[Any]:
+        from ..results import SAMPLE, Key
+
+        model = self.study.model_name
+        return [Key(model, self.condition, epoch, layer) for layer in [SAMPLE, *self.layers]]
+
+    def _record_meta(self, snap: Snapshot) -> None:
+        info = self.study.store.meta.setdefault("tracking", {"every": self.every, "snapshots": []})
+        info["snapshots"] = [s for s in info.get("snapshots", []) if s.get("epoch") != snap.epoch]
+        info["snapshots"].append(
+            {
+                "epoch": snap.epoch,
+                "kp_total": snap.kp_total,
+                "kp_reliable": snap.kp_reliable,
+                "seconds": {k: round(v, 4) for k, v in snap.seconds.items()},
+            }
+        )
+
+
+def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
+    from .._validate import did_you_mean
+
+    known = list(study.layers)
+    if layers is None:
+        return known
+    if isinstance(layers, str):
+        layers = [layers]
+    for name in layers:
+        if name not in known:
+            raise InputError(
+                f"Layer {name!r} is not one of this study's layers, so it has no fixed regions to "
+                f"track. {did_you_mean(name, known, 'layer')} Add it in pv.Study(..., layers=[...])."
+            )
+    return list(layers)
+
+
+def _capture_layers(study: Study, layers: list[str], epoch: int, condition: str) -> None:
+    """Run ``study.capture`` for ``layers`` only (all of the study's layers when they are the same)."""
+    if list(layers) == list(study.layers):
+        study.capture(epoch=epoch, condition=condition, progress=False)
+        return
+    full = study.layers
+    study.layers = list(layers)  # capture reads study.layers; regions are chosen per layer name
+    try:
+        study.capture(epoch=epoch, condition=condition, progress=False)
+    finally:
+        study.layers = full
+
+
+class TrackerCallback:
+    """A training callback that calls :meth:`Tracker.step` at the end of every epoch.
+
+    Works three ways, with no Lightning import:
+
+    * PyTorch Lightning: ``Trainer(callbacks=[study.lightning_callback()])`` (that helper returns a
+      subclass of ``lightning.pytorch.Callback`` when Lightning is installed); the epoch number is
+      ``trainer.current_epoch + 1``, and epoch 0 is snapshotted when training starts.
+    * ``pv.models.train(..., on_epoch_end=callback)`` or any loop: call ``callback()`` once per
+      epoch (arguments are ignored; the tracker counts epochs).
+    * by hand: ``callback.on_train_epoch_end(trainer, module)``.
+
+    Args:
+        tracker: the :class:`Tracker` to drive.
+        snapshot_at_start: snapshot epoch 0 (the untrained model) when training starts
+            (``on_train_start``, or the first call) if no snapshot was taken yet.
+    """
+
+    def __init__(self, tracker: Tracker, snapshot_at_start: bool = True) -> None:
+        if not isinstance(tracker, Tracker):
+            raise InputError(
+                f"TrackerCallback needs a Tracker (study.tracker(...)), got {type(tracker).__name__}."
+            )
+        self.tracker = tracker
+        self.snapshot_at_start = bool(snapshot_at_start)
+
+    def _start(self) -> None:
+        if self.snapshot_at_start and not self.tracker.history:
+            self.tracker.snapshot(0)
+
+    def on_train_start(self, trainer: Any = None, pl_module: Any = None) -> None:
+        """Snapshot epoch 0 before the first epoch (when ``snapshot_at_start``)."""
+        self._start()
+
+    def on_train_epoch_end(self, trainer: Any = None, pl_module: Any = None) -> Snapshot | None:
+        """Snapshot the finished epoch (``trainer.current_epoch + 1`` when given a trainer)."""
+        self._start()
+        current = getattr(trainer, "current_epoch", None)
+        if isinstance(current, int):
+            epoch = current + 1
+            self.tracker._last_epoch = epoch
+            if epoch % self.tracker.every != 0:
+                return None
+            return self.tracker.snapshot(epoch)
+        return self.tracker.step()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Snapshot | None:
+        """One finished epoch of a plain training loop (arguments ignored)."""
+        self._start()
+        return self.tracker.step()
+
+    def __repr__(self) -> str:
+        return f"TrackerCallback({self.tracker!r})"
+
+
+def lightning_callback(tracker: Tracker, snapshot_at_start: bool = True) -> TrackerCallback:
+    """Return a :class:`TrackerCallback`, as a ``lightning.pytorch.Callback`` subclass when Lightning
+    (or ``pytorch_lightning``) is installed so that ``Trainer`` accepts it; plain otherwise."""
+    base: type | None = None
+    for module_name in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            module = __import__(module_name, fromlist=["Callback"])
+            base = module.Callback
+            break
+        except ImportError:
+            continue
+    if base is None:
+        return TrackerCallback(tracker, snapshot_at_start)
+    cls = type("LightningTrackerCallback", (TrackerCallback, base), {})
+    return cls(tracker, snapshot_at_start)
