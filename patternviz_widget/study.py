@@ -158,6 +158,30 @@ class Study:
         tracker = tracker if tracker is not None else self.tracker(**tracker_kwargs)
         return capture_checkpoints(self, paths_or_state_dicts, epochs=epochs, tracker=tracker)
 
+    @classmethod
+    def watch(cls, path: str | Path, interval: float = 1.0, start: bool = True) -> Study:
+        """Return a model-less study loaded from ``path`` that picks up new epochs as they land.
+
+        For a training run in another process that autosaves with ``study.tracker(path=...)``:
+        ``pv.PatternViz(pv.Study.watch(path))`` shows each new epoch without re-displaying.
+        ``study.watcher.stop()`` ends the polling; ``study.watcher.poll()`` checks once by hand.
+
+        Args:
+            path: the study file the run writes.
+            interval: seconds between checks of the file.
+            start: start the background polling thread now.
+
+        Returns:
+            a :class:`Study` (like :meth:`load`) with a ``watcher`` attribute.
+        """
+        from .engine.watch import StudyWatcher
+
+        study = cls.load(path)
+        study.watcher = StudyWatcher(path, study.store, interval=interval)
+        if start:
+            study.watcher.start()
+        return study
+
     # ==== adversarial + distillation (issue 7: engine/attacks.py, engine/distill.py) ============
     # ==== persistence (issue 3: results/io.py) ====================================================
 
