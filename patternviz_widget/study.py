@@ -15,6 +15,8 @@ from .results import ResultStore
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .engine.capture import CaptureSummary
+
 
 class Study:
     """Capture, embed and count knowledge points of one (or several) classifiers on fixed probe data.
@@ -37,6 +39,8 @@ class Study:
         storage_dtype: "float32" or "float16" for stored regional features.
         seed: seeds region sampling and every fit (paper: 2020).
         model_name: the name of this model in result keys ("main").
+        max_images: use only the first ``max_images`` images of ``data`` as the probe set (None:
+            all of them, in data order).
 
     Example:
         >>> import patternviz_widget as pv
@@ -62,6 +66,7 @@ class Study:
         storage_dtype: str = "float32",
         seed: int = 2020,
         model_name: str = "main",
+        max_images: int | None = None,
     ) -> None:
         from .engine.setup import init_study  # validation lives in the engine (issue 3)
 
@@ -82,9 +87,31 @@ class Study:
             storage_dtype=storage_dtype,
             seed=seed,
             model_name=model_name,
+            max_images=max_images,
         )
 
     # ==== capture (issue 3: engine/capture.py) ===================================================
+
+    def capture(
+        self,
+        epoch: int = 0,
+        condition: str = "clean",
+        model: torch.nn.Module | str | None = None,
+        images: Any = None,
+        progress: bool = True,
+        model_name: str | None = None,
+        layers: list[str] | None = None,
+    ) -> CaptureSummary:
+        """Return a summary after capturing sample and regional features into ``self.store``.
+
+        See :func:`patternviz_widget.engine.capture.capture` for every argument: ``model`` may be
+        another ``nn.Module`` (a checkpoint, a student) or a model name; ``images`` other images in
+        the same order (or a per-batch function such as an attack).
+        """
+        from .engine.capture import capture
+
+        return capture(self, epoch, condition, model, images, progress, model_name, layers)
+
     # ==== embed + knowledge points (issue 4: engine/embed.py, engine/knowledge.py) ===============
     # ==== tracking over training (issue 6: engine/tracking.py) ===================================
 

@@ -1,0 +1,270 @@
+"""Capture: sample features f and regional features f^(r) (PAPER.md §1) of a study's layers.
+
+Batched forward passes under ``torch.inference_mode()`` on ``study.device``, in eval mode (the
+previous mode is restored, hooks are always removed). Each batch's kept rows leave the device at
+once as float32 (or float16 when ``study.storage_dtype == "float16"``) into arrays preallocated for
+the study's region budget, so memory is bounded by the budget, not by the data set size, and
+nothing accumulates on the GPU.
+
+Ctrl-C (KeyboardInterrupt) during a capture stores what was captured so far: the records then
+cover only the first ``n`` probe images (RegionRecord rows of those images; SampleRecord rows
+``0..n-1``), ``store.meta["partial"][str(key)] = n`` says so, a one-line message is printed to
+stderr, and the KeyboardInterrupt is re-raised so that a training loop around it stops too.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CaptureError, InputError
+from ..results.keys import SAMPLE, Key
+from ..results.records import RegionRecord, SampleRecord
+from .data import to_image_tensor
+from .hooks import LayerRecorder, find_head, on_device, resolve
+from .regions import RegionPlan, check_shape, gather_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..study import Study
+
+
+@dataclass
+class CaptureSummary:
+    """What one capture wrote: ``keys`` (the SampleRecord key first), regions kept per layer,
+    images captured, wall-clock ``seconds`` and whether Ctrl-C cut it short."""
+
+    keys: list[Key]
+    regions: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+def capture(
+    study: Study,
+    epoch: int = 0,
+    condition: str = "clean",
+    model: nn.Module | str | None = None,
+    images: Any = None,
+    progress: bool = True,
+    model_name: str | None = None,
+    layers: list[str] | None = None,
+) -> CaptureSummary:
+    """Return a :class:`CaptureSummary` after capturing ``study``'s layers into ``study.store``.
+
+    Writes a SampleRecord (f = the flattened input of the classifier head, and the logits) under
+    ``Key(model_name, condition, epoch, SAMPLE)`` and one RegionRecord per layer, whose rows are
+    the study's fixed region plan (the same (image, cell) rows in every capture).
+
+    Args:
+        epoch: the training epoch this capture stands for.
+        condition: "clean", "adversarial", ...
+        model: None for ``study.model``; another ``nn.Module`` with the same layer names (a
+            checkpoint, a student) to capture instead; or a string, read as ``model_name``.
+        images: None for the study's images; an N×C×H×W tensor/array of other images in the same
+            order (e.g. adversarial ones); or a callable ``f(x, y) -> x'`` applied to every batch
+            on the device with gradients enabled and hooks silent (e.g. an attack).
+        progress: show a tqdm progress bar.
+        model_name: the ``model`` field of the keys (default ``study.model_name``).
+        layers: a subset of ``study.layers`` (default all of them).
+    """
+    t0 = time.perf_counter()
+    if isinstance(model, str):
+        model_name, model = model, None
+    net = study.model if model is None else model
+    if not isinstance(net, nn.Module):
+        raise InputError(
+            "This study has no model (it was loaded from a file). Pass model=<nn.Module> to capture."
+            if net is None
+            else f"model must be an nn.Module or a model name, got {type(net).__name__}."
+        )
+    name = model_name or study.model_name
+    if not isinstance(name, str) or not name or "|" in name:
+        raise InputError(f"model_name must be a non-empty string without '|', got {name!r}.")
+    if not isinstance(condition, str) or not condition or "|" in condition:
+        raise InputError(f"condition must be a non-empty string without '|', got {condition!r}.")
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+        raise InputError(f"epoch must be an integer, got {epoch!r}.")
+    layers = list(study.layers if layers is None else layers)
+    for layer in layers:
+        if layer not in study.region_plans:
+            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(study.region_plans)}.")
+    resolve(net, layers)
+    head = study.sample_layer
+    if net is not study.model and head not in dict(net.named_modules()):
+        head = find_head(net, study.num_classes)
+    n = study.data.n
+    if images is not None and not callable(images):
+        if not hasattr(images, "shape") or images.shape[0] != n:
+            got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+            raise InputError(f"images must hold the study's {n} images in the same order; got {got}.")
+
+    base = Key(name, condition, int(epoch), SAMPLE)
+    plans = {layer: study.region_plans[layer] for layer in layers}
+    buf = _Buffers(plans, n, study.num_classes, study.storage_dtype)
+    done = 0
+    try:
+        with on_device(net, study.device), LayerRecorder(net, layers, head) as rec:
+            done = _run(study, net, rec, plans, buf, images, progress, base)
+    except KeyboardInterrupt:
+        done = buf.done
+        if done:
+            _store(study, base, plans, buf, head, done)
+        print(
+            f"patternviz: capture of {base.model}|{base.condition}|epoch {base.epoch} interrupted after "
+            f"{done} of {n} images; kept the records of those images.",
+            file=sys.stderr,
+        )
+        raise
+    keys = _store(study, base, plans, buf, head, done)
+    return CaptureSummary(
+        keys=keys,
+        regions={layer: int(p.offsets[done]) for layer, p in plans.items()},
+        images=done,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+class _Buffers:
+    """CPU arrays sized by the region budget, filled batch by batch."""
+
+    def __init__(self, plans: dict[str, RegionPlan], n: int, k: int, dtype: str) -> None:
+        self.plans = plans
+        self.dtype = torch.float16 if dtype == "float16" else torch.float32
+        self.regions: dict[str, np.ndarray | None] = {layer: None for layer in plans}
+        self.sample: np.ndarray | None = None
+        self.logits = np.empty((n, k), np.float32)
+        self.n = n
+        self.done = 0
+
+    def put_regions(self, layer: str, r0: int, rows: torch.Tensor) -> None:
+        arr = rows.to(self.dtype).cpu().numpy()
+        if self.regions[layer] is None:
+            self.regions[layer] = np.empty((self.plans[layer].size, arr.shape[1]), arr.dtype)
+        self.regions[layer][r0 : r0 + arr.shape[0]] = arr  # type: ignore[index]
+
+    def put_sample(self, s: int, f: torch.Tensor, logits: torch.Tensor) -> None:
+        f_np = f.float().cpu().numpy()
+        if self.sample is None:
+            self.sample = np.empty((self.n, f_np.shape[1]), np.float32)
+        self.sample[s : s + f_np.shape[0]] = f_np
+        self.logits[s : s + f_np.shape[0]] = logits.float().cpu().numpy()
+
+
+def _run(
+    study: Study,
+    net: nn.Module,
+    rec: LayerRecorder,
+    plans: dict[str, RegionPlan],
+    buf: _Buffers,
+    images: Any,
+    progress: bool,
+    base: Key,
+) -> int:
+    from tqdm.auto import tqdm
+
+    device = study.device
+    n = study.data.n
+    bar = tqdm(total=n, disable=not progress, unit="img", desc=f"capture {base.model}|{base.condition}|{base.epoch}")
+    idx = {layer: (torch.from_numpy(p.image.astype(np.int64)), torch.from_numpy(p.cell)) for layer, p in plans.items()}
+    try:
+        for bi, batch in enumerate(study.data.batches(study.batch_size)):
+            s, e = batch.start, batch.start + batch.images.shape[0]
+            x = _inputs(batch, images, rec, device)
+            with torch.inference_mode():
+                rec.clear()
+                out = net(x)
+                logits = out if isinstance(out, torch.Tensor) else None
+                if logits is None or logits.shape != (e - s, study.num_classes):
+                    got = tuple(logits.shape) if logits is not None else type(out).__name__
+                    raise CaptureError(f"The model returned {got} for batch {bi}; expected ({e - s}, {study.num_classes}).")
+                if rec.sample is None:
+                    raise CaptureError(f"Sample layer {rec.sample_layer!r} was not called in batch {bi}.")
+                checks = [("the model output (logits)", logits), (f"sample layer {rec.sample_layer!r}", rec.sample)]
+                rows: dict[str, tuple[int, torch.Tensor]] = {}
+                for layer, plan in plans.items():
+                    t = rec.outputs.get(layer)
+                    if t is None:
+                        raise CaptureError(f"Layer {layer!r} was not called in batch {bi}.")
+                    why = check_shape(layer, t, plan.geometry)
+                    if why:
+                        raise CaptureError(f"In batch {bi}, {why}. Capture models whose layers have the study's shapes.")
+                    r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
+                    b_idx, c_idx = idx[layer]
+                    b_local = (b_idx[r0:r1] - s).to(t.device)
+                    rows[layer] = (r0, gather_rows(t, plan.geometry, b_local, c_idx[r0:r1].to(t.device)))
+                    checks.append((f"layer {layer!r}", t))
+                finite = torch.stack([torch.isfinite(v).all() for _, v in checks]).cpu()
+                if not bool(finite.all()):
+                    what = checks[int((~finite).nonzero()[0, 0])][0]
+                    raise CaptureError(
+                        f"{what[0].upper() + what[1:]} produced NaN or Inf in batch {bi} (images {s}..{e - 1}) "
+                        f"of {base.model}|{base.condition}|epoch {base.epoch}. Check the model's weights "
+                        "(a diverged training step?) and the input normalisation."
+                    )
+                for layer, (r0, r) in rows.items():
+                    buf.put_regions(layer, r0, r)
+                buf.put_sample(s, rec.sample, logits)
+            buf.done = e
+            bar.update(e - s)
+    finally:
+        bar.close()
+    return buf.done
+
+
+def _inputs(batch: Any, images: Any, rec: LayerRecorder, device: torch.device) -> torch.Tensor:
+    s, e = batch.start, batch.start + batch.images.shape[0]
+    if images is None:
+        return batch.images.to(device, non_blocking=True)
+    if callable(images):
+        fn: Callable[..., Any] = images
+        rec.active = False
+        try:
+            with torch.enable_grad():
+                x = fn(batch.images.to(device), batch.labels.to(device))
+        finally:
+            rec.active = True
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != tuple(batch.images.shape):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InputError(f"images(x, y) must return a tensor shaped like x {tuple(batch.images.shape)}; got {got}.")
+        return x.detach().to(device)
+    return to_image_tensor(images[s:e], batched=True).to(device, non_blocking=True)
+
+
+def _store(study: Study, base: Key, plans: dict[str, RegionPlan], buf: _Buffers, head: str, done: int) -> list[Key]:
+    store = study.store
+    keys = [base] + [base.replace(layer=layer) for layer in plans]
+    partial = store.meta.setdefault("partial", {})
+    for k in keys:
+        if done < buf.n:
+            partial[str(k)] = done
+        else:
+            partial.pop(str(k), None)
+    if not partial:
+        store.meta.pop("partial", None)
+    feats = buf.sample if buf.sample is not None else np.empty((0, 0), np.float32)
+    store.put(base, SampleRecord(features=feats[:done], logits=buf.logits[:done], source=head))
+    for (layer, plan), key in zip(plans.items(), keys[1:]):
+        m = int(plan.offsets[done])
+        arr = buf.regions[layer]
+        if arr is None:
+            arr = np.empty((0, plan.geometry.channels), np.float16 if buf.dtype == torch.float16 else np.float32)
+        store.put(
+            key,
+            RegionRecord(
+                features=arr[:m],
+                image=plan.image[:m],
+                grid=plan.grid[:m],
+                box=plan.box[:m],
+                grid_shape=plan.geometry.grid,
+                kind=plan.geometry.kind,
+            ),
+        )
+    return keys
