@@ -5,6 +5,7 @@
 //
 //   node build.mjs            one production build (minified, with a linked source map)
 //   node build.mjs --watch    rebuild on change (npm run dev)
+//   node build.mjs --quiet    print warnings and errors only
 import * as esbuild from "esbuild";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -15,6 +16,7 @@ const outdir = join(here, "..", "patternviz_widget", "static");
 const entry = join(here, "src", "index.ts");
 const css = join(here, "src", "styles.css");
 const watch = process.argv.includes("--watch");
+const quiet = process.argv.includes("--quiet");
 
 if (!existsSync(entry)) {
   console.error(`build.mjs: entry ${entry} is missing`);
@@ -37,7 +39,7 @@ const options = {
   minify: !watch,
   sourcemap: watch ? "inline" : "linked",
   legalComments: "linked",
-  logLevel: "info",
+  logLevel: quiet ? "warning" : "info",
   // Every import is resolved and bundled; there is deliberately no `external` list.
 };
 

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import NotFittedError
 from .._validate import did_you_mean
+from ..errors import NotFittedError
 from .keys import SAMPLE, Key
 from .records import ProbeRecord, Record
 
