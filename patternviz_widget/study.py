@@ -210,6 +210,91 @@ class Study:
         return study
 
     # ==== adversarial + distillation (issue 7: engine/attacks.py, engine/distill.py) ============
+
+    def attack(
+        self,
+        method: str = "pgd",
+        eps: float = 8 / 255,
+        steps: int = 20,
+        step_size: float | None = None,
+        norm: str = "linf",
+        targeted: bool = False,
+        target: Any = None,
+        bounds: tuple[float, float] | None = None,
+        random_start: bool = False,
+        epoch: int | None = None,
+        record_layers: list[str] | None = None,
+        record_every: int = 1,
+        progress: bool = True,
+    ) -> Any:
+        """Return an AttackSummary after attacking the probe images and capturing them as the
+        condition "adversarial" (rows paired one to one with "clean"; PAPER.md §6).
+
+        Args:
+            method: "pgd" or "fgsm".
+            eps: ε, the budget (ℓ∞ per pixel or ℓ2 per image) in input units (paper: 0.1, ℓ∞).
+            steps: PGD iterations, all recorded (paper: 20).
+            step_size: α per step; None uses 2.5·ε/steps.
+            norm: "linf" or "l2".
+            targeted, target: move towards ``target`` (a class, or one per image).
+            bounds: valid input range; None uses (0, 1) when the probe images lie in it, else
+                their own (min, max).
+            random_start: start PGD from a random point of the ε ball.
+            epoch: the epoch key of the capture (default: the latest clean epoch; the model's
+                current weights are attacked).
+            record_layers: layers whose regions are recorded at every iteration (default: the
+                last layer); record_every: record every k-th iteration (the last always).
+            progress: show a progress bar.
+
+        See :mod:`patternviz_widget.engine.adversarial` for what is stored.
+        """
+        from .engine.adversarial import run_attack
+
+        return run_attack(
+            self, method=method, eps=eps, steps=steps, step_size=step_size, norm=norm,
+            targeted=targeted, target=target, bounds=bounds, random_start=random_start,
+            epoch=epoch, record_layers=record_layers, record_every=record_every, progress=progress,
+        )  # fmt: skip
+
+    def attack_report(
+        self, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
+    ) -> Any:
+        """Return the PAPER.md §6 measurements of the last attack (an AttackReport): Δ curves over
+        layers, knowledge points before/after and the p(c_ori) histogram at ``layer`` (default: the
+        last layer) and the trajectory types of the traced layer. Needs ``embed()`` of "clean" and
+        "adversarial" first. threshold: τ (paper: 0.4)."""
+        from .engine.attack_report import attack_report
+
+        return attack_report(self, layer=layer, epoch=epoch, threshold=threshold)
+
+    @classmethod
+    def compare(
+        cls,
+        teacher_study: Study,
+        student_study: Study,
+        pairs: Any = None,
+        by: str = "name",
+        project: bool = True,
+    ) -> Study:
+        """Return one Study holding both models as "teacher" and "student" (PAPER.md §7).
+
+        Layers pair by equal name (``by="name"``), by relative depth (``by="depth"``) or as given
+        (``pairs={teacher_layer: student_layer}``); student records are stored under the teacher
+        layer's name. When the teacher has an embedding the student is projected with the teacher's
+        Λ, M, μ (INFERRED in PAPER.md §7). Both studies must use the same probe data.
+        """
+        from .engine.pairing import compare
+
+        return compare(teacher_study, student_study, pairs=pairs, by=by, project=project)
+
+    def distill_report(self, epoch: int | None = None, threshold: float = 0.4) -> Any:
+        """Return the PAPER.md §7 measurements of a compared study (a DistillReport): knowledge
+        points per layer for both models, histograms of 1 − cos(h_s, h_t) and ‖h_s‖ − ‖h_t‖ per layer,
+        and the student's knowledge points over its epochs. threshold: τ (paper: 0.4)."""
+        from .engine.distill_analysis import distill_report
+
+        return distill_report(self, epoch=epoch, threshold=threshold)
+
     # ==== persistence (issue 3: results/io.py) ====================================================
 
     def save(self, path: str | Path) -> Path:

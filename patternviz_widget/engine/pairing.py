@@ -1,0 +1,231 @@
+"""Teacher | student: one study holding both models, layers paired (PAPER.md §7, checklist item 18).
+
+:func:`compare` copies the records of a teacher study and a student study into one store under the
+models "teacher" and "student". Each paired student layer is stored under its teacher layer's name,
+so the two models' keys line up (``Key("teacher", c, e, L)`` beside ``Key("student", c, e, L)``).
+When the teacher has an embedding, the student's features are projected with the **teacher's**
+Λ, M, μ and π (PAPER.md §7/§9.18: INFERRED, "both projected with the same Λ"), so 1 − cos(h_s, h_t)
+and ‖h_s‖ − ‖h_t‖ compare points in one frame. Region rows pair one to one because both studies
+keep the same (image, cell) rows (same probe data, seed, region budget and grid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._validate import check_choice, did_you_mean
+from ..errors import InputError, NotFittedError
+from ..results.keys import SAMPLE
+from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, SampleRecord
+from ..results.store import ResultStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..study import Study
+
+TEACHER, STUDENT = "teacher", "student"
+
+
+@dataclass
+class Pairing:
+    """How the layers of two studies pair: ``pairs`` is a list of (teacher layer, student layer)."""
+
+    pairs: list[tuple[str, str]]
+    by: str
+    projected: list[str] = field(default_factory=list)  # keys (str) projected with the teacher's Λ
+
+
+def pair_layers(
+    teacher_layers: list[str], student_layers: list[str], pairs: Any = None, by: str = "name"
+) -> list[tuple[str, str]]:
+    """Return (teacher layer, student layer) pairs: explicit, by equal name, or by relative depth.
+
+    ``by="depth"`` pairs the i-th of Lt teacher layers with the student layer at the same relative
+    position, index round(i·(Ls−1)/(Lt−1)), in each study's layer order.
+    """
+    by = check_choice(by, ["name", "depth"], "pairing")
+    if pairs is not None:
+        items = list(pairs.items()) if isinstance(pairs, dict) else [tuple(p) for p in pairs]
+        if not items:
+            raise InputError("pairs is empty; pass {teacher_layer: student_layer, ...} or drop it.")
+        for t, s in items:
+            if t not in teacher_layers:
+                raise InputError(
+                    f"Teacher layer {t!r} is not in the teacher study. {did_you_mean(t, teacher_layers, 'layer')}"
+                )
+            if s not in student_layers:
+                raise InputError(
+                    f"Student layer {s!r} is not in the student study. {did_you_mean(s, student_layers, 'layer')}"
+                )
+        return [(str(t), str(s)) for t, s in items]
+    if by == "name":
+        out = [(n, n) for n in teacher_layers if n in student_layers]
+        if not out:
+            raise InputError(
+                f"The teacher's layers {teacher_layers} and the student's {student_layers} share no "
+                "name. Pass by='depth' to pair them by relative depth, or pairs={teacher: student}."
+            )
+        return out
+    lt, ls = len(teacher_layers), len(student_layers)
+    if lt == 0 or ls == 0:
+        raise InputError("Both studies need at least one layer to pair.")
+    return [
+        (t, student_layers[0 if lt == 1 else round(i * (ls - 1) / (lt - 1))])
+        for i, t in enumerate(teacher_layers)
+    ]
+
+
+def check_same_probe(a: ResultStore, b: ResultStore) -> None:
+    """Raise InputError unless two stores analysed the same probe images in the same order."""
+    pa, pb = a.probe, b.probe
+    if pa is None or pb is None:
+        raise NotFittedError(
+            "Both studies need their probe set; make them with pv.Study(model, data, ...)."
+        )
+    same = (
+        pa.labels.shape == pb.labels.shape
+        and np.array_equal(pa.labels, pb.labels)
+        and np.array_equal(pa.data_index, pb.data_index)
+        and tuple(pa.input_size) == tuple(pb.input_size)
+        and pa.thumbnails.shape == pb.thumbnails.shape
+        and np.array_equal(pa.thumbnails, pb.thumbnails)
+    )
+    if not same:
+        raise InputError(
+            f"The teacher and the student were studied on different probe images ({pa.labels.shape[0]} "
+            f"vs {pb.labels.shape[0]} images, or another order/input size). Make both studies from "
+            "the same data with the same max_images so their regions can be compared one to one."
+        )
+
+
+def compare(
+    teacher: Study, student: Study, pairs: Any = None, by: str = "name", project: bool = True
+) -> Study:
+    """Return a new Study holding ``teacher`` and ``student`` as the models "teacher"/"student".
+
+    Args:
+        teacher, student: studies of the two models on the same probe data.
+        pairs: ``{teacher_layer: student_layer}`` (or a list of pairs); None pairs automatically.
+        by: "name" (equal module names) or "depth" (relative depth in each study's layer list).
+        project: project the student's features with the teacher's latest clean embedding (Λ, M,
+            μ, π) when the teacher has one; False keeps only what each study had.
+
+    Raises:
+        InputError: different probe sets, no common layers, region rows that do not pair, or
+            channel counts that differ from the teacher's Λ.
+    """
+    from ..study import Study
+
+    check_same_probe(teacher.store, student.store)
+    t_layers = list(teacher.store.meta.get("layers") or teacher.layers)
+    s_layers = list(student.store.meta.get("layers") or student.layers)
+    pairing = Pairing(pair_layers(t_layers, s_layers, pairs, by), by)
+    store = ResultStore()
+    store.probe = teacher.store.probe
+    store.meta.update({k: v for k, v in teacher.store.meta.items() if k != "partial"})
+    store.meta["layers"] = [t for t, _ in pairing.pairs]
+    store.meta["model_name"] = TEACHER
+    t_src, s_src = (
+        teacher.store.meta.get("model_name", "main"),
+        student.store.meta.get("model_name", "main"),
+    )
+    t_keep = {t for t, _ in pairing.pairs} | {SAMPLE}
+    rename = {s: t for t, s in pairing.pairs}
+    for (key, _), rec in teacher.store.items_with_kind():
+        if key.model == t_src and key.layer in t_keep:
+            store.put(key.replace(model=TEACHER), rec)
+    for (key, _), rec in student.store.items_with_kind():
+        if key.model == s_src and (key.layer == SAMPLE or key.layer in rename):
+            store.put(key.replace(model=STUDENT, layer=rename.get(key.layer, key.layer)), rec)
+    _check_rows(store, pairing)
+    if project:
+        pairing.projected = _project_student(store)
+    store.meta["compare"] = {
+        "models": [TEACHER, STUDENT],
+        "pairs": [list(p) for p in pairing.pairs],
+        "by": by,
+        "sources": {TEACHER: t_src, STUDENT: s_src},
+        "projected_with_teacher": pairing.projected,
+    }
+    out = Study.__new__(Study)
+    out.store = store
+    out._init_detached()
+    out.models = {TEACHER: teacher.model, STUDENT: student.model}
+    out.pairing = pairing
+    return out
+
+
+def _check_rows(store: ResultStore, pairing: Pairing) -> None:
+    for t, s in pairing.pairs:
+        tk = store.find(RegionRecord, model=TEACHER, layer=t)
+        sk = store.find(RegionRecord, model=STUDENT, layer=t)
+        if not tk or not sk:
+            continue
+        a, b = store.get(tk[0], RegionRecord), store.get(sk[0], RegionRecord)
+        if tuple(a.grid_shape) != tuple(b.grid_shape) or not (
+            np.array_equal(a.image, b.image) and np.array_equal(a.grid, b.grid)
+        ):
+            raise InputError(
+                f"Teacher layer {t!r} ({a.grid_shape[0]}×{a.grid_shape[1]} grid, {len(a.image)} rows) and "
+                f"student layer {s!r} ({b.grid_shape[0]}×{b.grid_shape[1]}, {len(b.image)} rows) keep "
+                "different regions. Pair layers of equal spatial size, or make both studies with the "
+                "same seed, regions_per_image, max_regions and grid=(rows, cols)."
+            )
+
+
+def _project_student(store: ResultStore) -> list[str]:
+    """Project every student record with the teacher's latest clean embedding; return keys done."""
+    done: list[str] = []
+    s_keys = store.find(SampleEmbedding, model=TEACHER, condition="clean", layer=SAMPLE)
+    if not s_keys:
+        return done
+    from .embed import project_samples
+
+    t_sample = store.get(s_keys[-1], SampleEmbedding)
+    for key in store.find(SampleRecord, model=STUDENT):
+        rec = store.get(key, SampleRecord)
+        if rec.features.shape[1] != t_sample.M.shape[1]:
+            raise InputError(
+                f"The student's sample features have D = {rec.features.shape[1]} but the teacher's M "
+                f"expects {t_sample.M.shape[1]}. Compare students of the teacher's architecture, or "
+                "pass project=False and embed each model on its own."
+            )
+        emb = project_samples(rec.features, t_sample, probs=rec.logits, labels=store.probe.labels)
+        emb.params["projected_from"] = str(s_keys[-1])
+        store.put(key, emb)
+        done.append(str(key))
+    for layer in store.layers(model=TEACHER):
+        r_keys = store.find(RegionEmbedding, model=TEACHER, condition="clean", layer=layer)
+        if not r_keys:
+            continue
+        t_emb = store.get(r_keys[-1], RegionEmbedding)
+        for key in store.find(RegionRecord, model=STUDENT, layer=layer):
+            done.append(str(key))
+            store.put(key, project_regions(store.get(key, RegionRecord), t_emb, str(r_keys[-1])))
+    return done
+
+
+def project_regions(rec: RegionRecord, emb: RegionEmbedding, source: str = "") -> RegionEmbedding:
+    """Return ``rec``'s features projected with a fitted RegionEmbedding's Λ (no fit)."""
+    lam = np.asarray(emb.Lambda, np.float32)
+    if rec.features.shape[1] != lam.shape[1]:
+        raise InputError(
+            f"The features have C = {rec.features.shape[1]} channels but the teacher's Λ is "
+            f"{lam.shape[0]}×{lam.shape[1]}: a student layer must have the teacher layer's channel "
+            "count to be read in the teacher's frame. Pair other layers, or pass project=False."
+        )
+    h = region_transform(rec.features, emb)
+    w = emb.w if emb.w.shape[0] == h.shape[0] else np.full(h.shape[0], np.nan, np.float32)
+    params = dict(emb.params, projected=True, projected_from=source)
+    return RegionEmbedding(
+        h=h, Lambda=lam, w=w, mean_strength=emb.mean_strength, method=emb.method, params=params
+    )
+
+
+def region_transform(features: np.ndarray, emb: RegionEmbedding) -> np.ndarray:
+    """Return h = Λ f (float32[M, 3]) with the stored Λ (which includes the controller s)."""
+    return (np.asarray(features, np.float32) @ np.asarray(emb.Lambda, np.float32).T).astype(
+        np.float32
+    )
