@@ -1,0 +1,289 @@
+"""A small harness: a throw-away JupyterLab server + headless Chromium (Playwright), with WebGL draw
+calls instrumented so the time of the first frame that draws all points can be read.
+
+Used by the render and scrubbing sections. Self-contained on purpose (the test suite's e2e harness
+asserts what a person sees; this one times frames).
+
+How a frame is timed: an init script wraps ``drawArrays``/``drawElements`` (+ instanced variants,
+WebGL1 ANGLE extension included) and ``requestAnimationFrame``. Every draw call records the
+timestamp of the animation frame it belongs to and how many vertices/instances it drew. A "full
+frame" is an animation frame whose draws add up to at least the expected number of points; it is
+"presented" at the start of the next animation frame (the browser only starts a new frame once the
+last one was handed to the compositor), which is what we report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = os.environ.get("PV_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",
+]
+
+INIT_SCRIPT = r"""
+(() => {
+  const W = window;
+  W.__pv = { draws: [], frame: -1, frameSeq: 0, presented: [] };
+  const rAF = W.requestAnimationFrame.bind(W);
+  W.requestAnimationFrame = (cb) => rAF((ts) => {
+    if (W.__pv.frame !== ts) { W.__pv.frame = ts; W.__pv.frameSeq += 1; }
+    return cb(ts);
+  });
+  // a frame clock of our own, so "presented" is known even when the page stops animating
+  const tick = (ts) => {
+    const p = W.__pv;
+    if (p.pending !== undefined) { p.presented.push([p.pending, performance.now()]); p.pending = undefined; }
+    rAF(tick);
+  };
+  rAF(tick);
+  const rec = (count) => {
+    const p = W.__pv;
+    if (count < 1000) return;                      // ignore UI quads, labels, axes
+    const seq = p.frameSeq;
+    p.draws.push([seq, performance.now(), count]);
+    p.pending = seq;
+  };
+  const wrap = (proto, name, countOf) => {
+    if (!proto || !proto[name]) return;
+    const orig = proto[name];
+    proto[name] = function (...a) { rec(countOf(a)); return orig.apply(this, a); };
+  };
+  for (const P of [W.WebGLRenderingContext, W.WebGL2RenderingContext]) {
+    if (!P) continue;
+    wrap(P.prototype, "drawArrays", (a) => a[2]);
+    wrap(P.prototype, "drawElements", (a) => a[1]);
+  }
+  if (W.WebGL2RenderingContext) {
+    const p2 = W.WebGL2RenderingContext.prototype;
+    wrap(p2, "drawArraysInstanced", (a) => Math.max(a[2], a[3]));
+    wrap(p2, "drawElementsInstanced", (a) => Math.max(a[1], a[4]));
+  }
+  const getExt = W.WebGLRenderingContext && W.WebGLRenderingContext.prototype.getExtension;
+  if (getExt) {
+    W.WebGLRenderingContext.prototype.getExtension = function (name) {
+      const ext = getExt.call(this, name);
+      if (ext && name === "ANGLE_instanced_arrays" && !ext.__pvWrapped) {
+        const p = Object.getPrototypeOf(ext);
+        wrap(p, "drawArraysInstancedANGLE", (a) => Math.max(a[2], a[3]));
+        wrap(p, "drawElementsInstancedANGLE", (a) => Math.max(a[1], a[4]));
+        ext.__pvWrapped = true;
+      }
+      return ext;
+    };
+  }
+})();
+"""
+
+# Summarise the draw log in the page: frames (by sequence) whose draws sum to >= n points.
+FULL_FRAMES_JS = r"""
+([n, since]) => {
+  const p = window.__pv, by = new Map();
+  for (const [seq, t, c] of p.draws) {
+    if (t < since) continue;
+    const f = by.get(seq) || { seq, t0: t, t1: t, count: 0 };
+    f.t1 = t; f.count += c; by.set(seq, f);
+  }
+  const pres = new Map(p.presented.map(([s, t]) => [s, t]));
+  return [...by.values()].filter((f) => f.count >= n)
+    .map((f) => ({ seq: f.seq, drawn: f.t1, presented: pres.has(f.seq) ? pres.get(f.seq) : null,
+                   count: f.count }));
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def jupyterlab(root: Path, timeout_s: float = 90.0):
+    """Start JupyterLab on a free port serving ``root``; yield its base URL; stop it after."""
+    port = free_port()
+    cfg = Path(tempfile.mkdtemp(prefix="pvbench_lab_"))
+    settings = cfg / "settings" / "@jupyterlab"
+    for ext, body in {
+        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+    }.items():
+        f = settings / ext
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(body))
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(cfg / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(cfg / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(cfg / "runtime"),
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    log = open(cfg / "server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+            "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--ServerApp.disable_check_xsrf=True",
+            f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() - t0 > timeout_s:
+                    raise RuntimeError("JupyterLab did not start:\n" + (cfg / "server.log").read_text()[-2000:]) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextmanager
+def chromium(viewport: tuple[int, int] = (1280, 900)):
+    """Yield a Playwright page in headless Chromium with the draw-call instrumentation."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            ctx.add_init_script(INIT_SCRIPT)
+            page = ctx.new_page()
+            yield page
+        finally:
+            browser.close()
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """Write a notebook of code cells (python3 kernel)."""
+    nb = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
+            for src in cells
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(nb))
+
+
+def open_notebook(page: Any, url: str, name: str, timeout_s: float = 120.0) -> None:
+    """Open ``name`` in JupyterLab and wait until its kernel is idle."""
+    page.goto(f"{url}/lab/tree/{name}", timeout=timeout_s * 1000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
+    page.wait_for_function(
+        "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator, .jp-KernelStatus');"
+        " return !s || /idle/i.test(s.getAttribute('data-status') || s.textContent || 'idle'); }",
+        timeout=timeout_s * 1000,
+    )
+    time.sleep(1.0)
+
+
+def run_cell(page: Any, index: int, timeout_s: float = 600.0, wait: bool = True) -> float:
+    """Execute cell ``index``; return the page clock (ms) right before the keypress."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Escape")  # command mode: Ctrl+Enter runs without moving on
+    t0 = page.evaluate("() => performance.now()")
+    page.keyboard.press("Control+Enter")
+    if wait:
+        wait_cell(page, index, timeout_s)
+    return t0
+
+
+def wait_cell(page: Any, index: int, timeout_s: float = 600.0) -> None:
+    """Wait until cell ``index`` shows an execution count; raise with its error output if it failed."""
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputArea-prompt")
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        text = prompt.inner_text()
+        if "[" in text and "*" not in text and any(ch.isdigit() for ch in text):
+            break
+        time.sleep(0.05)
+    else:
+        raise TimeoutError(f"cell {index} did not finish in {timeout_s} s")
+    err = page.locator(".jp-Notebook .jp-Cell").nth(index).locator("[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type*='error']")
+    if err.count():
+        txt = err.first.inner_text()
+        if "Traceback" in txt or "Error" in txt:
+            raise RuntimeError(f"cell {index} failed:\n{txt[-1500:]}")
+
+
+def full_frames(page: Any, n_points: int, since_ms: float) -> list[dict]:
+    """Frames after ``since_ms`` (page clock) whose draw calls cover at least ``n_points``."""
+    return page.evaluate(FULL_FRAMES_JS, [int(n_points), float(since_ms)])
+
+
+def wait_full_frame(page: Any, n_points: int, since_ms: float, timeout_s: float = 300.0) -> dict:
+    """Wait for the first full, presented frame after ``since_ms``; return it."""
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        frames = [f for f in full_frames(page, n_points, since_ms) if f["presented"] is not None]
+        if frames:
+            return frames[0]
+        time.sleep(0.02)
+    raise TimeoutError(f"no frame drew {n_points:,} points within {timeout_s} s")
+
+
+def largest_canvas_box(page: Any, cell_index: int) -> dict:
+    """Bounding box of the largest canvas in the output of cell ``cell_index``."""
+    canvases = page.locator(".jp-Notebook .jp-Cell").nth(cell_index).locator(".jp-OutputArea canvas")
+    boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
+    boxes = [b for b in boxes if b and b["width"] * b["height"] > 0]
+    if not boxes:
+        raise RuntimeError(f"no canvas in the output of cell {cell_index}")
+    return max(boxes, key=lambda b: b["width"] * b["height"])
+
+
+def drag_frames(page: Any, box: dict, n_points: int, steps: int = 40, button: str = "left") -> dict:
+    """Drag across ``box`` in ``steps`` moves; return frame statistics of the redraws it caused."""
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    dx = box["width"] * 0.25
+    since = page.evaluate("() => performance.now()")
+    page.mouse.move(cx - dx, cy)
+    page.mouse.down(button=button)
+    for i in range(1, steps + 1):
+        page.mouse.move(cx - dx + 2 * dx * i / steps, cy + 0.1 * dx * (i % 2))
+    page.mouse.up(button=button)
+    time.sleep(1.0)
+    end = page.evaluate("() => performance.now()")
+    frames = [f for f in full_frames(page, n_points, since) if f["presented"] is not None]
+    times = [f["presented"] for f in frames]
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    out: dict[str, Any] = {"frames": len(frames), "moves": steps, "span_ms": round(end - since, 1)}
+    if gaps:
+        out.update(
+            median_frame_ms=round(gaps[len(gaps) // 2], 1),
+            p95_frame_ms=round(gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))], 1),
+            mean_frame_ms=round((times[-1] - times[0]) / (len(times) - 1), 1),
+        )
+        out["fps"] = round(1000.0 / out["mean_frame_ms"], 2) if out["mean_frame_ms"] > 0 else None
+    return out

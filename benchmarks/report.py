@@ -1,0 +1,172 @@
+"""Render ``RESULTS.md`` from the section JSON files in a results folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._common import fmt_s
+
+ORDER = ("capture", "embed", "display", "scrub", "memory")
+
+
+def _load(out: Path) -> dict[str, dict]:
+    docs = {}
+    for name in ORDER:
+        p = out / f"{name}.json"
+        if p.exists():
+            docs[name] = json.loads(p.read_text())
+    return docs
+
+
+def _machine(doc: dict) -> str:
+    m = doc["machine"]
+    return (
+        f"{m['cpu']}, {m['cores']} cores (torch threads {m['torch_threads']}), {m['ram_gb']} GiB RAM, "
+        f"Python {m['python']}, torch {m['torch']}, device **{m['device']}**; "
+        f"load average before/after {m['load_avg_1_5_15'][0]} / {doc.get('load_avg_after', ['?'])[0]}"
+    )
+
+
+def _mb(x) -> str:
+    return "—" if x is None else f"{x:,.0f} MiB"
+
+
+def write(out: Path) -> Path:
+    """Write ``out/RESULTS.md`` from the JSON files there and return its path."""
+    out = Path(out)
+    docs = _load(out)
+    lines = ["# Benchmark results", ""]
+    lines += [
+        "Written by `scripts/bench` (`python -m benchmarks.run`); every figure below comes from the JSON",
+        "file named in its section, which also holds the exact command, the machine and raw timings.",
+        "Ratios are ours / the alternative (below 1 = ours is faster).",
+        "",
+    ]
+    if not docs:
+        lines.append("No results yet: run `scripts/bench`.")
+    cuda = any(d["machine"].get("cuda") for d in docs.values())
+    if docs and not cuda:
+        lines += [
+            "**GPU:** none on this machine, so every figure is CPU-only. The suite picks CUDA by itself",
+            "when torch sees a GPU (`device=None`), so the same command measures the GPU there.",
+            "",
+        ]
+    for name in ORDER:
+        if name not in docs:
+            continue
+        doc = docs[name]
+        lines += [f"## {doc['section']}", "", f"- command: `{doc['command']}` ({doc['started']}, {doc['seconds']} s)",
+                  f"- machine: {_machine(doc)}", f"- raw: [`{name}.json`]({name}.json)", ""]
+        if doc["status"] != "ok":
+            lines += ["**failed:**", "", "```", doc["result"].get("error", "")[-1500:], "```", ""]
+            continue
+        lines += globals()[f"_{name}"](doc["result"]) + [""]
+    path = out / "RESULTS.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def _capture(r: dict) -> list[str]:
+    rows = [
+        f"{r['n_images']:,} images {'x'.join(map(str, r['input']))}, {r['model']}, layers {', '.join(r['layers'])}, "
+        f"batch {r['batch_size']}, {r['device']}, {r['repeats']} alternating repeats; regions kept per layer: "
+        + ", ".join(f"{k}: {v:,}" for k, v in r["regions_kept"].items()),
+        "",
+        "| plain forward (median) | capture of 4 layers (median) | ratio (median) | ratio (min) | target |",
+        "|---|---|---|---|---|",
+        f"| {fmt_s(r['forward_median_s'])} | {fmt_s(r['capture_median_s'])} | **{r['ratio_median']:.3f}** | "
+        f"{r['ratio_min']:.3f} | ≤ {r['target']} ({'met' if r['meets_target'] else 'NOT met'}) |",
+    ]
+    if r.get("profile_top_tottime"):
+        rows += ["", "Above target; cProfile of one capture (top by own time):", "", "```",
+                 *r["profile_top_tottime"], "```"]
+    return rows
+
+
+def _embed(r: dict) -> list[str]:
+    from .bench_embed import LABELS
+
+    rows = [
+        f"Synthetic class-structured regional features (`benchmarks/synthetic.py`), dim {r['dim']}, "
+        f"10 classes, 8x8 regions per image; each method alone in a fresh process; limit "
+        f"{r['limit_s'] / 60:.0f} min per fit; {r['n_jobs']} threads. k-NN: k=10, split by image 80/20 "
+        "(at most 50k train / 5k test points); 'object' = object regions only.",
+        "",
+        "| method | n | fit | vs ours | peak RSS | k-NN all | k-NN object |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in r["rows"]:
+        label = LABELS.get(x["method"], x["method"])
+        n = f"{x['n']:,}"
+        if x["method"] == "feature space":
+            if x.get("status", "ok") == "ok":
+                rows.append(f"| *feature space ({r['dim']}-D), the ceiling* | {n} | — | — | — | "
+                            f"{x['knn']['all']:.3f} | {x['knn']['object']:.3f} |")
+            continue
+        if x.get("status") != "ok":
+            why = x.get("reason") or x.get("status")
+            if x.get("status") in ("timeout", "exceeded"):
+                why = f"exceeded {r['limit_s'] / 60:.0f} min"
+            elif x.get("status") == "error":
+                why = "error: " + x.get("error", "")[-120:].replace("\n", " ").replace("|", "/")
+            rows.append(f"| {label} | {n} | {why} | | | | |")
+            continue
+        ratio = x.get("time_vs_ours")
+        rows.append(
+            f"| {label} | {n} | {fmt_s(x['fit_s'])} | {'' if ratio is None else f'{ratio:.2f}x'} | "
+            f"{_mb(x.get('peak_rss_mb'))} | {x['knn']['all']:.3f} | {x['knn']['object']:.3f} |"
+        )
+    rows += ["", "'vs ours' = method seconds / our seconds at the same n (above 1: ours is faster). "
+             "Warm-up (imports, numba JIT) is excluded from 'fit' and stored as `warmup_s`."]
+    return rows
+
+
+def _display(r: dict) -> list[str]:
+    rows = [
+        "Headless Chromium (SwiftShader, software WebGL) through JupyterLab; the same points (ours 3-D, "
+        "jupyter-scatter x/y) coloured by class, one kernel, one page. 'first frame' = keypress that runs "
+        "the cell → first presented frame that draws every point; drag = 40 mouse moves across the plot.",
+        "",
+        "| n | widget | first frame | vs jupyter-scatter | drag: frames | median frame | p95 frame | fps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for x in r["rows"]:
+        if x.get("status") != "ok":
+            rows.append(f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | |")
+            continue
+        p = x["pan"]
+        ratio = x.get("first_frame_vs_jscatter")
+        rows.append(
+            f"| {x['n']:,} | {x['widget']} | {fmt_s(x['first_frame_s'])} | {'' if ratio is None else f'{ratio:.2f}x'} | "
+            f"{p['frames']} | {p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {p.get('fps', '—')} |"
+        )
+    return rows
+
+
+def _scrub(r: dict) -> list[str]:
+    rows = [r.get("note", ""), "", "| prefetch | steps | median latency | p95 latency | max |", "|---|---|---|---|---|"]
+    for x in r.get("rows", []):
+        if x.get("status") != "ok":
+            rows.append(f"| {x['prefetch']} | error: {x.get('error', '')[:150]} | | | |")
+            continue
+        rows.append(f"| {x['prefetch']} | {x['steps']} | {x['median_ms']} ms | {x['p95_ms']} ms | {x['max_ms']} ms |")
+    if r.get("prefetch_speedup"):
+        rows += ["", f"Median latency without / with prefetch: **{r['prefetch_speedup']:.1f}x**."]
+    return rows
+
+
+def _memory(r: dict) -> list[str]:
+    rows = [
+        f"{r['n_images']:,} images x {len(r['layers'])} layers on {r['device']}, default budget "
+        f"(regions_per_image={r['regions_per_image']}, max_regions={r['max_regions']:,}): regions kept "
+        + ", ".join(f"{v:,}" for v in r["regions_kept"].values())
+        + f"; images {r['images_mb']} MiB; store {r['store_after_capture_mb']} MiB after capture, "
+        f"{r['store_after_embed_mb']} MiB after embed.",
+        "",
+        "| stage | peak RSS so far | RSS after | seconds |",
+        "|---|---|---|---|",
+    ]
+    for name, s in r["stages"].items():
+        rows.append(f"| {name} | {_mb(s['peak_rss_mb'])} | {_mb(s['rss_mb'])} | {fmt_s(s.get('seconds'))} |")
+    return rows

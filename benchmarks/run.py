@@ -1,0 +1,128 @@
+"""One command for every benchmark: ``python -m benchmarks.run`` (``scripts/bench`` sets up first).
+
+Sections (``--sections``, comma-separated; default all):
+
+* ``capture``  — capture of 4 layers vs a plain forward pass (ratio; target <= 1.10)
+* ``embed``    — ours vs scikit-learn PCA / t-SNE, openTSNE, UMAP on 10^4..10^6 regional
+  features: seconds, peak RSS, k-NN accuracy in the embedding vs in feature space
+* ``display``  — JupyterLab + headless Chromium: display() -> first frame and drag frame time,
+  10^5 and 10^6 points, ours vs jupyter-scatter
+* ``scrub``    — epoch change -> new frame, with and without prefetch
+* ``memory``   — peak RSS of capture + embedding for 10,000 images x 4 layers, default budget
+
+``--smoke`` runs every section at tiny sizes (the test suite does this) and writes to a temporary
+folder unless ``--out`` is given. The device is chosen automatically (CUDA when present);
+``--device cpu`` forces one. Results: ``benchmarks/results/<section>.json`` and ``RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import report
+from ._common import RESULTS_DIR, machine_info, now, write_json
+
+SECTIONS = ("capture", "embed", "display", "scrub", "memory")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(float(s)) for s in text.split(",") if s)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (seconds); results go to a temp dir unless --out")
+    p.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS_DIR})")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: CUDA when present, else CPU)")
+    p.add_argument("--embed-sizes", type=_sizes, default=None, help="e.g. 1e4,1e5,1e6")
+    p.add_argument("--embed-dim", type=int, default=128, help="channels of the regional features (64..512)")
+    p.add_argument("--embed-methods", default="ours,pca,tsne_sklearn,opentsne,umap")
+    p.add_argument("--limit-min", type=float, default=10.0, help="per-method time limit for the embedding section")
+    p.add_argument("--display-sizes", type=_sizes, default=None, help="e.g. 1e5,1e6")
+    p.add_argument("--capture-images", type=int, default=None)
+    p.add_argument("--memory-images", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        print(f"unknown section(s) {bad}; choose from {SECTIONS}", file=sys.stderr)
+        return 2
+    out = args.out or (Path(tempfile.mkdtemp(prefix="pvbench_smoke_")) if args.smoke else RESULTS_DIR)
+    smoke = args.smoke
+    command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    print(f"[bench] {command.strip()}  ->  {out}")
+    failed = []
+    for section in sections:
+        machine = machine_info()
+        t0 = time.perf_counter()
+        started = now()
+        try:
+            result = _run_section(section, args, smoke)
+            status = "ok"
+        except Exception:  # noqa: BLE001  (one broken section must not lose the others)
+            traceback.print_exc()
+            result, status = {"error": traceback.format_exc()[-3000:]}, "error"
+            failed.append(section)
+        doc = {
+            "section": section,
+            "status": status,
+            "smoke": smoke,
+            "command": command.strip(),
+            "started": started,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "machine": machine,
+            "load_avg_after": machine_info()["load_avg_1_5_15"],
+            "result": result,
+        }
+        path = write_json(section, doc, out)
+        print(f"[bench] {section}: {status} in {doc['seconds']} s -> {path}")
+    md = report.write(out)
+    print(f"[bench] table -> {md}")
+    return 1 if failed else 0
+
+
+def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
+    if section == "capture":
+        from . import bench_capture
+
+        n = a.capture_images or (64 if smoke else 2048)
+        return bench_capture.run(n_images=n, repeats=1 if smoke else 5, device=a.device, width=8 if smoke else 32,
+                                 size=32 if smoke else 64, batch_size=32 if smoke else 64)
+    if section == "embed":
+        from . import bench_embed
+
+        sizes = a.embed_sizes or ((1_000,) if smoke else (10_000, 100_000, 1_000_000))
+        methods = tuple(m.strip() for m in a.embed_methods.split(",") if m.strip())
+        ours_kwargs = {"device": a.device, **({"smoke": True} if smoke else {})}
+        return bench_embed.run(sizes=sizes, dim=16 if smoke else a.embed_dim, methods=methods,
+                               limit_s=(60.0 if smoke else 60.0 * a.limit_min), ours_kwargs=ours_kwargs)
+    if section == "display":
+        from . import bench_display
+
+        sizes = a.display_sizes or ((2_000,) if smoke else (100_000, 1_000_000))
+        return bench_display.display(sizes=sizes, timeout_s=120 if smoke else 600)
+    if section == "scrub":
+        from . import bench_display
+
+        return bench_display.scrub(n=2_000 if smoke else 100_000, epochs=3 if smoke else 6, smoke=smoke)
+    if section == "memory":
+        from . import bench_memory
+
+        n = a.memory_images or (64 if smoke else 10_000)
+        return bench_memory.run(n_images=n, smoke=smoke, device=a.device)
+    raise AssertionError(section)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
