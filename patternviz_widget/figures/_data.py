@@ -1,0 +1,266 @@
+"""What a figure reads: a study (or store, or study file) and a view state -> arrays to draw.
+
+Figures never compute features or embeddings; they read records from the study's
+:class:`~patternviz_widget.results.ResultStore` and ask the engine for knowledge points
+(``study.knowledge_points``), exactly as the widget does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._style import GLYPH_CODES
+from .._validate import did_you_mean
+from ..errors import InputError, NotFittedError
+from ..results import SAMPLE, Key, ProbeRecord, RegionEmbedding, RegionRecord, ResultStore
+from ..results import SampleEmbedding as SampleEmbeddingRecord
+from ..study import Study
+
+#: Names a user may give for the sample-level (whole-image) view instead of a layer.
+SAMPLE_NAMES = (SAMPLE, "sample", "samples")
+
+
+def as_study(source: Any) -> Study:
+    """Return ``source`` as a :class:`Study`: a Study, a ResultStore, or the path of a study file."""
+    if isinstance(source, Study):
+        return source
+    if isinstance(source, ResultStore):
+        study = Study.__new__(Study)
+        study.store = source
+        study._init_detached()
+        return study
+    if isinstance(source, (str, Path)):
+        return Study.load(source)
+    raise InputError(
+        f"Expected a pv.Study, a ResultStore or the path of a saved study, got {type(source).__name__}."
+    )
+
+
+def probe(study: Study) -> ProbeRecord:
+    """The study's probe record, or an error naming the step that makes it."""
+    if study.store.probe is None:
+        raise NotFittedError("This study has no probe images yet. Run study.capture() first.")
+    return study.store.probe
+
+
+def class_names(study: Study) -> list[str]:
+    """Class names from the probe record (or the store's meta, or "0".."K-1")."""
+    store = study.store
+    if store.probe is not None and store.probe.class_names:
+        return [str(c) for c in store.probe.class_names]
+    names = store.meta.get("class_names")
+    if names:
+        return [str(c) for c in names]
+    return [str(c) for c in range(int(store.meta.get("num_classes", 0)))]
+
+
+def is_sample_layer(layer: str | None) -> bool:
+    """True when ``layer`` names the sample-level view."""
+    return layer is None or layer in SAMPLE_NAMES
+
+
+def resolve_key(
+    study: Study,
+    kind: type,
+    layer: str | None = None,
+    epoch: int | None = None,
+    condition: str = "clean",
+    model: str | None = None,
+) -> Key:
+    """Return the :class:`Key` a view state names, checking that a ``kind`` record exists there.
+
+    ``layer=None`` means the sample-level view; ``epoch=None`` the latest epoch that has a ``kind``
+    record; ``model=None`` the study's own model name. Unknown names raise an error listing the
+    closest valid ones.
+    """
+    store = study.store
+    layer_name = SAMPLE if is_sample_layer(layer) else str(layer)
+    if model is None:
+        model = default_model(study)
+    found = store.find(kind)
+    if not found:
+        raise NotFittedError(
+            f"This study has no {kind.__name__} records yet. "
+            + (
+                "Run study.embed() first."
+                if "Embedding" in kind.__name__
+                else "Run study.capture() first."
+            )
+        )
+    _check_field("model", model, sorted({k.model for k in found}))
+    found = [k for k in found if k.model == model]
+    _check_field("condition", condition, sorted({k.condition for k in found}))
+    found = [k for k in found if k.condition == condition]
+    layers = [k.layer for k in found]
+    if layer_name != SAMPLE:
+        _check_field("layer", layer_name, [n for n in store.layers(model) if n in layers] or layers)
+    elif SAMPLE not in layers:
+        raise NotFittedError(
+            f"No sample-level {kind.__name__} for model {model!r}, condition {condition!r}."
+        )
+    epochs = sorted({k.epoch for k in found if k.layer == layer_name})
+    if epoch is None:
+        epoch = epochs[-1]
+    elif int(epoch) not in epochs:
+        raise InputError(
+            f"No {kind.__name__} at epoch {epoch} for layer {layer_name!r} ({model}, {condition}). "
+            f"Epochs available: {epochs}."
+        )
+    return Key(model=model, condition=condition, epoch=int(epoch), layer=layer_name)
+
+
+def default_model(study: Study) -> str:
+    """The model a view shows when none is named: the study's own, else the first stored."""
+    store = study.store
+    model = store.meta.get("model_name") or getattr(study, "model_name", None) or "main"
+    if model not in store.models() and store.models():
+        model = store.models()[0]
+    return str(model)
+
+
+def _check_field(what: str, value: str, valid: list[str]) -> None:
+    if value not in valid:
+        raise InputError(f"Unknown {what} {value!r}. {did_you_mean(str(value), valid, what)}")
+
+
+def mu_for(study: Study, key: Key) -> np.ndarray:
+    """The class directions μ_c (K×3) that frame ``key``: its own sample embedding, else the clean one."""
+    store = study.store
+    for cand in (key.replace(layer=SAMPLE), key.replace(layer=SAMPLE, condition="clean")):
+        if store.has(cand, SampleEmbeddingRecord):
+            return np.asarray(store.get(cand, SampleEmbeddingRecord).mu, dtype=np.float32)
+    raise NotFittedError(
+        f"No sample embedding (μ_c) for {key.replace(layer=SAMPLE)}. Run study.embed()."
+    )
+
+
+@dataclass
+class RegionView:
+    """Everything a regional figure draws for one key.
+
+    h: float32[M, 3] regional embeddings. image: int[M] probe image of each row. label: int[M] true
+    class of that image. grid: int[M, 2] (row, col). grid_shape: (rows, cols). glyph: uint8[M] codes
+    of :data:`~patternviz_widget._style.GLYPH_CODES`. kp: the engine's KnowledgePoints. mu: K×3.
+    """
+
+    key: Key
+    h: np.ndarray
+    image: np.ndarray
+    label: np.ndarray
+    grid: np.ndarray
+    grid_shape: tuple[int, int]
+    glyph: np.ndarray
+    kp: Any
+    mu: np.ndarray
+    mean_strength: float
+
+
+def knowledge(study: Study, key: Key, threshold: float) -> Any:
+    """The engine's knowledge points of ``key`` at threshold τ (``study.knowledge_points``)."""
+    if not hasattr(study, "knowledge_points"):
+        raise NotFittedError(
+            "This installation has no knowledge-point engine (engine/knowledge.py)."
+        )
+    return study.knowledge_points(
+        key.layer, epoch=key.epoch, condition=key.condition, model=key.model, threshold=threshold
+    )
+
+
+def glyph_codes(is_kp: np.ndarray, is_reliable: np.ndarray) -> np.ndarray:
+    """uint8 glyph code per region: reliable KP, unreliable KP, or non-discriminative."""
+    codes = np.full(len(is_kp), GLYPH_CODES["non_discriminative"], dtype=np.uint8)
+    codes[np.asarray(is_kp) & np.asarray(is_reliable)] = GLYPH_CODES["reliable"]
+    codes[np.asarray(is_kp) & ~np.asarray(is_reliable)] = GLYPH_CODES["unreliable"]
+    return codes
+
+
+def region_view(
+    study: Study,
+    layer: str,
+    epoch: int | None = None,
+    condition: str = "clean",
+    model: str | None = None,
+    threshold: float = 0.4,
+) -> RegionView:
+    """Read the regional embedding, regions and knowledge points of one view state."""
+    key = resolve_key(study, RegionEmbedding, layer, epoch, condition, model)
+    emb = study.store.get(key, RegionEmbedding)
+    regions = study.store.get(key, RegionRecord)
+    labels = np.asarray(probe(study).labels)
+    image = np.asarray(regions.image, dtype=np.int64)
+    kp = knowledge(study, key, threshold)
+    return RegionView(
+        key=key,
+        h=np.asarray(emb.h, dtype=np.float32),
+        image=image,
+        label=labels[image],
+        grid=np.asarray(regions.grid, dtype=np.int64),
+        grid_shape=tuple(int(v) for v in regions.grid_shape),  # type: ignore[arg-type]
+        glyph=glyph_codes(np.asarray(kp.is_kp, bool), np.asarray(kp.is_reliable, bool)),
+        kp=kp,
+        mu=mu_for(study, key),
+        mean_strength=float(emb.mean_strength),
+    )
+
+
+@dataclass
+class SampleView:
+    """Everything the sample-level figure draws for one key: g (N×3), labels (N), μ (K×3)."""
+
+    key: Key
+    g: np.ndarray
+    label: np.ndarray
+    predicted: np.ndarray
+    mu: np.ndarray
+
+
+def sample_view(
+    study: Study, epoch: int | None = None, condition: str = "clean", model: str | None = None
+) -> SampleView:
+    """Read the sample embedding g = M f and μ_c of one view state."""
+    from ..results import SampleRecord
+
+    key = resolve_key(study, SampleEmbeddingRecord, SAMPLE, epoch, condition, model)
+    emb = study.store.get(key, SampleEmbeddingRecord)
+    labels = np.asarray(probe(study).labels, dtype=np.int64)
+    predicted = labels
+    if study.store.has(key, SampleRecord):
+        predicted = np.asarray(study.store.get(key, SampleRecord).logits).argmax(axis=1)
+    return SampleView(
+        key, np.asarray(emb.g, np.float32), labels, predicted, np.asarray(emb.mu, np.float32)
+    )
+
+
+def check_selection(selection: Any, n: int, what: str = "selection") -> np.ndarray | None:
+    """Return ``selection`` (row indices) as a sorted int array within [0, n), or None for none."""
+    if selection is None:
+        return None
+    sel = np.asarray(selection).reshape(-1)
+    if sel.size == 0:
+        return None
+    if sel.dtype == bool:
+        if sel.size != n:
+            raise InputError(
+                f"A boolean {what} must have {n} entries (one per point), got {sel.size}."
+            )
+        return np.flatnonzero(sel)
+    if not np.issubdtype(sel.dtype, np.integer):
+        raise InputError(f"{what} must hold integer row indices, got dtype {sel.dtype}.")
+    if sel.min() < 0 or sel.max() >= n:
+        raise InputError(
+            f"{what} indices must lie in [0, {n}); got {int(sel.min())}..{int(sel.max())}."
+        )
+    return np.unique(sel)
+
+
+def title_for(key: Key, extra: str = "") -> str:
+    """The title every view of ``key`` carries (the widget uses the same words)."""
+    where = "samples" if key.layer == SAMPLE else key.layer
+    parts = [where, f"epoch {key.epoch}", key.condition]
+    if key.model not in ("main", ""):
+        parts.append(key.model)
+    return " · ".join(parts) + (f" — {extra}" if extra else "")

@@ -1,0 +1,91 @@
+"""A synthetic study store whose geometry is known by construction, for figure tests.
+
+K classes with orthogonal-ish directions μ_c; region r of image i at layer ℓ and epoch e sits at
+``s(ℓ, e) · μ_{y_i}`` plus noise when the cell lies on the object, near the origin otherwise, so
+deeper layers and later epochs hold more knowledge points. Images are coloured squares on grey
+with a foreground mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from patternviz_widget.results import (
+    SAMPLE,
+    Key,
+    ProbeRecord,
+    RegionEmbedding,
+    RegionRecord,
+    ResultStore,
+    SampleEmbedding,
+    SampleRecord,
+)
+
+CLASS_NAMES = ["circle", "square", "triangle"]
+INPUT = 32
+
+
+def make_store(
+    n_images: int = 9,
+    layers: tuple[str, ...] = ("features.2", "features.5", "features.9"),
+    epochs: tuple[int, ...] = (0, 1, 2),
+    conditions: tuple[str, ...] = ("clean",),
+    models: tuple[str, ...] = ("main",),
+    grid: int = 4,
+    seed: int = 0,
+) -> ResultStore:
+    """Return a filled store: probe, sample/region records and embeddings for every key."""
+    rng = np.random.default_rng(seed)
+    k = len(CLASS_NAMES)
+    labels = np.arange(n_images) % k
+    mu = np.eye(3, dtype=np.float32)[:k]
+    thumbs = np.full((n_images, 16, 16, 3), 120, np.uint8)
+    masks = np.zeros((n_images, INPUT, INPUT), np.uint8)
+    colors = np.array([[78, 121, 167], [242, 142, 43], [225, 87, 89]], np.uint8)
+    for i in range(n_images):
+        thumbs[i, 4:12, 4:12] = colors[labels[i]]
+        masks[i, 8:24, 8:24] = 1
+    store = ResultStore()
+    store.probe = ProbeRecord(
+        labels=labels.astype(np.int64), thumbnails=thumbs, input_size=(INPUT, INPUT),
+        class_names=list(CLASS_NAMES), data_index=np.arange(n_images), masks=masks,
+    )  # fmt: skip
+    store.meta.update({"layers": list(layers), "class_names": list(CLASS_NAMES), "num_classes": k,
+                       "model_name": models[0], "seed": seed})  # fmt: skip
+    rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    cells = np.stack([rows.ravel(), cols.ravel()], 1)
+    on_object = np.array([1 <= r <= 2 and 1 <= c <= 2 for r, c in cells])
+    cell = INPUT / grid
+    for model in models:
+        for condition in conditions:
+            for e in epochs:
+                grow = (e + 1) / len(epochs)
+                g = mu[labels] * (1 + 2 * grow) + rng.normal(0, 0.3, (n_images, 3)).astype(
+                    np.float32
+                )
+                if condition == "adversarial":
+                    g = mu[(labels + 1) % k] * (1 + 2 * grow) + rng.normal(0, 0.3, (n_images, 3))
+                logits = (g @ mu.T * 3).astype(np.float32)
+                key = Key(model, condition, e, SAMPLE)
+                store.put(key, SampleRecord(features=rng.normal(size=(n_images, 8)).astype(np.float32),
+                                            logits=logits))  # fmt: skip
+                store.put(key, SampleEmbedding(g=g.astype(np.float32), mu=mu, pi=np.full(k, 1 / k, np.float32),
+                                               M=np.zeros((3, 8), np.float32), kl=0.1))  # fmt: skip
+                for depth, layer in enumerate(layers):
+                    image = np.repeat(np.arange(n_images), len(cells)).astype(np.int32)
+                    gr = np.tile(cells, (n_images, 1)).astype(np.int16)
+                    obj = np.tile(on_object, n_images)
+                    target = labels[image] if condition == "clean" else np.where(
+                        depth == len(layers) - 1, (labels[image] + 1) % k, labels[image])  # fmt: skip
+                    strength = (0.3 + depth) * (0.2 + grow) * obj + 0.1
+                    h = mu[target] * strength[:, None] + rng.normal(0, 0.15, (len(image), 3))
+                    box = np.stack([gr[:, 1] * cell, gr[:, 0] * cell, (gr[:, 1] + 1) * cell,
+                                    (gr[:, 0] + 1) * cell], 1).astype(np.float32)  # fmt: skip
+                    lk = Key(model, condition, e, layer)
+                    store.put(lk, RegionRecord(features=rng.normal(size=(len(image), 4)).astype(np.float32),
+                                               image=image, grid=gr, box=box, grid_shape=(grid, grid)))  # fmt: skip
+                    ms = float(np.linalg.norm(h, axis=1).mean())
+                    store.put(lk, RegionEmbedding(h=h.astype(np.float32), Lambda=np.zeros((3, 4), np.float32),
+                                                  w=np.full(len(image), 1 / len(cells), np.float32),
+                                                  mean_strength=ms))  # fmt: skip
+    return store
