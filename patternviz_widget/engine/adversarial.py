@@ -259,11 +259,12 @@ class _Trace:
         net = self.study.model
         with LayerRecorder(net, self.layers) as rec:
             logits = net(xt)
+            outputs = dict(rec.outputs)  # the recorder forgets them on exit
         self.logits[i, s:e] = logits.float().cpu().numpy()
         for layer in self.layers:
             plan = self.study.region_plans[layer]
             r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
-            out = rec.outputs[layer] if layer in rec.outputs else None
+            out = outputs.get(layer)
             if out is None or r1 == r0:
                 continue
             b = torch.as_tensor(plan.image[r0:r1].astype(np.int64) - s, device=out.device)

@@ -43,7 +43,7 @@ def pair_layers(
     """Return (teacher layer, student layer) pairs: explicit, by equal name, or by relative depth.
 
     ``by="depth"`` pairs the i-th of Lt teacher layers with the student layer at the same relative
-    position, index round(i·(Ls−1)/(Lt−1)), in each study's layer order.
+    position, index ⌊i·(Ls−1)/(Lt−1) + ½⌋, in each study's layer order.
     """
     by = check_choice(by, ["name", "depth"], "pairing")
     if pairs is not None:
@@ -72,7 +72,7 @@ def pair_layers(
     if lt == 0 or ls == 0:
         raise InputError("Both studies need at least one layer to pair.")
     return [
-        (t, student_layers[0 if lt == 1 else round(i * (ls - 1) / (lt - 1))])
+        (t, student_layers[0 if lt == 1 else int(i * (ls - 1) / (lt - 1) + 0.5)])
         for i, t in enumerate(teacher_layers)
     ]
 
@@ -170,8 +170,9 @@ def _check_rows(store: ResultStore, pairing: Pairing) -> None:
             raise InputError(
                 f"Teacher layer {t!r} ({a.grid_shape[0]}×{a.grid_shape[1]} grid, {len(a.image)} rows) and "
                 f"student layer {s!r} ({b.grid_shape[0]}×{b.grid_shape[1]}, {len(b.image)} rows) keep "
-                "different regions. Pair layers of equal spatial size, or make both studies with the "
-                "same seed, regions_per_image, max_regions and grid=(rows, cols)."
+                "different regions. Pair layers of equal spatial size and make both studies with the "
+                "same seed, regions_per_image, max_regions and grid=(rows, cols). Regions are drawn per "
+                "layer name, so layers with different names pair only with regions_per_image=None."
             )
 
 
