@@ -271,12 +271,13 @@ class Study:
     def compare(
         cls,
         teacher_study: Study,
-        student_study: Study,
+        student_study: Study | dict[str, Study],
         pairs: Any = None,
         by: str = "name",
         project: bool = True,
     ) -> Study:
-        """Return one Study holding both models as "teacher" and "student" (PAPER.md §7).
+        """Return one Study holding both models as "teacher" and "student" (PAPER.md §7);
+        ``student_study`` may also be ``{name: study}`` to hold several students by name.
 
         Layers pair by equal name (``by="name"``), by relative depth (``by="depth"``) or as given
         (``pairs={teacher_layer: student_layer}``); student records are stored under the teacher

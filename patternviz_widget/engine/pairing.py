@@ -11,7 +11,6 @@ keep the same (image, cell) rows (same probe data, seed, region budget and grid)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,15 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..study import Study
 
 TEACHER, STUDENT = "teacher", "student"
-
-
-@dataclass
-class Pairing:
-    """How the layers of two studies pair: ``pairs`` is a list of (teacher layer, student layer)."""
-
-    pairs: list[tuple[str, str]]
-    by: str
-    projected: list[str] = field(default_factory=list)  # keys (str) projected with the teacher's Λ
 
 
 def pair_layers(
@@ -101,15 +91,18 @@ def check_same_probe(a: ResultStore, b: ResultStore) -> None:
 
 
 def compare(
-    teacher: Study, student: Study, pairs: Any = None, by: str = "name", project: bool = True
-) -> Study:
-    """Return a new Study holding ``teacher`` and ``student`` as the models "teacher"/"student".
+    teacher: Study, student: Study | dict[str, Study], pairs: Any = None, by: str = "name",
+    project: bool = True,
+) -> Study:  # fmt: skip
+    """Return a new Study holding the teacher as model "teacher" and the student(s) beside it.
 
     Args:
-        teacher, student: studies of the two models on the same probe data.
+        teacher: the study of the teacher.
+        student: the study of one student (model "student"), or ``{name: study}`` for several
+            (models named by the keys, e.g. {"logit-KD": s1, "feature-KD": s2, "scratch": s3}).
         pairs: ``{teacher_layer: student_layer}`` (or a list of pairs); None pairs automatically.
         by: "name" (equal module names) or "depth" (relative depth in each study's layer list).
-        project: project the student's features with the teacher's latest clean embedding (Λ, M,
+        project: project each student's features with the teacher's latest clean embedding (Λ, M,
             μ, π) when the teacher has one; False keeps only what each study had.
 
     Raises:
@@ -118,49 +111,60 @@ def compare(
     """
     from ..study import Study
 
-    check_same_probe(teacher.store, student.store)
+    students = dict(student) if isinstance(student, dict) else {STUDENT: student}
+    for name in students:
+        if not isinstance(name, str) or not name or "|" in name or name == TEACHER:
+            raise InputError(
+                f"Student names must be non-empty strings without '|' other than 'teacher'; got {name!r}."
+            )
     t_layers = list(teacher.store.meta.get("layers") or teacher.layers)
-    s_layers = list(student.store.meta.get("layers") or student.layers)
-    pairing = Pairing(pair_layers(t_layers, s_layers, pairs, by), by)
+    all_pairs: dict[str, list[tuple[str, str]]] = {}
+    for name, st in students.items():
+        check_same_probe(teacher.store, st.store)
+        s_layers = list(st.store.meta.get("layers") or st.layers)
+        all_pairs[name] = pair_layers(t_layers, s_layers, pairs, by)
     store = ResultStore()
     store.probe = teacher.store.probe
     store.meta.update({k: v for k, v in teacher.store.meta.items() if k != "partial"})
-    store.meta["layers"] = [t for t, _ in pairing.pairs]
+    paired = {t for ps in all_pairs.values() for t, _ in ps}
+    store.meta["layers"] = [t for t in t_layers if t in paired]
     store.meta["model_name"] = TEACHER
-    t_src, s_src = (
-        teacher.store.meta.get("model_name", "main"),
-        student.store.meta.get("model_name", "main"),
-    )
-    t_keep = {t for t, _ in pairing.pairs} | {SAMPLE}
-    rename = {s: t for t, s in pairing.pairs}
-    for (key, _), rec in teacher.store.items_with_kind():
-        if key.model == t_src and key.layer in t_keep:
-            store.put(key.replace(model=TEACHER), rec)
-    for (key, _), rec in student.store.items_with_kind():
-        if key.model == s_src and (key.layer == SAMPLE or key.layer in rename):
-            store.put(key.replace(model=STUDENT, layer=rename.get(key.layer, key.layer)), rec)
-    _check_rows(store, pairing)
-    if project:
-        pairing.projected = _project_student(store)
+    t_src = teacher.store.meta.get("model_name", "main")
+    _copy(teacher.store, store, t_src, TEACHER, {t: t for t in paired})
+    sources = {TEACHER: t_src}
+    for name, st in students.items():
+        sources[name] = st.store.meta.get("model_name", "main")
+        _copy(st.store, store, sources[name], name, {s: t for t, s in all_pairs[name]})
+        _check_rows(store, name, all_pairs[name])
+    projected = _project_students(store, list(students)) if project else []
     store.meta["compare"] = {
-        "models": [TEACHER, STUDENT],
-        "pairs": [list(p) for p in pairing.pairs],
+        "models": [TEACHER, *students],
+        "pairs": {name: [list(p) for p in ps] for name, ps in all_pairs.items()},
         "by": by,
-        "sources": {TEACHER: t_src, STUDENT: s_src},
-        "projected_with_teacher": pairing.projected,
+        "sources": sources,
+        "projected_with_teacher": projected,
     }
     out = Study.__new__(Study)
     out.store = store
     out._init_detached()
-    out.models = {TEACHER: teacher.model, STUDENT: student.model}
-    out.pairing = pairing
+    out.models = {TEACHER: teacher.model, **{n: st.model for n, st in students.items()}}
+    out.pairing = all_pairs
     return out
 
 
-def _check_rows(store: ResultStore, pairing: Pairing) -> None:
-    for t, s in pairing.pairs:
+def _copy(
+    src: ResultStore, dst: ResultStore, model: str, as_model: str, rename: dict[str, str]
+) -> None:
+    """Copy ``model``'s records of the renamed layers (and the sample layer) as ``as_model``."""
+    for (key, _), rec in src.items_with_kind():
+        if key.model == model and (key.layer == SAMPLE or key.layer in rename):
+            dst.put(key.replace(model=as_model, layer=rename.get(key.layer, key.layer)), rec)
+
+
+def _check_rows(store: ResultStore, student: str, pairs: list[tuple[str, str]]) -> None:
+    for t, s in pairs:
         tk = store.find(RegionRecord, model=TEACHER, layer=t)
-        sk = store.find(RegionRecord, model=STUDENT, layer=t)
+        sk = store.find(RegionRecord, model=student, layer=t)
         if not tk or not sk:
             continue
         a, b = store.get(tk[0], RegionRecord), store.get(sk[0], RegionRecord)
@@ -176,7 +180,7 @@ def _check_rows(store: ResultStore, pairing: Pairing) -> None:
             )
 
 
-def _project_student(store: ResultStore) -> list[str]:
+def _project_students(store: ResultStore, students: list[str]) -> list[str]:
     """Project every student record with the teacher's latest clean embedding; return keys done."""
     done: list[str] = []
     s_keys = store.find(SampleEmbedding, model=TEACHER, condition="clean", layer=SAMPLE)
@@ -185,7 +189,7 @@ def _project_student(store: ResultStore) -> list[str]:
     from .embed import project_samples
 
     t_sample = store.get(s_keys[-1], SampleEmbedding)
-    for key in store.find(SampleRecord, model=STUDENT):
+    for key in [k for m in students for k in store.find(SampleRecord, model=m)]:
         rec = store.get(key, SampleRecord)
         if rec.features.shape[1] != t_sample.M.shape[1]:
             raise InputError(
@@ -202,7 +206,7 @@ def _project_student(store: ResultStore) -> list[str]:
         if not r_keys:
             continue
         t_emb = store.get(r_keys[-1], RegionEmbedding)
-        for key in store.find(RegionRecord, model=STUDENT, layer=layer):
+        for key in [k for m in students for k in store.find(RegionRecord, model=m, layer=layer)]:
             done.append(str(key))
             store.put(key, project_regions(store.get(key, RegionRecord), t_emb, str(r_keys[-1])))
     return done
@@ -226,7 +230,7 @@ def project_regions(rec: RegionRecord, emb: RegionEmbedding, source: str = "") -
 
 
 def region_transform(features: np.ndarray, emb: RegionEmbedding) -> np.ndarray:
-    """Return h = Λ f (float32[M, 3]) with the stored Λ (which includes the controller s)."""
-    return (np.asarray(features, np.float32) @ np.asarray(emb.Lambda, np.float32).T).astype(
-        np.float32
-    )
+    """Return h = Λ f (float32[M, 3]) with a fitted embedding's Λ (controller and centring as fitted)."""
+    from .region_embed import project_regions as _project
+
+    return _project(np.asarray(features, np.float32), emb)

@@ -76,7 +76,7 @@ def test_compare_puts_both_models_in_one_store_and_projects_with_teacher_lambda(
     both = pv.Study.compare(teacher, student)
     assert both.store.models() == ["student", "teacher"]
     assert both.store.layers() == ["1", "3"]
-    assert both.store.meta["compare"]["pairs"] == [["1", "1"], ["3", "3"]]
+    assert both.store.meta["compare"]["pairs"] == {"student": [["1", "1"], ["3", "3"]]}
     t_key, s_key = Key("teacher", "clean", 0, "3"), Key("student", "clean", 0, "3")
     lam = both.store.get(t_key, RegionEmbedding).Lambda
     f_s = both.store.get(s_key, RegionRecord).features
@@ -96,7 +96,7 @@ def test_depth_pairing_renames_student_layers():
     teacher = _study(_net(seed=1), layers=("1", "3"), regions_per_image=None)
     student = _study(_net(seed=2), layers=("0", "2"), regions_per_image=None)
     both = pv.Study.compare(teacher, student, by="depth")
-    assert both.store.meta["compare"]["pairs"] == [["1", "0"], ["3", "2"]]
+    assert both.store.meta["compare"]["pairs"] == {"student": [["1", "0"], ["3", "2"]]}
     assert both.store.find(RegionRecord, model="student") == [
         Key("student", "clean", 0, "1"),
         Key("student", "clean", 0, "3"),
@@ -124,3 +124,18 @@ def test_channel_mismatch_with_teacher_lambda_is_a_clear_error():
         pv.Study.compare(teacher, student)
     both = pv.Study.compare(teacher, student, project=False)  # each model on its own is fine
     assert both.store.models() == ["student", "teacher"]
+
+
+def test_several_students_share_the_teacher_frame():
+    teacher = _study(_net(seed=1))
+    _fake_embedding(teacher, "3")
+    students = {"logit": _study(_net(seed=2)), "feature": _study(_net(seed=3))}
+    both = pv.Study.compare(teacher, students)
+    assert both.store.models() == ["feature", "logit", "teacher"]
+    assert both.store.meta["compare"]["models"] == ["teacher", "logit", "feature"]
+    lam = both.store.get(Key("teacher", "clean", 0, "3"), RegionEmbedding).Lambda
+    for name in students:
+        emb = both.store.get(Key(name, "clean", 0, "3"), RegionEmbedding)
+        np.testing.assert_array_equal(emb.Lambda, lam)
+    with pytest.raises(InputError, match="other than 'teacher'"):
+        pv.Study.compare(teacher, {"teacher": students["logit"]})
