@@ -230,6 +230,9 @@ def run_attack(
             ),
         )
     summary.keys.append(adv_key)
+    from .attack_report import project_condition  # read with the clean Λ, M, μ when fitted
+
+    summary.keys += project_condition(study, "adversarial", int(epoch), name)
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -1,0 +1,186 @@
+"""``study.attack_report()``: the PAPER.md §6 measurements of a study's last attack.
+
+Reads what :func:`~patternviz_widget.engine.adversarial.run_attack` stored, projects the adversarial
+records (and the per-iteration trace) with the **clean** Λ, M and μ when that was not done yet, and
+hands the arrays to :mod:`~patternviz_widget.engine.attack_analysis`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._validate import check_probability
+from ..errors import InputError, NotFittedError
+from ..results.keys import SAMPLE, Key
+from ..results.records import (
+    ArrayRecord,
+    RegionEmbedding,
+    RegionRecord,
+    SampleEmbedding,
+    SampleRecord,
+)
+from . import attack_analysis as aa
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..study import Study
+
+ADV = "adversarial"
+
+
+@dataclass
+class AttackReport:
+    """PAPER.md §6 for one attack: ``settings`` (method, ε, success rate, …), ``deltas`` (Δ curves
+    over layers, attacked images only), ``kp`` (knowledge points before/after and the p(c_ori)
+    histogram at ``layer``) and ``trajectories`` (Types 1–4 at ``layer``, None if not traced)."""
+
+    layer: str
+    epoch: int
+    settings: dict
+    deltas: aa.LayerShift
+    kp: aa.KPShift
+    trajectories: aa.Trajectories | None
+
+    def table(self) -> str:
+        """A plain-text summary of the numbers the paper reports."""
+        lines = [
+            f"attack {self.settings.get('method')} {self.settings.get('norm')} "
+            f"eps={self.settings.get('eps', float('nan')):.4g}: success {self.settings.get('success_rate', float('nan')):.1%}",
+            "layer            Δ_orientation  Δ_strength",
+        ]
+        for name, o, s in zip(self.deltas.layers, self.deltas.orientation, self.deltas.strength):
+            lines.append(f"{name:<16} {o:>13.3f} {s:>11.3f}")
+        k = self.kp
+        lines.append(
+            f"{self.layer}: KPs of c_ori before {k.mean_ori_before:.2f}/img, of c_adv after "
+            f"{k.mean_adv_after:.2f}/img, overlap (Jaccard) {k.overlap:.3f}, p(c_ori|h_clean) mode "
+            f"{k.mode:.3f}, share < τ {k.share_below_threshold:.1%}"
+        )
+        if self.trajectories is not None:
+            c = self.trajectories.counts
+            lines.append(
+                f"trajectory types 1-4: {c.tolist()} of {len(self.trajectories.rows)} regions"
+            )
+        return "\n".join(lines)
+
+
+def attack_report(
+    study: Study, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
+) -> AttackReport:
+    """Return an :class:`AttackReport` (see :meth:`patternviz_widget.Study.attack_report`)."""
+    threshold = check_probability(threshold, "threshold (τ)")
+    store = study.store
+    model = store.meta.get("model_name", getattr(study, "model_name", "main"))
+    epochs = store.epochs(model=model, condition=ADV)
+    if not epochs:
+        raise NotFittedError(
+            "This study has no adversarial results. Run study.attack(eps=...) first."
+        )
+    epoch = epochs[-1] if epoch is None else int(epoch)
+    info_key = Key(model, ADV, epoch, SAMPLE)
+    if not store.has(info_key, ArrayRecord) or store.get(info_key, ArrayRecord).name != "attack":
+        raise NotFittedError(
+            f"No attack record at epoch {epoch} (have {epochs}). Run study.attack()."
+        )
+    project_condition(study, ADV, epoch, model)
+    info = store.get(info_key, ArrayRecord)
+    layers = [
+        n
+        for n in store.layers(model=model)
+        if store.has(Key(model, ADV, epoch, n), RegionEmbedding)
+    ]
+    if not layers:
+        raise NotFittedError("No clean embedding to read the attack with. Run study.embed() first.")
+    layer = layers[-1] if layer is None else layer
+    if layer not in layers:
+        from .._validate import did_you_mean
+
+        raise InputError(
+            f"No adversarial embedding of layer {layer!r}. {did_you_mean(layer, layers, 'layer')}"
+        )
+    labels, adv_pred = info.arrays["labels"], info.arrays["adv_pred"]
+    attacked = aa.attacked_images(labels, info.arrays["clean_pred"], adv_pred)
+    pairs, rows = {}, {}
+    for name in layers:
+        e_c, e_a = (store.get(Key(model, c, epoch, name), RegionEmbedding) for c in ("clean", ADV))
+        image = store.get(Key(model, "clean", epoch, name), RegionRecord).image.astype(np.int64)
+        pairs[name] = (e_c.h, e_a.h, float(e_c.mean_strength))
+        rows[name] = np.flatnonzero(attacked[image])
+    deltas = aa.layer_shift(pairs, rows)
+    kps = {c: study.knowledge_points(layer, epoch=epoch, condition=c, model=model, threshold=threshold)
+           for c in ("clean", ADV)}  # fmt: skip
+    image = store.get(Key(model, "clean", epoch, layer), RegionRecord).image.astype(np.int64)
+    kp = aa.kp_shift(
+        kps["clean"].posterior, kps[ADV].posterior, image, labels, adv_pred, attacked, threshold
+    )
+    traj = None
+    trace_key = Key(model, ADV, epoch, layer)
+    if store.has(trace_key, ArrayRecord) and "h" in store.get(trace_key, ArrayRecord).arrays:
+        emb = store.get(Key(model, "clean", epoch, layer), RegionEmbedding)
+        mu = store.get(Key(model, "clean", epoch, SAMPLE), SampleEmbedding).mu
+        h = store.get(trace_key, ArrayRecord).arrays["h"]
+        traj = aa.trajectory_types(
+            h, mu, posterior_fn(mu), float(emb.mean_strength), image, labels, adv_pred, attacked
+        )
+    return AttackReport(layer, epoch, dict(info.meta), deltas, kp, traj)
+
+
+def project_condition(study: Study, condition: str, epoch: int, model: str) -> list[Key]:
+    """Project ``condition``'s records (and attack traces) with the clean embedding of the same
+    model and epoch where no embedding is stored yet; return the keys written."""
+    from .embed import project_samples
+    from .region_embed import project_regions
+
+    store = study.store
+    done: list[Key] = []
+    s_clean, s_key = Key(model, "clean", epoch, SAMPLE), Key(model, condition, epoch, SAMPLE)
+    if (
+        store.has(s_clean, SampleEmbedding)
+        and store.has(s_key, SampleRecord)
+        and not store.has(s_key, SampleEmbedding)
+    ):
+        rec = store.get(s_key, SampleRecord)
+        emb = project_samples(rec.features, store.get(s_clean, SampleEmbedding), probs=rec.logits)
+        store.put(s_key, emb)
+        done.append(s_key)
+    for layer in store.layers(model=model):
+        c_key, key = Key(model, "clean", epoch, layer), Key(model, condition, epoch, layer)
+        if not store.has(c_key, RegionEmbedding):
+            continue
+        clean = store.get(c_key, RegionEmbedding)
+        if store.has(key, RegionRecord) and not store.has(key, RegionEmbedding):
+            h = project_regions(store.get(key, RegionRecord).features, clean)
+            params = dict(clean.params, projected=True, projected_from=str(c_key))
+            store.put(key, RegionEmbedding(h=h, Lambda=clean.Lambda, w=clean.w, mean_strength=clean.mean_strength,
+                                           method=clean.method, params=params))  # fmt: skip
+            done.append(key)
+        if store.has(key, ArrayRecord):
+            trace = store.get(key, ArrayRecord)
+            if (
+                trace.name == "attack_trace"
+                and "h" not in trace.arrays
+                and "features" in trace.arrays
+            ):
+                f = trace.arrays["features"]
+                h = np.stack(
+                    [project_regions(f[t].astype(np.float32), clean) for t in range(f.shape[0])]
+                )
+                arrays = {**trace.arrays, "h": h.astype(np.float32)}
+                store.put(
+                    key,
+                    ArrayRecord(
+                        arrays=arrays,
+                        name=trace.name,
+                        meta={**trace.meta, "projected_with": str(c_key)},
+                    ),
+                )
+    return done
+
+
+def posterior_fn(mu: np.ndarray) -> aa.Posterior:
+    """p(c | h) of the knowledge-point engine (PAPER.md §4) for h already ÷ mean strength."""
+    from . import knowledge
+
+    return lambda hs: np.asarray(knowledge.posterior(hs, mu))
