@@ -39,7 +39,7 @@ def _check_pair(current: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, 
         raise InputError("procrustes_rotation needs at least one point; got 0 rows.")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise InputError(
-            "procrustes_rotation got NaN or Inf coordinates. Check the embedding fit of both epochs."
+            "procrustes_rotation got NaN or Inf coordinates. Check both epochs' embedding fits."
         )
     return a, b
 
@@ -76,20 +76,22 @@ def procrustes_rotation(
 
     1. on the raw coordinates (least squares in L2), giving ``R1``;
     2. on unit-normalised coordinates of ``current @ R1`` and ``previous``, after dropping the
-       ``drop_outliers`` share of points with the largest displacement ``||current @ R1 - previous||``
+       ``drop_outliers`` share of points with the largest displacement
+       ``||current @ R1 - previous||``
        (so points that really moved between epochs do not drag the frame), giving ``R2``;
 
     and returns ``R = R1 @ R2``.
 
     Reflections: the paper's ``R = U Vᵀ`` is any orthogonal matrix, so it may be a reflection
-    (det −1). We follow the paper by default (``proper=False``): the embedding objective is invariant
+    (det −1). We follow the paper by default (``proper=False``): the embedding objective is
+    invariant
     to every orthogonal map, so a fit may come out mirrored, and only a reflection can undo that —
     which is exactly the "flip" alignment is meant to remove. Norms and cosines (hence Q and the
     knowledge points) are kept either way. ``proper=True`` forces a rotation (det +1).
 
     Args:
         current: float[N, d] embedding of the new epoch (g or h rows).
-        previous: float[N, d] the same points (same row order) at the previous epoch, already aligned.
+        previous: float[N, d] the same points (same row order) at the previous epoch, aligned.
         drop_outliers: share of points ignored in pass 2 (paper: 0.1 = the 10 % that moved most);
             0 keeps all.
         proper: force det(R) = +1 (no reflection).

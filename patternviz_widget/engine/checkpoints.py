@@ -91,7 +91,8 @@ def _check_keys(model: torch.nn.Module, state: Mapping[str, Any], name: str) -> 
     ]
     if bad:
         raise InputError(
-            f"Checkpoint {name} has tensors of other shapes than the study's model: {_listing(bad)}. "
+            f"Checkpoint {name} has tensors of other shapes than the study's model: "
+            f"{_listing(bad)}. "
             "Was it saved from a different architecture or number of classes?"
         )
 
@@ -140,16 +141,17 @@ def capture_checkpoints(
     epochs = [int(e) for e in epochs]
     if len(epochs) != len(sources):
         raise InputError(
-            f"Got {len(sources)} checkpoints but {len(epochs)} epochs; give one epoch per checkpoint."
+            f"Got {len(sources)} checkpoints but {len(epochs)} epochs; give one per checkpoint."
         )
     if any(e < 0 for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
         raise InputError(
-            f"epochs must be increasing integers >= 0 (the order the embedding is aligned in); got {epochs}."
+            "epochs must be increasing integers >= 0 (the order the embedding is aligned in); "
+            f"got {epochs}."
         )
     model = study.model
     if model is None:
         raise InputError(
-            "This study has no model (it was loaded from a file); build it with pv.Study(model, ...)."
+            "This study has no model (it was loaded from a file); use pv.Study(model, data, ...)."
         )
     tracker = tracker if tracker is not None else Tracker(study)
     device = getattr(study, "device", None) or "cpu"

@@ -35,8 +35,8 @@ __all__ = ["Snapshot", "Tracker", "TrackerCallback"]
 @dataclass
 class Snapshot:
     """What one :meth:`Tracker.snapshot` did: the epoch, the mean knowledge points per image of each
-    layer (``kp_total``, ``kp_reliable``; empty when the embedding was skipped) and the seconds spent
-    in each phase (``seconds``: capture, embed, knowledge, save)."""
+    layer (``kp_total``, ``kp_reliable``; empty when the embedding was skipped) and the seconds
+    spent in each phase (``seconds``: capture, embed, knowledge, save)."""
 
     epoch: int
     kp_total: dict[str, float] = field(default_factory=dict)
@@ -66,7 +66,7 @@ def preserved_rng(device: torch.device | None) -> Iterator[None]:
 
 
 class Tracker:
-    """Snapshots of a :class:`~patternviz_widget.Study` over training. Make it with ``study.tracker()``.
+    """Snapshots of a :class:`~patternviz_widget.Study` over training; made by ``study.tracker()``.
 
     Each snapshot captures the chosen layers on the study's fixed probe images (the same images and
     the same sampled regions at every epoch, so row m of a layer is the same image cell throughout),
@@ -233,22 +233,14 @@ def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
         if name not in known:
             raise InputError(
                 f"Layer {name!r} is not one of this study's layers, so it has no fixed regions to "
-                f"track. {did_you_mean(name, known, 'layer')} Add it in pv.Study(..., layers=[...])."
+                f"track. {did_you_mean(name, known, 'layer')} Add it to pv.Study(layers=[...])."
             )
     return list(layers)
 
 
 def _capture_layers(study: Study, layers: list[str], epoch: int, condition: str) -> None:
-    """Run ``study.capture`` for ``layers`` only (all of the study's layers when they are the same)."""
-    if list(layers) == list(study.layers):
-        study.capture(epoch=epoch, condition=condition, progress=False)
-        return
-    full = study.layers
-    study.layers = list(layers)  # capture reads study.layers; regions are chosen per layer name
-    try:
-        study.capture(epoch=epoch, condition=condition, progress=False)
-    finally:
-        study.layers = full
+    """Run ``study.capture`` for ``layers`` (regions come from the study's fixed plan)."""
+    study.capture(epoch=epoch, condition=condition, progress=False, layers=list(layers))
 
 
 class TrackerCallback:
@@ -258,56 +250,57 @@ class TrackerCallback:
 
     * PyTorch Lightning: ``Trainer(callbacks=[study.lightning_callback()])`` (that helper returns a
       subclass of ``lightning.pytorch.Callback`` when Lightning is installed); the epoch number is
-      ``trainer.current_epoch + 1``, and epoch 0 is snapshotted when training starts.
-    * ``pv.models.train(..., on_epoch_end=callback)`` or any loop: call ``callback()`` once per
-      epoch (arguments are ignored; the tracker counts epochs).
+      ``trainer.current_epoch + 1``, and epoch 0 is snapshotted in ``on_train_start``.
+    * ``pv.models.train(..., on_epoch_end=callback)`` (called as ``callback(epoch, model)``,
+      epochs from 1) or any loop: ``callback(epoch)``, or ``callback()`` to let the tracker count.
     * by hand: ``callback.on_train_epoch_end(trainer, module)``.
 
     Args:
         tracker: the :class:`Tracker` to drive.
-        snapshot_at_start: snapshot epoch 0 (the untrained model) when training starts
-            (``on_train_start``, or the first call) if no snapshot was taken yet.
+        snapshot_at_start: snapshot epoch 0 (the untrained model) in ``on_train_start`` (Lightning
+            calls it) if no snapshot was taken yet. A plain loop has no such moment: call
+            ``tracker.snapshot(0)`` (or ``callback.on_train_start()``) before training.
     """
 
     def __init__(self, tracker: Tracker, snapshot_at_start: bool = True) -> None:
         if not isinstance(tracker, Tracker):
             raise InputError(
-                f"TrackerCallback needs a Tracker (study.tracker(...)), got {type(tracker).__name__}."
+                f"TrackerCallback needs a Tracker (study.tracker()), got {type(tracker).__name__}."
             )
         self.tracker = tracker
         self.snapshot_at_start = bool(snapshot_at_start)
 
-    def _start(self) -> None:
+    def on_train_start(self, trainer: Any = None, pl_module: Any = None) -> None:
+        """Snapshot epoch 0 before training (when ``snapshot_at_start`` and none was taken)."""
         if self.snapshot_at_start and not self.tracker.history:
             self.tracker.snapshot(0)
 
-    def on_train_start(self, trainer: Any = None, pl_module: Any = None) -> None:
-        """Snapshot epoch 0 before the first epoch (when ``snapshot_at_start``)."""
-        self._start()
-
     def on_train_epoch_end(self, trainer: Any = None, pl_module: Any = None) -> Snapshot | None:
         """Snapshot the finished epoch (``trainer.current_epoch + 1`` when given a trainer)."""
-        self._start()
         current = getattr(trainer, "current_epoch", None)
-        if isinstance(current, int):
-            epoch = current + 1
-            self.tracker._last_epoch = epoch
-            if epoch % self.tracker.every != 0:
-                return None
-            return self.tracker.snapshot(epoch)
-        return self.tracker.step()
+        return self._epoch_done(current + 1 if isinstance(current, int) else None)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Snapshot | None:
-        """One finished epoch of a plain training loop (arguments ignored)."""
-        self._start()
-        return self.tracker.step()
+    def __call__(self, epoch: Any = None, *args: Any, **kwargs: Any) -> Snapshot | None:
+        """One finished epoch of a plain loop: ``callback(epoch, model)`` as ``pv.models.train``
+        calls it (epochs counted from 1), or ``callback()`` to let the tracker count."""
+        return self._epoch_done(
+            epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+        )
+
+    def _epoch_done(self, epoch: int | None) -> Snapshot | None:
+        if epoch is None:
+            return self.tracker.step()
+        self.tracker._last_epoch = epoch
+        if epoch % self.tracker.every != 0:
+            return None
+        return self.tracker.snapshot(epoch)
 
     def __repr__(self) -> str:
         return f"TrackerCallback({self.tracker!r})"
 
 
 def lightning_callback(tracker: Tracker, snapshot_at_start: bool = True) -> TrackerCallback:
-    """Return a :class:`TrackerCallback`, as a ``lightning.pytorch.Callback`` subclass when Lightning
+    """Return a :class:`TrackerCallback`, a ``lightning.pytorch.Callback`` subclass when Lightning
     (or ``pytorch_lightning``) is installed so that ``Trainer`` accepts it; plain otherwise."""
     base: type | None = None
     for module_name in ("lightning.pytorch", "pytorch_lightning"):

@@ -1,8 +1,8 @@
 """Follow a study file that another process (a training run with a tracker) keeps rewriting.
 
 ``pv.Study.watch(path)`` returns a model-less study whose store picks up new records as they land in
-the file; a widget showing that study updates through ``store.observe`` like it does for a tracker in
-the same kernel.
+the file; a widget showing that study updates through ``store.observe``, as it does for a tracker
+in the same kernel.
 """
 
 from __future__ import annotations
