@@ -77,16 +77,15 @@ def procrustes_rotation(
     1. on the raw coordinates (least squares in L2), giving ``R1``;
     2. on unit-normalised coordinates of ``current @ R1`` and ``previous``, after dropping the
        ``drop_outliers`` share of points with the largest displacement
-       ``||current @ R1 - previous||``
-       (so points that really moved between epochs do not drag the frame), giving ``R2``;
+       ``||current @ R1 - previous||`` (so points that really moved between epochs do not drag
+       the frame), giving ``R2``;
 
     and returns ``R = R1 @ R2``.
 
     Reflections: the paper's ``R = U Vᵀ`` is any orthogonal matrix, so it may be a reflection
     (det −1). We follow the paper by default (``proper=False``): the embedding objective is
-    invariant
-    to every orthogonal map, so a fit may come out mirrored, and only a reflection can undo that —
-    which is exactly the "flip" alignment is meant to remove. Norms and cosines (hence Q and the
+    invariant to every orthogonal map, so a fit may come out mirrored, and only a reflection can
+    undo that — which is exactly the "flip" alignment is meant to remove. Norms and cosines (hence Q and the
     knowledge points) are kept either way. ``proper=True`` forces a rotation (det +1).
 
     Args:
