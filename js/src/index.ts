@@ -1,24 +1,45 @@
-// PLACEHOLDER entry until the frontend (issue 2, widget part) lands: the real widget replaces
-// this file. It exists only so that `npm run build` and `pip install -e .` work from day one.
-interface AnyModel {
-  get(name: string): unknown;
-  on(event: string, cb: () => void): void;
-  off(event: string, cb: () => void): void;
+// anywidget entry: initialize() creates the per-model RPC channel and slice cache (shared by every
+// view of the widget); render() builds one view and returns ONE cleanup that destroys it all.
+import { createApp, type Shared } from "./app";
+import { Cache } from "./cache";
+import { Data } from "./data";
+import type { Model } from "./model";
+import { Rpc } from "./rpc";
+
+const SHARED = new WeakMap<object, Shared & { views: number }>();
+
+function shared(model: Model): Shared & { views: number } {
+  let s = SHARED.get(model);
+  if (!s) {
+    const rpc = new Rpc(model, 120_000);
+    const cache = new Cache(rpc);
+    s = { rpc, cache, data: new Data(cache, model), views: 0 };
+    SHARED.set(model, s);
+  }
+  return s;
 }
 
-function render({ model, el }: { model: AnyModel; el: HTMLElement }): () => void {
-  const div = document.createElement("div");
-  div.className = "patternviz-placeholder";
-  const update = () => {
-    div.textContent = `patternviz-widget: layer=${String(model.get("layer"))}`;
-  };
-  update();
-  model.on("change:layer", update);
-  el.appendChild(div);
+function initialize({ model }: { model: Model }): () => void {
+  shared(model);
   return () => {
-    model.off("change:layer", update);
-    div.remove();
+    const s = SHARED.get(model);
+    if (!s) return;
+    s.rpc.destroy();
+    s.cache.destroy();
+    SHARED.delete(model);
   };
 }
 
-export default { render };
+function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+  const s = shared(model);
+  s.views++;
+  el.classList.add("patternviz");
+  const cleanup = createApp(el, model, s);
+  return () => {
+    cleanup();
+    s.views--;
+    el.classList.remove("patternviz");
+  };
+}
+
+export default { initialize, render };

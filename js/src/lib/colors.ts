@@ -1,0 +1,46 @@
+// Colours: hex -> rgb, palettes from the catalog (patternviz_widget/_style.py).
+export type RGB = [number, number, number];
+
+export function hexToRgb(hex: string): RGB {
+  const h = hex.replace("#", "");
+  const v = h.length === 3 ? h.split("").map((c) => c + c).join("") : h.padEnd(6, "0");
+  return [parseInt(v.slice(0, 2), 16) / 255, parseInt(v.slice(2, 4), 16) / 255, parseInt(v.slice(4, 6), 16) / 255];
+}
+
+export function rgbCss(c: RGB, alpha = 1): string {
+  const [r, g, b] = c.map((x) => Math.round(Math.max(0, Math.min(1, x)) * 255));
+  return alpha >= 1 ? `rgb(${r},${g},${b})` : `rgba(${r},${g},${b},${alpha})`;
+}
+
+export function mix(a: RGB, b: RGB, t: number): RGB {
+  return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
+}
+
+export function luminance(c: RGB): number {
+  return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+}
+
+export const DEFAULT_PALETTE = [
+  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+];
+
+export function classColor(palette: string[], c: number): string {
+  const p = palette.length ? palette : DEFAULT_PALETTE;
+  return p[((c % p.length) + p.length) % p.length];
+}
+
+/** Parse any CSS colour the browser understands ("rgb(...)", "#fff", names) into RGB. */
+export function parseCssColor(value: string, fallback: RGB): RGB {
+  const v = value.trim();
+  if (!v) return fallback;
+  if (v.startsWith("#")) return hexToRgb(v);
+  const m = v.match(/rgba?\(([^)]+)\)/);
+  if (m) {
+    const parts = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+    if (parts.length >= 3 && parts.slice(0, 3).every((x) => Number.isFinite(x))) {
+      return [parts[0] / 255, parts[1] / 255, parts[2] / 255];
+    }
+  }
+  return fallback;
+}

@@ -1,0 +1,328 @@
+"""What the widget sends: readers that turn store records into the columns the page draws.
+
+No feature math happens here: embeddings come from the store and knowledge points from the engine
+(``study.knowledge_points``); this module only selects, reorders and packs them.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._style import CLASS_COLORS, GLYPH_CODES, GLYPHS, LAYER_COLORS
+from .errors import InputError, NotFittedError
+from .results import (
+    SAMPLE,
+    Key,
+    RegionEmbedding,
+    RegionRecord,
+    ResultStore,
+    SampleEmbedding,
+    SampleRecord,
+)
+from .study import Study
+
+#: ellipsoid radius in standard deviations (per-class covariance ellipsoids, PAPER.md §9 step 14)
+ELLIPSOID_SIGMA = 1.5
+
+
+def as_study(source: Any) -> Study:
+    """Return ``source`` as a :class:`Study`: a Study, a ResultStore, or the path of a study file."""
+    if isinstance(source, Study):
+        return source
+    if isinstance(source, ResultStore):
+        study = Study.__new__(Study)
+        study.store = source
+        study._init_detached()
+        return study
+    if isinstance(source, (str, Path)):
+        return Study.load(source)
+    raise InputError(
+        f"PatternViz needs a pv.Study, a ResultStore or the path of a saved study, got {type(source).__name__}."
+    )
+
+
+def class_names(store: ResultStore) -> list[str]:
+    """K class names as plain strings (probe record, else meta, else "0".."K-1")."""
+    if store.probe is not None and store.probe.class_names:
+        return [str(c) for c in store.probe.class_names]
+    if store.meta.get("class_names"):
+        return [str(c) for c in store.meta["class_names"]]
+    return [str(c) for c in range(int(store.meta.get("num_classes", 0)))]
+
+
+def glyph_codes(is_kp: np.ndarray, is_reliable: np.ndarray) -> np.ndarray:
+    """uint8 glyph code per point (see ``_style.GLYPH_CODES``)."""
+    is_kp = np.asarray(is_kp, bool)
+    is_reliable = np.asarray(is_reliable, bool)
+    codes = np.full(is_kp.shape[0], GLYPH_CODES["non_discriminative"], dtype=np.uint8)
+    codes[is_kp & is_reliable] = GLYPH_CODES["reliable"]
+    codes[is_kp & ~is_reliable] = GLYPH_CODES["unreliable"]
+    return codes
+
+
+class Knowledge:
+    """Bounded cache of the engine's knowledge points per (key, revision, τ).
+
+    ``get`` returns the engine's ``KnowledgePoints`` (regions) or a small dict for samples.
+    """
+
+    def __init__(self, study: Study, size: int = 6) -> None:
+        self.study = study
+        self.size = size
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.RLock()
+        self.rev: dict[str, int] = {}
+
+    def invalidate(self, key: Key) -> None:
+        with self._lock:
+            self.rev[str(key)] = self.rev.get(str(key), 0) + 1
+
+    def get(self, key: Key, threshold: float) -> Any:
+        ck = (str(key), self.rev.get(str(key), 0), round(float(threshold), 6))
+        with self._lock:
+            if ck in self._cache:
+                self._cache.move_to_end(ck)
+                return self._cache[ck]
+        value = self._samples(key, threshold) if key.is_sample else self._regions(key, threshold)
+        with self._lock:
+            self._cache[ck] = value
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return value
+
+    def _regions(self, key: Key, threshold: float) -> Any:
+        fn = getattr(self.study, "knowledge_points", None)
+        if fn is None:
+            raise NotFittedError("Knowledge points need the engine (study.knowledge_points, issue 4).")
+        return fn(key.layer, epoch=key.epoch, condition=key.condition, model=key.model, threshold=threshold)
+
+    def _samples(self, key: Key, threshold: float) -> dict[str, np.ndarray]:
+        """Sample glyphs: the model's own prediction (argmax logits) vs the true class; a sample
+        whose softmax(logits / T) peak is below τ is drawn as non-discriminative."""
+        store = self.study.store
+        labels = np.asarray(store.probe.labels) if store.probe is not None else None
+        n = store.get(key, SampleEmbedding).g.shape[0]
+        if store.has(key, SampleRecord):
+            logits = np.asarray(store.get(key, SampleRecord).logits, dtype=np.float64)
+            t = float(store.meta.get("temperature", 4.0))
+            z = logits / t
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+        else:
+            k = max(len(class_names(store)), 1)
+            p = np.full((n, k), 1.0 / k)
+        predicted = p.argmax(axis=1)
+        conf = p.max(axis=1)
+        is_kp = conf >= threshold
+        truth = labels if labels is not None and labels.shape[0] == n else predicted
+        return {
+            "posterior": p.astype(np.float32),
+            "predicted": predicted,
+            "discrimination": conf.astype(np.float32),
+            "is_kp": is_kp,
+            "is_reliable": is_kp & (predicted == truth),
+        }
+
+
+def _kp_fields(kp: Any) -> dict[str, np.ndarray]:
+    if isinstance(kp, dict):
+        return kp
+    post = np.asarray(kp.posterior, dtype=np.float32)
+    return {
+        "posterior": post,
+        "predicted": np.asarray(kp.predicted),
+        "discrimination": post.max(axis=1) if post.size else np.zeros(0, np.float32),
+        "is_kp": np.asarray(kp.is_kp, bool),
+        "is_reliable": np.asarray(kp.is_reliable, bool),
+        "strength": np.asarray(getattr(kp, "strength", np.zeros(0)), np.float32),
+    }
+
+
+def mu_for(store: ResultStore, key: Key) -> np.ndarray | None:
+    """μ_c (K×3) framing ``key``: the sample embedding of the same key, else the clean one."""
+    for cand in (key.replace(layer=SAMPLE), key.replace(layer=SAMPLE, condition="clean")):
+        if store.has(cand, SampleEmbedding):
+            return np.asarray(store.get(cand, SampleEmbedding).mu, dtype=np.float32)
+    return None
+
+
+def ellipsoids(xyz: np.ndarray, labels: np.ndarray, k: int) -> list[dict[str, Any] | None]:
+    """Per-class covariance ellipsoids: centre and three semi-axes (ELLIPSOID_SIGMA σ), or None."""
+    out: list[dict[str, Any] | None] = []
+    for c in range(k):
+        pts = xyz[labels == c]
+        if pts.shape[0] < 4:
+            out.append(None)
+            continue
+        pts = pts.astype(np.float64)
+        centre = pts.mean(axis=0)
+        vals, vecs = np.linalg.eigh(np.cov(pts.T) + 1e-12 * np.eye(3))
+        axes = (vecs * (ELLIPSOID_SIGMA * np.sqrt(np.clip(vals, 0, None)))).T
+        out.append({"centre": centre.round(6).tolist(), "axes": axes.round(6).tolist()})
+    return out
+
+
+def _subsample(n: int, max_points: int | None) -> np.ndarray | None:
+    if not max_points or n <= max_points:
+        return None
+    rng = np.random.default_rng(n)  # stable: the same ids for every key of a layer
+    return np.sort(rng.choice(n, size=int(max_points), replace=False)).astype(np.uint32)
+
+
+def point_slice(
+    study: Study, kn: Knowledge, key: Key, threshold: float, max_points: int | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Return (meta, arrays) of one key's points: xyz, glyph, discrimination, predicted (+ ids)."""
+    store = study.store
+    if key.is_sample:
+        emb: Any = store.get(key, SampleEmbedding)
+        xyz = np.asarray(emb.g, dtype=np.float32)
+        labels = np.asarray(store.probe.labels) if store.probe is not None else np.zeros(len(xyz), int)
+        image = np.arange(len(xyz))
+        mean_strength = float(np.linalg.norm(xyz, axis=1).mean()) if len(xyz) else 1.0
+    else:
+        emb = store.get(key, RegionEmbedding)
+        xyz = np.asarray(emb.h, dtype=np.float32)
+        rec = store.get(key, RegionRecord)
+        image = np.asarray(rec.image)
+        labels = np.asarray(store.probe.labels)[image] if store.probe is not None else np.zeros(len(xyz), int)
+        mean_strength = float(emb.mean_strength)
+    f = _kp_fields(kn.get(key, threshold))
+    n = xyz.shape[0]
+    k = len(class_names(store)) or (int(labels.max()) + 1 if labels.size else 1)
+    meta: dict[str, Any] = {
+        "key": str(key),
+        "n": int(n),
+        "mean_strength": mean_strength,
+        "kp_total": int(f["is_kp"].sum()),
+        "kp_reliable": int((f["is_kp"] & f["is_reliable"]).sum()),
+        "mu": None,
+        "ellipsoids": ellipsoids(xyz, labels, k) if n else [],
+        "radius": float(np.percentile(np.linalg.norm(xyz, axis=1), 98)) if n else 1.0,
+    }
+    mu = mu_for(store, key)
+    if mu is not None:
+        meta["mu"] = mu.round(6).tolist()
+    pred = np.asarray(f["predicted"])
+    arrays = {
+        "xyz": xyz,
+        "glyph": glyph_codes(f["is_kp"], f["is_reliable"]),
+        "discrimination": np.asarray(f["discrimination"], dtype=np.float32),
+        "predicted": pred.astype(np.uint8 if k <= 256 else np.uint16),
+    }
+    ids = _subsample(n, max_points)
+    if ids is not None:
+        arrays = {name: a[ids] for name, a in arrays.items()}
+        arrays["ids"] = ids
+        meta["n"] = int(ids.size)
+        meta["subsampled_from"] = int(n)
+    return meta, arrays
+
+
+def layout(store: ResultStore, layer: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Return (meta, arrays) of the points of ``layer`` (shared by every key of that layer):
+    image uint32, grid int16 (row, col), box float32 (x0, y0, x1, y1) input px, label (true class)."""
+    labels = np.asarray(store.probe.labels) if store.probe is not None else np.zeros(0, np.int64)
+    ldt = np.uint8 if labels.size == 0 or labels.max() < 256 else np.uint16
+    if layer == SAMPLE:
+        n = labels.shape[0]
+        h, w = store.probe.input_size if store.probe is not None else (1, 1)
+        return {"layer": layer, "grid_shape": [1, 1], "kind": "samples"}, {
+            "image": np.arange(n, dtype=np.uint32),
+            "grid": np.zeros((n, 2), np.int16),
+            "box": np.tile(np.array([0, 0, w, h], np.float32), (n, 1)),
+            "label": labels.astype(ldt),
+        }
+    keys = store.find(RegionRecord, layer=layer)
+    if not keys:
+        raise NotFittedError(f"No regions captured for layer {layer!r}. Run study.capture() first.")
+    rec = store.get(keys[0], RegionRecord)
+    image = np.asarray(rec.image).astype(np.uint32)
+    return {"layer": layer, "grid_shape": [int(v) for v in rec.grid_shape], "kind": rec.kind}, {
+        "image": image,
+        "grid": np.asarray(rec.grid).astype(np.int16),
+        "box": np.asarray(rec.box, dtype=np.float32),
+        "label": (labels[image] if labels.size else np.zeros(image.shape[0])).astype(ldt),
+    }
+
+
+def atlas(store: ResultStore) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All probe thumbnails tiled into ONE PNG (bytes as uint8) + labels + the tile geometry."""
+    from PIL import Image  # pillow comes with matplotlib
+
+    if store.probe is None:
+        raise NotFittedError("This study has no probe images yet. Run study.capture() first.")
+    thumbs = np.asarray(store.probe.thumbnails)
+    if thumbs.ndim == 3:
+        thumbs = np.repeat(thumbs[..., None], 3, axis=-1)
+    n, th, tw = thumbs.shape[:3]
+    cols = max(1, int(np.ceil(np.sqrt(n))))
+    rows = max(1, int(np.ceil(n / cols)))
+    sheet = np.zeros((rows * th, cols * tw, 3), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        sheet[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = thumbs[i, ..., :3]
+    buf = io.BytesIO()
+    Image.fromarray(sheet).save(buf, format="PNG", optimize=False, compress_level=3)
+    labels = np.asarray(store.probe.labels)
+    meta = {
+        "n": int(n),
+        "cols": cols,
+        "tile": [int(th), int(tw)],
+        "input_size": [int(v) for v in store.probe.input_size],
+        "has_masks": store.probe.masks is not None,
+    }
+    return meta, {"png": np.frombuffer(buf.getvalue(), np.uint8), "labels": labels.astype(np.uint16)}
+
+
+def patch_png(store: ResultStore, image: int, box: np.ndarray, size: int = 96) -> bytes:
+    """PNG of the part of probe thumbnail ``image`` that ``box`` (input pixels) covers, ``size`` px."""
+    from PIL import Image
+
+    thumb = np.asarray(store.probe.thumbnails[int(image)])
+    if thumb.ndim == 2:
+        thumb = np.repeat(thumb[..., None], 3, axis=-1)
+    ih, iw = store.probe.input_size
+    th, tw = thumb.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    c0 = int(np.clip(np.floor(x0 / iw * tw), 0, tw - 1))
+    r0 = int(np.clip(np.floor(y0 / ih * th), 0, th - 1))
+    c1 = int(np.clip(np.ceil(x1 / iw * tw), c0 + 1, tw))
+    r1 = int(np.clip(np.ceil(y1 / ih * th), r0 + 1, th))
+    crop = Image.fromarray(np.ascontiguousarray(thumb[r0:r1, c0:c1, :3]))
+    scale = size / max(crop.width, crop.height)
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.NEAREST)
+    buf = io.BytesIO()
+    crop.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def catalog(store: ResultStore, rev: dict[str, int]) -> dict[str, Any]:
+    """The small JSON the page needs to lay itself out (store.catalog() + palette + grid shapes)."""
+    cat = store.catalog()
+    names = class_names(store)
+    grids: dict[str, list[int]] = {}
+    for layer in cat["layers"]:
+        keys = store.find(RegionRecord, layer=layer)
+        if keys:
+            grids[layer] = [int(v) for v in store.get(keys[0], RegionRecord).grid_shape]
+    cat.update(
+        {
+            "class_names": names,
+            "palette": CLASS_COLORS,
+            "layer_colors": LAYER_COLORS,
+            "glyphs": {name: {"code": GLYPH_CODES[name], "label": GLYPHS[name][1]} for name in GLYPH_CODES},
+            "grid_shapes": grids,
+            "num_images": int(store.probe.labels.shape[0]) if store.probe is not None else 0,
+            "rev": {k: v for k, v in rev.items() if k in cat["entries"]},
+            "model_name": str(store.meta.get("model_name", "main")),
+        }
+    )
+    return cat

@@ -1,0 +1,156 @@
+"""Request handlers the page calls for data (``js/src/rpc.ts``), and the chunked reply format.
+
+Protocol (custom widget messages):
+
+* page -> kernel: ``{"kind": "pv:req", "id": str, "name": str, "msg": {...}}``
+* kernel -> page: one or more ``{"kind": "pv:rep", "id", "part", "parts", "chunks": [{name, offset}],
+  "meta": {...}, "arrays": {name: {dtype, shape, nbytes}}}`` messages (``meta``/``arrays`` in part 0
+  only), each with ``len(chunks)`` binary buffers and at most about :data:`MAX_MESSAGE_BYTES`; or one
+  ``{"kind": "pv:rep", "id", "part": 0, "parts": 1, "error": "..."}``.
+
+Every handler is wrapped: any exception becomes ``{"error": ...}`` so the page never waits for a reply
+that will not come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _payload
+from ._wire import to_wire_array
+from .errors import InputError
+from .results import SAMPLE, Key
+
+#: Upper bound of one reply message (Jupyter websocket messages over ~10 MB have failed).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+Handler = Callable[[Any, dict[str, Any]], tuple[dict[str, Any], dict[str, np.ndarray]]]
+
+
+def _key(msg: dict[str, Any]) -> Key:
+    try:
+        return Key.parse(str(msg["key"]))
+    except (KeyError, ValueError):
+        raise InputError(f"A request needs a key 'model|condition|epoch|layer', got {msg.get('key')!r}.") from None
+
+
+def _threshold(w: Any, msg: dict[str, Any]) -> float:
+    return float(msg.get("threshold", w.threshold))
+
+
+def handle_slice(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Point columns of one key: xyz float32 N×3, glyph uint8, discrimination float32, predicted."""
+    max_points = msg.get("max_points")
+    return _payload.point_slice(
+        w._study, w._kp, _key(msg), _threshold(w, msg), int(max_points) if max_points else None
+    )
+
+
+def handle_layout(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Region geometry of one layer (the same in every key): image uint32, grid int16, box float32."""
+    return _payload.layout(w._study.store, str(msg.get("layer", SAMPLE)))
+
+
+def handle_atlas(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All probe thumbnails as ONE PNG atlas (+ labels), not one message per image."""
+    return _payload.atlas(w._study.store)
+
+
+def handle_point(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Details of one point for the tooltip: class probabilities, KP status, strength."""
+    key = _key(msg)
+    i = int(msg["id"])
+    f = _payload._kp_fields(w._kp.get(key, _threshold(w, msg)))
+    n = f["posterior"].shape[0]
+    if not 0 <= i < n:
+        raise InputError(f"Point id {i} is outside [0, {n}) for {key}.")
+    meta = {
+        "key": str(key),
+        "id": i,
+        "predicted": int(f["predicted"][i]),
+        "discrimination": float(f["discrimination"][i]),
+        "is_kp": bool(f["is_kp"][i]),
+        "is_reliable": bool(f["is_reliable"][i]),
+    }
+    strength = f.get("strength")
+    if strength is not None and strength.size == n:
+        meta["strength"] = float(strength[i])
+    return meta, {"posterior": np.asarray(f["posterior"][i], np.float32)}
+
+
+def handle_patch(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """PNG bytes of the image patch one region sees (from the region -> input box)."""
+    layer = str(msg.get("layer", SAMPLE))
+    i = int(msg["id"])
+    _, arrays = _payload.layout(w._study.store, layer)
+    n = arrays["image"].shape[0]
+    if not 0 <= i < n:
+        raise InputError(f"Region id {i} is outside [0, {n}) for layer {layer!r}.")
+    image = int(arrays["image"][i])
+    png = _payload.patch_png(w._study.store, image, arrays["box"][i], int(msg.get("size", 96)))
+    meta = {"layer": layer, "id": i, "image": image, "box": arrays["box"][i].tolist()}
+    return meta, {"png": np.frombuffer(png, np.uint8)}
+
+
+HANDLERS: dict[str, Handler] = {
+    "slice": handle_slice,
+    "layout": handle_layout,
+    "atlas": handle_atlas,
+    "point": handle_point,
+    "patch": handle_patch,
+}
+
+
+def build_replies(
+    req_id: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], max_bytes: int = MAX_MESSAGE_BYTES
+) -> list[tuple[dict[str, Any], list[bytes]]]:
+    """Split one reply into messages of at most ~``max_bytes`` of buffers each."""
+    wire = {name: to_wire_array(a, name) for name, a in arrays.items()}
+    described = {n: {"dtype": a.dtype.name, "shape": list(a.shape), "nbytes": int(a.nbytes)} for n, a in wire.items()}
+    pieces: list[tuple[str, int, bytes]] = []
+    for name, a in wire.items():
+        raw = a.tobytes()
+        if not raw:
+            pieces.append((name, 0, b""))
+        for off in range(0, len(raw), max_bytes):
+            pieces.append((name, off, raw[off : off + max_bytes]))
+    messages: list[list[tuple[str, int, bytes]]] = [[]]
+    size = 0
+    for piece in pieces:
+        if messages[-1] and size + len(piece[2]) > max_bytes:
+            messages.append([])
+            size = 0
+        messages[-1].append(piece)
+        size += len(piece[2])
+    out = []
+    for part, group in enumerate(messages):
+        content: dict[str, Any] = {
+            "kind": "pv:rep",
+            "id": req_id,
+            "part": part,
+            "parts": len(messages),
+            "chunks": [{"name": n, "offset": o} for n, o, _ in group],
+        }
+        if part == 0:
+            content["meta"] = meta
+            content["arrays"] = described
+        out.append((content, [b for _, _, b in group]))
+    return out
+
+
+def dispatch(w: Any, content: dict[str, Any]) -> list[tuple[dict[str, Any], list[bytes]]]:
+    """Answer one request: the reply messages, or one ``{"error": ...}`` message. Never raises."""
+    req_id = str(content.get("id", ""))
+    name = content.get("name")
+    try:
+        handler = HANDLERS.get(str(name))
+        if handler is None:
+            raise InputError(f"Unknown request {name!r}. Known: {', '.join(sorted(HANDLERS))}.")
+        meta, arrays = handler(w, dict(content.get("msg") or {}))
+        return build_replies(req_id, meta, arrays)
+    except Exception as e:  # noqa: BLE001 - every failure must reach the page as {"error"}
+        error = f"{type(e).__name__}: {e}"
+        return [({"kind": "pv:rep", "id": req_id, "part": 0, "parts": 1, "error": error}, [])]

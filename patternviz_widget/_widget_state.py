@@ -1,0 +1,163 @@
+"""View-state logic of :class:`~patternviz_widget.widget.PatternViz`: defaults, checks, the
+knowledge-point summary the charts draw, and the tidy table of a selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _payload
+from ._validate import did_you_mean
+from .errors import InputError
+from .results import SAMPLE, Key, RegionEmbedding, RegionRecord, ResultStore, SampleEmbedding
+
+FEATURE_KINDS = ("regions", "samples")
+MODES = ("embedding", "forward")
+COMPARE = ("", "condition", "model", "epoch")
+RENDERERS = ("auto", "webgl", "canvas2d")
+
+
+def check_name(value: str, valid: list[str], what: str) -> str:
+    """Return ``value`` if valid (or nothing is stored yet), else raise listing close names."""
+    if valid and value not in valid:
+        raise InputError(f"Unknown {what} {value!r}. {did_you_mean(str(value), valid, what)}")
+    return value
+
+
+def check_choice(value: str, valid: tuple[str, ...], what: str) -> str:
+    """Return ``value`` if it is one of ``valid``, else raise listing them."""
+    if value not in valid:
+        shown = ", ".join(repr(v) for v in valid)
+        raise InputError(f"{what} must be one of {shown}, got {value!r}.")
+    return value
+
+
+def check_threshold(value: object) -> float:
+    """Return τ as a float in [0, 1] or raise naming the fix."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"threshold (τ) must be a number in [0, 1], got {value!r}.") from None
+    if not 0.0 <= v <= 1.0 or not np.isfinite(v):
+        raise InputError(f"threshold (τ) must be in [0, 1] (the paper uses 0.4), got {v}.")
+    return v
+
+
+def check_index(value: object, n: int, what: str) -> int:
+    """Return ``value`` as an int in [0, n) (any int when n == 0) or raise."""
+    i = int(value)  # type: ignore[call-overload]
+    if n and not 0 <= i < n:
+        raise InputError(f"{what} must be in [0, {n}), got {i}.")
+    return i
+
+
+def embedded_layers(store: ResultStore, model: str | None = None) -> list[str]:
+    """Region layers that have a RegionEmbedding (capture order)."""
+    have = {k.layer for k in store.find(RegionEmbedding) if model in (None, k.model)}
+    return [name for name in store.layers() if name in have]
+
+
+def epochs_for(store: ResultStore, model: str, condition: str, kind: str, layer: str) -> list[int]:
+    """Epochs with an embedding for (model, condition) and the current layer (or samples)."""
+    rec = SampleEmbedding if kind == "samples" else RegionEmbedding
+    want = SAMPLE if kind == "samples" else layer
+    keys = store.find(rec, model=model, condition=condition)
+    eps = sorted({k.epoch for k in keys if k.layer == want})
+    return eps or sorted({k.epoch for k in keys})
+
+
+def defaults(store: ResultStore) -> dict[str, Any]:
+    """The first view of a store: its own model, clean data, the deepest layer, the latest epoch."""
+    models = store.models()
+    model = str(store.meta.get("model_name", "main"))
+    if models and model not in models:
+        model = models[0]
+    conditions = store.conditions(model)
+    condition = "clean" if "clean" in conditions or not conditions else conditions[0]
+    layers = embedded_layers(store, model) or store.layers(model)
+    kind = "regions" if embedded_layers(store, model) else "samples"
+    layer = layers[-1] if layers else ""
+    eps = epochs_for(store, model, condition, kind, layer)
+    return {
+        "model": model,
+        "condition": condition,
+        "layer": layer,
+        "feature_kind": kind,
+        "epoch": eps[-1] if eps else 0,
+    }
+
+
+def compare_values(store: ResultStore, compare: str, key: Key) -> list[str]:
+    """Values the right-hand view may take in compare mode ``compare`` (as strings)."""
+    if compare == "condition":
+        return [c for c in store.conditions(key.model) if c != key.condition]
+    if compare == "model":
+        return [m for m in store.models() if m != key.model]
+    if compare == "epoch":
+        return [str(e) for e in store.epochs(key.model, key.condition) if e != key.epoch]
+    return []
+
+
+def kp_summary(study: Any, kn: _payload.Knowledge, model: str, condition: str, threshold: float,
+               cache: dict) -> dict[str, Any]:
+    """Knowledge points per image for every (layer, epoch) of one (model, condition): what the
+    sparkline and the dashboard's bqplot charts draw. Cached per (key, revision, τ)."""
+    store = study.store
+    layers: dict[str, Any] = {}
+    for layer in embedded_layers(store, model):
+        keys = [k for k in store.find(RegionEmbedding, model=model, condition=condition, layer=layer)]
+        row: dict[str, list] = {"epochs": [], "total": [], "reliable": [], "r_reliable": []}
+        for key in keys:
+            ck = (str(key), kn.rev.get(str(key), 0), round(float(threshold), 6))
+            if ck not in cache:
+                kp = kn.get(key, threshold)
+                cache[ck] = (float(kp.mean_total), float(kp.mean_reliable), float(kp.r_reliable))
+            total, reliable, r_rel = cache[ck]
+            row["epochs"].append(key.epoch)
+            row["total"].append(_finite(total))
+            row["reliable"].append(_finite(reliable))
+            row["r_reliable"].append(_finite(r_rel))
+        layers[layer] = row
+    return {"model": model, "condition": condition, "threshold": float(threshold), "layers": layers}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def selected_table(study: Any, kn: _payload.Knowledge, key: Key, ids: np.ndarray,
+                   threshold: float) -> dict[str, np.ndarray]:
+    """Columns of the selected points (one row each): see :meth:`PatternViz.selected_regions`."""
+    store = study.store
+    names = np.asarray(_payload.class_names(store) or ["?"], dtype=object)
+    labels = np.asarray(store.probe.labels) if store.probe is not None else None
+    ids = np.asarray(ids, dtype=np.int64)
+    if key.is_sample:
+        n = store.get(key, SampleEmbedding).g.shape[0]
+        image = np.arange(n)
+        grid = np.zeros((n, 2), np.int64)
+    else:
+        rec = store.get(key, RegionRecord)
+        n = rec.image.shape[0]
+        image = np.asarray(rec.image, np.int64)
+        grid = np.asarray(rec.grid, np.int64)
+    ids = ids[(ids >= 0) & (ids < n)]
+    f = _payload._kp_fields(kn.get(key, threshold))
+    label = labels[image[ids]] if labels is not None else np.full(ids.size, -1)
+    data_index = store.probe.data_index[image[ids]] if store.probe is not None else image[ids]
+    pred = np.asarray(f["predicted"])[ids]
+    return {
+        "region": ids,
+        "image": image[ids],
+        "data_index": np.asarray(data_index, np.int64),
+        "row": grid[ids, 0],
+        "col": grid[ids, 1],
+        "label": np.asarray(label, np.int64),
+        "class_name": names[np.clip(label, 0, len(names) - 1)] if ids.size else names[:0],
+        "predicted": pred.astype(np.int64),
+        "predicted_name": names[np.clip(pred, 0, len(names) - 1)] if ids.size else names[:0],
+        "discrimination": np.asarray(f["discrimination"], np.float32)[ids],
+        "is_kp": np.asarray(f["is_kp"], bool)[ids],
+        "is_reliable": (np.asarray(f["is_kp"], bool) & np.asarray(f["is_reliable"], bool))[ids],
+    }
