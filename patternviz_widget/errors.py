@@ -32,3 +32,7 @@ class StudyFileError(PatternVizError, OSError):
 
 class BundleMissingError(PatternVizError, ImportError):
     """The widget's JavaScript bundle has not been built."""
+
+
+class WidgetTimeoutError(PatternVizError, TimeoutError):
+    """The page showing a widget did not answer in time (not displayed, or closed)."""
