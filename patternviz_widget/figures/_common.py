@@ -170,16 +170,47 @@ def legend_rows(fig: Figure, groups: Sequence[Sequence[Any]], fontsize: float = 
 
 
 # -- 3-D axes ---------------------------------------------------------------------------------------
+#: The widget's default camera (js/src/lib/camera.ts: azimuth 0.7 rad, elevation 0.42 rad, field of
+#: view 32°), as matplotlib angles in degrees (see :func:`camera_angles`).
+WIDGET_AZIMUTH, WIDGET_ELEVATION, WIDGET_FOV = 0.7, 0.42, 32.0
+
+
+def camera_angles(camera: dict | None = None) -> tuple[float, float]:
+    """Return matplotlib (elev, azim) in degrees for the widget's camera trait (radians, y up).
+
+    The page draws with three.js (y up, camera at (cos e·sin a, sin e, cos e·cos a)); figures draw
+    the embedding's (x, y, z) at matplotlib's (x, −z, y) (see :func:`xyz3`), where the same camera
+    is elev = e, azim = a − 90°.
+    """
+    camera = camera or {}
+    az = float(camera.get("azimuth", WIDGET_AZIMUTH))
+    el = float(camera.get("elevation", WIDGET_ELEVATION))
+    return float(np.degrees(el)), float(np.degrees(az) - 90.0)
+
+
+#: Default (elev, azim) of every 3-D figure: the widget's default camera.
+ELEV, AZIM = camera_angles()
+
+
+def xyz3(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matplotlib (X, Y, Z) of embedding points (..., 3): (x, −z, y), so "up" is the embedding's y
+    axis as in the widget (a rotation, not a mirror: the picture has the widget's handedness)."""
+    a = np.asarray(points)
+    return a[..., 0], -a[..., 2], a[..., 1]
+
+
 def setup_3d(
-    ax: Any, radius: float, elev: float = 22.0, azim: float = -60.0, zoom: float = 1.1
+    ax: Any, radius: float, elev: float = ELEV, azim: float = AZIM, zoom: float = 1.1
 ) -> None:
-    """Give a 3-D axes equal limits ±``radius``, a cube aspect, light panes and small ticks."""
+    """Give a 3-D axes equal limits ±``radius``, a cube aspect, the widget's perspective, light
+    panes and small ticks."""
     r = float(radius) if np.isfinite(radius) and radius > 0 else 1.0
     ax.set_xlim(-r, r)
     ax.set_ylim(-r, r)
     ax.set_zlim(-r, r)
     ax.set_box_aspect((1, 1, 1), zoom=zoom)
     ax.view_init(elev=elev, azim=azim)
+    ax.set_proj_type("persp", focal_length=1.0 / np.tan(np.radians(WIDGET_FOV / 2)))
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_pane_color((0.975, 0.975, 0.975, 1.0))
         axis._axinfo["grid"]["linewidth"] = 0.3  # no public API for the 3-D grid width
@@ -211,20 +242,13 @@ def draw_class_arrows(
     norms = np.linalg.norm(mu, axis=1, keepdims=True)
     unit = np.divide(mu, norms, out=np.zeros_like(mu), where=norms > 0) * length
     colors = [class_color(c) for c in range(len(mu))]
+    zeros = np.zeros(len(mu))
     q = ax.quiver(
-        np.zeros(len(mu)),
-        np.zeros(len(mu)),
-        np.zeros(len(mu)),
-        unit[:, 0],
-        unit[:, 1],
-        unit[:, 2],
-        colors=colors * 3,
-        arrow_length_ratio=0.08,
-        linewidths=1.3,
-    )  # fmt: skip  (colours: shafts, then one head side per arrow, then the other side)
+        zeros, zeros, zeros, *xyz3(unit), colors=colors * 3, arrow_length_ratio=0.08, linewidths=1.3
+    )  # fmt: skip  (colours: shafts, then one head side each, then the other)
     q.set_gid("mu-arrows")
     if labels:
-        for c, tip in enumerate(unit * 1.08):
+        for c, tip in enumerate(unit * 1.16):
             name = str(class_names[c]) if c < len(class_names) else str(c)
-            ax.text(*tip, name, color=colors[c], fontsize=6.5, ha="center", va="center",
+            ax.text(*xyz3(tip), name, color=colors[c], fontsize=6.5, ha="center", va="center",
                     fontweight="bold")  # fmt: skip

@@ -209,29 +209,44 @@ def region_view(
 
 @dataclass
 class SampleView:
-    """Everything the sample-level figure draws for one key: g (N×3), labels (N), μ (K×3)."""
+    """Everything the sample-level figure draws for one key: g (N×3), labels (N), the model's
+    prediction (N), glyph codes (N), μ (K×3)."""
 
     key: Key
     g: np.ndarray
     label: np.ndarray
     predicted: np.ndarray
+    glyph: np.ndarray
     mu: np.ndarray
 
 
 def sample_view(
-    study: Study, epoch: int | None = None, condition: str = "clean", model: str | None = None
+    study: Study,
+    epoch: int | None = None,
+    condition: str = "clean",
+    model: str | None = None,
+    threshold: float = 0.4,
 ) -> SampleView:
-    """Read the sample embedding g = M f and μ_c of one view state."""
-    from ..results import SampleRecord
+    """Read the sample embedding g = M f and μ_c of one view state, with the widget's sample glyphs.
+
+    A sample is drawn as a knowledge point when the network's softmax(z / T) peaks at ≥ τ, reliable
+    when its prediction is the true class: the rule of the widget (``_payload.Knowledge``), reused.
+    """
+    from .._payload import Knowledge
 
     key = resolve_key(study, SampleEmbeddingRecord, SAMPLE, epoch, condition, model)
     emb = study.store.get(key, SampleEmbeddingRecord)
     labels = np.asarray(probe(study).labels, dtype=np.int64)
-    predicted = labels
-    if study.store.has(key, SampleRecord):
-        predicted = np.asarray(study.store.get(key, SampleRecord).logits).argmax(axis=1)
+    fields = Knowledge(study).get(key, threshold)
     return SampleView(
-        key, np.asarray(emb.g, np.float32), labels, predicted, np.asarray(emb.mu, np.float32)
+        key=key,
+        g=np.asarray(emb.g, np.float32),
+        label=labels,
+        predicted=np.asarray(fields["predicted"], np.int64),
+        glyph=glyph_codes(
+            np.asarray(fields["is_kp"], bool), np.asarray(fields["is_reliable"], bool)
+        ),
+        mu=np.asarray(emb.mu, np.float32),
     )
 
 

@@ -18,7 +18,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
 from .._validate import check_positive_int, check_probability
-from ..engine import attack_analysis as aa
 from . import _attack_data
 from ._common import new_figure, style
 
@@ -32,9 +31,6 @@ DELTA_COLORS = {"orientation": "#4e79a7", "strength": "#e15759"}
 def attack_deltas(
     source: Any,
     epoch: int | None = None,
-    model: str | None = None,
-    layers: list[str] | None = None,
-    attacked_only: bool = True,
     size: tuple[float, float] = (3.4, 2.4),
 ) -> Figure:
     """Return Δ_orientation and Δ_strength of regional embeddings per layer under the attack.
@@ -45,11 +41,11 @@ def attack_deltas(
     and ``delta-strength``, one marker per layer.
 
     Args:
-        source: a ``LayerShift`` or a study with "adversarial" results.
-        attacked_only: average over the regions of images the attack flipped (else all images).
+        source: a study with "adversarial" results (read with ``study.attack_report``), an
+            ``AttackReport`` or its ``LayerShift``. Means are over the regions of images the attack
+            flipped.
     """
-    shift = source if isinstance(source, aa.LayerShift) else _attack_data.layer_shift(
-        source, epoch=epoch, model=model, layers=layers, attacked_only=attacked_only)  # fmt: skip
+    shift = _attack_data.layer_shift(source, epoch=epoch)
     x = np.arange(len(shift.layers))
     with style():
         fig = new_figure(size)
@@ -75,7 +71,6 @@ def attack_histogram(
     source: Any,
     layer: str | None = None,
     epoch: int | None = None,
-    model: str | None = None,
     threshold: float = 0.4,
     size: tuple[float, float] = (3.4, 2.4),
 ) -> Figure:
@@ -87,12 +82,11 @@ def attack_histogram(
     gid ``hist-bar`` (one per bin).
 
     Args:
-        source: a ``KPShift`` or a study with "adversarial" results.
+        source: a study with "adversarial" results, an ``AttackReport`` or its ``KPShift``.
         layer: the layer (default: the last one). threshold: τ (PAPER.md §4, default 0.4).
     """
     threshold = check_probability(threshold, "threshold (τ)")
-    shift = source if isinstance(source, aa.KPShift) else _attack_data.kp_shift(
-        source, layer=layer, epoch=epoch, model=model, threshold=threshold)  # fmt: skip
+    shift = _attack_data.kp_shift(source, layer=layer, epoch=epoch, threshold=threshold)
     edges = np.asarray(shift.hist_edges, dtype=np.float64)
     counts = np.asarray(shift.hist_counts)
     with style():
@@ -125,7 +119,6 @@ def trajectory_types(
     source: Any,
     layer: str | None = None,
     epoch: int | None = None,
-    model: str | None = None,
     per_type: int = 12,
     seed: int = 0,
     panel_size: float = 1.7,
@@ -140,12 +133,11 @@ def trajectory_types(
     with gid ``trajectory-<type>``.
 
     Args:
-        source: a ``Trajectories`` or a study with an attack trace for ``layer``.
+        source: a study whose attack traced ``layer``, an ``AttackReport`` or its ``Trajectories``.
         per_type: regions drawn per type (a seeded sample when more qualify).
     """
     check_positive_int(per_type, "per_type")
-    traj = source if isinstance(source, aa.Trajectories) else _attack_data.trajectories(
-        source, layer=layer, epoch=epoch, model=model)  # fmt: skip
+    traj = _attack_data.trajectories(source, layer=layer, epoch=epoch)
     s = np.asarray(traj.strength, dtype=np.float64)
     cos = np.clip(np.asarray(traj.cos_ori, dtype=np.float64), -1.0, 1.0)
     xy = np.stack([s * cos, s * np.sqrt(1.0 - cos**2)], axis=-1)  # [T, R, 2]
@@ -183,7 +175,8 @@ def trajectory_types(
             ax.set_ylim(0, lim)
             ax.set_aspect("equal")
             n, share = int(traj.counts[k]), float(traj.shares[k])
-            ax.set_title(f"Type {traj.names[k]}\n{n} regions ({share:.0%})", fontsize=6.5)
+            desc = str(traj.names[k]).split(": ", 1)[-1]
+            ax.set_title(f"Type {k + 1}: {n} regions ({share:.0%})\n{desc}", fontsize=6.5)
             ax.set_xlabel("along μ_ori")
         axes[0].set_ylabel("across μ_ori")
         handles = [Line2D([], [], marker="o", linestyle="none", color=TRAJECTORY_CMAP(0.0), ms=3, label="clean"),

@@ -17,6 +17,8 @@ from ..results import RegionEmbedding
 from ..results import SampleEmbedding as SampleEmbeddingRecord
 from . import _data
 from ._common import (
+    AZIM,
+    ELEV,
     GLYPH_ORDER,
     class_handles,
     draw_class_arrows,
@@ -26,8 +28,12 @@ from ._common import (
     radius_of,
     setup_3d,
     style,
+    xyz3,
 )
 from .knowledge import KP_RED, _cell_boxes, _draw_image, layer_color
+
+#: Ellipsoid radius in standard deviations, as the widget draws them (``_payload.ELLIPSOID_SIGMA``).
+ELLIPSOID_SIGMA = 1.5
 
 
 def _object_rows(view: _data.RegionView, rows: np.ndarray, mask: np.ndarray | None,
@@ -53,8 +59,8 @@ def forward_construction(
     model: str | None = None,
     threshold: float = 0.4,
     size: tuple[float, float] = (6.0, 3.6),
-    elev: float = 22.0,
-    azim: float = -60.0,
+    elev: float = ELEV,
+    azim: float = AZIM,
 ) -> Figure:
     """Return one image's regions from every layer in one 3-D frame, coloured by layer.
 
@@ -118,12 +124,12 @@ def forward_construction(
             for name in GLYPH_ORDER:
                 sub = rows[v.glyph[rows] == GLYPH_CODES[name]]
                 if sub.size:
-                    sc = ax.scatter(v.h[sub, 0], v.h[sub, 1], v.h[sub, 2], c=color, marker=GLYPHS[name][0],
+                    sc = ax.scatter(*xyz3(v.h[sub]), c=color, marker=GLYPHS[name][0],
                                     s=14, alpha=0.85, linewidths=0, depthshade=False)  # fmt: skip
                     sc.set_gid(f"layer-{v.key.layer}")
             means.append(v.h[rows].mean(axis=0) if rows.size else np.zeros(3))
         means = np.asarray(means)
-        (path,) = ax.plot(means[:, 0], means[:, 1], means[:, 2], color="#333333", linestyle="--",
+        (path,) = ax.plot(*xyz3(means), color="#333333", linestyle="--",
                           linewidth=0.8, marker="x", markersize=4)  # fmt: skip
         path.set_gid("layer-path")
         setup_3d(ax, r, elev=elev, azim=azim)
@@ -177,12 +183,12 @@ def ellipsoids(
     epochs: Sequence[int] | None = None,
     condition: str = "clean",
     model: str | None = None,
-    n_std: float = 1.0,
+    n_std: float = ELLIPSOID_SIGMA,
     points: bool = True,
     max_panels: int = 6,
     panel_size: float = 2.1,
-    elev: float = 22.0,
-    azim: float = -60.0,
+    elev: float = ELEV,
+    azim: float = AZIM,
 ) -> Figure:
     """Return one 3-D panel per epoch with a covariance ellipsoid per class (PAPER.md §3, §9 item 14).
 
@@ -232,12 +238,12 @@ def ellipsoids(
             for c in np.unique(lab):
                 pts = h[lab == c]
                 if points:
-                    sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=class_color(c), s=1.5, alpha=0.12,
+                    sc = ax.scatter(*xyz3(pts), c=class_color(c), s=1.5, alpha=0.12,
                                     linewidths=0, depthshade=False, rasterized=len(pts) > 2000)  # fmt: skip
                     sc.set_gid(f"points-{int(c)}")
                 surf = ellipsoid_surface(pts, n_std)
                 if surf is not None:
-                    s = ax.plot_surface(*surf, color=class_color(c), alpha=0.35, linewidth=0,
+                    s = ax.plot_surface(*xyz3(np.stack(surf, axis=-1)), color=class_color(c), alpha=0.35, linewidth=0,
                                         antialiased=True, shade=True)  # fmt: skip
                     s.set_gid(f"ellipsoid-{int(c)}")
             setup_3d(ax, r, elev=elev, azim=azim)

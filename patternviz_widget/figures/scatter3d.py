@@ -15,6 +15,8 @@ from ..errors import InputError
 from ..results import RegionEmbedding
 from . import _data
 from ._common import (
+    AZIM,
+    ELEV,
     GLYPH_ORDER,
     class_handles,
     draw_class_arrows,
@@ -24,6 +26,7 @@ from ._common import (
     radius_of,
     setup_3d,
     style,
+    xyz3,
 )
 
 #: Above this many points a vector file draws the point layer as an embedded raster image.
@@ -65,7 +68,7 @@ def draw_regions(
         dim = selection is not None
         size = marker_size * (0.6 if name == "non_discriminative" else 1.0)
         sc = ax.scatter(
-            h[rows, 0], h[rows, 1], h[rows, 2], c=list(colors[rows]), marker=GLYPHS[name][0],
+            *xyz3(h[rows]), c=list(colors[rows]), marker=GLYPHS[name][0],
             s=size, alpha=0.18 if dim else (0.45 if name == "non_discriminative" else 0.9),
             linewidths=0, depthshade=False, rasterized=rasterize,
         )  # fmt: skip
@@ -73,7 +76,7 @@ def draw_regions(
         if dim and chosen[rows].any():
             pick = rows[chosen[rows]]
             hi = ax.scatter(
-                h[pick, 0], h[pick, 1], h[pick, 2], c=list(colors[pick]), marker=GLYPHS[name][0],
+                *xyz3(h[pick]), c=list(colors[pick]), marker=GLYPHS[name][0],
                 s=size * 2.2, alpha=1.0, edgecolors="#222222", linewidths=0.5, depthshade=False,
             )  # fmt: skip
             hi.set_gid(f"selected-{name}")
@@ -126,8 +129,8 @@ def embedding(
     arrows: bool = True,
     normalize: bool = False,
     size: tuple[float, float] = (4.2, 4.4),
-    elev: float = 22.0,
-    azim: float = -60.0,
+    elev: float = ELEV,
+    azim: float = AZIM,
     title: str | None = None,
 ) -> Figure:
     """Return the 3-D embedding figure of one view state, as the widget's main view draws it.
@@ -152,8 +155,8 @@ def embedding(
     """
     if _data.is_sample_layer(layer):
         return sample_embedding(source, epoch=epoch, condition=condition, model=model,
-                                selection=selection, arrows=arrows, size=size, elev=elev,
-                                azim=azim, title=title)  # fmt: skip
+                                threshold=threshold, selection=selection, arrows=arrows, size=size,
+                                elev=elev, azim=azim, title=title)  # fmt: skip
     check_choice(color_by, COLOR_BY, "color_by")
     threshold = check_probability(threshold, "threshold (τ)")
     study = _data.as_study(source)
@@ -172,46 +175,50 @@ def sample_embedding(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
+    threshold: float = 0.4,
     selection: Any = None,
     arrows: bool = True,
     size: tuple[float, float] = (4.2, 4.4),
-    elev: float = 22.0,
-    azim: float = -60.0,
+    elev: float = ELEV,
+    azim: float = AZIM,
     title: str | None = None,
 ) -> Figure:
     """Return the 3-D sample embedding g = M f with class arrows μ_c (PAPER.md §2, §9 item 4).
 
-    One dot per probe image coloured by its true class; images the network misclassifies are
-    drawn as triangles (gid ``samples-misclassified``), the others as circles (``samples``).
+    One point per probe image coloured by its true class, with the widget's sample glyphs: ● the
+    network predicts the true class with softmax(z/T) ≥ τ, ▲ it predicts another class that
+    confidently, ■ its peak is below τ. Groups have gids ``samples-reliable``,
+    ``samples-unreliable``, ``samples-non_discriminative`` (one marker per image).
     """
+    threshold = check_probability(threshold, "threshold (τ)")
     study = _data.as_study(source)
-    view = _data.sample_view(study, epoch, condition, model)
+    view = _data.sample_view(study, epoch, condition, model, threshold)
     names = _data.class_names(study)
     sel = _data.check_selection(selection, len(view.g))
     with style():
         fig = new_figure(size)
         ax = fig.add_subplot(111, projection="3d")
-        wrong = view.predicted != view.label
-        for gid, rows, marker in (("samples", ~wrong, "o"), ("samples-misclassified", wrong, "^")):
-            idx = np.flatnonzero(rows)
+        drawn = []
+        for name in GLYPH_ORDER:
+            idx = np.flatnonzero(view.glyph == GLYPH_CODES[name])
             if idx.size == 0:
                 continue
+            drawn.append(name)
             alpha = np.full(idx.size, 0.85)
             if sel is not None:
                 alpha[~np.isin(idx, sel)] = 0.15
-            sc = ax.scatter(view.g[idx, 0], view.g[idx, 1], view.g[idx, 2],
-                            c=[class_color(c) for c in view.label[idx]], alpha=alpha, marker=marker,
-                            s=10, linewidths=0, depthshade=False,
+            sc = ax.scatter(*xyz3(view.g[idx]), c=[class_color(c) for c in view.label[idx]], alpha=alpha,
+                            marker=GLYPHS[name][0], s=12, linewidths=0, depthshade=False,
                             rasterized=idx.size > RASTERIZE_ABOVE)  # fmt: skip
-            sc.set_gid(gid)
+            sc.set_gid(f"samples-{name}")
         r = radius_of(view.g)
         setup_3d(ax, r, elev=elev, azim=azim)
         if arrows:
             draw_class_arrows(ax, view.mu, names, length=0.9 * r)
-        acc = float((~wrong).mean()) if len(wrong) else float("nan")
+        acc = float((view.predicted == view.label).mean()) if len(view.label) else float("nan")
         fig.suptitle(title if title is not None else _data.title_for(view.key, f"accuracy {acc:.0%}"),
                      fontsize=8.5)  # fmt: skip
-        legend_rows(fig, [class_handles(names, np.unique(view.label))])
+        _legend(fig, names, np.unique(view.label), drawn)
     return fig
 
 
@@ -225,8 +232,8 @@ def layer_strip(
     color_by: str = "label",
     normalize: bool = True,
     panel_size: float = 2.2,
-    elev: float = 22.0,
-    azim: float = -60.0,
+    elev: float = ELEV,
+    azim: float = AZIM,
 ) -> Figure:
     """Return one small 3-D panel per layer for the same epoch/condition (the widget's layer strip).
 
@@ -283,8 +290,8 @@ def compare(
     selection: Any = None,
     color_by: str = "label",
     size: tuple[float, float] = (7.0, 4.0),
-    elev: float = 22.0,
-    azim: float = -60.0,
+    elev: float = ELEV,
+    azim: float = AZIM,
 ) -> Figure:
     """Return two 3-D panels side by side with one camera and one scale (the widget's compare mode).
 

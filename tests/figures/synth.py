@@ -12,6 +12,7 @@ import numpy as np
 
 from patternviz_widget.results import (
     SAMPLE,
+    ArrayRecord,
     Key,
     ProbeRecord,
     RegionEmbedding,
@@ -52,6 +53,8 @@ def make_store(
     )  # fmt: skip
     store.meta.update({"layers": list(layers), "class_names": list(CLASS_NAMES), "num_classes": k,
                        "model_name": models[0], "seed": seed})  # fmt: skip
+    if len(models) > 1:  # a teacher | student study as pv.Study.compare makes it
+        store.meta["compare"] = {"models": list(models)}
     rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
     cells = np.stack([rows.ravel(), cols.ravel()], 1)
     on_object = np.array([1 <= r <= 2 and 1 <= c <= 2 for r, c in cells])
@@ -88,4 +91,25 @@ def make_store(
                     store.put(lk, RegionEmbedding(h=h.astype(np.float32), Lambda=np.zeros((3, 4), np.float32),
                                                   w=np.full(len(image), 1 / len(cells), np.float32),
                                                   mean_strength=ms))  # fmt: skip
+        if "adversarial" in conditions:
+            _add_attack(store, model, epochs[-1], layers[-1], labels, steps=5)
     return store
+
+
+def _add_attack(
+    store: ResultStore, model: str, epoch: int, layer: str, labels: np.ndarray, steps: int
+) -> None:
+    """The attack record and a trace of ``layer`` going straight from clean to adversarial h."""
+    clean = Key(model, "clean", epoch, SAMPLE)
+    adv = clean.replace(condition="adversarial")
+    clean_pred = store.get(clean, SampleRecord).logits.argmax(1)
+    adv_pred = store.get(adv, SampleRecord).logits.argmax(1)
+    store.put(adv, ArrayRecord(name="attack", arrays={
+        "labels": labels.astype(np.int64), "clean_pred": clean_pred, "adv_pred": adv_pred,
+        "success": (clean_pred == labels) & (adv_pred != labels),
+    }))  # fmt: skip
+    h0 = store.get(clean.replace(layer=layer), RegionEmbedding).h
+    h1 = store.get(adv.replace(layer=layer), RegionEmbedding).h
+    t = np.linspace(0, 1, steps + 1)[:, None, None]
+    trace = ((1 - t) * h0[None] + t * h1[None]).astype(np.float32)
+    store.put(adv.replace(layer=layer), ArrayRecord(name="attack_trace", arrays={"h": trace}))
