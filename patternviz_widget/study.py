@@ -323,6 +323,17 @@ class Study:
         self.model_name = meta.get("model_name", "main")
         self.seed = meta.get("seed", 2020)
         self.device = None
+        self.num_classes = meta.get("num_classes")
+        self.class_names = list(meta.get("class_names", []))
+        self.sample_layer = meta.get("sample_layer")
+        self.input_size = tuple(meta["input_size"]) if meta.get("input_size") else None
+        self.grid = tuple(meta["grid"]) if meta.get("grid") else None
+        self.storage_dtype = meta.get("storage_dtype", "float32")
+        self.batch_size = meta.get("batch_size", 64)
+        self.regions_per_image = meta.get("regions_per_image")
+        self.max_regions = meta.get("max_regions")
+        self.max_images = None
+        self.region_plans = {}  # no model and no data: capture() needs a live study
 
     def __repr__(self) -> str:
         n = self.store.probe.labels.shape[0] if self.store.probe is not None else 0
