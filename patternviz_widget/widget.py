@@ -89,7 +89,7 @@ class PatternViz(anywidget.AnyWidget):
     renderer = t.Unicode("auto").tag(sync=True)
     #: the 3-D camera {azimuth, elevation, distance, target}; {} = fit to the data
     camera = t.Dict().tag(sync=True)
-    height = t.Int(620).tag(sync=True)
+    height = t.Int(660).tag(sync=True)
 
     # ---- kernel -> page data descriptions (read-only for users) --------------------------------
     catalog = t.Dict().tag(sync=True)
@@ -160,9 +160,9 @@ class PatternViz(anywidget.AnyWidget):
     @t.validate("selection")
     def _check_selection(self, proposal: t.Bunch) -> bytes:
         value = proposal.value
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            return encode_indices(value)
-        return bytes(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = decode_indices(value)
+        return encode_indices(value)  # canonical: sorted, unique uint32
 
     @t.validate("probe_image")
     def _check_probe_image(self, proposal: t.Bunch) -> int:

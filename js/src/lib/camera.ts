@@ -13,7 +13,7 @@ export const FOV = 32;
 
 export function defaultCamera(radius: number): CameraState {
   const r = Number.isFinite(radius) && radius > 0 ? radius : 1;
-  return { azimuth: 0.7, elevation: 0.42, distance: r * 3.6, target: [0, 0, 0] };
+  return { azimuth: 0.7, elevation: 0.42, distance: r * 4.6, target: [0, 0, 0] };
 }
 
 export function fromTrait(t: CameraTrait | undefined, fallback: CameraState): CameraState {
@@ -34,7 +34,8 @@ export function toTrait(c: CameraState): CameraTrait {
 /** A three.js camera placed by `c` for a pane of `aspect` (w/h). */
 export function makeCamera(c: CameraState, aspect: number, cam?: PerspectiveCamera): PerspectiveCamera {
   const camera = cam ?? new PerspectiveCamera(FOV, aspect, 0.01, 1000);
-  camera.fov = FOV;
+  // keep the nominal field of view across the narrow side, so tall panes (compare) frame the same
+  camera.fov = aspect >= 1 ? FOV : (2 * Math.atan(Math.tan((FOV * Math.PI) / 360) / aspect) * 180) / Math.PI;
   camera.aspect = aspect;
   const ce = Math.cos(c.elevation);
   const t = new Vector3(...c.target);
@@ -53,9 +54,9 @@ export function orbit(c: CameraState, dx: number, dy: number): CameraState {
   return { ...c, azimuth: c.azimuth - dx * 0.008, elevation: Math.max(-lim, Math.min(lim, c.elevation + dy * 0.008)) };
 }
 
-export function pan(c: CameraState, dx: number, dy: number, paneHeight: number): CameraState {
+export function pan(c: CameraState, dx: number, dy: number, paneHeight: number, paneWidth?: number): CameraState {
   const cam = makeCamera(c, 1);
-  const perPx = (2 * c.distance * Math.tan((FOV * Math.PI) / 360)) / Math.max(paneHeight, 1);
+  const perPx = (2 * c.distance * Math.tan((FOV * Math.PI) / 360)) / Math.max(Math.min(paneHeight, paneWidth ?? paneHeight), 1);
   const right = new Vector3().setFromMatrixColumn(cam.matrixWorld, 0).multiplyScalar(-dx * perPx);
   const up = new Vector3().setFromMatrixColumn(cam.matrixWorld, 1).multiplyScalar(dy * perPx);
   const t = new Vector3(...c.target).add(right).add(up);

@@ -30,10 +30,22 @@ export function classColor(palette: string[], c: number): string {
   return p[((c % p.length) + p.length) % p.length];
 }
 
-/** Parse any CSS colour the browser understands ("rgb(...)", "#fff", names) into RGB. */
+let probe: CanvasRenderingContext2D | null = null;
+
+/** Parse any CSS colour the browser understands ("rgb(...)", "#fff", "white") into RGB. */
 export function parseCssColor(value: string, fallback: RGB): RGB {
-  const v = value.trim();
+  let v = value.trim();
   if (!v) return fallback;
+  if (!v.startsWith("#") && !v.startsWith("rgb") && typeof document !== "undefined") {
+    probe = probe ?? document.createElement("canvas").getContext("2d");
+    if (probe) {
+      probe.fillStyle = "#010203";
+      probe.fillStyle = v; // the canvas normalises names, hsl(), ... to #rrggbb or rgba()
+      const out = String(probe.fillStyle);
+      if (out === "#010203" && v.toLowerCase() !== "#010203") return fallback;
+      v = out;
+    }
+  }
   if (v.startsWith("#")) return hexToRgb(v);
   const m = v.match(/rgba?\(([^)]+)\)/);
   if (m) {

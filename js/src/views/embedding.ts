@@ -248,7 +248,7 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     drag.x = p.x;
     drag.y = p.y;
     if (drag.mode === "orbit") setCam(orbit(cam, dx, dy));
-    else if (drag.mode === "pan") setCam(pan(cam, dx, dy, height));
+    else if (drag.mode === "pan") setCam(pan(cam, dx, dy, height, viewports()[Math.max(drag.pane, 0)]?.w));
     else {
       if (drag.mode === "lasso") drag.path.push(p.x, p.y);
       drawOverlay();

@@ -69,8 +69,8 @@ export function createToolbar(parent: HTMLElement, model: Model, cb: ToolbarCall
   const reset = button({ icon: "reset", title: "Reset the camera (double-click the view)", pv: "reset" }, () => cb.reset());
   const clear = button({ icon: "clear", text: "", title: "Clear the selection (Esc)", pv: "clear-selection", cls: "pv-clear" }, () => cb.clearSelection());
 
-  const row1 = h("div", { cls: "pv-row" }, [brand, crumb, h("div", { cls: "pv-spacer" }), modelSel, condSel, kind.el, mode.el, cmpSel, cmpWith]);
-  const row2 = h("div", { cls: "pv-row pv-row2" }, [tools.el, tauBox, ell, h("div", { cls: "pv-spacer" }), clear, reset]);
+  const row1 = h("div", { cls: "pv-row" }, [brand, crumb, h("div", { cls: "pv-spacer" }), modelSel, condSel, kind.el, mode.el]);
+  const row2 = h("div", { cls: "pv-row pv-row2" }, [tools.el, tauBox, ell, cmpSel, cmpWith, h("div", { cls: "pv-spacer" }), clear, reset]);
   el.append(row1, row2);
 
   function update(): void {

@@ -1,0 +1,131 @@
+"""Data requests from the page: columns in binary, one atlas for all thumbnails, patches, and every
+failure answered as {"error": ...} (the page must never wait for a reply that will not come)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import js_custom
+from PIL import Image
+
+from patternviz_widget import _rpc
+from patternviz_widget.results import SAMPLE, Key, RegionEmbedding, RegionRecord, SampleEmbedding
+
+
+def ask(w, outbox, name, **msg):
+    """Send one request as the page does; return (meta, arrays) decoded from the reply messages."""
+    outbox.clear()
+    js_custom(w, {"kind": "pv:req", "id": "q1", "name": name, "msg": msg})
+    assert outbox.sent, "no reply"
+    first = outbox.sent[0][0]
+    assert all(c["kind"] == "pv:rep" and c["id"] == "q1" for c, _ in outbox.sent)
+    if "error" in first:
+        return first, None
+    specs = first["arrays"]
+    whole = {n: bytearray(s["nbytes"]) for n, s in specs.items()}
+    for content, bufs in outbox.sent:
+        for chunk, buf in zip(content["chunks"], bufs, strict=True):
+            whole[chunk["name"]][chunk["offset"] : chunk["offset"] + len(buf)] = bytes(buf)
+    arrays = {
+        n: np.frombuffer(bytes(b), s["dtype"]).reshape(s["shape"])
+        for (n, s), b in zip(specs.items(), whole.values(), strict=True)
+    }
+    return first["meta"], arrays
+
+
+def test_slice_sends_the_stored_embedding_and_glyphs(widget, outbox, store):
+    key = Key("main", "clean", 2, "features.9")
+    meta, a = ask(widget, outbox, "slice", key=str(key), threshold=0.4)
+    h = store.get(key, RegionEmbedding).h
+    assert a["xyz"].dtype == np.float32 and a["xyz"].shape == h.shape
+    np.testing.assert_array_equal(a["xyz"], h)
+    assert a["glyph"].dtype == np.uint8 and set(np.unique(a["glyph"])) <= {0, 1, 2}
+    kp = widget._study.knowledge_points("features.9", epoch=2, threshold=0.4)
+    np.testing.assert_array_equal(a["glyph"] > 0, kp.is_kp)
+    np.testing.assert_array_equal(a["glyph"] == 1, kp.is_kp & kp.is_reliable)
+    assert meta["n"] == h.shape[0] and meta["kp_total"] == int(kp.is_kp.sum())
+    np.testing.assert_allclose(meta["mu"], np.eye(3))
+    assert len(meta["ellipsoids"]) == 3 and meta["ellipsoids"][0]["axes"]
+
+
+def test_slice_of_samples_and_a_subsample(widget, outbox, store):
+    key = Key("main", "clean", 1, SAMPLE)
+    _, a = ask(widget, outbox, "slice", key=str(key))
+    np.testing.assert_array_equal(a["xyz"], store.get(key, SampleEmbedding).g)
+    deep = Key("main", "clean", 1, "features.9")
+    meta, sub = ask(widget, outbox, "slice", key=str(deep), max_points=50)
+    ids = sub["ids"]
+    assert ids.dtype == np.uint32 and len(ids) == 50 and (np.diff(ids.astype(int)) > 0).all()
+    np.testing.assert_array_equal(sub["xyz"], store.get(deep, RegionEmbedding).h[ids])
+    assert meta["subsampled_from"] == 192
+
+
+def test_layout_gives_region_geometry_and_true_labels(widget, outbox, store):
+    meta, a = ask(widget, outbox, "layout", layer="features.5")
+    rec = store.get(Key("main", "clean", 0, "features.5"), RegionRecord)
+    np.testing.assert_array_equal(a["image"], rec.image)
+    np.testing.assert_array_equal(a["grid"], rec.grid)
+    np.testing.assert_array_equal(a["box"], rec.box)
+    np.testing.assert_array_equal(a["label"], store.probe.labels[rec.image])
+    assert meta["grid_shape"] == [4, 4]
+
+
+def test_atlas_is_one_png_holding_every_thumbnail(widget, outbox, store):
+    meta, a = ask(widget, outbox, "atlas")
+    sheet = np.asarray(Image.open(io.BytesIO(a["png"].tobytes())).convert("RGB"))
+    th, tw = meta["tile"]
+    assert (th, tw) == (16, 16) and meta["n"] == 12
+    for i in (0, 5, 11):
+        r, c = divmod(i, meta["cols"])
+        np.testing.assert_array_equal(
+            sheet[r * th : (r + 1) * th, c * tw : (c + 1) * tw], store.probe.thumbnails[i]
+        )
+    assert a["labels"].tolist() == store.probe.labels.tolist()
+
+
+def test_patch_is_the_part_of_the_image_a_region_sees(widget, outbox, store):
+    rec = store.get(Key("main", "clean", 0, "features.9"), RegionRecord)
+    centre = int(
+        np.flatnonzero((rec.image == 2) & (rec.grid[:, 0] == 1) & (rec.grid[:, 1] == 1))[0]
+    )
+    corner = int(
+        np.flatnonzero((rec.image == 2) & (rec.grid[:, 0] == 0) & (rec.grid[:, 1] == 0))[0]
+    )
+    _, a = ask(widget, outbox, "patch", layer="features.9", id=centre, size=48)
+    img = np.asarray(Image.open(io.BytesIO(a["png"].tobytes())).convert("RGB"))
+    assert img.shape == (48, 48, 3)
+    np.testing.assert_array_equal(img[24, 24], [225, 87, 89])  # image 2 is class 2: a red square
+    _, b = ask(widget, outbox, "patch", layer="features.9", id=corner, size=48)
+    img = np.asarray(Image.open(io.BytesIO(b["png"].tobytes())).convert("RGB"))
+    np.testing.assert_array_equal(img[2, 2], [128, 128, 128])  # the corner sees grey background
+
+
+def test_point_gives_class_probabilities(widget, outbox):
+    meta, a = ask(widget, outbox, "point", key="main|clean|2|features.9", id=5)
+    assert a["posterior"].shape == (3,) and a["posterior"].dtype == np.float32
+    assert np.isclose(a["posterior"].sum(), 1, atol=1e-4)
+    assert meta["discrimination"] == pytest.approx(float(a["posterior"].max()), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "msg", "match"),
+    [
+        ("nope", {}, "Unknown request 'nope'"),
+        ("slice", {"key": "garbage"}, "needs a key"),
+        ("slice", {"key": "main|clean|0|conv99"}, "NotFittedError"),
+        ("layout", {"layer": "conv99"}, "No regions captured for layer 'conv99'"),
+        ("point", {"key": "main|clean|0|features.2", "id": 10_000}, "outside"),
+        ("patch", {"layer": "features.2", "id": -3}, "outside"),
+    ],
+)
+def test_every_failure_is_answered_with_an_error(widget, outbox, name, msg, match):
+    first, arrays = ask(widget, outbox, name, **msg)
+    assert arrays is None and match in first["error"]
+    assert len(outbox.sent) == 1 and outbox.sent[0][1] == []
+
+
+def test_dispatch_never_raises_even_on_a_broken_message(widget):
+    replies = _rpc.dispatch(widget, {"id": 3, "name": None, "msg": "not a dict"})
+    assert len(replies) == 1 and "error" in replies[0][0]
