@@ -44,6 +44,12 @@ CHROMIUM_ARGS = [
     "--use-angle=swiftshader",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
+#: JupyterLab / Notebook 7 user settings for every test server: no news or update toasts over the
+#: page (and no network), and no notebook windowing, so every cell and output is in the DOM.
+USER_SETTINGS = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
+}
 
 
 def on_ci() -> bool:
@@ -82,18 +88,18 @@ class LabServer:
         """Start the server and return self once ``/api/status`` answers."""
         home = self.root.parent
         config_dir, data_dir = home / "jupyter_config", home / "jupyter_data"
-        settings_dir, workspaces_dir = home / "lab_settings", home / "lab_workspaces"
+        # Default user-settings dir of both JupyterLab and Notebook 7 (under JUPYTER_CONFIG_DIR).
+        settings_dir, workspaces_dir = config_dir / "lab" / "user-settings", home / "lab_workspaces"
         for d in (config_dir, data_dir, settings_dir, workspaces_dir, self.runtime_dir):
             d.mkdir(parents=True, exist_ok=True)
-        # No "news / check for updates" toast covering the page (and no network).
-        notif = (
-            settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        )
-        notif.parent.mkdir(parents=True, exist_ok=True)
-        notif.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        for plugin, values in USER_SETTINGS.items():
+            path = settings_dir / (plugin.replace(":", "/") + ".jupyterlab-settings")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
         env = {
             **os.environ,
             "JUPYTER_CONFIG_DIR": str(config_dir),
+            "JUPYTER_DATA_DIR": str(data_dir),
             "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
             "JUPYTER_PLATFORM_DIRS": "1",
             "PATTERNVIZ_FAST": os.environ.get("PATTERNVIZ_FAST", "1"),
@@ -112,7 +118,6 @@ class LabServer:
             f"--ServerApp.root_dir={self.root}",
             "--LabApp.expose_app_in_browser=True",
             "--JupyterNotebookApp.expose_app_in_browser=True",
-            f"--LabApp.user_settings_dir={settings_dir}",
             f"--LabApp.workspaces_dir={workspaces_dir}",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
