@@ -54,6 +54,8 @@ STYLE: dict[str, Any] = {
 GLYPH_LABELS = {name: desc.replace("knowledge point", "KP") for name, (_, desc) in GLYPHS.items()}
 #: Draw order of the glyph groups: background first, so knowledge points stay on top.
 GLYPH_ORDER = ("non_discriminative", "unreliable", "reliable")
+#: Ellipsoid radius in standard deviations, as the widget draws them (``_payload.ELLIPSOID_SIGMA``).
+ELLIPSOID_SIGMA = 1.5
 #: Neutral colour of legend glyphs (the point colour itself carries the class).
 LEGEND_GREY = "#555555"
 
@@ -252,3 +254,32 @@ def draw_class_arrows(
             name = str(class_names[c]) if c < len(class_names) else str(c)
             ax.text(*xyz3(tip), name, color=colors[c], fontsize=6.5, ha="center", va="center",
                     fontweight="bold")  # fmt: skip
+
+
+def ellipsoid_surface(
+    points: np.ndarray, n_std: float = 1.0, res: int = 14
+) -> tuple[np.ndarray, ...] | None:
+    """Return (X, Y, Z) grids of the ``n_std`` covariance ellipsoid of 3-D ``points`` (None if < 4 points)."""
+    pts = np.asarray(points, dtype=np.float64)
+    if len(pts) < 4:  # as the widget: too few points for a covariance
+        return None
+    centre = pts.mean(axis=0)
+    cov = np.cov(pts, rowvar=False) + np.eye(3) * 1e-12
+    vals, vecs = np.linalg.eigh(cov)
+    radii = n_std * np.sqrt(np.clip(vals, 0.0, None))
+    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, res), np.linspace(0, np.pi, res // 2 + 1))
+    sphere = np.stack([np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v)], axis=-1)
+    xyz = sphere * radii @ vecs.T + centre
+    return xyz[..., 0], xyz[..., 1], xyz[..., 2]
+
+
+def draw_ellipsoids(
+    ax: Any, h: np.ndarray, labels: np.ndarray, n_std: float, alpha: float = 0.3
+) -> None:
+    """Draw one ``n_std`` covariance ellipsoid per class of 3-D points ``h`` (gid ``ellipsoid-<c>``)."""
+    for c in np.unique(labels):
+        surf = ellipsoid_surface(h[labels == c], n_std)
+        if surf is not None:
+            s = ax.plot_surface(*xyz3(np.stack(surf, axis=-1)), color=class_color(int(c)), alpha=alpha,
+                                linewidth=0, antialiased=True, shade=True)  # fmt: skip
+            s.set_gid(f"ellipsoid-{int(c)}")

@@ -19,9 +19,11 @@ from . import _data
 from ._common import (
     AZIM,
     ELEV,
+    ELLIPSOID_SIGMA,
     GLYPH_ORDER,
     class_handles,
     draw_class_arrows,
+    ellipsoid_surface,
     glyph_handles,
     legend_rows,
     new_figure,
@@ -31,9 +33,6 @@ from ._common import (
     xyz3,
 )
 from .knowledge import KP_RED, _cell_boxes, _draw_image, layer_color
-
-#: Ellipsoid radius in standard deviations, as the widget draws them (``_payload.ELLIPSOID_SIGMA``).
-ELLIPSOID_SIGMA = 1.5
 
 
 def _object_rows(view: _data.RegionView, rows: np.ndarray, mask: np.ndarray | None,
@@ -51,31 +50,33 @@ def _object_rows(view: _data.RegionView, rows: np.ndarray, mask: np.ndarray | No
 
 def forward_construction(
     source: Any,
-    image: int | None = None,
+    image: int | Sequence[int] | None = None,
     regions: str = "object",
     layers: Sequence[str] | None = None,
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
     threshold: float = 0.4,
-    size: tuple[float, float] = (6.0, 3.6),
+    size: tuple[float, float] | None = None,
     elev: float = ELEV,
     azim: float = AZIM,
 ) -> Figure:
-    """Return one image's regions from every layer in one 3-D frame, coloured by layer.
+    """Return images' regions from every layer in one 3-D frame, coloured by layer.
 
-    The paper's spatial emergence ("forward propagation") figure, PAPER.md §3 / §9 item 13:
-    low-layer regions sit near the origin, high-layer ones far out along μ_truth. Glyphs follow
-    the knowledge-point status of each region at its own layer; a dashed path joins the layers'
-    mean embeddings (gid ``layer-path``). Each layer's points have gid ``layer-<name>``.
+    The paper's spatial emergence ("forward propagation") figure, PAPER.md §3 / §9 item 13, and
+    the widget's forward mode: low-layer regions sit near the origin, high-layer ones far out along
+    μ_truth. Glyphs follow the knowledge-point status of each region at its own layer; a dashed path
+    joins the layers' mean embeddings (gid ``layer-path``). Each layer's points have gid
+    ``layer-<name>``. For one image the image is shown beside, its chosen cells outlined.
 
     Args:
-        image: probe image index (default: the image with most reliable knowledge points at the
-            last layer).
+        image: a probe image index or several (default: the image with most reliable knowledge
+            points at the last layer).
         regions: ``"object"`` keeps the cells at least half inside the foreground mask (when the
-            data have masks), ``"all"`` keeps every kept region of the image.
+            data have masks), ``"all"`` every kept region of the images (as the widget does).
         layers: the layers to draw (default: every layer with an embedding), low to high.
         threshold: τ (PAPER.md §4).
+        size: inches; default (6.0, 3.6) with the image panel, (4.2, 4.2) without.
     """
     check_choice(regions, ("object", "all"), "regions")
     threshold = check_probability(threshold, "threshold (τ)")
@@ -89,38 +90,41 @@ def forward_construction(
     views = [_data.region_view(study, name, epoch, condition, model, threshold) for name in layers]
     if image is None:
         image = int(np.argmax(np.asarray(views[-1].kp.per_image_reliable)))
-    if not 0 <= int(image) < len(pr.labels):
-        raise InputError(f"image must be a probe index in [0, {len(pr.labels)}), got {image}.")
-    image = int(image)
+    images = [int(i) for i in np.atleast_1d(np.asarray(image)).reshape(-1)]
+    bad = [i for i in images if not 0 <= i < len(pr.labels)]
+    if bad or not images:
+        raise InputError(
+            f"image must be probe indices in [0, {len(pr.labels)}), got {bad or images}."
+        )
     input_size = tuple(int(v) for v in pr.input_size)
-    mask = pr.masks[image] if (regions == "object" and pr.masks is not None) else None
-    names = _data.class_names(study)
-    truth = int(pr.labels[image])
-    picked = [_object_rows(v, np.flatnonzero(v.image == image), mask, input_size) for v in views]
+    use_mask = regions == "object" and pr.masks is not None
+    picked = []
+    for v in views:
+        rows = [_object_rows(v, np.flatnonzero(v.image == i), pr.masks[i] if use_mask else None, input_size)
+                for i in images]  # fmt: skip
+        picked.append(np.concatenate(rows))
     all_h = np.concatenate([v.h[rows] for v, rows in zip(views, picked)])
     r = radius_of(all_h, quantile=1.0)
+    names = _data.class_names(study)
+    order = study.store.layers()
+    colors = [
+        layer_color(order.index(v.key.layer) if v.key.layer in order else i)
+        for i, v in enumerate(views)
+    ]
+    single = len(images) == 1
     with style():
-        fig = new_figure(size)
-        gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.4])
-        ax_img = fig.add_subplot(gs[0])
+        fig = new_figure(size or ((6.0, 3.6) if single else (4.2, 4.2)))
         top = views[-1]
-        _draw_image(ax_img, pr.thumbnails[image], input_size, np.zeros((0, 4)), np.zeros(0, bool),
-                    top.grid_shape, 0.0, np.zeros((0, 2), int))  # fmt: skip
-        for v, rows in zip(views, picked):  # outline the chosen cells of the top layer only
-            if v is top:
-                for x0, y0, x1, y1 in _cell_boxes(v.grid[rows], v.grid_shape, input_size):
-                    ax_img.add_patch(_rect(x0, y0, x1, y1))
-        ax_img.set_title(f"{names[truth] if truth < len(names) else truth} #{image}\n"
-                         f"{'object' if mask is not None else 'all'} regions of {top.key.layer}",
-                         fontsize=7)  # fmt: skip
-        ax = fig.add_subplot(gs[1], projection="3d")
-        means = []
-        for i, (v, rows) in enumerate(zip(views, picked)):
-            color = layer_color(
-                study.store.layers().index(v.key.layer)
-                if v.key.layer in study.store.layers()
-                else i
+        if single:
+            gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.4])
+            _image_panel(
+                fig.add_subplot(gs[0]), pr, images[0], top, picked[-1], use_mask, names, input_size
             )
+            ax = fig.add_subplot(gs[1], projection="3d")
+        else:
+            ax = fig.add_subplot(111, projection="3d")
+        means = []
+        for v, rows, color in zip(views, picked, colors):
             for name in GLYPH_ORDER:
                 sub = rows[v.glyph[rows] == GLYPH_CODES[name]]
                 if sub.size:
@@ -128,23 +132,33 @@ def forward_construction(
                                     s=14, alpha=0.85, linewidths=0, depthshade=False)  # fmt: skip
                     sc.set_gid(f"layer-{v.key.layer}")
             means.append(v.h[rows].mean(axis=0) if rows.size else np.zeros(3))
-        means = np.asarray(means)
-        (path,) = ax.plot(*xyz3(means), color="#333333", linestyle="--",
+        (path,) = ax.plot(*xyz3(np.asarray(means)), color="#333333", linestyle="--",
                           linewidth=0.8, marker="x", markersize=4)  # fmt: skip
         path.set_gid("layer-path")
         setup_3d(ax, r, elev=elev, azim=azim)
         draw_class_arrows(ax, top.mu, names, length=0.9 * r)
-        key = top.key
-        ax.set_title(f"forward construction · epoch {key.epoch} · {key.condition}", pad=2)
-        handles = [Line2D([], [], linestyle="none", marker="o", markersize=5,
-                          markerfacecolor=layer_color(study.store.layers().index(v.key.layer)
-                                                      if v.key.layer in study.store.layers() else i),
-                          markeredgecolor="none", label=v.key.layer)
-                   for i, v in enumerate(views)]  # fmt: skip
+        which = f"image {images[0]}" if single else f"{len(images)} images"
+        ax.set_title(
+            f"forward construction · {which} · epoch {top.key.epoch} · {top.key.condition}", pad=2
+        )
+        handles = [Line2D([], [], linestyle="none", marker="o", markersize=5, markerfacecolor=color,
+                          markeredgecolor="none", label=v.key.layer) for v, color in zip(views, colors)]  # fmt: skip
         present = sorted({n for v, rows in zip(views, picked) for n in GLYPH_ORDER
                           if (v.glyph[rows] == GLYPH_CODES[n]).any()})  # fmt: skip
         legend_rows(fig, [handles, glyph_handles(present)])
     return fig
+
+
+def _image_panel(ax: Any, pr: Any, image: int, top: Any, rows: np.ndarray, use_mask: bool, names: list[str],
+                 input_size: tuple[int, int]) -> None:  # fmt: skip
+    """The probe image with the chosen cells of the top layer outlined."""
+    _draw_image(ax, pr.thumbnails[image], input_size, np.zeros((0, 4)), np.zeros(0, bool), top.grid_shape,
+                0.0, np.zeros((0, 2), int))  # fmt: skip
+    for x0, y0, x1, y1 in _cell_boxes(top.grid[rows], top.grid_shape, input_size):
+        ax.add_patch(_rect(x0, y0, x1, y1))
+    truth = int(pr.labels[image])
+    ax.set_title(f"{names[truth] if truth < len(names) else truth} #{image}\n"
+                 f"{'object' if use_mask else 'all'} regions of {top.key.layer}", fontsize=7)  # fmt: skip
 
 
 def _rect(x0: float, y0: float, x1: float, y1: float) -> Any:
@@ -158,23 +172,6 @@ def _pick_epochs(epochs: list[int], max_panels: int) -> list[int]:
         return epochs
     idx = np.unique(np.round(np.linspace(0, len(epochs) - 1, max_panels)).astype(int))
     return [epochs[i] for i in idx]
-
-
-def ellipsoid_surface(
-    points: np.ndarray, n_std: float = 1.0, res: int = 14
-) -> tuple[np.ndarray, ...] | None:
-    """Return (X, Y, Z) grids of the ``n_std`` covariance ellipsoid of 3-D ``points`` (None if < 2 points)."""
-    pts = np.asarray(points, dtype=np.float64)
-    if len(pts) < 2:
-        return None
-    centre = pts.mean(axis=0)
-    cov = np.cov(pts, rowvar=False) + np.eye(3) * 1e-12
-    vals, vecs = np.linalg.eigh(cov)
-    radii = n_std * np.sqrt(np.clip(vals, 0.0, None))
-    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, res), np.linspace(0, np.pi, res // 2 + 1))
-    sphere = np.stack([np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v)], axis=-1)
-    xyz = sphere * radii @ vecs.T + centre
-    return xyz[..., 0], xyz[..., 1], xyz[..., 2]
 
 
 def ellipsoids(

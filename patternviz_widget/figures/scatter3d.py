@@ -17,9 +17,11 @@ from . import _data
 from ._common import (
     AZIM,
     ELEV,
+    ELLIPSOID_SIGMA,
     GLYPH_ORDER,
     class_handles,
     draw_class_arrows,
+    draw_ellipsoids,
     glyph_handles,
     legend_rows,
     new_figure,
@@ -86,7 +88,7 @@ def draw_regions(
 def _embedding_axes(
     container: Any, view: _data.RegionView, color_by: str, selection: Any, arrows: bool,
     normalize: bool, radius: float | None, elev: float, azim: float,
-    title: str | None = None, class_names: Sequence[str] = (),
+    title: str | None = None, class_names: Sequence[str] = (), ellipsoids: bool = False,
 ) -> tuple[Any, list[str]]:  # fmt: skip
     """Fill ``container`` (a Figure or SubFigure) with one 3-D region view; title it above.
 
@@ -99,6 +101,8 @@ def _embedding_axes(
     drawn = draw_regions(ax, view, color_by=color_by, selection=sel, scale=scale)
     r = radius if radius is not None else radius_of(view.h * scale)
     setup_3d(ax, r, elev=elev, azim=azim)
+    if ellipsoids:
+        draw_ellipsoids(ax, view.h * scale, view.label, ELLIPSOID_SIGMA)
     if arrows:
         draw_class_arrows(ax, view.mu, class_names, length=0.9 * r)
     container.suptitle(title if title is not None else _data.title_for(view.key, _kp_text(view)),
@@ -127,6 +131,7 @@ def embedding(
     selection: Any = None,
     color_by: str = "label",
     arrows: bool = True,
+    ellipsoids: bool = False,
     normalize: bool = False,
     size: tuple[float, float] = (4.2, 4.4),
     elev: float = ELEV,
@@ -146,6 +151,7 @@ def embedding(
         selection: region rows to highlight (indices or a boolean mask); the rest is dimmed.
         color_by: ``"label"`` (the image's true class) or ``"predicted"`` (the region's class).
         arrows: draw μ_c.
+        ellipsoids: draw a 1.5σ covariance ellipsoid per class (as the widget's ellipsoid toggle).
         normalize: divide h by the layer's mean strength (the frame knowledge points are read in).
         size: (width, height) in inches. elev, azim: camera angles in degrees.
         title: overrides the default "layer · epoch · condition — KPs" title.
@@ -165,7 +171,7 @@ def embedding(
     with style():
         fig = new_figure(size)
         _, drawn = _embedding_axes(fig, view, color_by, selection, arrows, normalize, None, elev,
-                                   azim, title=title, class_names=names)  # fmt: skip
+                                   azim, title=title, class_names=names, ellipsoids=ellipsoids)  # fmt: skip
         _legend(fig, names, np.unique(view.label), drawn)
     return fig
 
@@ -283,6 +289,8 @@ def compare(
     source: Any,
     layer: str | None = None,
     epoch: int | None = None,
+    condition: str = "clean",
+    model: str | None = None,
     left: dict | None = None,
     right: dict | None = None,
     other: Any = None,
@@ -315,7 +323,7 @@ def compare(
             )
     views = []
     for study, side in ((study_a, left), (study_b, right)):
-        state = {"layer": layer, "epoch": epoch, "condition": "clean", "model": None} | side
+        state = {"layer": layer, "epoch": epoch, "condition": condition, "model": model} | side
         if _data.is_sample_layer(state["layer"]):
             raise InputError("compare() draws regional views; pass layer=<a captured layer>.")
         views.append(_data.region_view(study, state["layer"], state["epoch"], state["condition"],
@@ -326,12 +334,31 @@ def compare(
     with style():
         fig = new_figure(size)
         glyphs: set[str] = set()
-        for sub, view in zip(fig.subfigures(1, 2), views):
+        titles = _pane_titles(views[0].key, views[1].key)
+        for sub, view, title in zip(fig.subfigures(1, 2), views, titles):
             _, drawn = _embedding_axes(sub, view, color_by, sel, True, False, r, elev, azim,
-                                       class_names=names)  # fmt: skip
+                                       title=f"{title}\n{_kp_text(view)}", class_names=names)  # fmt: skip
             glyphs.update(drawn)
+        common = [
+            f
+            for f in ("layer", "epoch", "condition", "model")
+            if getattr(views[0].key, f) == getattr(views[1].key, f)
+        ]
+        if len(common) == 3:
+            fig.suptitle(
+                _data.title_for(views[0].key).replace(titles[0], "").strip(" ·"), fontsize=9
+            )
         _legend(fig, names, np.unique(views[0].label), sorted(glyphs))
     return fig
+
+
+def _pane_titles(a: Any, b: Any) -> list[str]:
+    """The widget's compare-pane titles: the one key field that differs, else the full key."""
+    diff = [f for f in ("condition", "model", "epoch") if getattr(a, f) != getattr(b, f)]
+    if len(diff) == 1 and a.layer == b.layer:
+        field = diff[0]
+        return [f"epoch {k.epoch}" if field == "epoch" else str(getattr(k, field)) for k in (a, b)]
+    return [_data.title_for(a), _data.title_for(b)]
 
 
 def _default_right(study: Any, has_other: bool) -> dict:
