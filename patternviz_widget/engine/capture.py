@@ -174,9 +174,25 @@ def _run(
     n = study.data.n
     bar = tqdm(total=n, disable=not progress, unit="img", desc=f"capture {base.model}|{base.condition}|{base.epoch}")
     idx = {layer: (torch.from_numpy(p.image.astype(np.int64)), torch.from_numpy(p.cell)) for layer, p in plans.items()}
+    span = [0, 0, 0]  # start, end, batch number of the batch being captured
+
+    def keep_rows(layer: str, t: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """Inside the hook: check the map, return (first row, kept rows, all-finite flag)."""
+        s, e, bi = span
+        plan = plans[layer]
+        why = check_shape(layer, t, plan.geometry)
+        if why:
+            raise CaptureError(f"In batch {bi}, {why}. Capture models whose layers have the study's shapes.")
+        r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
+        b_idx, c_idx = idx[layer]
+        rows = gather_rows(t, plan.geometry, (b_idx[r0:r1] - s).to(t.device), c_idx[r0:r1].to(t.device))
+        return r0, rows.to(buf.dtype), torch.isfinite(t).all()
+
+    rec.on_output = keep_rows
     try:
         for bi, batch in enumerate(study.data.batches(study.batch_size)):
             s, e = batch.start, batch.start + batch.images.shape[0]
+            span[:] = [s, e, bi]
             x = _inputs(batch, images, rec, device)
             with torch.inference_mode():
                 rec.clear()
@@ -187,30 +203,26 @@ def _run(
                     raise CaptureError(f"The model returned {got} for batch {bi}; expected ({e - s}, {study.num_classes}).")
                 if rec.sample is None:
                     raise CaptureError(f"Sample layer {rec.sample_layer!r} was not called in batch {bi}.")
-                checks = [("the model output (logits)", logits), (f"sample layer {rec.sample_layer!r}", rec.sample)]
-                rows: dict[str, tuple[int, torch.Tensor]] = {}
-                for layer, plan in plans.items():
-                    t = rec.outputs.get(layer)
-                    if t is None:
-                        raise CaptureError(f"Layer {layer!r} was not called in batch {bi}.")
-                    why = check_shape(layer, t, plan.geometry)
-                    if why:
-                        raise CaptureError(f"In batch {bi}, {why}. Capture models whose layers have the study's shapes.")
-                    r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
-                    b_idx, c_idx = idx[layer]
-                    b_local = (b_idx[r0:r1] - s).to(t.device)
-                    rows[layer] = (r0, gather_rows(t, plan.geometry, b_local, c_idx[r0:r1].to(t.device)))
-                    checks.append((f"layer {layer!r}", t))
-                finite = torch.stack([torch.isfinite(v).all() for _, v in checks]).cpu()
+                missing = [layer for layer in plans if layer not in rec.outputs]
+                if missing:
+                    raise CaptureError(f"Layer {missing[0]!r} was not called in batch {bi}.")
+                # report the earliest culprit: layers in the order they ran, then head input, output
+                fired = [layer for layer in rec.outputs if layer in plans]
+                names = [f"layer {layer!r}" for layer in fired]
+                names += [f"the input of sample layer {rec.sample_layer!r}", "the model output (logits)"]
+                flags = [rec.outputs[layer][2] for layer in fired]
+                flags += [torch.isfinite(rec.sample).all(), torch.isfinite(logits).all()]
+                finite = torch.stack(flags).cpu()
                 if not bool(finite.all()):
-                    what = checks[int((~finite).nonzero()[0, 0])][0]
+                    what = names[int((~finite).nonzero()[0, 0])]
                     raise CaptureError(
                         f"{what[0].upper() + what[1:]} produced NaN or Inf in batch {bi} (images {s}..{e - 1}) "
                         f"of {base.model}|{base.condition}|epoch {base.epoch}. Check the model's weights "
                         "(a diverged training step?) and the input normalisation."
                     )
-                for layer, (r0, r) in rows.items():
-                    buf.put_regions(layer, r0, r)
+                for layer in plans:
+                    r0, rows, _ = rec.outputs[layer]
+                    buf.put_regions(layer, r0, rows)
                 buf.put_sample(s, rec.sample, logits)
             buf.done = e
             bar.update(e - s)

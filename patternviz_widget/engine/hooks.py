@@ -6,7 +6,7 @@ forward pre-hook. By default the head is found automatically (:func:`find_head`)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,6 +102,9 @@ class LayerRecorder:
         layers: module names whose outputs are recorded into ``outputs[name]``.
         sample_layer: module name whose input (flattened to N×D) is recorded into ``sample``; None
             records no sample feature.
+        on_output: optional ``f(name, tensor) -> value`` called inside the hook; ``outputs[name]``
+            then holds its value instead of the tensor (capture uses it to keep only the sampled
+            rows, before any later in-place operation can change the map).
 
     Example:
         >>> with LayerRecorder(net, ["features.3"], "classifier.3") as rec:
@@ -109,12 +112,19 @@ class LayerRecorder:
         ...     fmap, f = rec.outputs["features.3"], rec.sample
     """
 
-    def __init__(self, model: nn.Module, layers: list[str], sample_layer: str | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[str],
+        sample_layer: str | None = None,
+        on_output: Callable[[str, torch.Tensor], Any] | None = None,
+    ) -> None:
         self.model = model
+        self.on_output = on_output
         self.modules = resolve(model, layers)
         self.sample_module = resolve(model, [sample_layer])[sample_layer] if sample_layer else None
         self.sample_layer = sample_layer
-        self.outputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, Any] = {}
         self.sample: torch.Tensor | None = None
         self.active = True
         self._handles: list[Any] = []
@@ -135,7 +145,7 @@ class LayerRecorder:
                     f"Layer {name!r} returned a {type(output).__name__}, not a tensor. Pick a layer "
                     "whose output is a tensor (N×C×H×W feature map or N×T×C tokens)."
                 )
-            self.outputs[name] = t
+            self.outputs[name] = t if self.on_output is None else self.on_output(name, t)
 
         return hook
 
