@@ -203,8 +203,10 @@ class Study:
         """
         from .engine.watch import StudyWatcher
 
+        watcher = StudyWatcher(path, ResultStore(), interval=interval)  # stamp before reading
         study = cls.load(path)
-        study.watcher = StudyWatcher(path, study.store, interval=interval)
+        watcher.store = study.store
+        study.watcher = watcher
         if start:
             study.watcher.start()
         return study

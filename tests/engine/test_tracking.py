@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import pytest
@@ -192,3 +193,32 @@ def test_step_honours_every():
     taken = [tracker.step() for _ in range(5)]
     assert [s.epoch if s else None for s in taken] == [None, 2, None, 4, None]
     assert study.store.epochs() == [0, 2, 4]
+
+
+def test_watch_picks_up_epochs_saved_by_another_writer(tmp_path):
+    import patternviz_widget as pv
+
+    _, _, _, study = _setup(n_probe=8)
+    path = tmp_path / "run.pvz"
+    tracker = study.tracker(path=path, embed=False)
+    tracker.snapshot(0)
+    watched = pv.Study.watch(path, interval=0.05, start=False)  # a reader, e.g. another kernel
+    assert watched.store.epochs() == [0]
+    seen = []
+    watched.store.observe(lambda key: seen.append(key.epoch))
+    assert watched.watcher.poll() == []  # nothing new yet
+    tracker.snapshot(1)
+    tracker.snapshot(2)
+    added = watched.watcher.poll()
+    assert sorted({k.epoch for k in added}) == [1, 2]
+    assert watched.store.epochs() == [0, 1, 2]
+    assert set(seen) == {1, 2}  # observers (the widget) heard about each new record
+    # the background thread does the same on its own
+    watched.watcher.start()
+    tracker.snapshot(3)
+    deadline = time.monotonic() + 20
+    while 3 not in watched.store.epochs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watched.watcher.stop()
+    assert watched.store.epochs() == [0, 1, 2, 3]
+    assert not watched.watcher.running
