@@ -151,19 +151,32 @@ def _stack_items(start: int, items: list[Any]) -> Batch:
 
 def _iterate_loader(loader: Any, n: int, batch_size: int) -> Iterator[Batch]:
     """Re-batch whatever an iterable loader yields into batches of ``batch_size`` (first n images)."""
-    done = 0
+    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    have = done = 0
+
+    def flush(count: int) -> Batch:
+        nonlocal pending, have, done
+        xs = torch.cat([p[0] for p in pending])
+        ys = torch.cat([p[1] for p in pending])
+        ms = None if pending[0][2] is None else torch.cat([p[2] for p in pending])  # type: ignore[misc]
+        out = Batch(done, xs[:count], ys[:count], None if ms is None else ms[:count])
+        rest = (xs[count:], ys[count:], None if ms is None else ms[count:])
+        pending = [rest] if rest[0].shape[0] else []
+        have -= count
+        done += count
+        return out
+
     for item in loader:
-        if done >= n:
-            return
         x, y, m = _split_item(item)
         xb = to_image_tensor(x, batched=True)
-        yb = to_labels(y)
-        mb = None if m is None else to_mask(m, batched=True)
-        take = min(xb.shape[0], n - done)
-        for s in range(0, take, batch_size):
-            e = min(s + batch_size, take)
-            yield Batch(done + s, xb[s:e], yb[s:e], None if mb is None else mb[s:e])
-        done += take
+        pending.append((xb, to_labels(y), None if m is None else to_mask(m, batched=True)))
+        have += xb.shape[0]
+        while have >= batch_size and done + batch_size <= n:
+            yield flush(batch_size)
+        if done + have >= n:
+            break
+    while have > 0 and done < n:
+        yield flush(min(batch_size, have, n - done))
 
 
 def as_probe_data(data: Any, max_images: int | None = None) -> ProbeData:
