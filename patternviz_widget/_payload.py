@@ -99,8 +99,16 @@ class Knowledge:
     def _regions(self, key: Key, threshold: float) -> Any:
         fn = getattr(self.study, "knowledge_points", None)
         if fn is None:
-            raise NotFittedError("Knowledge points need the engine (study.knowledge_points, issue 4).")
-        return fn(key.layer, epoch=key.epoch, condition=key.condition, model=key.model, threshold=threshold)
+            raise NotFittedError(
+                "Knowledge points need the engine (study.knowledge_points, issue 4)."
+            )
+        return fn(
+            key.layer,
+            epoch=key.epoch,
+            condition=key.condition,
+            model=key.model,
+            threshold=threshold,
+        )
 
     def _samples(self, key: Key, threshold: float) -> dict[str, np.ndarray]:
         """Sample glyphs: the model's own prediction (argmax logits) vs the true class; a sample
@@ -184,7 +192,9 @@ def point_slice(
     if key.is_sample:
         emb: Any = store.get(key, SampleEmbedding)
         xyz = np.asarray(emb.g, dtype=np.float32)
-        labels = np.asarray(store.probe.labels) if store.probe is not None else np.zeros(len(xyz), int)
+        labels = (
+            np.asarray(store.probe.labels) if store.probe is not None else np.zeros(len(xyz), int)
+        )
         image = np.arange(len(xyz))
         mean_strength = float(np.linalg.norm(xyz, axis=1).mean()) if len(xyz) else 1.0
     else:
@@ -192,7 +202,11 @@ def point_slice(
         xyz = np.asarray(emb.h, dtype=np.float32)
         rec = store.get(key, RegionRecord)
         image = np.asarray(rec.image)
-        labels = np.asarray(store.probe.labels)[image] if store.probe is not None else np.zeros(len(xyz), int)
+        labels = (
+            np.asarray(store.probe.labels)[image]
+            if store.probe is not None
+            else np.zeros(len(xyz), int)
+        )
         mean_strength = float(emb.mean_strength)
     f = _kp_fields(kn.get(key, threshold))
     n = xyz.shape[0]
@@ -279,7 +293,10 @@ def atlas(store: ResultStore) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "input_size": [int(v) for v in store.probe.input_size],
         "has_masks": store.probe.masks is not None,
     }
-    return meta, {"png": np.frombuffer(buf.getvalue(), np.uint8), "labels": labels.astype(np.uint16)}
+    return meta, {
+        "png": np.frombuffer(buf.getvalue(), np.uint8),
+        "labels": labels.astype(np.uint16),
+    }
 
 
 def patch_png(store: ResultStore, image: int, box: np.ndarray, size: int = 96) -> bytes:
@@ -298,7 +315,9 @@ def patch_png(store: ResultStore, image: int, box: np.ndarray, size: int = 96) -
     r1 = int(np.clip(np.ceil(y1 / ih * th), r0 + 1, th))
     crop = Image.fromarray(np.ascontiguousarray(thumb[r0:r1, c0:c1, :3]))
     scale = size / max(crop.width, crop.height)
-    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.NEAREST)
+    crop = crop.resize(
+        (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.NEAREST
+    )
     buf = io.BytesIO()
     crop.save(buf, format="PNG")
     return buf.getvalue()
@@ -318,7 +337,9 @@ def catalog(store: ResultStore, rev: dict[str, int]) -> dict[str, Any]:
             "class_names": names,
             "palette": CLASS_COLORS,
             "layer_colors": LAYER_COLORS,
-            "glyphs": {name: {"code": GLYPH_CODES[name], "label": GLYPHS[name][1]} for name in GLYPH_CODES},
+            "glyphs": {
+                name: {"code": GLYPH_CODES[name], "label": GLYPHS[name][1]} for name in GLYPH_CODES
+            },
             "grid_shapes": grids,
             "num_images": int(store.probe.labels.shape[0]) if store.probe is not None else 0,
             "rev": {k: v for k, v in rev.items() if k in cat["entries"]},

@@ -34,7 +34,9 @@ def _key(msg: dict[str, Any]) -> Key:
     try:
         return Key.parse(str(msg["key"]))
     except (KeyError, ValueError):
-        raise InputError(f"A request needs a key 'model|condition|epoch|layer', got {msg.get('key')!r}.") from None
+        raise InputError(
+            f"A request needs a key 'model|condition|epoch|layer', got {msg.get('key')!r}."
+        ) from None
 
 
 def _threshold(w: Any, msg: dict[str, Any]) -> float:
@@ -105,11 +107,17 @@ HANDLERS: dict[str, Handler] = {
 
 
 def build_replies(
-    req_id: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], max_bytes: int = MAX_MESSAGE_BYTES
+    req_id: str,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> list[tuple[dict[str, Any], list[bytes]]]:
     """Split one reply into messages of at most ~``max_bytes`` of buffers each."""
     wire = {name: to_wire_array(a, name) for name, a in arrays.items()}
-    described = {n: {"dtype": a.dtype.name, "shape": list(a.shape), "nbytes": int(a.nbytes)} for n, a in wire.items()}
+    described = {
+        n: {"dtype": a.dtype.name, "shape": list(a.shape), "nbytes": int(a.nbytes)}
+        for n, a in wire.items()
+    }
     pieces: list[tuple[str, int, bytes]] = []
     for name, a in wire.items():
         raw = a.tobytes()

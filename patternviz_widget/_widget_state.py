@@ -99,14 +99,17 @@ def compare_values(store: ResultStore, compare: str, key: Key) -> list[str]:
     return []
 
 
-def kp_summary(study: Any, kn: _payload.Knowledge, model: str, condition: str, threshold: float,
-               cache: dict) -> dict[str, Any]:
+def kp_summary(
+    study: Any, kn: _payload.Knowledge, model: str, condition: str, threshold: float, cache: dict
+) -> dict[str, Any]:
     """Knowledge points per image for every (layer, epoch) of one (model, condition): what the
     sparkline and the dashboard's bqplot charts draw. Cached per (key, revision, τ)."""
     store = study.store
     layers: dict[str, Any] = {}
     for layer in embedded_layers(store, model):
-        keys = [k for k in store.find(RegionEmbedding, model=model, condition=condition, layer=layer)]
+        keys = [
+            k for k in store.find(RegionEmbedding, model=model, condition=condition, layer=layer)
+        ]
         row: dict[str, list] = {"epochs": [], "total": [], "reliable": [], "r_reliable": []}
         for key in keys:
             ck = (str(key), kn.rev.get(str(key), 0), round(float(threshold), 6))
@@ -126,8 +129,9 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def selected_table(study: Any, kn: _payload.Knowledge, key: Key, ids: np.ndarray,
-                   threshold: float) -> dict[str, np.ndarray]:
+def selected_table(
+    study: Any, kn: _payload.Knowledge, key: Key, ids: np.ndarray, threshold: float
+) -> dict[str, np.ndarray]:
     """Columns of the selected points (one row each): see :meth:`PatternViz.selected_regions`."""
     store = study.store
     names = np.asarray(_payload.class_names(store) or ["?"], dtype=object)

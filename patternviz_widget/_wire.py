@@ -30,7 +30,13 @@ from .errors import InputError
 #: dtypes the page can view directly (JS typed-array constructors of the same name exist).
 WIRE_DTYPES = ("float32", "int32", "uint32", "int16", "uint16", "int8", "uint8")
 
-_CAST = {"float64": "float32", "float16": "float32", "int64": "int32", "uint64": "uint32", "bool": "uint8"}
+_CAST = {
+    "float64": "float32",
+    "float16": "float32",
+    "int64": "int32",
+    "uint64": "uint32",
+    "bool": "uint8",
+}
 
 
 def wire_dtype(dtype: np.dtype | str, name: str = "array") -> str:
@@ -74,15 +80,21 @@ def decode(payload: dict[str, Any] | None, name: str = "array") -> np.ndarray | 
     if payload is None:
         return None
     if not isinstance(payload, dict) or not {"dtype", "shape", "buffer"} <= payload.keys():
-        raise InputError(f"{name!r}: expected {{dtype, shape, buffer}}, got {type(payload).__name__}.")
+        raise InputError(
+            f"{name!r}: expected {{dtype, shape, buffer}}, got {type(payload).__name__}."
+        )
     dtype = wire_dtype(payload["dtype"], name)
     if dtype != payload["dtype"]:
-        raise InputError(f"{name!r}: the page sent dtype {payload['dtype']!r}; expected one of {WIRE_DTYPES}.")
+        raise InputError(
+            f"{name!r}: the page sent dtype {payload['dtype']!r}; expected one of {WIRE_DTYPES}."
+        )
     shape = tuple(int(s) for s in payload["shape"])
     buf = bytes(payload["buffer"])
     count = int(np.prod(shape)) if shape else 1
     if len(buf) != count * np.dtype(dtype).itemsize:
-        raise InputError(f"{name!r}: {len(buf)} bytes do not hold a {dtype} array of shape {shape}.")
+        raise InputError(
+            f"{name!r}: {len(buf)} bytes do not hold a {dtype} array of shape {shape}."
+        )
     return np.frombuffer(buf, dtype=dtype).reshape(shape).copy()
 
 
@@ -95,7 +107,9 @@ def encode_indices(values: Any, name: str = "selection") -> bytes:
     if arr.size and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
         raise InputError(f"{name} must hold integer ids, got {arr[:5].tolist()}…")
     if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.uint32).max):
-        raise InputError(f"{name} ids must be in [0, 2**32), got min {arr.min():.0f}, max {arr.max():.0f}.")
+        raise InputError(
+            f"{name} ids must be in [0, 2**32), got min {arr.min():.0f}, max {arr.max():.0f}."
+        )
     return np.unique(arr.astype(np.uint32)).astype("<u4").tobytes()
 
 

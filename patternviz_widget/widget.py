@@ -172,7 +172,9 @@ class PatternViz(anywidget.AnyWidget):
     @t.observe("model", "condition", "feature_kind", "layer")
     def _snap_epoch(self, change: t.Bunch) -> None:
         """Keep `epoch` on one that exists for the new (model, condition, layer)."""
-        eps = ws.epochs_for(self._study.store, self.model, self.condition, self.feature_kind, self.layer)
+        eps = ws.epochs_for(
+            self._study.store, self.model, self.condition, self.feature_kind, self.layer
+        )
         if eps and self.epoch not in eps:
             self.epoch = min(eps, key=lambda e: (abs(e - self.epoch), -e))
         if change.name in ("model", "condition"):
@@ -191,7 +193,12 @@ class PatternViz(anywidget.AnyWidget):
     def _refresh_summary(self) -> None:
         try:
             self.summary = ws.kp_summary(
-                self._study, self._kp, self.model, self.condition, self.threshold, self._summary_cache
+                self._study,
+                self._kp,
+                self.model,
+                self.condition,
+                self.threshold,
+                self._summary_cache,
             )
         except Exception as e:  # noqa: BLE001 - a summary failure must not break the widget
             self.summary = {"error": f"{type(e).__name__}: {e}", "layers": {}}
@@ -240,6 +247,19 @@ class PatternViz(anywidget.AnyWidget):
         turns it into a DataFrame (pandas is not a dependency).
         """
         return ws.selected_table(self._study, self._kp, self.key, self.selected_ids, self.threshold)
+
+    def export(self, path: str | Path | None = None, kind: str = "view", **kwargs: Any) -> Any:
+        """Write what the view shows as a matplotlib figure (PNG/SVG/PDF, no browser); see
+        :func:`patternviz_widget.export.export_view`. Returns the path (or the Figure)."""
+        from .export import export_view
+
+        return export_view(self, path, kind=kind, **kwargs)
+
+    def snapshot(self, path: str | Path, timeout: float = 10.0) -> Path:
+        """Write the PNG the displayed page draws right now to ``path``; returns the path."""
+        from .export import snapshot_view
+
+        return snapshot_view(self, path, timeout=timeout)
 
     def _request_snapshot(self, timeout: float = 10.0) -> bytes:
         """Return the PNG bytes of what the displayed view shows (asks the page; waits ≤ timeout s).

@@ -306,12 +306,14 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     const sample = set.layer === SAMPLE;
     const [gr, gc] = [set.layout.grid[2 * row], set.layout.grid[2 * row + 1]];
     const where = sample ? `image ${set.image[li]}` : `${set.layer} · image ${set.image[li]} · cell (${gr}, ${gc})`;
+    const er = emb.el.getBoundingClientRect();
+    const rr = root.getBoundingClientRect();
     tooltip.show(
-      { x: hv.x, y: hv.y, image: set.image[li], box: sample ? null : set.layout.box.subarray(4 * row, 4 * row + 4), title: where, label: set.label[li], glyph: set.glyph[li], layerName: set.layer, probs: got?.probs ?? null, strength: got?.strength ?? null },
+      { x: hv.x + er.left - rr.left, y: hv.y + er.top - rr.top, image: set.image[li], box: sample ? null : set.layout.box.subarray(4 * row, 4 * row + 4), title: where, label: set.label[li], glyph: set.glyph[li], layerName: set.layer, probs: got?.probs ?? null, strength: got?.strength ?? null },
       atlas,
       names(),
       palette(),
-      emb.el.getBoundingClientRect(),
+      rr,
     );
     if (!got) {
       shared.rpc

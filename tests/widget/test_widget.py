@@ -143,7 +143,9 @@ def test_summary_holds_the_engine_counts_for_every_layer_and_epoch(widget):
         assert row["epochs"] == [0, 1, 2]
         for e, total, reliable in zip(row["epochs"], row["total"], row["reliable"], strict=True):
             kp = widget._study.knowledge_points(layer, epoch=e, condition="clean", threshold=0.4)
-            assert total == pytest.approx(kp.mean_total) and reliable == pytest.approx(kp.mean_reliable)
+            assert total == pytest.approx(kp.mean_total) and reliable == pytest.approx(
+                kp.mean_reliable
+            )
 
 
 def test_a_new_epoch_appears_without_redisplay(widget, store):

@@ -27,7 +27,9 @@ export function createLegend(parent: HTMLElement): LegendView {
       const list = h("div", { cls: "pv-legend-list" });
       items.slice(0, MAX_ITEMS).forEach((it) => list.append(h("div", { cls: "pv-legend-item" }, [h("span", { cls: "pv-swatch", attrs: { style: `background:${it.color}` } }), h("span", { text: it.label })])));
       if (items.length > MAX_ITEMS) list.append(h("div", { cls: "pv-legend-item pv-muted", text: `+ ${items.length - MAX_ITEMS} more` }));
-      const parts: HTMLElement[] = [h("div", { cls: "pv-legend-head", text: heading }), list];
+      const head = h("div", { cls: "pv-legend-head", text: `${heading}  ▾`, title: "Show / hide the legend", attrs: { "data-pv": "legend-toggle" } });
+      head.addEventListener("click", () => el.classList.toggle("pv-collapsed"));
+      const parts: HTMLElement[] = [head, list];
       if (glyphs) {
         const g = h("div", { cls: "pv-legend-glyphs" }, [
           h("div", { cls: "pv-legend-item" }, [glyphIcon(1, "#888"), h("span", { text: "reliable KP" })]),
