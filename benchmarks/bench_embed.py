@@ -44,8 +44,11 @@ LABELS = {
 # ---------------------------------------------------------------------------------------------
 # child side: one method, one size
 # ---------------------------------------------------------------------------------------------
-def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | None = None) -> dict:
-    """Fit ``method`` on the capture saved in ``data_dir``; return seconds, RSS and k-NN scores."""
+def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | None = None,
+            smoke: bool = False) -> dict:
+    """Fit ``method`` on the capture saved in ``data_dir``; return seconds, RSS and k-NN scores.
+
+    ``smoke``: few iterations and no warm-up (checks the plumbing; figures meaningless)."""
     d = _load(data_dir)
     x = d["features"]
     rss0 = rss_mb()
@@ -53,7 +56,7 @@ def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | Non
     t = time.perf_counter()
     if method == "ours":
         from . import ours  # noqa: F401  (imports outside the timed fit)
-    else:
+    elif not smoke:
         # imports, numba JIT and thread pools warm up on a tiny slice, so the timed fit measures
         # the algorithm; the warm-up is reported apart (UMAP's JIT costs ~10-20 s once per process)
         _fit_baseline(method, x[:300].copy(), n_jobs)
@@ -64,7 +67,7 @@ def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | Non
 
         emb, info = fit_regions(d, **(ours_kwargs or {}))
     else:
-        emb, info = _fit_baseline(method, x, n_jobs), {}
+        emb, info = _fit_baseline(method, x, n_jobs, smoke), {}
     fit_s = time.perf_counter() - t
     emb = np.asarray(emb, dtype=np.float32)
     return {
@@ -81,7 +84,8 @@ def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | Non
     }
 
 
-def _fit_baseline(method: str, x: np.ndarray, n_jobs: int) -> np.ndarray:
+def _fit_baseline(method: str, x: np.ndarray, n_jobs: int, smoke: bool = False) -> np.ndarray:
+    """Each baseline with its library's defaults (2-D for t-SNE/UMAP, 3-D for PCA)."""
     if method == "pca":
         from sklearn.decomposition import PCA
 
@@ -89,11 +93,13 @@ def _fit_baseline(method: str, x: np.ndarray, n_jobs: int) -> np.ndarray:
     if method == "tsne_sklearn":
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, init="pca", random_state=0, n_jobs=n_jobs).fit_transform(x)
+        few = {"max_iter": 250, "perplexity": 5.0} if smoke else {}
+        return TSNE(n_components=2, init="pca", random_state=0, n_jobs=n_jobs, **few).fit_transform(x)
     if method == "opentsne":
         from openTSNE import TSNE
 
-        return np.asarray(TSNE(n_components=2, n_jobs=n_jobs, random_state=0).fit(x))
+        few = {"n_iter": 20, "early_exaggeration_iter": 10, "perplexity": 5} if smoke else {}
+        return np.asarray(TSNE(n_components=2, n_jobs=n_jobs, random_state=0, **few).fit(x))
     if method == "umap":
         import warnings
 
@@ -102,7 +108,8 @@ def _fit_baseline(method: str, x: np.ndarray, n_jobs: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # no random_state: umap-learn would then run single-threaded
-            return umap.UMAP(n_components=2, n_jobs=n_jobs).fit_transform(x)
+            few = {"n_epochs": 10, "n_neighbors": 5} if smoke else {}
+            return umap.UMAP(n_components=2, n_jobs=n_jobs, **few).fit_transform(x)
     raise ValueError(f"unknown method {method!r}; one of {METHODS}")
 
 
@@ -114,10 +121,15 @@ def _load(data_dir: str) -> dict[str, Any]:
     return out
 
 
-def split_indices(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Return (train, test) region indices: test = regions of every 5th image, subsampled."""
+def split_indices(image: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return (train, test) region indices: test = the regions of every 5th image of each class
+    (so every class is on both sides), each side subsampled to KNN_TRAIN / KNN_TEST."""
     rng = np.random.default_rng(seed)
-    test_mask = (image % 5) == 0
+    order = np.lexsort((np.arange(labels.size), labels))  # images grouped by class
+    rank = np.empty(labels.size, dtype=np.int64)
+    starts = np.searchsorted(labels[order], labels[order], side="left")
+    rank[order] = np.arange(labels.size) - starts
+    test_mask = (rank[image] % 5) == 0
     train = np.flatnonzero(~test_mask)
     test = np.flatnonzero(test_mask)
     if train.size > KNN_TRAIN:
@@ -132,7 +144,7 @@ def knn_scores(x: np.ndarray, d: dict[str, Any]) -> dict[str, float]:
     from sklearn.neighbors import KNeighborsClassifier
 
     y = d["labels"][d["image"]]
-    train, test = split_indices(d["image"])
+    train, test = split_indices(d["image"], d["labels"])
     clf = KNeighborsClassifier(n_neighbors=KNN_K, n_jobs=1).fit(x[train], y[train])
     pred = clf.predict(x[test])
     obj = d["on_object"][test]
@@ -185,6 +197,7 @@ def run(
     n_jobs: int = 2,
     seed: int = 0,
     ours_kwargs: dict | None = None,
+    smoke: bool = False,
     log=print,
 ) -> dict:
     """Run the embedding section and return its JSON-able result (also printed as a table)."""
@@ -211,7 +224,8 @@ def run(
                     continue
                 res = run_worker(
                     "benchmarks.bench_embed:fit_one",
-                    {"method": m, "data_dir": str(data_dir), "n_jobs": n_jobs, "ours_kwargs": ours_kwargs},
+                    {"method": m, "data_dir": str(data_dir), "n_jobs": n_jobs, "ours_kwargs": ours_kwargs,
+                     "smoke": smoke},
                     limit_s + 120,  # + loading/warm-up/k-NN; the fit itself is checked below
                 )
                 res.update({"method": m, "n": n, "dim": dim})

@@ -102,11 +102,12 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
     if section == "embed":
         from . import bench_embed
 
-        sizes = a.embed_sizes or ((1_000,) if smoke else (10_000, 100_000, 1_000_000))
+        sizes = a.embed_sizes or ((1_280,) if smoke else (10_000, 100_000, 1_000_000))
         methods = tuple(m.strip() for m in a.embed_methods.split(",") if m.strip())
         ours_kwargs = {"device": a.device, **({"smoke": True} if smoke else {})}
         return bench_embed.run(sizes=sizes, dim=16 if smoke else a.embed_dim, methods=methods,
-                               limit_s=(60.0 if smoke else 60.0 * a.limit_min), ours_kwargs=ours_kwargs)
+                               limit_s=(60.0 if smoke else 60.0 * a.limit_min), ours_kwargs=ours_kwargs,
+                               smoke=smoke)
     if section == "display":
         from . import bench_display
 

@@ -1,0 +1,74 @@
+"""Every benchmark section runs end to end at tiny sizes (``python -m benchmarks.run --smoke``), so
+the benchmarks cannot rot. Nothing here asserts a timing: speed lives in benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_section(tmp_path: Path, section: str, *extra: str, timeout: float = 300) -> tuple[dict, str]:
+    """Run one section with --smoke into ``tmp_path``; return (its result, RESULTS.md text)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--sections", section, "--out", str(tmp_path), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    doc = json.loads((tmp_path / f"{section}.json").read_text())
+    assert doc["status"] == "ok" and doc["smoke"] is True
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["torch"]
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert f"## {section}" in md and doc["command"] in md
+    return doc["result"], md
+
+
+def test_capture_section_compares_capture_with_a_plain_forward(tmp_path: Path) -> None:
+    r, md = run_section(tmp_path, "capture")
+    assert len(r["layers"]) == 4 and all(v > 0 for v in r["regions_kept"].values())
+    assert len(r["forward_s"]) == len(r["capture_s"]) == r["repeats"]
+    assert r["ratio_median"] == pytest.approx(r["capture_median_s"] / r["forward_median_s"], rel=0.01)
+    assert f"**{r['ratio_median']:.3f}**" in md
+
+
+def test_embed_section_runs_every_method_and_scores_class_discrimination(tmp_path: Path) -> None:
+    for module in ("umap", "openTSNE"):
+        pytest.importorskip(module, reason=f"{module} is a bench extra: pip install -e '.[bench]'")
+    r, md = run_section(tmp_path, "embed")
+    rows = {x["method"]: x for x in r["rows"]}
+    ref = rows.pop("feature space")
+    assert 0.0 <= ref["knn"]["all"] <= 1.0 and ref["knn"]["object"] > 0.1  # 10 classes: chance 0.1
+    assert set(rows) == {"ours", "pca", "tsne_sklearn", "opentsne", "umap"}
+    for m, x in rows.items():
+        assert x["status"] == "ok", (m, x)
+        assert x["finite"] and x["emb_dim"] == (3 if m in ("ours", "pca") else 2)
+        assert x["peak_rss_mb"] > x["rss_inputs_mb"] > 0
+        assert 0.0 <= x["knn"]["all"] <= 1.0 and 0.0 <= x["knn"]["object"] <= 1.0
+        assert not math.isnan(x["time_vs_ours"])
+    assert rows["ours"]["info"]["region_stages_s"].keys() >= {"importance", "fit"}
+    assert "UMAP (2-D)" in md and "feature space" in md
+
+
+def test_embed_section_skips_a_size_it_predicts_to_exceed_the_limit(tmp_path: Path) -> None:
+    from benchmarks.bench_embed import estimate
+
+    runs = [{"status": "ok", "n": 1_000, "fit_s": 2.0}, {"status": "ok", "n": 10_000, "fit_s": 40.0}]
+    # t ~ n^b with b = log(20)/log(10) from the two runs: 40 s * 10^1.30 = 800 s at 10^5
+    assert estimate("tsne_sklearn", runs, 100_000) == pytest.approx(800.0, rel=1e-6)
+    assert estimate("pca", runs[:1], 4_000) == pytest.approx(8.0)  # one run: default exponent 1
+
+
+def test_memory_section_reports_peak_rss_per_stage(tmp_path: Path) -> None:
+    r, md = run_section(tmp_path, "memory")
+    stages = r["stages"]
+    assert list(stages) == ["start", "data (uint8 images) + model", "Study(...)", "capture()", "embed()"]
+    peaks = [s["peak_rss_mb"] for s in stages.values()]
+    assert peaks == sorted(peaks)  # peak RSS so far never decreases
+    assert r["store_after_embed_mb"] > r["store_after_capture_mb"] > 0
+    assert "peak RSS so far" in md
