@@ -26,7 +26,8 @@ _CHUNK = 1000
 
 def shapes(n: int = 2000, size: int = 64, num_classes: int = 6, seed: int = 0) -> ImageDataset:
     """Return ``n`` generated images as an :class:`ImageDataset` (3×size×size float32 in [0, 1],
-    uint8 masks N×size×size, classes balanced and shuffled).
+    uint8 masks N×size×size; classes in random order, balanced to within one image per class
+    in every 1,000).
 
     Args:
         n: number of images.
@@ -62,7 +63,9 @@ def shapes(n: int = 2000, size: int = 64, num_classes: int = 6, seed: int = 0) -
 
 def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> tuple[np.ndarray, ...]:
     """Make one chunk; parameters are drawn for ``b_full`` images so prefixes do not depend on n."""
-    labels = rng.permutation(np.arange(b_full) % k)[:b]
+    # labels: a random permutation of the k classes for every run of k images, so any prefix is
+    # balanced to within one image per class (per chunk)
+    labels = np.argsort(rng.random((b_full // k + 1, k)), axis=1).ravel()[:b].astype(np.int64)
     params = rng.random((b_full, 32)).astype(np.float32)[:b]  # uniform draws for every parameter
     noise_seeds = rng.integers(2**31, size=2)
     extra = rng.random((4, b_full, 9)).astype(np.float32)[:, :b]  # distractor parameters
