@@ -163,6 +163,8 @@ def run_attack(
         state["start"] = e
         return x_adv
 
+    for stale in study.store.find(model=name, condition="adversarial", epoch=int(epoch)):
+        study.store.drop(stale)  # a new attack replaces the last one (records, embeddings, traces)
     try:
         cap = study.capture(
             epoch=int(epoch), condition="adversarial", images=attack_batch, progress=False

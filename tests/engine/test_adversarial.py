@@ -109,3 +109,17 @@ def test_targeted_attack_reports_target_hits(net):
     info = st.store.get(Key("main", "adversarial", 0, pv.results.SAMPLE), ArrayRecord)
     assert s.success_rate == pytest.approx(float((info.arrays["adv_pred"] == 2).mean()))
     assert s.success_rate > 0.8
+
+
+def test_a_new_attack_replaces_the_last_one(net):
+    st = _study(net)
+    st.attack(eps=0.3, steps=3, progress=False, record_layers=["1"])
+    key = Key("main", "adversarial", 0, "3")
+    st.store.put(
+        key, pv.results.RegionEmbedding(h=np.zeros((1, 3)), Lambda=np.zeros((3, 6)), w=np.ones(1))
+    )
+    st.attack(eps=0.01, steps=2, progress=False)
+    assert not st.store.has(key, pv.results.RegionEmbedding)  # stale projection dropped
+    assert not st.store.has(Key("main", "adversarial", 0, "1"), ArrayRecord)  # old trace dropped
+    info = st.store.get(Key("main", "adversarial", 0, pv.results.SAMPLE), ArrayRecord)
+    assert info.meta["eps"] == 0.01 and info.arrays["iterations"].tolist() == [0, 1, 2]
