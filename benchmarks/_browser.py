@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
 INIT_SCRIPT = r"""
 (() => {
   const W = window;
-  W.__pv = { draws: [], frame: -1, frameSeq: 0, presented: [] };
+  W.__pv = { draws: [], uploads: [], frame: -1, frameSeq: 0, presented: [] };
   const rAF = W.requestAnimationFrame.bind(W);
   W.requestAnimationFrame = (cb) => rAF((ts) => {
     if (W.__pv.frame !== ts) { W.__pv.frame = ts; W.__pv.frameSeq += 1; }
@@ -70,6 +70,13 @@ INIT_SCRIPT = r"""
     if (!P) continue;
     wrap(P.prototype, "drawArrays", (a) => a[2]);
     wrap(P.prototype, "drawElements", (a) => a[1]);
+    // buffer uploads (bytes), so "a frame with new data" can be told from a redraw of old data
+    const bd = P.prototype.bufferData;
+    P.prototype.bufferData = function (...a) {
+      const n = a[1] && a[1].byteLength;
+      if (n >= 12000) W.__pv.uploads.push([performance.now(), n]);
+      return bd.apply(this, a);
+    };
   }
   if (W.WebGL2RenderingContext) {
     const p2 = W.WebGL2RenderingContext.prototype;
@@ -107,6 +114,23 @@ FULL_FRAMES_JS = r"""
                    count: f.count }));
 }
 """
+
+
+def webgl_renderer(page: Any) -> str:
+    """The WebGL renderer string of this browser (SwiftShader = software rendering)."""
+    return page.evaluate(
+        "() => { const gl = document.createElement('canvas').getContext('webgl');"
+        " if (!gl) return 'no WebGL'; const e = gl.getExtension('WEBGL_debug_renderer_info');"
+        " return e ? gl.getParameter(e.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); }"
+    )
+
+
+def first_upload(page: Any, min_bytes: int, since_ms: float) -> float | None:
+    """Page time of the first buffer upload of at least ``min_bytes`` after ``since_ms``."""
+    return page.evaluate(
+        "([b, s]) => { const u = window.__pv.uploads.find(([t, n]) => t >= s && n >= b); return u ? u[0] : null; }",
+        [int(min_bytes), float(since_ms)],
+    )
 
 
 def free_port() -> int:
@@ -287,3 +311,12 @@ def drag_frames(page: Any, box: dict, n_points: int, steps: int = 40, button: st
         )
         out["fps"] = round(1000.0 / out["mean_frame_ms"], 2) if out["mean_frame_ms"] > 0 else None
     return out
+
+
+def cell_text(page: Any, index: int, limit: int = 600) -> str:
+    """The visible text of cell ``index``'s output (status lines, errors), for error reports."""
+    out = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
+    try:
+        return " ".join(out.inner_text(timeout=2000).split())[-limit:]
+    except Exception:  # noqa: BLE001
+        return ""

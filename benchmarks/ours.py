@@ -58,3 +58,76 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
 def embed_kwargs(smoke: bool) -> dict:
     """Keyword arguments of ``Study.embed`` for the memory section (defaults unless smoke)."""
     return {**SMOKE_SAMPLE, **SMOKE_REGION} if smoke else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# widget side: a synthetic store whose region embeddings are the benchmark's points
+# ---------------------------------------------------------------------------------------------
+REGIONS_PER_IMAGE = 64
+LAYER = "features.8"
+
+
+def make_points(n: int, epochs: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (xyz float32[E, n, 3], image int32[n], labels int64[N]): 10 class lobes growing out of
+    the origin over ``epochs`` (a region embedding over training), 64 regions per image."""
+    rng = np.random.default_rng(seed)
+    n_img = -(-n // REGIONS_PER_IMAGE)
+    labels = (np.arange(n_img) % 10).astype(np.int64)
+    image = (np.arange(n) // REGIONS_PER_IMAGE).astype(np.int32)
+    dirs = rng.standard_normal((10, 3)).astype(np.float32)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    r = rng.gamma(2.0, 0.5, n).astype(np.float32)[:, None]
+    noise = 0.25 * rng.standard_normal((n, 3)).astype(np.float32)
+    xyz = np.stack([(dirs[labels[image]] * r) * ((e + 1) / epochs) + noise for e in range(epochs)])
+    return xyz.astype(np.float32), image, labels
+
+
+def make_store(n: int, epochs: int = 1, channels: int = 4, seed: int = 0):
+    """Return a ResultStore holding ``n`` regions of one layer (and samples) for ``epochs`` epochs,
+    as ``Study.capture()`` + ``Study.embed()`` would leave it (probe, Sample/Region records and
+    embeddings); the regional features are small (``channels``) since only h is drawn."""
+    from patternviz_widget.results import Key, ResultStore
+    from patternviz_widget.results.keys import SAMPLE
+    from patternviz_widget.results.records import (
+        ProbeRecord,
+        RegionEmbedding,
+        RegionRecord,
+        SampleEmbedding,
+        SampleRecord,
+    )
+
+    xyz, image, labels = make_points(n, epochs, seed)
+    n_img = labels.size
+    rng = np.random.default_rng(seed + 1)
+    store = ResultStore()
+    names = [f"class {c}" for c in range(10)]
+    thumbs = rng.integers(0, 256, (n_img, 8, 8, 3), dtype=np.uint8)
+    store.probe = ProbeRecord(labels=labels, thumbnails=thumbs, input_size=(64, 64), class_names=names,
+                              data_index=np.arange(n_img, dtype=np.int64))
+    store.meta.update({"layers": [LAYER], "class_names": names, "num_classes": 10, "model_name": "main",
+                       "seed": seed})
+    cell = np.arange(n) % REGIONS_PER_IMAGE
+    grid = np.stack([cell // 8, cell % 8], 1).astype(np.int16)
+    box = np.concatenate([grid[:, ::-1] * 8, grid[:, ::-1] * 8 + 8], 1).astype(np.float32)
+    mu = np.eye(10, 3, dtype=np.float32) + 0.1
+    mu /= np.linalg.norm(mu, axis=1, keepdims=True)
+    for e in range(epochs):
+        ks = Key(epoch=e, layer=SAMPLE)
+        g = np.stack([xyz[e][image == i].mean(0) for i in range(n_img)]) if n_img <= 2000 else \
+            xyz[e][:: REGIONS_PER_IMAGE][:n_img]
+        logits = (rng.standard_normal((n_img, 10)) + 4 * np.eye(10)[labels]).astype(np.float32)
+        store.put(ks, SampleRecord(features=rng.standard_normal((n_img, 8)).astype(np.float32), logits=logits))
+        store.put(ks, SampleEmbedding(g=g.astype(np.float32), mu=mu, pi=np.full(10, 0.1, np.float32),
+                                      M=np.zeros((3, 8), np.float32)))
+        kr = Key(epoch=e, layer=LAYER)
+        feats = rng.standard_normal((n, channels)).astype(np.float32)
+        store.put(kr, RegionRecord(features=feats, image=image, grid=grid, box=box, grid_shape=(8, 8)))
+        h = xyz[e]
+        store.put(kr, RegionEmbedding(h=h, Lambda=np.zeros((3, channels), np.float32),
+                                      w=np.full(n, 1.0 / REGIONS_PER_IMAGE, np.float32),
+                                      mean_strength=float(np.linalg.norm(h, axis=1).mean())))
+    return store
+
+
+#: the cell a user types to see a store (the display and scrub sections time it)
+OURS_CELL = f'w = pv.PatternViz(store, layer="{LAYER}", epoch=0, height=480)\nw'

@@ -116,7 +116,8 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
     if section == "scrub":
         from . import bench_display
 
-        return bench_display.scrub(n=2_000 if smoke else 100_000, epochs=3 if smoke else 6, smoke=smoke)
+        return bench_display.scrub(n=2_000 if smoke else 100_000, epochs=3 if smoke else 9,
+                                   settle_s=1.0 if smoke else 2.0, timeout_s=120 if smoke else 300)
     if section == "memory":
         from . import bench_memory
 
