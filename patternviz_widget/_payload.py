@@ -323,9 +323,31 @@ def patch_png(store: ResultStore, image: int, box: np.ndarray, size: int = 96) -
     return buf.getvalue()
 
 
-def catalog(store: ResultStore, rev: dict[str, int]) -> dict[str, Any]:
-    """The small JSON the page needs to lay itself out (store.catalog() + palette + grid shapes)."""
+def frame_radius(store: ResultStore, key: Key, rev: dict[str, int], cache: dict) -> float | None:
+    """98th percentile of ‖h‖ (or ‖g‖) of one key, cached per revision; None without an embedding."""
+    ck = (str(key), rev.get(str(key), 0))
+    if ck not in cache:
+        kind = SampleEmbedding if key.is_sample else RegionEmbedding
+        if not store.has(key, kind):
+            return None
+        rec: Any = store.get(key, kind)
+        xyz = np.asarray(rec.g if key.is_sample else rec.h, dtype=np.float32)
+        cache[ck] = float(np.percentile(np.linalg.norm(xyz, axis=1), 98)) if len(xyz) else 0.0
+    return cache[ck]
+
+
+def catalog(
+    store: ResultStore, rev: dict[str, int], radius_cache: dict | None = None
+) -> dict[str, Any]:
+    """The small JSON the page needs to lay itself out (store.catalog() + palette + grid shapes,
+    and per layer the largest radius over every key, so the camera frames all epochs at once)."""
     cat = store.catalog()
+    radii: dict[str, float] = {}
+    cache = {} if radius_cache is None else radius_cache
+    for key in store.find(RegionEmbedding) + store.find(SampleEmbedding):
+        r = frame_radius(store, key, rev, cache)
+        if r is not None and np.isfinite(r):
+            radii[key.layer] = max(radii.get(key.layer, 0.0), r)
     names = class_names(store)
     grids: dict[str, list[int]] = {}
     for layer in cat["layers"]:
@@ -344,6 +366,7 @@ def catalog(store: ResultStore, rev: dict[str, int]) -> dict[str, Any]:
             "num_images": int(store.probe.labels.shape[0]) if store.probe is not None else 0,
             "rev": {k: v for k, v in rev.items() if k in cat["entries"]},
             "model_name": str(store.meta.get("model_name", "main")),
+            "radius": radii,
         }
     )
     return cat

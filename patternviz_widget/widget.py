@@ -103,11 +103,14 @@ class PatternViz(anywidget.AnyWidget):
         self._study = _payload.as_study(source)
         self._kp = _payload.Knowledge(self._study)
         self._summary_cache: dict = {}
+        self._radius_cache: dict = {}
         self._snapshots: dict[str, Any] = {}
         self._lock = threading.RLock()
         store = self._study.store
         start = ws.defaults(store)
-        super().__init__(catalog=_payload.catalog(store, self._kp.rev), **{**start, **state})
+        super().__init__(
+            catalog=_payload.catalog(store, self._kp.rev, self._radius_cache), **{**start, **state}
+        )
         self.on_msg(self._on_page_msg)
         self._unsubscribe = store.observe(self._on_store_put)
         self._refresh_summary()
@@ -207,7 +210,7 @@ class PatternViz(anywidget.AnyWidget):
         """Live updates: a new epoch/layer/condition appears without re-displaying the widget."""
         with self._lock:
             self._kp.invalidate(key)
-            self.catalog = _payload.catalog(self._study.store, self._kp.rev)
+            self.catalog = _payload.catalog(self._study.store, self._kp.rev, self._radius_cache)
             if key.model == self.model and key.condition == self.condition:
                 self._refresh_summary()
 

@@ -115,6 +115,20 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     return model.get("catalog")?.palette ?? [];
   }
 
+  /** One radius per layer over every epoch/condition/model: scrubbing keeps the frame and scale. */
+  function frameRadius(layer: string, fallback: number): number {
+    const r = model.get("catalog")?.radius?.[layer];
+    return r && Number.isFinite(r) && r > 0 ? r : fallback;
+  }
+
+  let framedFor = "";
+  function frameIfNewLayer(radius: number): void {
+    const what = `${model.get("mode")}|${currentLayer(model)}|${model.get("model")}`;
+    if (what === framedFor) return;
+    if (framedFor) emb.frame(radius); // the very first view frames itself (or uses the camera trait)
+    framedFor = what;
+  }
+
   function paneData(p: PointSet, title: string): PaneData {
     if (selFlags.length !== p.n) rebuildFlags(p.n);
     return {
@@ -131,7 +145,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       muColors: names().map((_, c) => classColor(palette(), c)),
       ellipsoids: model.get("ellipsoids") ? p.ellipsoids : null,
       path: null,
-      radius: p.radius,
+      radius: frameRadius(p.layer, p.radius),
       hasSelection: selIds.length > 0,
     };
   }
@@ -165,7 +179,9 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
         mainPoints = all.find((p) => p.layer === currentLayer(model)) ?? all[0] ?? null;
         const images = forwardImages();
         const src = buildForward(all, images, model.get("catalog")?.layer_colors ?? [], names(), palette());
+        src.data.radius = Math.max(...all.map((p) => frameRadius(p.layer, p.radius)));
         sources = [src];
+        frameIfNewLayer(src.data.radius);
         emb.setSources(sources, [`forward construction · ${images.length === 1 ? `image ${images[0]}` : `${images.length} images`} · epoch ${model.get("epoch")}`]);
         legend.update(all.map((p, i) => ({ color: src.data.palette[i % src.data.palette.length], label: p.layer === SAMPLE ? "sample feature g" : p.layer })), "layers (low → high)", true);
       } else {
@@ -178,7 +194,8 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
         if (my !== token) return;
         mainPoints = pts[0];
         const what = model.get("compare");
-        sources = pts.map((p, i) => ({ data: paneData(p, ""), sets: [p], offsets: [0] }));
+        sources = pts.map((p) => ({ data: paneData(p, ""), sets: [p], offsets: [0] }));
+        frameIfNewLayer(sources[0]?.data.radius ?? 1);
         emb.setSources(sources, k2 ? keys.map((k) => paneTitle(k, what)) : []);
         legend.update(classItems(names(), palette()), "classes", true);
       }
@@ -474,6 +491,22 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       updateTimeline();
     }),
   );
+
+  // ---- a read-only probe for browser tests and benchmarks (no state lives here) --------------------
+  (root as unknown as { __pv: unknown }).__pv = {
+    points(pane: number) {
+      const pr = emb.projectedPoints(pane);
+      const src = sources[pane];
+      if (!pr || !src) return null;
+      const r = emb.el.getBoundingClientRect();
+      const xy: number[] = [];
+      for (let i = 0; i < pr.xy.length; i += 2) xy.push(pr.xy[i] + pr.offsetX + r.left, pr.xy[i + 1] + r.top);
+      return { xy, label: Array.from(src.data.cidx), glyph: Array.from(src.data.glyph) };
+    },
+    frameMs: () => emb.lastFrameMs(),
+    renderNow: () => emb.renderNow(),
+    cache: () => ({ entries: shared.cache.size, bytes: shared.cache.totalBytes, hits: shared.cache.hits, misses: shared.cache.misses }),
+  };
 
   // ---- first paint ---------------------------------------------------------------------------------
   root.style.height = `${model.get("height")}px`;

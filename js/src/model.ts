@@ -36,6 +36,7 @@ export interface Catalog {
   num_images: number;
   rev: Record<string, number>;
   model_name: string;
+  radius?: Record<string, number>;
 }
 
 export interface CameraTrait {

@@ -46,6 +46,8 @@ export interface EmbeddingView {
   setCamera(c: CameraState): void;
   camera(): CameraState;
   reset(): void;
+  /** fit the camera to a radius, keeping the viewing angles */
+  frame(radius: number): void;
   setRenderer(kind: "auto" | "webgl" | "canvas2d"): void;
   setShowAxes(on: boolean): void;
   requestRender(): void;
@@ -53,6 +55,8 @@ export interface EmbeddingView {
   snapshot(legend: { color: string; label: string; glyph?: number }[], title: string): Promise<Uint8Array>;
   backendKind(): string;
   lastFrameMs(): number;
+  /** pane-local pixel positions of every point of a pane (tests, benchmarks) */
+  projectedPoints(pane: number): { xy: Float32Array; offsetX: number } | null;
   destroy(): void;
 }
 
@@ -361,6 +365,10 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     },
     camera: () => cam,
     reset,
+    frame(radius) {
+      const d = defaultCamera(radius);
+      setCam({ ...cam, distance: d.distance, target: [0, 0, 0] });
+    },
     setRenderer(kind) {
       makeBackend(kind);
     },
@@ -406,6 +414,11 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     },
     backendKind: () => backend?.kind ?? "",
     lastFrameMs: () => frameMs,
+    projectedPoints(pane) {
+      const pr = projected(pane);
+      const vp = viewports()[pane];
+      return pr && vp ? { xy: pr.xy, offsetX: vp.x } : null;
+    },
     destroy() {
       ro.disconnect();
       if (frame) cancelAnimationFrame(frame);

@@ -19,6 +19,9 @@ const MAX_ITEMS = 20;
 export function createLegend(parent: HTMLElement): LegendView {
   const el = h("div", { cls: "pv-legend", attrs: { "data-pv": "legend" } });
   parent.appendChild(el);
+  const stop = (e: Event) => e.stopPropagation(); // the legend is not part of the canvas drag
+  el.addEventListener("pointerdown", stop);
+  el.addEventListener("wheel", stop);
   let current: LegendItem[] = [];
   return {
     el,
