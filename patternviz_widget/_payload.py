@@ -187,7 +187,8 @@ def _subsample(n: int, max_points: int | None) -> np.ndarray | None:
 def point_slice(
     study: Study, kn: Knowledge, key: Key, threshold: float, max_points: int | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Return (meta, arrays) of one key's points: xyz, glyph, discrimination, predicted (+ ids)."""
+    """Return (meta, arrays) of one key's points: xyz, label (true class), image, glyph,
+    discrimination, predicted (+ ids when subsampled). Enough to draw without the layout."""
     store = study.store
     if key.is_sample:
         emb: Any = store.get(key, SampleEmbedding)
@@ -219,7 +220,9 @@ def point_slice(
         "kp_reliable": int((f["is_kp"] & f["is_reliable"]).sum()),
         "mu": None,
         "ellipsoids": ellipsoids(xyz, labels, k) if n else [],
-        "radius": float(np.percentile(np.linalg.norm(xyz, axis=1), 98)) if n else 1.0,
+        "radius": float(np.percentile(np.linalg.norm(xyz[:: max(1, n // 20_000)], axis=1), 98))
+        if n
+        else 1.0,
     }
     mu = mu_for(store, key)
     if mu is not None:
@@ -227,6 +230,8 @@ def point_slice(
     pred = np.asarray(f["predicted"])
     arrays = {
         "xyz": xyz,
+        "label": labels.astype(np.uint8 if k <= 256 else np.uint16),
+        "image": np.asarray(image).astype(np.uint32),
         "glyph": glyph_codes(f["is_kp"], f["is_reliable"]),
         "discrimination": np.asarray(f["discrimination"], dtype=np.float32),
         "predicted": pred.astype(np.uint8 if k <= 256 else np.uint16),
@@ -332,6 +337,7 @@ def frame_radius(store: ResultStore, key: Key, rev: dict[str, int], cache: dict)
             return None
         rec: Any = store.get(key, kind)
         xyz = np.asarray(rec.g if key.is_sample else rec.h, dtype=np.float32)
+        xyz = xyz[:: max(1, len(xyz) // 20_000)]  # a strided sample is plenty for a percentile
         cache[ck] = float(np.percentile(np.linalg.norm(xyz, axis=1), 98)) if len(xyz) else 0.0
     return cache[ck]
 

@@ -174,7 +174,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
         const have = keys.filter((k) => data.exists(k));
         const sets = have.map((k) => data.peek(k, tau));
         if (sets.some((s) => !s)) showStatus("Loading every layer …", "loading");
-        const all = await Promise.all(have.map((k, i) => sets[i] ?? data.points(k, tau)));
+        const all = await Promise.all(have.map((k, i) => (sets[i] ? Promise.resolve(sets[i]!) : data.points(k, tau)).then((p) => data.attachLayout(p))));
         if (my !== token) return;
         mainPoints = all.find((p) => p.layer === currentLayer(model)) ?? all[0] ?? null;
         const images = forwardImages();
@@ -203,6 +203,10 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       updateSide();
       updateStrip();
       prefetch();
+      if (mainPoints && !mainPoints.layout) {
+        const mp = mainPoints;
+        data.attachLayout(mp).then(() => mp === mainPoints && updateSide(), () => undefined);
+      }
     } catch (e) {
       if (my !== token) return;
       showStatus(String(e instanceof Error ? e.message : e), "error");
@@ -212,7 +216,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   function forwardImages(): number[] {
     if (selIds.length && mainPoints && model.get("feature_kind") === "regions") {
       const seen = new Set<number>();
-      for (const id of selIds) if (id < mainPoints.layout.n) seen.add(mainPoints.layout.image[id]);
+      for (const id of selIds) if (id < mainPoints.n && !mainPoints.ids) seen.add(mainPoints.image[id]);
       if (seen.size) return [...seen].slice(0, 64);
     }
     return [model.get("probe_image")];
@@ -321,12 +325,12 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     const ck = `${set.key}|${row}|${model.get("threshold")}`;
     const got = probCache.get(ck);
     const sample = set.layer === SAMPLE;
-    const [gr, gc] = [set.layout.grid[2 * row], set.layout.grid[2 * row + 1]];
-    const where = sample ? `image ${set.image[li]}` : `${set.layer} · image ${set.image[li]} · cell (${gr}, ${gc})`;
+    const lay = set.layout;
+    const where = sample ? `image ${set.image[li]}` : lay ? `${set.layer} · image ${set.image[li]} · cell (${lay.grid[2 * row]}, ${lay.grid[2 * row + 1]})` : `${set.layer} · image ${set.image[li]}`;
     const er = emb.el.getBoundingClientRect();
     const rr = root.getBoundingClientRect();
     tooltip.show(
-      { x: hv.x + er.left - rr.left, y: hv.y + er.top - rr.top, image: set.image[li], box: sample ? null : set.layout.box.subarray(4 * row, 4 * row + 4), title: where, label: set.label[li], glyph: set.glyph[li], layerName: set.layer, probs: got?.probs ?? null, strength: got?.strength ?? null },
+      { x: hv.x + er.left - rr.left, y: hv.y + er.top - rr.top, image: set.image[li], box: sample || !lay ? null : lay.box.subarray(4 * row, 4 * row + 4), title: where, label: set.label[li], glyph: set.glyph[li], layerName: set.layer, probs: got?.probs ?? null, strength: got?.strength ?? null },
       atlas,
       names(),
       palette(),

@@ -33,7 +33,8 @@ export interface PointSet {
   radius: number;
   kpTotal: number;
   kpReliable: number;
-  layout: Layout;
+  /** region geometry (grid, box) of the layer; null until fetched (not needed to draw) */
+  layout: Layout | null;
 }
 
 export interface Atlas {
@@ -100,60 +101,51 @@ export class Data {
 
   /** Points of one key (resolves from the cache without a round trip when present). */
   async points(key: string, threshold: number, maxPoints?: number): Promise<PointSet> {
-    const layer = parseKey(key).layer;
-    const [slice, lay] = await Promise.all([this.cache.get("slice", this.sliceMsg(key, threshold, maxPoints)), this.cache.get("layout", this.layoutMsg(layer))]);
-    return this.build(slice, lay, key, layer);
+    const slice = await this.cache.get("slice", this.sliceMsg(key, threshold, maxPoints));
+    return this.build(slice, key, parseKey(key).layer);
   }
 
-  /** Synchronous: the points if both replies are cached, else undefined. */
+  /** Synchronous: the points if the slice is cached, else undefined. */
   peek(key: string, threshold: number, maxPoints?: number): PointSet | undefined {
-    const layer = parseKey(key).layer;
     const slice = this.cache.peek("slice", this.sliceMsg(key, threshold, maxPoints));
-    const lay = this.cache.peek("layout", this.layoutMsg(layer));
-    return slice && lay ? this.build(slice, lay, key, layer) : undefined;
+    return slice ? this.build(slice, key, parseKey(key).layer) : undefined;
+  }
+
+  /** Fetch the layer's region geometry into `ps.layout` (full point sets only). */
+  async attachLayout(ps: PointSet): Promise<PointSet> {
+    if (!ps.layout && !ps.ids) ps.layout = await this.layout(ps.layer);
+    return ps;
   }
 
   prefetch(key: string, threshold: number, maxPoints?: number): void {
     if (!this.exists(key)) return;
-    this.cache.prefetch("layout", this.layoutMsg(parseKey(key).layer));
     this.cache.prefetch("slice", this.sliceMsg(key, threshold, maxPoints));
   }
 
-  private build(slice: Reply, lay: Reply, key: string, layer: string): PointSet {
+  private build(slice: Reply, key: string, layer: string): PointSet {
     const done = built.get(slice);
     if (done) return done;
-    const layout = this.toLayout(lay);
     const a = slice.arrays;
-    const ids = (a.ids?.data as Uint32Array | undefined) ?? null;
-    const n = a.glyph.data.length;
-    let label = layout.label;
-    let image = layout.image;
-    if (ids) {
-      label = new (layout.label.constructor as Uint8ArrayConstructor)(n);
-      image = new Uint32Array(n);
-      for (let i = 0; i < n; i++) {
-        label[i] = layout.label[ids[i]];
-        image[i] = layout.image[ids[i]];
-      }
-    }
+    const lay = this.cache.peek("layout", this.layoutMsg(layer));
     const ps: PointSet = {
       key,
       layer,
-      n,
+      n: a.glyph.data.length,
       xyz: a.xyz.data as Float32Array,
       glyph: a.glyph.data as Uint8Array,
       discrimination: a.discrimination.data as Float32Array,
       predicted: a.predicted.data as Uint8Array,
-      ids,
-      label,
-      image,
+      ids: (a.ids?.data as Uint32Array | undefined) ?? null,
+      label: a.label.data as Uint8Array | Uint16Array,
+      image: a.image.data as Uint32Array,
       mu: (slice.meta.mu as number[][] | null) ?? null,
       ellipsoids: (slice.meta.ellipsoids as PointSet["ellipsoids"]) ?? [],
       radius: Number(slice.meta.radius) || 1,
       kpTotal: Number(slice.meta.kp_total) || 0,
       kpReliable: Number(slice.meta.kp_reliable) || 0,
-      layout,
+      layout: null,
     };
+    if (lay && !ps.ids) ps.layout = this.toLayout(lay);
     built.set(slice, ps);
     return ps;
   }

@@ -45,16 +45,18 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
   const caption = h("div", { cls: "pv-image-caption", attrs: { "data-pv": "image-caption" } });
   el.append(h("div", { cls: "pv-image-head" }, [prev, title, next]), canvas, caption);
   let rows: number[] = []; // rows of the current image (regions)
+  let rowsFor: { p: PointSet | null; image: number } = { p: null, image: -1 };
 
   function cellRect(p: PointSet, row: number): [number, number, number, number] {
-    const [gr, gc] = p.layout.gridShape;
-    const r = p.layout.grid[2 * row], c = p.layout.grid[2 * row + 1];
+    const lay = p.layout!;
+    const [gr, gc] = lay.gridShape;
+    const r = lay.grid[2 * row], c = lay.grid[2 * row + 1];
     return [(c / gc) * SIZE, (r / gr) * SIZE, SIZE / gc, SIZE / gr];
   }
 
   function rowAt(x: number, y: number): number {
     const p = state?.points;
-    if (!p || state?.samples) return -1;
+    if (!p || !p.layout || state?.samples) return -1;
     for (const row of rows) {
       const [cx, cy, cw, ch] = cellRect(p, row);
       if (x >= cx && x < cx + cw && y >= cy && y < cy + ch) return row;
@@ -77,10 +79,13 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
     ctx.fillRect(0, 0, SIZE, SIZE);
     if (s.atlas) drawPatch(ctx, s.atlas, s.image, null, 0, 0, SIZE, SIZE);
     const p = s.points;
-    rows = [];
     let kp = 0, reliable = 0;
-    if (p && !s.samples) {
-      for (let i = 0; i < p.layout.n; i++) if (p.layout.image[i] === s.image) rows.push(i);
+    if (rowsFor.p !== p || rowsFor.image !== s.image) {
+      rows = [];
+      if (p) for (let i = 0; i < p.n; i++) if (p.image[i] === s.image) rows.push(i);
+      rowsFor = { p, image: s.image };
+    }
+    if (p && p.layout && !s.samples) {
       ctx.fillStyle = "rgba(0,0,0,0.55)";
       for (const row of rows) if (p.glyph[row] === 0) ctx.fillRect(...cellRect(p, row));
       for (const row of rows) {
