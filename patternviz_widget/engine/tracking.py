@@ -29,7 +29,7 @@ from ..errors import InputError, NotFittedError
 if TYPE_CHECKING:  # pragma: no cover
     from ..study import Study
 
-__all__ = ["Snapshot", "Tracker", "TrackerCallback"]
+__all__ = ["Snapshot", "Tracker", "TrackerCallback", "epoch_displacement"]
 
 
 @dataclass
@@ -314,3 +314,53 @@ def lightning_callback(tracker: Tracker, snapshot_at_start: bool = True) -> Trac
         return TrackerCallback(tracker, snapshot_at_start)
     cls = type("LightningTrackerCallback", (TrackerCallback, base), {})
     return cls(tracker, snapshot_at_start)
+
+
+def epoch_displacement(
+    store: Any,
+    layer: str | None = None,
+    model: str = "main",
+    condition: str = "clean",
+    relative: bool = True,
+) -> dict[tuple[int, int], float]:
+    """Return the mean displacement of embedded points between consecutive epochs.
+
+    For each pair of consecutive embedded epochs (e0, e1): the mean over points of
+    ``||x_e1 - x_e0||`` where x is the sample embedding g (``layer`` None or SAMPLE) or the regional
+    embedding h of ``layer`` (rows are the same regions at every epoch). With ``relative`` it is
+    divided by the mean norm ``||x_e0||``, so a cloud that grows is not mistaken for one that
+    jumps. This is how much the picture moves when the timeline is scrubbed: the alignment of
+    PAPER.md §2 exists to make it small when the model barely changed.
+
+    Args:
+        store: a ResultStore (``study.store``).
+        layer: a region layer, or None / SAMPLE for the samples.
+        model, condition: which keys.
+        relative: divide by the mean norm at e0.
+
+    Returns:
+        {(e0, e1): mean displacement}, in epoch order.
+    """
+    from ..results import SAMPLE, RegionEmbedding, SampleEmbedding
+
+    layer = SAMPLE if layer is None else layer
+    kind = SampleEmbedding if layer == SAMPLE else RegionEmbedding
+    keys = store.find(kind, model=model, condition=condition, layer=layer)
+    if len(keys) < 2:
+        return {}
+    points = [
+        np.asarray(getattr(store.get(k, kind), "g" if kind is SampleEmbedding else "h"))
+        for k in keys
+    ]
+    out: dict[tuple[int, int], float] = {}
+    for (k0, x0), (k1, x1) in zip(zip(keys, points), zip(keys[1:], points[1:])):
+        if x0.shape != x1.shape:
+            raise InputError(
+                f"{layer}: epochs {k0.epoch} and {k1.epoch} hold different numbers of points "
+                f"({x0.shape[0]} vs {x1.shape[0]}); region rows must be the study's fixed plan."
+            )
+        d = float(np.linalg.norm(x1.astype(np.float64) - x0, axis=1).mean())
+        if relative:
+            d /= max(float(np.linalg.norm(x0.astype(np.float64), axis=1).mean()), 1e-12)
+        out[(k0.epoch, k1.epoch)] = d
+    return out
