@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -305,7 +306,7 @@ def drag_frames(page: Any, box: dict, n_points: int, steps: int = 40, button: st
     out: dict[str, Any] = {"frames": len(frames), "moves": steps, "span_ms": round(end - since, 1)}
     if gaps:
         out.update(
-            median_frame_ms=round(gaps[len(gaps) // 2], 1),
+            median_frame_ms=round(statistics.median(gaps), 1),
             p95_frame_ms=round(gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))], 1),
             mean_frame_ms=round((times[-1] - times[0]) / (len(times) - 1), 1),
         )

@@ -69,18 +69,25 @@ def write(out: Path) -> Path:
 
 def _capture(r: dict) -> list[str]:
     rows = [
-        f"{r['n_images']:,} images {'x'.join(map(str, r['input']))}, {r['model']}, layers {', '.join(r['layers'])}, "
-        f"batch {r['batch_size']}, {r['device']}, {r['repeats']} alternating repeats; regions kept per layer: "
-        + ", ".join(f"{k}: {v:,}" for k, v in r["regions_kept"].items()),
+        "Same batches (the study's own batch iterator), batch size, device and eval/inference mode for both; "
+        "alternating repeats, medians.",
         "",
-        "| plain forward (median) | capture of 4 layers (median) | ratio (median) | ratio (min) | target |",
-        "|---|---|---|---|---|",
-        f"| {fmt_s(r['forward_median_s'])} | {fmt_s(r['capture_median_s'])} | **{r['ratio_median']:.3f}** | "
-        f"{r['ratio_min']:.3f} | ≤ {r['target']} ({'met' if r['meets_target'] else 'NOT met'}) |",
+        "| model / data | images | plain forward | capture of 4 layers | ratio (median) | ratio (min) | target |",
+        "|---|---|---|---|---|---|---|",
     ]
-    if r.get("profile_top_tottime"):
-        rows += ["", "Above target; cProfile of one capture (top by own time):", "", "```",
-                 *r["profile_top_tottime"], "```"]
+    for x in r["runs"]:
+        rows.append(
+            f"| {x['model']}, input {'x'.join(map(str, x['input']))}, batch {x['batch_size']}, {x['device']} | "
+            f"{x['n_images']:,} | {fmt_s(x['forward_median_s'])} | {fmt_s(x['capture_median_s'])} | "
+            f"**{x['ratio_median']:.3f}** | {x['ratio_min']:.3f} | ≤ {x['target']} "
+            f"({'met' if x['meets_target'] else 'NOT met'}) |"
+        )
+    rows += ["", "Layers and regions kept per layer (default budget): "
+             + "; ".join(f"{x['config']}: " + ", ".join(f"{k} {v:,}" for k, v in x["regions_kept"].items()) for x in r["runs"])]
+    for x in r["runs"]:
+        if x.get("profile_top_tottime"):
+            rows += ["", f"{x['config']} above target; cProfile of one capture (top by own time):", "", "```",
+                     *x["profile_top_tottime"], "```"]
     return rows
 
 

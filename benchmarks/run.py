@@ -98,6 +98,7 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
 
         n = a.capture_images or (64 if smoke else 2048)
         return bench_capture.run(n_images=n, repeats=1 if smoke else 5, device=a.device, width=8 if smoke else 32,
+                                 profile=not smoke,
                                  size=32 if smoke else 64, batch_size=32 if smoke else 64)
     if section == "embed":
         from . import bench_embed
