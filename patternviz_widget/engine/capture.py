@@ -186,7 +186,8 @@ def _run(
         r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
         b_idx, c_idx = idx[layer]
         rows = gather_rows(t, plan.geometry, (b_idx[r0:r1] - s).to(t.device), c_idx[r0:r1].to(t.device))
-        return r0, rows.to(buf.dtype), torch.isfinite(t).all()
+        # a NaN or Inf anywhere makes the sum non-finite; one reduction, no full-size bool map
+        return r0, rows.to(buf.dtype), torch.isfinite(t.sum(dtype=torch.float32))
 
     rec.on_output = keep_rows
     try:
@@ -211,12 +212,13 @@ def _run(
                 names = [f"layer {layer!r}" for layer in fired]
                 names += [f"the input of sample layer {rec.sample_layer!r}", "the model output (logits)"]
                 flags = [rec.outputs[layer][2] for layer in fired]
-                flags += [torch.isfinite(rec.sample).all(), torch.isfinite(logits).all()]
+                flags += [torch.isfinite(rec.sample.sum(dtype=torch.float32)), torch.isfinite(logits.sum(dtype=torch.float32))]
                 finite = torch.stack(flags).cpu()
                 if not bool(finite.all()):
                     what = names[int((~finite).nonzero()[0, 0])]
                     raise CaptureError(
                         f"{what[0].upper() + what[1:]} produced NaN or Inf in batch {bi} (images {s}..{e - 1}) "
+                        "(or values so large that their sum overflows float32) "
                         f"of {base.model}|{base.condition}|epoch {base.epoch}. Check the model's weights "
                         "(a diverged training step?) and the input normalisation."
                     )
