@@ -250,8 +250,8 @@ def _line(r: dict) -> str:
 
 
 def _add_ratios(rows: list[dict]) -> None:
-    """Add ``time_vs_ours`` (method time / ours time at the same n) to every finished row."""
+    """Add ``ours_time_ratio`` (our fit seconds / this method's, same n) to every finished row."""
     ours = {r["n"]: r["fit_s"] for r in rows if r["method"] == "ours" and r.get("status") == "ok"}
     for r in rows:
-        if r.get("status") == "ok" and r["method"] not in ("feature space",) and r["n"] in ours:
-            r["time_vs_ours"] = round(r["fit_s"] / ours[r["n"]], 3) if ours[r["n"]] > 0 else None
+        if r.get("status") == "ok" and r["method"] != "feature space" and r["n"] in ours:
+            r["ours_time_ratio"] = round(ours[r["n"]] / r["fit_s"], 3) if r["fit_s"] > 0 else None
