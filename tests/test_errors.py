@@ -89,6 +89,14 @@ def test_single_class():
         _study(data=(x, torch.ones(6, dtype=torch.long)))
 
 
+def test_one_hot_labels():
+    x, y = toy_data(n=6)
+    with pytest.raises(InputError, match=r"class indices of shape \(N,\), got shape \(6, 3\) \(one-hot\?\)"):
+        _study(data=(x, torch.nn.functional.one_hot(y, 3)))
+    with pytest.raises(InputError, match="Item 0 has a label of 3 values"):
+        _study(data=TensorDataset(x, torch.nn.functional.one_hot(y, 3)))
+
+
 def test_fractional_labels():
     x, _ = toy_data(n=4)
     with pytest.raises(InputError, match="whole class indices"):

@@ -136,13 +136,23 @@ def _split_item(item: Any) -> tuple[Any, Any, Any]:
     return item[0], item[1], item[2] if len(item) == 3 else None
 
 
+def _one_label(y: Any, index: int) -> int:
+    t = to_labels(y)
+    if t.numel() != 1:
+        raise InputError(
+            f"Item {index} has a label of {t.numel()} values; each item needs one class index "
+            "(use label.argmax() for one-hot labels)."
+        )
+    return int(t[0])
+
+
 def _stack_items(start: int, items: list[Any]) -> Batch:
     parts = [_split_item(it) for it in items]
     try:
         images = torch.stack([to_image_tensor(p[0], batched=False) for p in parts])
     except RuntimeError as e:
         raise InputError(f"Images near index {start} differ in size; resize them to one size. ({e})") from e
-    labels = to_labels([int(to_labels(p[1])[0]) for p in parts])
+    labels = to_labels([_one_label(p[1], start + i) for i, p in enumerate(parts)])
     masks = None
     if parts[0][2] is not None:
         masks = torch.stack([to_mask(p[2], batched=False) for p in parts])
@@ -201,6 +211,12 @@ def as_probe_data(data: Any, max_images: int | None = None) -> ProbeData:
         n = int(images.shape[0]) if len(images.shape) >= 3 else 0
         if len(images.shape) < 3:
             raise InputError(f"Images must be N×C×H×W or N×H×W; got shape {tuple(images.shape)}.")
+        lshape = tuple(labels.shape) if hasattr(labels, "shape") else (len(labels),)
+        if len(lshape) > 1 and int(np.prod(lshape[1:])) != 1:
+            raise InputError(
+                f"labels must be class indices of shape (N,), got shape {lshape} (one-hot?). "
+                "Pass labels.argmax(1)."
+            )
         if len(labels) != n:
             raise InputError(f"Got {n} images but {len(labels)} labels; pass one label per image.")
         if masks is not None and len(masks) != n:
