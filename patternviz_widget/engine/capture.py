@@ -6,6 +6,10 @@ once as float32 (or float16 when ``study.storage_dtype == "float16"``) into arra
 the study's region budget, so memory is bounded by the budget, not by the data set size, and
 nothing accumulates on the GPU.
 
+NaN or Inf anywhere in a captured layer's map, the head input or the logits raises CaptureError
+naming the earliest such layer and the batch (checked by one float32 sum per map). float16 storage
+keeps about 3 significant digits and turns values beyond ±65504 into ±inf.
+
 Ctrl-C (KeyboardInterrupt) during a capture stores what was captured so far: the records then
 cover only the first ``n`` probe images (RegionRecord rows of those images; SampleRecord rows
 ``0..n-1``), ``store.meta["partial"][str(key)] = n`` says so, a one-line message is printed to

@@ -207,7 +207,8 @@ def pool_boxes(boxes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def trace_chains(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, list[nn.Module] | None]:
     """Run ``model(x)`` once and return, per layer, the chain of leaf modules from the input to the
-    layer's output when it is a plain sequence of supported modules, else None."""
+    layer's output when it is a plain sequence of supported modules, else None (also for every
+    layer when the traced forward pass fails, e.g. a scripted model without hook support)."""
     records: list[tuple[nn.Module, torch.Tensor | None, torch.Tensor | None]] = []
     layer_out: dict[str, torch.Tensor | None] = {}
     handles = []
@@ -227,6 +228,8 @@ def trace_chains(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[s
             handles.append(m.register_forward_hook(layer_hook(name)))
         with torch.no_grad():
             model(x)
+    except Exception:  # best effort: a model that cannot be traced gets grid-cell boxes
+        return {name: None for name in layers}
     finally:
         for hd in handles:
             hd.remove()
