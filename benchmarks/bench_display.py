@@ -39,7 +39,7 @@ print("ready", len(xyz))
 JSCATTER_CELL = 'jscatter.Scatter(data=df, x="x", y="y", color_by="c", height=480).show()'
 
 
-def _measure(page: Any, cell: int, n: int, timeout_s: float, drag_button: str = "left") -> dict:
+def _measure(page: Any, cell: int, n: int, timeout_s: float, drag_steps: int = 40) -> dict:
     t0 = B.run_cell(page, cell, timeout_s=timeout_s, wait=False)
     frame = B.wait_full_frame(page, n, t0, timeout_s=timeout_s)
     B.wait_cell(page, cell, timeout_s)
@@ -53,7 +53,7 @@ def _measure(page: Any, cell: int, n: int, timeout_s: float, drag_button: str = 
         pan.first.click()
         time.sleep(0.3)
     box = B.largest_canvas_box(page, cell)
-    out["pan"] = B.drag_frames(page, box, n, button=drag_button)
+    out["pan"] = B.drag_frames(page, box, n, steps=drag_steps)
     return out
 
 
@@ -61,6 +61,7 @@ def display(
     sizes: tuple[int, ...] = (100_000, 1_000_000),
     widgets: tuple[str, ...] = ("ours", "jscatter"),
     timeout_s: float = 300.0,
+    drag_steps: int = 40,
     log=print,
 ) -> dict:
     """Run section 3 and return its JSON-able result."""
@@ -82,7 +83,7 @@ def display(
                 B.run_cell(page, 0, timeout_s=timeout_s)
                 for i, w in enumerate(order, start=1):
                     try:
-                        res = _measure(page, i, n, timeout_s)
+                        res = _measure(page, i, n, timeout_s, drag_steps)
                         res["status"] = "ok"
                     except Exception as e:  # noqa: BLE001  (report, keep going)
                         res = {"status": "error", "error": f"{type(e).__name__}: {e}"[-800:],
@@ -92,7 +93,7 @@ def display(
                     log(f"[display] n={n:,} {w:9s} " + _line(res))
                 page.goto("about:blank")
     _ratios(rows)
-    return {"sizes": list(sizes), "rows": rows, "webgl_renderer": renderer}
+    return {"sizes": list(sizes), "rows": rows, "webgl_renderer": renderer, "drag_steps": drag_steps}
 
 
 def _line(r: dict) -> str:

@@ -198,46 +198,64 @@ def run(
     seed: int = 0,
     ours_kwargs: dict | None = None,
     smoke: bool = False,
+    real_sizes: tuple[int, ...] = (),
+    real_kwargs: dict | None = None,
+    real_methods: tuple[str, ...] | None = None,
     log=print,
 ) -> dict:
-    """Run the embedding section and return its JSON-able result (also printed as a table)."""
+    """Run the embedding section and return its JSON-able result (also printed as lines).
+
+    ``sizes``: synthetic sweep (:mod:`benchmarks.synthetic`, ``dim`` channels). ``real_sizes``:
+    the same comparison on real features (:mod:`benchmarks.real`), after the sweep."""
     rows: list[dict] = []
-    per_method: dict[str, list[dict]] = {m: [] for m in methods}
-    stopped: dict[str, str] = {}
+    real_info: dict = {}
     with tempfile.TemporaryDirectory(prefix="pvbench_embed_") as tmp:
-        for n in sizes:
-            data_dir = Path(tmp) / f"n{n}"
-            t = time.perf_counter()
-            save_data(n, dim, data_dir, seed)
-            log(f"[embed] n={n:,} dim={dim}: data in {fmt_s(time.perf_counter() - t)}")
-            ref = run_worker("benchmarks.bench_embed:feature_space_knn", {"data_dir": str(data_dir)}, limit_s)
-            rows.append({"method": "feature space", "n": n, "dim": dim, **ref})
-            for m in methods:
-                if m in stopped:
-                    rows.append({"method": m, "n": n, "dim": dim, "status": "not run", "reason": stopped[m]})
-                    continue
-                est = estimate(m, per_method[m], n)
-                if est is not None and est > limit_s:
-                    reason = f"not run, est. {est / 60:.1f} min > limit {limit_s / 60:.0f} min"
-                    rows.append({"method": m, "n": n, "dim": dim, "status": "not run", "est_s": round(est, 1), "reason": reason})
-                    log(f"[embed]   {m:13s} {reason}")
-                    continue
-                res = run_worker(
-                    "benchmarks.bench_embed:fit_one",
-                    {"method": m, "data_dir": str(data_dir), "n_jobs": n_jobs, "ours_kwargs": ours_kwargs,
-                     "smoke": smoke},
-                    limit_s + 120,  # + loading/warm-up/k-NN; the fit itself is checked below
-                )
-                res.update({"method": m, "n": n, "dim": dim})
-                if res.get("status") == "ok" and res["fit_s"] > limit_s:
-                    res["status"] = "exceeded"
-                if res.get("status") in ("timeout", "exceeded"):
-                    stopped[m] = f"stopped: exceeded {limit_s / 60:.0f} min at n={n:,}"
-                per_method[m].append(res)
-                rows.append(res)
-                log(f"[embed]   {m:13s} " + _line(res))
+        for data_kind, sweep in (("synthetic", sizes), ("real", real_sizes)):
+            kind_methods = methods if data_kind == "synthetic" or real_methods is None else real_methods
+            per_method: dict[str, list[dict]] = {m: [] for m in kind_methods}
+            stopped: dict[str, str] = {}
+            for n in sweep:
+                data_dir = Path(tmp) / f"{data_kind}{n}"
+                t = time.perf_counter()
+                if data_kind == "synthetic":
+                    save_data(n, dim, data_dir, seed)
+                    d_dim = dim
+                else:
+                    from .real import save_real_data
+
+                    real_info = save_real_data(n, data_dir, seed=seed, **(real_kwargs or {}))
+                    d_dim = real_info["dim"]
+                log(f"[embed] {data_kind} n={n:,} dim={d_dim}: data in {fmt_s(time.perf_counter() - t)}")
+                base = {"data": data_kind, "n": n, "dim": d_dim}
+                ref = run_worker("benchmarks.bench_embed:feature_space_knn", {"data_dir": str(data_dir)}, limit_s)
+                rows.append({**ref, **base, "method": "feature space"})
+                for m in kind_methods:
+                    if m in stopped:
+                        rows.append({**base, "method": m, "status": "not run", "reason": stopped[m]})
+                        continue
+                    est = estimate(m, per_method[m], n)
+                    if est is not None and est > limit_s:
+                        reason = f"not run, est. {est / 60:.1f} min > limit {limit_s / 60:.0f} min"
+                        rows.append({**base, "method": m, "status": "not run", "est_s": round(est, 1), "reason": reason})
+                        log(f"[embed]   {m:13s} {reason}")
+                        continue
+                    res = run_worker(
+                        "benchmarks.bench_embed:fit_one",
+                        {"method": m, "data_dir": str(data_dir), "n_jobs": n_jobs, "ours_kwargs": ours_kwargs,
+                         "smoke": smoke},
+                        limit_s + 120,  # + loading/warm-up/k-NN; the fit itself is checked below
+                    )
+                    res.update({**base, "method": m})
+                    if res.get("status") == "ok" and res["fit_s"] > limit_s:
+                        res["status"] = "exceeded"
+                    if res.get("status") in ("timeout", "exceeded"):
+                        stopped[m] = f"stopped: exceeded {limit_s / 60:.0f} min at n={n:,}"
+                    per_method[m].append(res)
+                    rows.append(res)
+                    log(f"[embed]   {m:13s} " + _line(res))
     _add_ratios(rows)
-    return {"sizes": list(sizes), "dim": dim, "limit_s": limit_s, "n_jobs": n_jobs, "rows": rows}
+    return {"sizes": list(sizes), "real_sizes": list(real_sizes), "real": real_info, "dim": dim,
+            "limit_s": limit_s, "n_jobs": n_jobs, "rows": rows}
 
 
 def _line(r: dict) -> str:
@@ -250,8 +268,9 @@ def _line(r: dict) -> str:
 
 
 def _add_ratios(rows: list[dict]) -> None:
-    """Add ``ours_time_ratio`` (our fit seconds / this method's, same n) to every finished row."""
-    ours = {r["n"]: r["fit_s"] for r in rows if r["method"] == "ours" and r.get("status") == "ok"}
+    """Add ``ours_time_ratio`` (our fit seconds / this method's, same data and n) to finished rows."""
+    ours = {(r["data"], r["n"]): r["fit_s"] for r in rows if r["method"] == "ours" and r.get("status") == "ok"}
     for r in rows:
-        if r.get("status") == "ok" and r["method"] != "feature space" and r["n"] in ours:
-            r["ours_time_ratio"] = round(ours[r["n"]] / r["fit_s"], 3) if r["fit_s"] > 0 else None
+        k = (r["data"], r["n"])
+        if r.get("status") == "ok" and r["method"] != "feature space" and k in ours:
+            r["ours_time_ratio"] = round(ours[k] / r["fit_s"], 3) if r["fit_s"] > 0 else None

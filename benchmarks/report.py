@@ -100,15 +100,24 @@ def _embed(r: dict) -> list[str]:
         f"{r['limit_s'] / 60:.0f} min per fit; {r['n_jobs']} threads. k-NN: k=10, split by image 80/20 "
         "(at most 50k train / 5k test points); 'object' = object regions only.",
         "",
-        "| method | n | fit | ours ÷ this | peak RSS | k-NN all | k-NN object |",
-        "|---|---|---|---|---|---|---|",
+    ]
+    if r.get("real"):
+        q = r["real"]
+        rows += ["", f"Real features: {q['source']} (train accuracy {q['train_accuracy']}, probe accuracy "
+                 f"{q['probe_accuracy']}), {q['dim']} channels on a {q['grid'][0]}x{q['grid'][1]} grid, "
+                 f"{q['probe_images']} probe images, {q['on_object_share']:.0%} of regions on the object "
+                 "(mask at the box centre)."]
+    rows += [
+        "",
+        "| data | method | n | fit | ours ÷ this | peak RSS | k-NN all | k-NN object |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for x in r["rows"]:
-        label = LABELS.get(x["method"], x["method"])
+        label = f"{x.get('data', 'synthetic')} | {LABELS.get(x['method'], x['method'])}"
         n = f"{x['n']:,}"
         if x["method"] == "feature space":
             if x.get("status", "ok") == "ok":
-                rows.append(f"| *feature space ({r['dim']}-D), the ceiling* | {n} | — | — | — | "
+                rows.append(f"| {x.get('data', 'synthetic')} | *feature space ({x['dim']}-D), the ceiling* | {n} | — | — | — | "
                             f"{x['knn']['all']:.3f} | {x['knn']['object']:.3f} |")
             continue
         if x.get("status") != "ok":
@@ -135,7 +144,9 @@ def _display(r: dict) -> list[str]:
     rows = [
         "Headless Chromium (SwiftShader, software WebGL) through JupyterLab; the same points (ours 3-D, "
         "jupyter-scatter x/y) coloured by class, one kernel, one page. 'first frame' = keypress that runs "
-        "the cell → first presented frame that draws every point; drag = 40 mouse moves across the plot.",
+        f"the cell → first presented frame that draws every point; drag = {r.get('drag_steps', 40)} mouse moves across the "
+        "plot (ours in its Pan tool), frame = interval between presented frames that redraw every point. "
+        f"WebGL: {r.get('webgl_renderer', '?')}.",
         "",
         "| n | widget | first frame | vs jupyter-scatter | drag: frames | median frame | p95 frame | fps |",
         "|---|---|---|---|---|---|---|---|",

@@ -42,6 +42,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS_DIR})")
     p.add_argument("--device", default=None, help="cpu / cuda (default: CUDA when present, else CPU)")
     p.add_argument("--embed-sizes", type=_sizes, default=None, help="e.g. 1e4,1e5,1e6")
+    p.add_argument("--embed-real-sizes", type=_sizes, default=None,
+                   help="sizes of the real-feature cross-check (trained SmallVGG on shapes); default 1e4; '' = none")
     p.add_argument("--embed-dim", type=int, default=128, help="channels of the regional features (64..512)")
     p.add_argument("--embed-methods", default="ours,pca,tsne_sklearn,opentsne,umap")
     p.add_argument("--limit-min", type=float, default=10.0, help="per-method time limit for the embedding section")
@@ -106,19 +108,22 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
         sizes = a.embed_sizes or ((1_280,) if smoke else (10_000, 100_000, 1_000_000))
         methods = tuple(m.strip() for m in a.embed_methods.split(",") if m.strip())
         ours_kwargs = {"device": a.device, **({"smoke": True} if smoke else {})}
+        real = a.embed_real_sizes if a.embed_real_sizes is not None else ((640,) if smoke else (10_000,))
         return bench_embed.run(sizes=sizes, dim=16 if smoke else a.embed_dim, methods=methods,
                                limit_s=(60.0 if smoke else 60.0 * a.limit_min), ours_kwargs=ours_kwargs,
-                               smoke=smoke)
+                               smoke=smoke, real_sizes=real,
+                               real_kwargs={"train_images": 60, "epochs": 1} if smoke else None,
+                               real_methods=("ours", "pca") if smoke else None)
     if section == "display":
         from . import bench_display
 
         sizes = a.display_sizes or ((2_000,) if smoke else (100_000, 1_000_000))
-        return bench_display.display(sizes=sizes, timeout_s=120 if smoke else 600)
+        return bench_display.display(sizes=sizes, timeout_s=120 if smoke else 600, drag_steps=8 if smoke else 40)
     if section == "scrub":
         from . import bench_display
 
         return bench_display.scrub(n=2_000 if smoke else 100_000, epochs=3 if smoke else 9,
-                                   settle_s=1.0 if smoke else 2.0, timeout_s=120 if smoke else 300)
+                                   settle_s=0.5 if smoke else 2.0, timeout_s=120 if smoke else 300)
     if section == "memory":
         from . import bench_memory
 
