@@ -301,9 +301,12 @@ def drag_frames(page: Any, box: dict, n_points: int, steps: int = 40, button: st
     time.sleep(1.0)
     end = page.evaluate("() => performance.now()")
     frames = [f for f in full_frames(page, n_points, since) if f["presented"] is not None]
+    # frames that drew points at all (>= 1000): more of them than full frames = level-of-detail
+    any_points = [f for f in full_frames(page, 1000, since) if f["presented"] is not None]
     times = [f["presented"] for f in frames]
     gaps = sorted(b - a for a, b in zip(times, times[1:]))
-    out: dict[str, Any] = {"frames": len(frames), "moves": steps, "span_ms": round(end - since, 1)}
+    out: dict[str, Any] = {"frames": len(frames), "frames_with_points": len(any_points), "moves": steps,
+                           "span_ms": round(end - since, 1)}
     if gaps:
         out.update(
             median_frame_ms=round(statistics.median(gaps), 1),
