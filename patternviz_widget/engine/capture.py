@@ -42,13 +42,13 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class CaptureSummary:
     """What one capture wrote: ``keys`` (the SampleRecord key first), regions kept per layer,
-    images captured, wall-clock ``seconds`` and whether Ctrl-C cut it short."""
+    images captured and wall-clock ``seconds``. (A capture cut short by Ctrl-C re-raises
+    KeyboardInterrupt instead of returning; see the module docstring.)"""
 
     keys: list[Key]
     regions: dict[str, int] = field(default_factory=dict)
     images: int = 0
     seconds: float = 0.0
-    interrupted: bool = False
 
 
 def capture(
