@@ -2,7 +2,7 @@
 ``shapes`` (generated coloured shapes on cluttered backgrounds, with foreground masks)."""
 
 from .base import ImageDataset
-from .digits import digits
-from .shapes import SHAPE_NAMES, shapes
+from .generated_shapes import SHAPE_NAMES, shapes
+from .sklearn_digits import digits
 
 __all__ = ["SHAPE_NAMES", "ImageDataset", "digits", "shapes"]

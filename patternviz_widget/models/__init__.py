@@ -1,7 +1,7 @@
 """Bundled demo models, sized for the bundled data and trained in seconds on CPU, and ``train``."""
 
 from .cnn import BasicBlock, SmallResNet, SmallVGG
-from .train import evaluate, train
+from .training import evaluate, train
 from .vit import SmallViT
 
 __all__ = ["BasicBlock", "SmallResNet", "SmallVGG", "SmallViT", "evaluate", "train"]
