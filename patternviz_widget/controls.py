@@ -3,7 +3,8 @@
 * τ (knowledge-point threshold) is linked to ``PatternViz.threshold``: knowledge points are
   recounted at once, nothing is refitted.
 * T (temperature) and λ_mi refit the embedding (``study.embed``); ε reruns the attack
-  (``study.attack``); the sample budget refits on that many probe images. Each runs on the kernel
+  (``study.attack``, then projects it); the sample budget J (partner images sampled per step in the
+  region fit, the official code's ``kl_sample_num``) refits too. Each runs on the kernel
   with a progress indicator, and the views update from the store when it is done.
 * bqplot charts of knowledge points per layer, per epoch and per condition/model; clicking a bar
   or a point sets ``layer`` / ``epoch`` / ``condition`` / ``model`` of the widget.
@@ -14,7 +15,6 @@ errors show in the notebook instead of vanishing into the kernel log.
 
 from __future__ import annotations
 
-import inspect
 import time
 import traceback
 from collections.abc import Callable
@@ -29,23 +29,12 @@ from .widget import PatternViz
 ACCENT, MUTED = "#1976d2", "#9db7d8"
 
 
-def _hyper_name(fn: Callable, *names: str) -> str | None:
-    """The first of ``names`` that ``fn`` accepts (or any name if it takes **kwargs)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return names[0]
-    for n in names:
-        if n in params:
-            return n
-    return names[0] if any(p.kind is p.VAR_KEYWORD for p in params.values()) else None
-
-
 class Dashboard(ipw.VBox):
     """The composed dashboard. ``viz`` is the PatternViz; ``sliders``, ``charts`` and ``out`` are
     the parts a test or a user may reach into."""
 
-    def __init__(self, study: Any, **state: Any) -> None:
+    def __init__(self, study: Any, embed_kwargs: dict | None = None, **state: Any) -> None:
+        self.embed_kwargs = dict(embed_kwargs or {})
         self.viz = PatternViz(study, **state)
         self.study = self.viz._study
         self.out = ipw.Output(layout=ipw.Layout(max_height="160px", overflow="auto"))
@@ -79,15 +68,14 @@ class Dashboard(ipw.VBox):
         tau = ipw.FloatSlider(value=self.viz.threshold, min=0.05, max=0.99, step=0.01, description="τ threshold",
                               continuous_update=False, style=style, layout=lay, readout_format=".2f")  # fmt: skip
         ipw.link((tau, "value"), (self.viz, "threshold"))
-        params = self.study.store.meta.get("embed_params", {})
+        params = _fit_params(self.study.store)
         temp = ipw.FloatSlider(value=float(params.get("temperature", 4.0)), min=0.5, max=10, step=0.5, description="T (temp.)",
                                continuous_update=False, style=style, layout=lay)  # fmt: skip
         lam = ipw.FloatSlider(value=float(params.get("lambda_mi", 0.1)), min=0.0, max=1.0, step=0.05, description="λ_mi",
                               continuous_update=False, style=style, layout=lay)  # fmt: skip
         eps = ipw.FloatSlider(value=8 / 255, min=0.0, max=0.3, step=0.005, description="attack ε",
                               continuous_update=False, style=style, layout=lay, readout_format=".3f")  # fmt: skip
-        n = int(self.viz.catalog.get("num_images", 0)) or 1
-        budget = ipw.IntSlider(value=n, min=min(10, n), max=n, step=1, description="sample budget",
+        budget = ipw.IntSlider(value=int(params.get("partners", 100)), min=10, max=200, step=5, description="sample budget J",
                                continuous_update=False, style=style, layout=lay)  # fmt: skip
         for w, name in ((temp, "refit"), (lam, "refit"), (budget, "refit"), (eps, "attack")):
             w.observe(
@@ -132,26 +120,28 @@ class Dashboard(ipw.VBox):
                 w.disabled = on
 
     def _refit(self) -> None:
+        """Refit every embedding with the sliders' T, λ_mi and J (study.embed, overwrite)."""
         embed = getattr(self.study, "embed", None)
         if embed is None:
             raise NotImplementedError("This installation has no study.embed (issue 4 engine).")
-        kw: dict[str, Any] = {}
-        for slider, names in (("temperature", ("temperature", "T")), ("lambda_mi", ("lambda_mi", "lam_mi")),
-                              ("budget", ("max_images", "sample_budget", "budget", "n_images"))):  # fmt: skip
-            name = _hyper_name(embed, *names)
-            if name is not None:
-                kw[name] = self.sliders[slider].value
-        if "overwrite" in inspect.signature(embed).parameters:
-            kw["overwrite"] = True
-        embed(progress=True, **kw)
+        embed(
+            progress=True,
+            overwrite=True,
+            temperature=float(self.sliders["temperature"].value),
+            lambda_mi=float(self.sliders["lambda_mi"].value),
+            partners=int(self.sliders["budget"].value),
+            **self.embed_kwargs,
+        )
 
     def _attack(self) -> None:
+        """Rerun the attack at the slider's ε (study.attack), then project it (study.embed)."""
         attack = getattr(self.study, "attack", None)
         if attack is None or getattr(self.study, "model", None) is None:
             raise NotImplementedError(
                 "study.attack needs the study's model (a loaded study has none)."
             )
         attack(eps=float(self.sliders["eps"].value), epoch=self.viz.epoch, progress=True)
+        self.study.embed(progress=True, **self.embed_kwargs)
 
     # ---- charts -----------------------------------------------------------------------------------
     def _make_charts(self) -> dict[str, bq.Figure]:
@@ -266,11 +256,22 @@ def _at(row: dict, epoch: int) -> float | None:
     return row["total"][row["epochs"].index(epoch)] if epoch in row.get("epochs", []) else None
 
 
-def dashboard(study: Any, **state: Any) -> Dashboard:
+def _fit_params(store: Any) -> dict:
+    """Hyper-parameters of the stored region fit (the sliders start there)."""
+    for key in store.find(RegionEmbedding):
+        params = store.get(key, RegionEmbedding).params or {}
+        if params:
+            return dict(params)
+    return {}
+
+
+def dashboard(study: Any, embed_kwargs: dict | None = None, **state: Any) -> Dashboard:
     """Return the PatternViz of ``study`` composed with kernel-side sliders and bqplot charts.
 
     Args:
         study: a :class:`~patternviz_widget.Study`, a ``ResultStore`` or the path of a saved study.
+        embed_kwargs: extra keyword arguments of every ``study.embed`` the sliders run (e.g.
+            ``{"fast": True}`` for demos).
         **state: initial traits of the widget (``layer=...``, ``threshold=...``).
 
     Returns:
@@ -281,4 +282,4 @@ def dashboard(study: Any, **state: Any) -> Dashboard:
         >>> d = pv.dashboard(study)   # doctest: +SKIP
         >>> d.viz.layer               # doctest: +SKIP
     """
-    return Dashboard(study, **state)
+    return Dashboard(study, embed_kwargs=embed_kwargs, **state)

@@ -508,6 +508,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       return { xy, label: Array.from(src.data.cidx), glyph: Array.from(src.data.glyph) };
     },
     frameMs: () => emb.lastFrameMs(),
+    frames: (since = 0) => emb.frames().filter((f) => f[0] >= since),
     renderNow: () => emb.renderNow(),
     cache: () => ({ entries: shared.cache.size, bytes: shared.cache.totalBytes, hits: shared.cache.hits, misses: shared.cache.misses }),
   };

@@ -3,6 +3,7 @@ bqplot marks (delivered as bqplot's own element_click messages) setting the widg
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import patternviz_widget as pv
@@ -67,3 +68,21 @@ def test_a_failing_recompute_shows_its_error_in_the_dashboard(dash):
     assert "NotImplementedError" in text or "study.attack" in text
     assert "failed" in dash.status.value
     assert not dash.sliders["temperature"].disabled  # controls are usable again
+
+
+def test_temperature_slider_refits_on_the_kernel_and_the_view_follows(store):
+    d = pv.dashboard(store, embed_kwargs={"fast": True})
+    try:
+        v = d.viz
+        key = "main|clean|2|features.9"
+        rev = v.catalog["rev"].get(key, 0)
+        h0 = v._study.store.get(v.key, pv.results.RegionEmbedding).h.copy()
+        d.sliders["temperature"].value = 2.0
+        assert "done in" in d.status.value, d.out.outputs
+        assert not d.sliders["temperature"].disabled
+        emb = v._study.store.get(v.key, pv.results.RegionEmbedding)
+        assert emb.params.get("temperature", 2.0) == 2.0 and not np.array_equal(emb.h, h0)
+        assert v.catalog["rev"][key] > rev  # the page is told to refetch this key
+        assert v.summary["layers"]["features.9"]["epochs"] == [0, 1, 2]
+    finally:
+        d.viz.close()

@@ -55,6 +55,8 @@ export interface EmbeddingView {
   snapshot(legend: { color: string; label: string; glyph?: number }[], title: string): Promise<Uint8Array>;
   backendKind(): string;
   lastFrameMs(): number;
+  /** recent frames [time, points, ms] (tests, benchmarks) */
+  frames(): [number, number, number][];
   /** pane-local pixel positions of every point of a pane (tests, benchmarks) */
   projectedPoints(pane: number): { xy: Float32Array; offsetX: number } | null;
   destroy(): void;
@@ -119,12 +121,16 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     return autoPointSize(n);
   }
 
+  const frames: [number, number, number][] = []; // [time, points drawn, ms] of recent frames (probe)
   function renderNow(): void {
     frame = 0;
     if (!backend) return;
     const t0 = performance.now();
     backend.render({ camera: cam, viewports: viewports(), hover, theme: cb.theme(), pointSize: pointSize(), showAxes });
     frameMs = performance.now() - t0;
+    const n = sources.reduce((a, s) => a + (s?.data.n ?? 0), 0);
+    frames.push([t0, n, frameMs]);
+    if (frames.length > 600) frames.splice(0, frames.length - 600);
     placeLabels();
   }
 
@@ -414,6 +420,7 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     },
     backendKind: () => backend?.kind ?? "",
     lastFrameMs: () => frameMs,
+    frames: () => frames,
     projectedPoints(pane) {
       const pr = projected(pane);
       const vp = viewports()[pane];
