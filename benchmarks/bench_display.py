@@ -23,8 +23,9 @@ from . import _browser as B
 from ._common import fmt_s
 
 SETUP = """
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch  # a study session has torch loaded already
 import patternviz_widget as pv, jscatter
+import patternviz_widget.engine.study_embed  # noqa (what knowledge_points imports on first use)
 from benchmarks.ours import make_store, LAYER
 from patternviz_widget.results import Key
 from patternviz_widget.results.records import RegionEmbedding, RegionRecord

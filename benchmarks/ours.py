@@ -57,7 +57,10 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
 
 def embed_kwargs(smoke: bool) -> dict:
     """Keyword arguments of ``Study.embed`` for the memory section (defaults unless smoke)."""
-    return {**SMOKE_SAMPLE, **SMOKE_REGION} if smoke else {}
+    if not smoke:
+        return {}
+    return {**SMOKE_SAMPLE, "region_epochs": SMOKE_REGION["epochs"],
+            **{k: v for k, v in SMOKE_REGION.items() if k != "epochs"}}
 
 
 # ---------------------------------------------------------------------------------------------

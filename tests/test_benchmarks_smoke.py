@@ -43,7 +43,9 @@ def test_embed_section_runs_every_method_and_scores_class_discrimination(tmp_pat
     for module in ("umap", "openTSNE"):
         pytest.importorskip(module, reason=f"{module} is a bench extra: pip install -e '.[bench]'")
     r, md = run_section(tmp_path, "embed")
-    rows = {x["method"]: x for x in r["rows"]}
+    assert {x["data"] for x in r["rows"]} == {"synthetic", "real"}  # the real-feature cross-check ran
+    assert r["real"]["dim"] == 64 and 0 < r["real"]["on_object_share"] < 1
+    rows = {x["method"]: x for x in r["rows"] if x["data"] == "synthetic"}
     ref = rows.pop("feature space")
     assert 0.0 <= ref["knn"]["all"] <= 1.0 and ref["knn"]["object"] > 0.1  # 10 classes: chance 0.1
     assert set(rows) == {"ours", "pca", "tsne_sklearn", "opentsne", "umap"}
@@ -74,3 +76,28 @@ def test_memory_section_reports_peak_rss_per_stage(tmp_path: Path) -> None:
     assert peaks == sorted(peaks)  # peak RSS so far never decreases
     assert r["store_after_embed_mb"] > r["store_after_capture_mb"] > 0
     assert "peak RSS so far" in md
+
+
+@pytest.mark.e2e
+def test_display_section_times_both_widgets_in_one_browser(tmp_path: Path) -> None:
+    pytest.importorskip("jscatter", reason="jupyter-scatter is a bench extra: pip install -e '.[bench]'")
+    r, md = run_section(tmp_path, "display")
+    rows = {x["widget"]: x for x in r["rows"]}
+    assert set(rows) == {"ours", "jscatter"}
+    for w, x in rows.items():
+        assert x["status"] == "ok", (w, x)
+        assert 0 < x["first_draw_call_s"] <= x["first_frame_s"]
+        assert x["pan"]["frames"] >= 2, (w, x["pan"])  # the drag redrew every point at least twice
+    assert rows["ours"]["first_frame_vs_jscatter"] > 0
+    assert "| ours |" in md and "| jscatter |" in md
+
+
+@pytest.mark.e2e
+def test_scrub_section_measures_a_cache_miss_and_a_prefetched_step(tmp_path: Path) -> None:
+    r, md = run_section(tmp_path, "scrub")
+    rows = {x["prefetch"]: x for x in r["rows"]}
+    assert set(rows) == {"off (cache miss)", "on (prefetched neighbour)"}
+    for x in rows.values():
+        assert x["status"] == "ok", x
+        assert x["steps"] == len(x["latencies_ms"]) >= 1 and min(x["latencies_ms"]) > 0
+    assert "cache miss" in md
