@@ -8,7 +8,7 @@ hands the arrays to :mod:`~patternviz_widget.engine.attack_analysis`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -118,11 +118,18 @@ def attack_report(
     traj = None
     trace_key = Key(model, ADV, epoch, layer)
     if store.has(trace_key, ArrayRecord) and "h" in store.get(trace_key, ArrayRecord).arrays:
-        emb = store.get(Key(model, "clean", epoch, layer), RegionEmbedding)
-        mu = store.get(Key(model, "clean", epoch, SAMPLE), SampleEmbedding).mu
+        c_key = Key(model, "clean", epoch, layer)
+        emb, mu = store.get(c_key, RegionEmbedding), frame_mu(store, c_key)
         h = store.get(trace_key, ArrayRecord).arrays["h"]
         traj = aa.trajectory_types(
-            h, mu, posterior_fn(mu), float(emb.mean_strength), image, labels, adv_pred, attacked
+            h,
+            mu,
+            posterior_fn(mu, emb),
+            float(emb.mean_strength),
+            image,
+            labels,
+            adv_pred,
+            attacked,
         )
     return AttackReport(layer, epoch, dict(info.meta), deltas, kp, traj)
 
@@ -179,8 +186,25 @@ def project_condition(study: Study, condition: str, epoch: int, model: str) -> l
     return done
 
 
-def posterior_fn(mu: np.ndarray) -> aa.Posterior:
-    """p(c | h) of the knowledge-point engine (PAPER.md §4) for h already ÷ mean strength."""
-    from . import knowledge
+def posterior_fn(mu: np.ndarray, emb: RegionEmbedding) -> aa.Posterior:
+    """p(c | h) of the knowledge-point engine (PAPER.md §4, κ of ``emb``) for h already ÷ mean strength."""
+    from . import kappa as kp
+    from .knowledge import region_posterior
 
-    return lambda hs: np.asarray(knowledge.posterior(hs, mu))
+    desc = emb.params.get("kappa")
+    kappa = kp.from_description(desc, kp.REGION_KAPPA_MAX) if isinstance(desc, dict) else None
+
+    def post(hs: np.ndarray) -> np.ndarray:
+        flat = np.asarray(hs, np.float32).reshape(-1, hs.shape[-1])
+        p, _ = region_posterior(flat, mu, 1.0, kappa)
+        return p.reshape(*hs.shape[:-1], p.shape[-1])
+
+    return post
+
+
+def frame_mu(store: Any, key: Key) -> np.ndarray:
+    """μ_c (K×3) that frames the regional embedding at ``key`` (as the knowledge points read it)."""
+    emb = store.get(key, RegionEmbedding)
+    if "mu" in emb.params:  # baseline embeddings carry their own region-frame μ
+        return np.asarray(emb.params["mu"], np.float32)
+    return np.asarray(store.get(key.replace(layer=SAMPLE), SampleEmbedding).mu, np.float32)

@@ -40,7 +40,8 @@ class DistillReport:
     counts over ``cos_edges`` / ``strength_edges`` (values outside the range go to the end bins).
     cos_median, cos_share_small (share with 1 − cos < 0.1), strength_mean_abs: float32[layers] per
     student. epochs / emergence_total / emergence_reliable: per model, int64[E] and
-    float32[E, layers]; half_epoch: per model, int64[layers] first epoch with ≥ half the final total.
+    float32[E, layers]; half_epoch: per model, int64[layers] first epoch with ≥ half the final total
+    (−1 when the final total is 0).
     """
 
     models: list[str]
@@ -62,21 +63,22 @@ class DistillReport:
 
     def table(self) -> str:
         """Plain-text tables: KPs (total / reliable) per layer and model, then the distances."""
-        head = "model".ljust(14) + "".join(f"{n:>18}" for n in self.layers)
+        w = max(14, *(len(m) + 2 for m in self.models))
+        head = "model".ljust(w) + "".join(f"{n:>24}" for n in self.layers)
         lines = [f"knowledge points per image, total / reliable (τ = {self.threshold:g})", head]
         for i, m in enumerate(self.models):
             cells = "".join(
-                f"{self.kp_total[i, j]:>9.2f} /{self.kp_reliable[i, j]:>7.2f}"
+                f"{self.kp_total[i, j]:>14.2f} / {self.kp_reliable[i, j]:>7.2f}"
                 for j in range(len(self.layers))
             )
-            lines.append(m.ljust(14) + cells)
-        lines.append("1 − cos(h_s, h_t): median | share < 0.1;  mean |Δ strength|")
+            lines.append(m.ljust(w) + cells)
+        lines += ["", "1 − cos(h_s, h_t): median, share < 0.1 | mean |Δ strength|", head]
         for m in self.cos_median:
             cells = "".join(
-                f"{self.cos_median[m][j]:>6.3f} |{self.cos_share_small[m][j]:>5.0%}; {self.strength_mean_abs[m][j]:>4.2f}"
+                f"{self.cos_median[m][j]:>10.3f}, {self.cos_share_small[m][j]:>4.0%} | {self.strength_mean_abs[m][j]:>5.2f}"
                 for j in range(len(self.layers))
             )
-            lines.append(m.ljust(14) + cells)
+            lines.append(m.ljust(w) + cells)
         return "\n".join(lines)
 
 
@@ -164,7 +166,7 @@ def _emergence(
         if ok.any():
             final = col[ok][-1]
             hit = np.flatnonzero(ok & (col >= 0.5 * final))
-            half[j] = epochs[hit[0]] if hit.size else -1
+            half[j] = epochs[hit[0]] if hit.size and final > 0 else -1
     rep.epochs[model] = np.asarray(epochs, np.int64)
     rep.emergence_total[model], rep.emergence_reliable[model], rep.half_epoch[model] = (
         tot,

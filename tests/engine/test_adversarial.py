@@ -123,3 +123,27 @@ def test_a_new_attack_replaces_the_last_one(net):
     assert not st.store.has(Key("main", "adversarial", 0, "1"), ArrayRecord)  # old trace dropped
     info = st.store.get(Key("main", "adversarial", 0, pv.results.SAMPLE), ArrayRecord)
     assert info.meta["eps"] == 0.01 and info.arrays["iterations"].tolist() == [0, 1, 2]
+
+
+def test_attack_report_reads_the_attack_in_the_clean_frame(net):
+    st = _study(net)
+    st.capture(progress=False)
+    st.embed(progress=False, fast=True)
+    st.attack(eps=0.3, steps=4, progress=False, record_layers=["3"])
+    adv3 = Key("main", "adversarial", 0, "3")
+    assert st.store.has(adv3, pv.results.RegionEmbedding)  # projected right after the attack
+    clean = st.store.get(adv3.replace(condition="clean"), pv.results.RegionEmbedding)
+    adv = st.store.get(adv3, pv.results.RegionEmbedding)
+    np.testing.assert_array_equal(adv.Lambda, clean.Lambda)  # the clean Λ, not a refit
+    rep = st.attack_report()
+    assert rep.layer == "3" and rep.deltas.layers == ["1", "3"]
+    assert np.all(rep.deltas.orientation >= 0) and np.all(np.isfinite(rep.deltas.strength))
+    trace_h = st.store.get(adv3, ArrayRecord).arrays["h"]
+    np.testing.assert_allclose(trace_h[0], clean.h, rtol=1e-4, atol=1e-4)  # iteration 0 = clean
+    np.testing.assert_allclose(trace_h[-1], adv.h, rtol=1e-4, atol=1e-4)
+    assert rep.trajectories is not None and rep.trajectories.strength.shape[0] == 5
+    assert rep.kp.attacked.sum() == (rep.kp.c_ori != rep.kp.c_adv)[rep.kp.attacked].sum()
+    assert "Δ_orientation" in rep.table()
+    assert st.attack_report(layer="1").trajectories is None  # not traced
+    with pytest.raises(InputError, match="Closest: '3'"):
+        st.attack_report(layer="33")

@@ -139,3 +139,23 @@ def test_several_students_share_the_teacher_frame():
         np.testing.assert_array_equal(emb.Lambda, lam)
     with pytest.raises(InputError, match="other than 'teacher'"):
         pv.Study.compare(teacher, {"teacher": students["logit"]})
+
+
+def test_distill_report_counts_and_distances_in_the_teacher_frame():
+    teacher = _study(_net(seed=1))
+    teacher.embed(progress=False, fast=True)
+    same = _study(_net(seed=1))  # a student identical to the teacher: distances must be zero
+    other = pv.Study(_net(seed=5), _data(), layers=["1", "3"], regions_per_image=5, batch_size=8)
+    for e in (0, 1):
+        other.capture(epoch=e, progress=False)
+    rep = pv.Study.compare(teacher, {"copy": same, "other": other}).distill_report()
+    assert rep.models == ["teacher", "copy", "other"] and rep.layers == ["1", "3"]
+    np.testing.assert_allclose(rep.kp_total[1], rep.kp_total[0])
+    np.testing.assert_allclose(rep.cos_median["copy"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(rep.strength_mean_abs["copy"], 0.0, atol=1e-5)
+    assert rep.cos_share_small["copy"].tolist() == [1.0, 1.0]
+    assert rep.cos_hist["other"].sum(1).tolist() == [120, 120]  # every region counted once
+    assert rep.epochs["other"].tolist() == [0, 1] and rep.emergence_total["other"].shape == (2, 2)
+    assert "copy" in rep.table()
+    with pytest.raises(InputError, match="pv.Study.compare"):
+        teacher.distill_report()
