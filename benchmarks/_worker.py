@@ -21,6 +21,9 @@ def main(spec_path: str) -> None:
     func = getattr(importlib.import_module(module_name), func_name)
     result = func(**spec["kwargs"])
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        result["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     with open(spec["out"], "w") as fh:
         json.dump(result, fh, default=_json_default)
 

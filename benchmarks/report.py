@@ -148,18 +148,19 @@ def _display(r: dict) -> list[str]:
         "plot (ours in its Pan tool), frame = interval between presented frames that redraw every point. "
         f"WebGL: {r.get('webgl_renderer', '?')}.",
         "",
-        "| n | widget | first frame | vs jupyter-scatter | drag: frames | median frame | p95 frame | fps |",
-        "|---|---|---|---|---|---|---|---|",
+        "| n | widget | first frame | ours ÷ jupyter-scatter | drag: full frames | median frame | p95 frame | fps | frame time ours ÷ jupyter-scatter |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for x in r["rows"]:
         if x.get("status") != "ok":
-            rows.append(f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | |")
+            rows.append(f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | |")
             continue
         p = x["pan"]
-        ratio = x.get("first_frame_vs_jscatter")
+        ratio, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
         rows.append(
-            f"| {x['n']:,} | {x['widget']} | {fmt_s(x['first_frame_s'])} | {'' if ratio is None else f'{ratio:.2f}x'} | "
-            f"{p['frames']} | {p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {p.get('fps', '—')} |"
+            f"| {x['n']:,} | {x['widget']} | {fmt_s(x['first_frame_s'])} | {'' if ratio is None else f'**{ratio:.2f}**'} | "
+            f"{p['frames']} | {p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {p.get('fps', '—')} | "
+            f"{'' if fr is None else f'**{fr:.2f}**'} |"
         )
     return rows
 
