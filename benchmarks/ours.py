@@ -13,7 +13,16 @@ SMOKE_SAMPLE = {"steps": 50}
 SMOKE_REGION = {"epochs": 2, "importance_steps": 2, "partners": 8}
 
 
-def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = False, **hyper: Any) -> tuple[np.ndarray, dict]:
+def fast_preset() -> tuple[dict, dict]:
+    """(sample kwargs, region kwargs) of ``Study.embed(fast=True)`` — a demo preset, not the paper's."""
+    from patternviz_widget.engine.study_embed import FAST
+
+    region = {("epochs" if k == "region_epochs" else k): v for k, v in FAST.items() if k != "steps"}
+    return {"steps": FAST["steps"]}, region
+
+
+def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = False, fast: bool = False,
+                **hyper: Any) -> tuple[np.ndarray, dict]:
     """Return (h float32[M, 3], info): the paper's sample embedding, then the region embedding.
 
     ``d`` holds ``features`` [M, C], ``image`` [M], ``sample_features`` [N, C], ``logits`` [N, K]
@@ -25,9 +34,12 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
     from patternviz_widget.engine.region_embed import fit_region_embedding
 
     dev = pick_device(device)
+    sample_kw, region_kw = fast_preset() if fast else ({}, {})
+    if smoke:
+        sample_kw, region_kw = SMOKE_SAMPLE, SMOKE_REGION
     probs = as_target_probs(d["logits"], 4.0)
     t = time.perf_counter()
-    emb = fit_sample_embedding(d["sample_features"], probs, device=dev, **(SMOKE_SAMPLE if smoke else {}))
+    emb = fit_sample_embedding(d["sample_features"], probs, device=dev, **sample_kw)
     t_sample = time.perf_counter() - t
     t = time.perf_counter()
     stage_end: dict[str, float] = {}
@@ -37,7 +49,7 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
 
     reg = fit_region_embedding(
         d["features"], d["image"], emb.g, probs, device=dev, callback=cb,
-        **{**(SMOKE_REGION if smoke else {}), **hyper},
+        **{**region_kw, **hyper},
     )
     t_region = time.perf_counter() - t
     stages, last = {}, t
@@ -46,6 +58,7 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
         last = end
     return reg.h, {
         "device": str(dev),
+        "preset": "smoke" if smoke else ("fast (Study.embed(fast=True))" if fast else "paper defaults"),
         "sample_fit_s": round(t_sample, 3),
         "region_fit_s": round(t_region, 3),
         "region_stages_s": stages,  # importance (w, v), match (r' table), fit (Λ)

@@ -45,7 +45,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--embed-real-sizes", type=_sizes, default=None,
                    help="sizes of the real-feature cross-check (trained SmallVGG on shapes); default 1e4; '' = none")
     p.add_argument("--embed-dim", type=int, default=128, help="channels of the regional features (64..512)")
-    p.add_argument("--embed-methods", default="ours,pca,tsne_sklearn,opentsne,umap")
+    p.add_argument("--embed-methods", default="ours,ours_fast,pca,tsne_sklearn,opentsne,umap")
     p.add_argument("--limit-min", type=float, default=10.0, help="per-method time limit for the embedding section")
     p.add_argument("--display-sizes", type=_sizes, default=None, help="e.g. 1e5,1e6")
     p.add_argument("--capture-images", type=int, default=None)

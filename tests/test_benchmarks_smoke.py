@@ -48,10 +48,10 @@ def test_embed_section_runs_every_method_and_scores_class_discrimination(tmp_pat
     rows = {x["method"]: x for x in r["rows"] if x["data"] == "synthetic"}
     ref = rows.pop("feature space")
     assert 0.0 <= ref["knn"]["all"] <= 1.0 and ref["knn"]["object"] > 0.1  # 10 classes: chance 0.1
-    assert set(rows) == {"ours", "pca", "tsne_sklearn", "opentsne", "umap"}
+    assert set(rows) == {"ours", "ours_fast", "pca", "tsne_sklearn", "opentsne", "umap"}
     for m, x in rows.items():
         assert x["status"] == "ok", (m, x)
-        assert x["finite"] and x["emb_dim"] == (3 if m in ("ours", "pca") else 2)
+        assert x["finite"] and x["emb_dim"] == (3 if m in ("ours", "ours_fast", "pca") else 2)
         assert x["peak_rss_mb"] > x["rss_inputs_mb"] > 0
         assert 0.0 <= x["knn"]["all"] <= 1.0 and 0.0 <= x["knn"]["object"] <= 1.0
         assert x["ours_time_ratio"] > 0 and not math.isnan(x["ours_time_ratio"])
