@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "result": result,
         }
         path = write_json(section, doc, out)
+        report.write(out)  # after every section, so an interrupted run keeps what it measured
         print(f"[bench] {section}: {status} in {doc['seconds']} s -> {path}")
     md = report.write(out)
     print(f"[bench] table -> {md}")
