@@ -201,6 +201,17 @@ def chromium(viewport: tuple[int, int] = (1280, 900)):
             ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
             ctx.add_init_script(INIT_SCRIPT)
             page = ctx.new_page()
+            counter = {"received": 0, "sent": 0}
+
+            def on_ws(ws: Any) -> None:
+                def size(payload: Any) -> int:
+                    return len(payload) if isinstance(payload, (bytes, str)) else 0
+
+                ws.on("framereceived", lambda p: counter.__setitem__("received", counter["received"] + size(p)))
+                ws.on("framesent", lambda p: counter.__setitem__("sent", counter["sent"] + size(p)))
+
+            page.on("websocket", on_ws)
+            page.ws_bytes = counter  # type: ignore[attr-defined]  (bytes over the kernel websocket)
             yield page
         finally:
             browser.close()

@@ -41,12 +41,15 @@ JSCATTER_CELL = 'jscatter.Scatter(data=df, x="x", y="y", color_by="c", height=48
 
 
 def _measure(page: Any, cell: int, n: int, timeout_s: float, drag_steps: int = 40) -> dict:
+    rx0 = page.ws_bytes["received"]
     t0 = B.run_cell(page, cell, timeout_s=timeout_s, wait=False)
     frame = B.wait_full_frame(page, n, t0, timeout_s=timeout_s)
+    rx1 = page.ws_bytes["received"]
     B.wait_cell(page, cell, timeout_s)
     out = {
         "first_frame_s": round((frame["presented"] - t0) / 1000, 3),
         "first_draw_call_s": round((frame["drawn"] - t0) / 1000, 3),
+        "received_mb_to_first_frame": round((rx1 - rx0) / 2**20, 2),
     }
     time.sleep(1.0)
     pan = page.locator(".jp-Notebook .jp-Cell").nth(cell).locator("[data-pv=tool-pan]")

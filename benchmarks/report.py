@@ -146,20 +146,21 @@ def _display(r: dict) -> list[str]:
         "jupyter-scatter x/y) coloured by class, one kernel, one page. 'first frame' = keypress that runs "
         f"the cell → first presented frame that draws every point; drag = {r.get('drag_steps', 40)} mouse moves across the "
         "plot (ours in its Pan tool), frame = interval between presented frames that redraw every point. "
-        f"WebGL: {r.get('webgl_renderer', '?')}.",
+        f"WebGL: {r.get('webgl_renderer', '?')}. 'received before it' = bytes over the kernel websocket "
+        "from the keypress to that frame (each widget's JS bundle included).",
         "",
-        "| n | widget | first frame | ours ÷ jupyter-scatter | drag: full frames | median frame | p95 frame | fps | frame time ours ÷ jupyter-scatter |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| n | widget | first frame | ours ÷ jupyter-scatter | received before it | drag: full frames | median frame | p95 frame | fps | frame time ours ÷ jupyter-scatter |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in r["rows"]:
         if x.get("status") != "ok":
-            rows.append(f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | |")
+            rows.append(f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |")
             continue
         p = x["pan"]
         ratio, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
         rows.append(
             f"| {x['n']:,} | {x['widget']} | {fmt_s(x['first_frame_s'])} | {'' if ratio is None else f'**{ratio:.2f}**'} | "
-            f"{p['frames']} | {p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {p.get('fps', '—')} | "
+            f"{x.get('received_mb_to_first_frame', '—')} MiB | {p['frames']} | {p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {p.get('fps', '—')} | "
             f"{'' if fr is None else f'**{fr:.2f}**'} |"
         )
     return rows
