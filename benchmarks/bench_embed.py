@@ -204,6 +204,7 @@ def run(
     real_sizes: tuple[int, ...] = (),
     real_kwargs: dict | None = None,
     real_methods: tuple[str, ...] | None = None,
+    on_partial=None,
     log=print,
 ) -> dict:
     """Run the embedding section and return its JSON-able result (also printed as lines).
@@ -212,6 +213,12 @@ def run(
     the same comparison on real features (:mod:`benchmarks.real`), after the sweep."""
     rows: list[dict] = []
     real_info: dict = {}
+
+    def result() -> dict:
+        _add_ratios(rows)
+        return {"sizes": list(sizes), "real_sizes": list(real_sizes), "real": real_info, "dim": dim,
+                "limit_s": limit_s, "n_jobs": n_jobs, "rows": rows}
+
     with tempfile.TemporaryDirectory(prefix="pvbench_embed_") as tmp:
         for data_kind, sweep in (("synthetic", sizes), ("real", real_sizes)):
             kind_methods = methods if data_kind == "synthetic" or real_methods is None else real_methods
@@ -256,9 +263,9 @@ def run(
                     per_method[m].append(res)
                     rows.append(res)
                     log(f"[embed]   {m:13s} " + _line(res))
-    _add_ratios(rows)
-    return {"sizes": list(sizes), "real_sizes": list(real_sizes), "real": real_info, "dim": dim,
-            "limit_s": limit_s, "n_jobs": n_jobs, "rows": rows}
+                    if on_partial is not None:  # keep what was measured if the run is cut short
+                        on_partial(result())
+    return result()
 
 
 def _line(r: dict) -> str:

@@ -14,8 +14,11 @@ import time
 from ._common import fmt_s, peak_rss_mb, rss_mb, run_worker
 
 
-def memory_one(n_images: int, smoke: bool = False, device: str | None = None) -> dict:
-    """Child side: build, capture, embed; return per-stage peak RSS (MiB) and seconds."""
+def memory_one(n_images: int, smoke: bool = False, device: str | None = None, progress_path: str | None = None) -> dict:
+    """Child side: build, capture, embed; return per-stage peak RSS (MiB) and seconds (also written
+    to ``progress_path`` after every stage, so a timeout keeps the stages that finished)."""
+    import json
+
     import torch
 
     import patternviz_widget as pv
@@ -29,6 +32,9 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None) ->
     def mark(name: str, t0: float) -> None:
         stages[name] = {"peak_rss_mb": round(peak_rss_mb(), 1), "rss_mb": round(rss_mb(), 1),
                         "seconds": round(time.perf_counter() - t0, 2)}
+        if progress_path:
+            with open(progress_path, "w") as fh:
+                json.dump(stages, fh)
 
     t = time.perf_counter()
     model, images, labels, layers = make_model_and_data(n_images, size=32 if smoke else 64, width=8 if smoke else 32)
@@ -59,12 +65,20 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None) ->
     }
 
 
-def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, timeout_s: float = 3600, log=print) -> dict:
+def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, timeout_s: float = 2400, log=print) -> dict:
     """Run section 5 in a subprocess and return its JSON-able result."""
-    res = run_worker("benchmarks.bench_memory:memory_one",
-                     {"n_images": n_images, "smoke": smoke, "device": device}, timeout_s)
-    if res.get("status") != "ok":
-        raise RuntimeError(f"memory worker failed: {res}")
-    for name, s in res["stages"].items():
-        log(f"[memory] {name:28s} peak RSS {s['peak_rss_mb']:7.0f} MiB  {fmt_s(s.get('seconds'))}")
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="pvbench_mem_") as tmp:
+        prog = Path(tmp) / "stages.json"
+        res = run_worker("benchmarks.bench_memory:memory_one",
+                         {"n_images": n_images, "smoke": smoke, "device": device, "progress_path": str(prog)},
+                         timeout_s)
+        if res.get("status") != "ok":
+            done = json.loads(prog.read_text()) if prog.exists() else {}
+            raise RuntimeError(f"memory worker {res.get('status')} after stages {done}: {res}")
+    for name, st in res["stages"].items():
+        log(f"[memory] {name:28s} peak RSS {st['peak_rss_mb']:7.0f} MiB  {fmt_s(st.get('seconds'))}")
     return res

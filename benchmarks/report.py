@@ -58,7 +58,9 @@ def write(out: Path) -> Path:
         doc = docs[name]
         lines += [f"## {doc['section']}", "", f"- command: `{doc['command']}` ({doc['started']}, {doc['seconds']} s)",
                   f"- machine: {_machine(doc)}", f"- raw: [`{name}.json`]({name}.json)", ""]
-        if doc["status"] != "ok":
+        if doc["status"] == "partial":
+            lines += ["**Partial: the run was cut short during this section; rows below are what finished.**", ""]
+        elif doc["status"] != "ok":
             lines += ["**failed:**", "", "```", doc["result"].get("error", "")[-1500:], "```", ""]
             continue
         lines += globals()[f"_{name}"](doc["result"]) + [""]

@@ -69,8 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         machine = machine_info()
         t0 = time.perf_counter()
         started = now()
+        def partial(result: dict, section: str = section, machine: dict = machine, started: str = started,
+                    t0: float = t0) -> None:
+            doc = {"section": section, "status": "partial", "smoke": smoke, "command": command.strip(),
+                   "started": started, "seconds": round(time.perf_counter() - t0, 1), "machine": machine,
+                   "load_avg_after": machine_info()["load_avg_1_5_15"], "result": result}
+            write_json(section, doc, out)
+            report.write(out)
+
         try:
-            result = _run_section(section, args, smoke)
+            result = _run_section(section, args, smoke, partial)
             status = "ok"
         except Exception:  # noqa: BLE001  (one broken section must not lose the others)
             traceback.print_exc()
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
+def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None) -> dict:
     if section == "capture":
         from . import bench_capture
 
@@ -114,7 +122,7 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool) -> dict:
                                limit_s=(60.0 if smoke else 60.0 * a.limit_min), ours_kwargs=ours_kwargs,
                                smoke=smoke, real_sizes=real,
                                real_kwargs={"train_images": 60, "epochs": 1} if smoke else None,
-                               real_methods=("ours", "pca") if smoke else None)
+                               real_methods=("ours", "pca") if smoke else None, on_partial=partial)
     if section == "display":
         from . import bench_display
 
