@@ -165,3 +165,50 @@ def selected_table(
         "is_kp": np.asarray(f["is_kp"], bool)[ids],
         "is_reliable": (np.asarray(f["is_kp"], bool) & np.asarray(f["is_reliable"], bool))[ids],
     }
+
+
+def _cells(store: ResultStore, layer: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(image, grid, grid_shape) of the rows of ``layer`` (samples: one whole-image cell each)."""
+    if layer == SAMPLE:
+        n = store.probe.labels.shape[0] if store.probe is not None else 0
+        return np.arange(n), np.zeros((n, 2), np.int64), (1, 1)
+    keys = store.find(RegionRecord, layer=layer)
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros((0, 2), np.int64), (1, 1)
+    rec = store.get(keys[0], RegionRecord)
+    shape = (int(rec.grid_shape[0]), int(rec.grid_shape[1]))
+    return np.asarray(rec.image, np.int64), np.asarray(rec.grid, np.int64), shape
+
+
+def map_selection(
+    store: ResultStore, old_layer: str, new_layer: str, ids: np.ndarray
+) -> np.ndarray:
+    """The rows of ``new_layer`` covering the same image area as rows ``ids`` of ``old_layer``:
+    a new region is selected when its grid-cell centre lies in a selected old cell of the same
+    image; an image (sample) when any of its regions is; all regions of a selected image. Region identity differs between layers; image area does not."""
+    ids = np.asarray(ids, np.int64)
+    if old_layer == new_layer or ids.size == 0:
+        return ids
+    o_img, o_grid, (o_r, o_c) = _cells(store, old_layer)
+    n_img, n_grid, (n_r, n_c) = _cells(store, new_layer)
+    ids = ids[ids < o_img.shape[0]]
+    if ids.size == 0 or n_img.size == 0:
+        return np.zeros(0, np.int64)
+    if new_layer == SAMPLE:  # an image is selected when any of its regions is
+        return np.unique(o_img[ids])
+    res = 32  # per-image raster of the selected area, in image-normalised coordinates
+    images, slot = np.unique(o_img[ids], return_inverse=True)
+    area = np.zeros((images.size, res, res), bool)
+    r0 = np.floor(o_grid[ids, 0] / o_r * res).astype(int)
+    r1 = np.ceil((o_grid[ids, 0] + 1) / o_r * res).astype(int)
+    c0 = np.floor(o_grid[ids, 1] / o_c * res).astype(int)
+    c1 = np.ceil((o_grid[ids, 1] + 1) / o_c * res).astype(int)
+    for s, a, b, c, d in zip(slot, r0, r1, c0, c1, strict=True):
+        area[s, a:b, c:d] = True
+    pos = np.searchsorted(images, n_img)
+    known = (pos < images.size) & (images[np.minimum(pos, images.size - 1)] == n_img)
+    py = np.clip(((n_grid[:, 0] + 0.5) / n_r * res).astype(int), 0, res - 1)
+    px = np.clip(((n_grid[:, 1] + 0.5) / n_c * res).astype(int), 0, res - 1)
+    hit = np.zeros(n_img.shape[0], bool)
+    hit[known] = area[pos[known], py[known], px[known]]
+    return np.flatnonzero(hit)

@@ -104,6 +104,7 @@ class PatternViz(anywidget.AnyWidget):
         self._kp = _payload.Knowledge(self._study)
         self._summary_cache: dict = {}
         self._radius_cache: dict = {}
+        self._selection_layer = ""  # the layer whose rows `selection` holds
         self._snapshots: dict[str, Any] = {}
         self._lock = threading.RLock()
         store = self._study.store
@@ -182,6 +183,21 @@ class PatternViz(anywidget.AnyWidget):
             self.epoch = min(eps, key=lambda e: (abs(e - self.epoch), -e))
         if change.name in ("model", "condition"):
             self._refresh_summary()
+
+    @t.observe("selection")
+    def _note_selection_layer(self, change: t.Bunch) -> None:
+        self._selection_layer = self.key.layer
+
+    @t.observe("layer", "feature_kind")
+    def _map_selection(self, change: t.Bunch) -> None:
+        """Keep the selection on the same image area when the rows change meaning (new layer)."""
+        old, new = self._selection_layer, self.key.layer
+        if not self.selection or not old or old == new:
+            self._selection_layer = new
+            return
+        ids = ws.map_selection(self._study.store, old, new, self.selected_ids)
+        self._selection_layer = new
+        self.selection = encode_indices(ids)
 
     @t.observe("compare")
     def _default_compare_with(self, change: t.Bunch) -> None:

@@ -203,7 +203,7 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
 
 
 def test_layer_tile_scrub_play_and_compare(lab_server, page, study_file):
-    _open_study(lab_server, page, study_file)
+    _open_study(lab_server, page, study_file, name="strip_timeline_compare.ipynb")
     layers = json.loads(_py(page, "__import__('json').dumps(w.catalog['layers'])"))
     first = layers[0]
     img_deep = _shot(page, "strip_before")
@@ -285,7 +285,7 @@ def _isolated(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def test_hover_shows_the_patch_and_lasso_selection_reads_back(lab_server, page, study_file):
-    _open_study(lab_server, page, study_file)
+    _open_study(lab_server, page, study_file, name="hover_lasso.ipynb")
     pts = _points(page)
     xy = np.asarray(pts["xy"]).reshape(-1, 2)
     glyph = np.asarray(pts["glyph"])

@@ -187,3 +187,21 @@ def test_missing_bundle_names_the_fix():
 def test_snapshot_without_a_page_is_a_clear_error(widget):
     with pytest.raises(WidgetTimeoutError, match="displayed"):
         widget._request_snapshot(timeout=0.5)
+
+
+def test_selection_follows_the_same_image_area_across_layers(widget, store):
+    rec9 = store.get(Key("main", "clean", 0, "features.9"), RegionRecord)
+    # the top-left quarter (cells (0..1, 0..1) of a 4×4 grid) of image 7
+    quarter = np.flatnonzero((rec9.image == 7) & (rec9.grid[:, 0] <= 1) & (rec9.grid[:, 1] <= 1))
+    widget.select(quarter)
+    widget.feature_kind = "samples"
+    assert widget.selected_ids.tolist() == [7]  # regions -> their image
+    widget.feature_kind = "regions"
+    rows = widget.selected_ids  # image -> all its regions
+    assert sorted(rec9.image[rows].tolist()) == [7] * 16
+    widget.select(quarter)
+    widget.layer = "features.2"  # same 4×4 grid: the same cells of the same image
+    rec2 = store.get(Key("main", "clean", 0, "features.2"), RegionRecord)
+    got = widget.selected_ids
+    assert set(map(tuple, rec2.grid[got].tolist())) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert set(rec2.image[got].tolist()) == {7}
