@@ -31,10 +31,10 @@ DISTILL_FILE = "distill.pvz"
 class DemoConfig:
     """Sizes of the demo run. :meth:`fast` shrinks everything for tests and smoke runs."""
 
-    epochs: int = 8
-    n_train: int = 2000
+    epochs: int = 10
+    n_train: int = 3000
     n_probe: int = 200
-    size: int = 64
+    size: int = 32
     num_classes: int = 6
     regions_per_image: int = 48
     batch_size: int = 64

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "epochs and stages are skipped and training resumes from OUT/demo_model.pt.")  # fmt: skip
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument(
-        "--epochs", type=int, default=None, help="training epochs (default 8; 2 with --fast)"
+        "--epochs", type=int, default=None, help="training epochs (default 10; 2 with --fast)"
     )
     demo.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when present)"

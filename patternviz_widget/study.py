@@ -113,6 +113,83 @@ class Study:
         return capture(self, epoch, condition, model, images, progress, model_name, layers)
 
     # ==== embed + knowledge points (issue 4: engine/embed.py, engine/knowledge.py) ===============
+
+    def embed(
+        self,
+        method: str = "paper",
+        keys: list[Any] | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+        temperature: float = 4.0,
+        **hyper: Any,
+    ) -> list[Any]:
+        """Return the keys written after fitting every captured key that lacks an embedding.
+
+        Clean keys are fitted in epoch order per model: the sample embedding g = M f (PAPER.md §2),
+        then each layer's regional embedding h = Λ f^(r) tied to it (§3); later epochs are
+        warm-started (mean of the last ≤3 M's / Λ's, lr 1e-4 for M) and rotated onto the previous
+        epoch (two-pass Procrustes). Other conditions ("adversarial") are projected with the clean
+        M, μ, Λ of the same model and epoch. Results land in ``self.store``.
+
+        Args:
+            method: "paper", or a baseline "pca", "tsne", "umap" (the last two when installed).
+            keys: only these captured keys (None: all).
+            progress: show a progress bar.
+            overwrite: refit keys that already have an embedding of this method.
+            temperature: T in P(Y|x) = softmax(z/T) (paper: 4).
+            **hyper: sample fit — ``steps`` (2000), ``lr`` (1e-3), ``warm_lr`` (1e-4),
+                ``momentum`` (0.9), ``weight_decay`` (5e-4), ``controller`` s (40), ``kappa``
+                κ(l) (capped linear, κ_max 10), ``init_std`` (0.1), ``align`` (True);
+                region fit — ``region_epochs`` (20), ``region_lr`` (0.01), ``lambda_kl`` λ_kl (1),
+                ``lambda_mi`` λ_mi (0.1), ``region_controller`` s_r (40), ``region_kappa`` κ
+                (capped linear, κ_max 1000), ``kappa_p`` κ_p (5), ``kappa_m`` κ_m (1000),
+                ``partners`` J (100), ``importance_steps`` (20), ``importance_lr`` (0.05),
+                ``rematch_every`` (1), ``batch_size`` (16), ``memory_budget_mb`` (1024),
+                ``match_dtype`` ("auto"); both — ``seed`` (study seed), ``device`` (study device);
+                ``fast=True`` a short preset for demos (not the paper's settings).
+        """
+        from .engine.study_embed import embed_study
+
+        return embed_study(self, method=method, keys=keys, progress=progress, overwrite=overwrite,
+                           temperature=temperature, **hyper)
+
+    def knowledge_points(
+        self,
+        layer: str,
+        epoch: int | None = None,
+        condition: str = "clean",
+        model: str | None = None,
+        threshold: float = 0.4,
+    ) -> Any:
+        """Return the KnowledgePoints of one layer (PAPER.md §4): regions whose posterior peak
+        max_c p(c|h) ≥ τ, the reliable ones (class = true class), counts per image, r_reliable,
+        and the on-object share when the probe data have masks (our extension). Nothing is
+        refitted; ``epoch=None`` takes the latest embedded epoch.
+
+        Args:
+            layer: the layer name. epoch, condition, model: which key (model None: the study's).
+            threshold: τ (paper: 0.4).
+        """
+        from .engine.study_embed import study_knowledge_points
+
+        return study_knowledge_points(self, layer, epoch=epoch, condition=condition, model=model,
+                                      threshold=threshold)
+
+    def sample_metrics(
+        self,
+        epoch: int | None = None,
+        condition: str = "clean",
+        model: str | None = None,
+        methods: tuple[str, ...] = ("paper", "pca", "tsne"),
+    ) -> dict[str, dict]:
+        """Return {method: metrics} of the sample embeddings (PAPER.md §2 table, §10 claims 1–3):
+        ``r_strength_entropy`` = Pearson r(‖g‖, H(P(Y|x))) (more negative = better; baselines use
+        the norm of their centred embedding), ``kl`` and ``kl_uniform``, ``argmax_agreement``,
+        ``label_agreement``. Baselines are computed on the fly (not stored); methods whose package
+        is missing are left out."""
+        from .engine.study_embed import study_sample_metrics
+
+        return study_sample_metrics(self, epoch=epoch, condition=condition, model=model, methods=methods)
     # ==== tracking over training (issue 6: engine/tracking.py) ===================================
 
     def tracker(

@@ -1,0 +1,217 @@
+"""Knowledge points (PAPER.md §4) and our on-object extension.
+
+A regional embedding h is divided by its layer's mean strength, its posterior over classes is
+p(c|h) = softmax_c(κ(‖h‖) μ_cᵀ h/‖h‖) with the μ_c of the sample embedding and the region κ
+(capped linear, κ_max = 1000; PAPER.md §4 "normalisation before counting"), and it is a knowledge
+point when max_c p(c|h) ≥ τ (τ = 0.4), reliable when that argmax is the image's true class.
+Nothing here refits: changing τ only re-thresholds (the posterior is cheap to recompute).
+
+Counting with a region budget: the counts per image are over the regions KEPT for that image
+(RegionRecord rows). When fewer than all grid cells were kept, ``per_image_total_full_grid``
+rescales each image's count by (grid cells / kept cells), an unbiased estimate of the count over
+the full grid under the uniform sampling of kept cells.
+
+On-object share (OUR EXTENSION, not in the paper): when the probe data carry foreground masks, a
+region is "on the object" if at least half of the input pixels its box covers (x0, y0, x1, y1 in
+input pixels, clipped to the image; a pixel counts when its centre lies in the box) are mask
+foreground. The on-object share is the fraction of knowledge points that are on the object;
+``on_object_chance`` is the same fraction over all kept regions (what a random choice would give).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..results.records import ProbeRecord, RegionEmbedding, RegionRecord, SampleEmbedding
+from . import kappa as kp
+
+
+@dataclass
+class KnowledgePoints:
+    """Knowledge points of one (model, condition, epoch, layer) at threshold τ.
+
+    posterior float32[M, K] p(c|h); strength float32[M] ‖h‖ / mean strength; predicted int64[M];
+    is_kp bool[M]; is_reliable bool[M] (KP whose class = the image's true class);
+    per_image_total / per_image_reliable float32[N] counts over the kept regions of each image;
+    kept_per_image int64[N]; per_image_total_full_grid float32[N] counts rescaled to the full grid;
+    mean_total, mean_reliable (mean per image), r_reliable (reliable / total KPs, 0.0 when there
+    are none), on_object bool[M] | None and on_object_share float | None (our extension),
+    on_object_chance (share of all kept regions on the object), threshold τ.
+    """
+
+    posterior: np.ndarray
+    strength: np.ndarray
+    predicted: np.ndarray
+    is_kp: np.ndarray
+    is_reliable: np.ndarray
+    per_image_total: np.ndarray
+    per_image_reliable: np.ndarray
+    kept_per_image: np.ndarray
+    per_image_total_full_grid: np.ndarray
+    mean_total: float
+    mean_reliable: float
+    r_reliable: float
+    on_object: np.ndarray | None
+    on_object_share: float | None
+    on_object_chance: float | None
+    threshold: float
+
+    def summary(self) -> dict[str, float | None]:
+        """Return the scalar fields as a dict (for tables and logs)."""
+        return {
+            "threshold": self.threshold, "mean_total": self.mean_total,
+            "mean_reliable": self.mean_reliable, "r_reliable": self.r_reliable,
+            "mean_total_full_grid": float(self.per_image_total_full_grid.mean()) if self.per_image_total_full_grid.size else 0.0,
+            "on_object_share": self.on_object_share, "on_object_chance": self.on_object_chance,
+        }
+
+
+def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
+                     kappa: kp.KappaLike = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (p(c|h) float32[M, K], strength float32[M]) with h divided by ``mean_strength``.
+
+    p(c|h) = softmax_c(κ(‖h̃‖) μ_cᵀ h̃/‖h̃‖), h̃ = h / mean_strength, no class prior (PAPER.md §4);
+    kappa: None = capped linear with κ_max = 1000 (the region table)."""
+    h64 = np.asarray(h, dtype=np.float64)
+    mu64 = np.asarray(mu, dtype=np.float64)
+    if h64.ndim != 2 or mu64.ndim != 2 or h64.shape[1] != mu64.shape[1]:
+        raise InputError(f"h must be M×d and mu K×d with the same d; got {h64.shape} and {mu64.shape}.")
+    scale = float(mean_strength) if np.isfinite(mean_strength) and mean_strength > 0 else 1.0
+    ht = torch.as_tensor(h64 / scale)
+    n = ht.norm(dim=1)
+    k = kp.evaluate(kp.make_kappa(kappa, kp.REGION_KAPPA_MAX), n)
+    cos = (ht / n.clamp(min=1e-300)[:, None]) @ torch.as_tensor(mu64).T
+    post = torch.softmax(k[:, None] * cos, dim=1)
+    return post.numpy().astype(np.float32), n.numpy().astype(np.float32)
+
+
+def boxes_on_object(box: np.ndarray, image: np.ndarray, masks: np.ndarray, min_share: float = 0.5) -> np.ndarray:
+    """Return bool[M]: whether ≥ ``min_share`` of each box's pixels are mask foreground.
+
+    box float[M, 4] (x0, y0, x1, y1) in input pixels; image int[M]; masks [N, H, W] (non-zero =
+    foreground). A pixel (x, y) belongs to a box when its centre (x + ½, y + ½) lies inside it;
+    boxes are clipped to the image; a box covering no pixel is off the object. OUR EXTENSION."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise InputError(f"masks must be N×H×W, got shape {masks.shape}.")
+    _, hh, ww = masks.shape
+    fg = (masks > 0).astype(np.int64)
+    integral = np.zeros((fg.shape[0], hh + 1, ww + 1), dtype=np.int64)
+    integral[:, 1:, 1:] = fg.cumsum(1).cumsum(2)
+    b = np.asarray(box, dtype=np.float64)
+    x0 = np.clip(np.ceil(b[:, 0] - 0.5), 0, ww).astype(np.int64)
+    y0 = np.clip(np.ceil(b[:, 1] - 0.5), 0, hh).astype(np.int64)
+    x1 = np.clip(np.ceil(b[:, 2] - 0.5), 0, ww).astype(np.int64)
+    y1 = np.clip(np.ceil(b[:, 3] - 0.5), 0, hh).astype(np.int64)
+    x1, y1 = np.maximum(x1, x0), np.maximum(y1, y0)
+    i = np.asarray(image, dtype=np.int64)
+    area = (x1 - x0) * (y1 - y0)
+    inside = integral[i, y1, x1] - integral[i, y0, x1] - integral[i, y1, x0] + integral[i, y0, x0]
+    return (area > 0) & (inside >= min_share * np.maximum(area, 1))
+
+
+def knowledge_points(
+    region_embedding: RegionEmbedding,
+    mu: np.ndarray | SampleEmbedding,
+    region_record: RegionRecord,
+    probe: ProbeRecord,
+    threshold: float = 0.4,
+    *,
+    kappa: kp.KappaLike = None,
+    min_object_share: float = 0.5,
+) -> KnowledgePoints:
+    """Return the :class:`KnowledgePoints` of one key from its records (PAPER.md §4).
+
+    Args:
+        region_embedding: the layer's RegionEmbedding (h rows aligned with ``region_record``).
+        mu: the class directions μ_c (K×d), or the SampleEmbedding holding them. Baseline
+            embeddings carry their own region-frame μ in ``params["mu"]``, which takes precedence.
+        region_record: the RegionRecord of the same key (image index, boxes, grid shape).
+        probe: the study's ProbeRecord (true labels; masks for the on-object share).
+        threshold: τ (paper: 0.4).
+        kappa: region κ; None reads the embedding's params (capped linear, κ_max = 1000).
+        min_object_share: a region is on the object when at least this share of its box is
+            foreground (our extension; default 0.5).
+    """
+    mu_arr = mu.mu if isinstance(mu, SampleEmbedding) else mu
+    if "mu" in region_embedding.params:
+        mu_arr = np.asarray(region_embedding.params["mu"], dtype=np.float32)
+    if kappa is None:
+        desc = region_embedding.params.get("kappa")
+        kappa = kp.from_description(desc, kp.REGION_KAPPA_MAX) if isinstance(desc, dict) else None
+    h = np.asarray(region_embedding.h)
+    if h.shape[0] != np.asarray(region_record.image).shape[0]:
+        raise InputError(
+            f"The RegionEmbedding has {h.shape[0]} rows but the RegionRecord has "
+            f"{np.asarray(region_record.image).shape[0]}; re-run study.embed() for this key."
+        )
+    rows, cols = region_record.grid_shape
+    return knowledge_points_arrays(
+        h, mu_arr, region_embedding.mean_strength, region_record.image, probe.labels,
+        threshold=threshold, kappa=kappa, grid_cells=int(rows) * int(cols), box=region_record.box,
+        masks=probe.masks, min_object_share=min_object_share,
+    )
+
+
+def knowledge_points_arrays(
+    h: np.ndarray,
+    mu: np.ndarray,
+    mean_strength: float,
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threshold: float = 0.4,
+    kappa: kp.KappaLike = None,
+    grid_cells: int | None = None,
+    box: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+    min_object_share: float = 0.5,
+) -> KnowledgePoints:
+    """Return the :class:`KnowledgePoints` of raw arrays (PAPER.md §4).
+
+    Args:
+        h: float[M, d] regional embeddings (RegionEmbedding.h). mu: float[K, d] class directions
+            μ_c of the sample embedding. mean_strength: the layer's mean ‖h‖ (normaliser).
+        image: int[M] probe image of each region. labels: int[N] true class per probe image.
+        threshold: τ (paper: 0.4; a region is a KP when max_c p(c|h) ≥ τ).
+        kappa: region κ (None: capped linear, κ_max = 1000).
+        grid_cells: cells of the layer's full grid (rows·cols), for the full-grid counts.
+        box: float[M, 4] region boxes in input pixels; masks: [N, H, W] foreground masks — both
+            needed for the on-object share (our extension). min_object_share: the ≥ 50 % rule.
+    """
+    tau = float(threshold)
+    if not np.isfinite(tau) or not 0.0 <= tau <= 1.0:
+        raise InputError(f"threshold τ must be in [0, 1] (paper: 0.4), got {threshold!r}.")
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    img = np.asarray(image).astype(np.int64).ravel()
+    n = labels.shape[0]
+    post, strength = region_posterior(h, mu, mean_strength, kappa)
+    if img.shape[0] != post.shape[0] or (img.size and (img.min() < 0 or img.max() >= n)):
+        raise InputError(f"image must give, for each of the {post.shape[0]} regions, an index in [0, {n}).")
+    pred = post.argmax(axis=1).astype(np.int64) if post.size else np.zeros(0, np.int64)
+    is_kp = post.max(axis=1) >= tau if post.size else np.zeros(post.shape[0], bool)
+    reliable = is_kp & (pred == labels[img])
+    total = np.bincount(img, weights=is_kp, minlength=n).astype(np.float32)
+    rel = np.bincount(img, weights=reliable, minlength=n).astype(np.float32)
+    kept = np.bincount(img, minlength=n).astype(np.int64)
+    cells = int(grid_cells) if grid_cells else int(kept.max(initial=0))
+    full = np.where(kept > 0, total * cells / np.maximum(kept, 1), 0.0).astype(np.float32)
+    n_kp = int(is_kp.sum())
+    on, share, chance = None, None, None
+    if box is not None and masks is not None:
+        on = boxes_on_object(box, img, masks, min_object_share)
+        share = float((on & is_kp).sum() / n_kp) if n_kp else 0.0
+        chance = float(on.mean()) if on.size else 0.0
+    return KnowledgePoints(
+        posterior=post, strength=strength, predicted=pred, is_kp=is_kp, is_reliable=reliable,
+        per_image_total=total, per_image_reliable=rel, kept_per_image=kept,
+        per_image_total_full_grid=full,
+        mean_total=float(total.mean()) if n else 0.0,
+        mean_reliable=float(rel.mean()) if n else 0.0,
+        r_reliable=float(reliable.sum() / n_kp) if n_kp else 0.0,
+        on_object=on, on_object_share=share, on_object_chance=chance, threshold=tau,
+    )

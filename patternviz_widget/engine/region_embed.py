@@ -1,0 +1,235 @@
+"""The regional embedding h = Λ f^(r) of one layer (PAPER.md §3): the fast, batched fit.
+
+Objective per image i (official code): λ_kl·KL(P(X2|x_i) ‖ Q_Λ(X2|x_i)) + λ_mi·L_align(i) with
+  q_i^(r)(j) ∝ exp(κ(‖h_i^(r)‖) cos(h_i^(r), h_j^(r'))) over the partners j,
+  Q_Λ(j) ∝ Π_r q_i^(r)(j)^(w_i^(r)),   L_align(i) = −Σ_r w_i^(r) cos(h_i^(r), g_i),
+norms detached inside κ and in the first cosine (as in [C]), and the region-matching table r'
+fixed from the importance stage (:mod:`.importance`).
+
+Batching (ours): the official code takes one SGD step per image (20 epochs × N steps). Here a step
+takes one partner group of B images (:mod:`.packing`; groups visited in a fresh random order every
+epoch) with the SUM of their losses and weight decay B·wd, same lr and momentum — to first order
+in lr, the same update as B consecutive per-image steps. A step only embeds the regions of the
+group and of its partner block, so its cost does not grow with N. The
+per-image reference lives in ``tests/engine/reference_region.py``; tests check that both compute
+the same loss and gradient and reach comparable objective values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..results.records import RegionEmbedding
+from . import kappa as kp
+from .importance import fit_importance, group_size_for, matching_table
+from .packing import (
+    PackedRegions,
+    PartnerGroups,
+    draw_partners,
+    masked_kl,
+    masked_log_softmax,
+    pack_regions,
+    product_mixture,
+    target_log_similarity,
+)
+
+_EPS = 1e-8
+
+
+def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t: torch.Tensor,
+                pmask: torch.Tensor, w: torch.Tensor, g: torch.Tensor, kappa,
+                lambda_kl: float = 1.0, lambda_mi: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return (total, Σ KL, Σ L_align) summed over one partner group's G member images.
+
+    h_m: [G, Rm, d] embeddings of the members' regions; h_b: [P, Rm, d] of the group's partner
+    block; table [G, Rm, P] r'; log_t [G, P] target log-similarities; pmask [G, P] partners;
+    w [G, Rm] region importance (0 on padding); g [G, d] sample embeddings; kappa: region κ.
+    """
+    align = -(w * torch.cosine_similarity(h_m, g[:, None, :], dim=2, eps=_EPS)).sum()
+    n_b, rm, d = h_b.shape
+    if n_b == 0 or not bool(pmask.any()):
+        return lambda_mi * align, h_m.new_zeros(()), align
+    # unit vectors first (norms detached, as in [C]), then one gather of the matched partner rows
+    u_b = (h_b / (h_b.norm(dim=2, keepdim=True).detach() + _EPS)).reshape(n_b * rm, d)
+    flat = (torch.arange(n_b, device=h_b.device) * rm)[None, None, :] + table  # [G, Rm, P]
+    u_p = u_b.index_select(0, flat.reshape(-1)).view(*table.shape, d)
+    n_i = h_m.norm(dim=2).detach()
+    u_i = h_m / (n_i[..., None] + _EPS)
+    cos = torch.matmul(u_p, u_i[..., None]).squeeze(-1)  # [G, Rm, P]
+    logits = kp.evaluate(kappa, n_i)[..., None] * cos
+    if bool(pmask.all()):
+        log_q = torch.log_softmax((w[:, :, None] * torch.log_softmax(logits, dim=2)).sum(1), dim=1)
+        kl = (log_t.exp() * (log_t - log_q)).sum()
+    else:
+        log_q = product_mixture(masked_log_softmax(logits, pmask), w, pmask)
+        kl = masked_kl(log_t, log_q, pmask)
+    return lambda_kl * kl + lambda_mi * align, kl, align
+
+
+def group_loss(packed: PackedRegions, lam_s: torch.Tensor, pg: PartnerGroups, gi: int,
+               table: torch.Tensor, log_t: torch.Tensor, w: torch.Tensor, g: torch.Tensor, kappa,
+               lambda_kl: float, lambda_mi: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return :func:`region_loss` of partner group ``gi`` with h = f @ lam_sᵀ (lam_s = Λ/s_r)."""
+    m, b = pg.groups[gi], pg.blocks[gi]
+    h_m = packed.feats[m] @ lam_s.T
+    h_b = packed.feats[b] @ lam_s.T
+    return region_loss(h_m, h_b, table[m], log_t[m], pg.pmask[m], w[m], g[m], kappa, lambda_kl, lambda_mi)
+
+
+def embed_packed(packed: PackedRegions, lam: torch.Tensor, controller: float) -> torch.Tensor:
+    """Return h [N, Rm, d] = Λ (f / s_r) for every packed slot (zeros on padding)."""
+    return packed.feats @ (lam / controller).T
+
+
+def default_init(k: int, dim: int, seed: int) -> torch.Tensor:
+    """Return Λ [d, K] drawn like ``nn.Linear``'s default (U(±1/√K)), seeded (PAPER.md §3 INFERRED)."""
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    bound = 1.0 / math.sqrt(max(k, 1))
+    return (torch.rand(dim, k, generator=gen) * 2 - 1) * bound
+
+
+def fit_region_embedding(
+    features: np.ndarray,
+    image: np.ndarray,
+    sample_g: np.ndarray,
+    probs: np.ndarray,
+    *,
+    epochs: int = 20,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    lambda_kl: float = 1.0,
+    lambda_mi: float = 0.1,
+    controller: float = 40.0,
+    kappa: kp.KappaLike = None,
+    kappa_p: float = 5.0,
+    kappa_m: float = 1000.0,
+    partners: int = 100,
+    importance_steps: int = 20,
+    importance_lr: float = 0.05,
+    rematch_every: int = 1,
+    batch_size: int = 16,
+    init: np.ndarray | None = None,
+    seed: int = 2020,
+    device: str | torch.device | None = "cpu",
+    memory_budget_mb: float = 1024.0,
+    match_dtype: str = "auto",
+    callback: Callable[[str, int, int], None] | None = None,
+) -> RegionEmbedding:
+    """Return the paper's :class:`RegionEmbedding` of one layer: w, v, r' and Λ fitted (PAPER.md §3).
+
+    Args:
+        features: float[M, C] regional features f^(r) (RegionRecord rows; any subset per image).
+        image: int[M] probe image of each row. sample_g: float[N, d] the images' sample
+            embeddings g_i (align target). probs: float[N, K] P(Y|x) = softmax(z/T).
+        epochs: passes over the images (paper: 20). lr / momentum / weight_decay: SGD of Λ
+            (paper: 0.01, 0.9, 5e-4; per image step — see the module docstring for batching).
+        lambda_kl: λ_kl (paper: 1). lambda_mi: λ_mi (paper: 0.1). controller: s_r in h = Λ(f/s_r)
+            (paper: 40). kappa: region κ(l) (None: capped linear, κ_max = 1000).
+        kappa_p: κ_p of the target similarity (paper: 5). kappa_m: κ_m of the importance stage
+            (paper: 1000). partners: J partners per image (paper: 100, redrawn; here fixed, seeded).
+        importance_steps / importance_lr: the w, v fit (paper: 20 steps, lr 0.05, same momentum
+            and weight decay). rematch_every: r' refresh during that fit (paper: 1).
+        batch_size: images per Λ step (ours). init: warm-start Λ (d×C, stored convention
+            h = f @ Λ.T); None draws nn.Linear's default. seed: partners, batches and init
+            (paper: 2020). device: where to fit. memory_budget_mb: chunking of the matching.
+        match_dtype: precision of the r' argmax search (see ``importance.resolve_match_dtype``).
+        callback: ``callback(stage, done, total)`` for progress ("importance", "match", "fit").
+
+    Returns:
+        RegionEmbedding with h [M, d] in the RegionRecord's row order, Λ (controller folded in:
+        h = f @ Λ.T), w [M] (importance of each row within its image), mean_strength = mean ‖h‖,
+        and params (hyper-parameters, final losses, v per image as ``channel_importance``).
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    g_np = np.asarray(sample_g, dtype=np.float32)
+    p_np = np.asarray(probs, dtype=np.float32)
+    n = g_np.shape[0]
+    if p_np.shape[0] != n:
+        raise InputError(f"sample_g has {n} rows but probs has {p_np.shape[0]}; both are one row per image.")
+    packed = pack_regions(features, image, n, dev)
+    _, rm, k = packed.shape
+    if init is not None and np.asarray(init).shape != (g_np.shape[1], k):
+        raise InputError(f"init Λ must be d×C = {(g_np.shape[1], k)}, got {np.asarray(init).shape}.")
+    kfun = kp.make_kappa(kappa, kp.REGION_KAPPA_MAX)
+    j = max(0, min(int(partners), n - 1))
+    pg = draw_partners(n, j, seed, min(int(batch_size), group_size_for(rm, j, memory_budget_mb)), dev)
+    log_t = target_log_similarity(torch.as_tensor(p_np, device=dev), pg, kappa_p)
+    cb = callback or (lambda *_: None)
+    w, v, imp_hist = fit_importance(packed, pg, log_t, steps=importance_steps, lr=importance_lr,
+                                    momentum=momentum, weight_decay=weight_decay, kappa_m=kappa_m,
+                                    match_dtype=match_dtype, rematch_every=rematch_every,
+                                    callback=lambda s: cb("importance", s + 1, importance_steps))
+    table = matching_table(packed, pg, v, match_dtype=match_dtype)
+    cb("match", 1, 1)
+    lam0 = default_init(k, g_np.shape[1], seed) if init is None else torch.as_tensor(np.asarray(init, np.float32) * controller)
+    lam = lam0.to(dev).clone().requires_grad_(True)
+    g = torch.as_tensor(g_np, device=dev)
+    losses = _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, epochs=epochs, lr=lr,
+                          momentum=momentum, weight_decay=weight_decay, lambda_kl=lambda_kl,
+                          lambda_mi=lambda_mi, controller=controller, seed=seed, callback=lambda e: cb("fit", e + 1, epochs))
+    with torch.no_grad():
+        h_all = embed_packed(packed, lam, controller)
+        h = packed.unpack(h_all).cpu().numpy()
+        w_rows = packed.unpack(w).cpu().numpy()
+    strength = float(np.linalg.norm(h, axis=1).mean()) if h.size else 1.0
+    params = {
+        "epochs": int(epochs), "lr": float(lr), "momentum": float(momentum),
+        "weight_decay": float(weight_decay), "lambda_kl": float(lambda_kl),
+        "lambda_mi": float(lambda_mi), "controller": float(controller), "kappa": kp.describe(kfun),
+        "kappa_p": float(kappa_p), "kappa_m": float(kappa_m), "partners": pg.j,
+        "importance_steps": int(importance_steps), "importance_lr": float(importance_lr),
+        "rematch_every": int(rematch_every), "batch_size": int(batch_size), "seed": int(seed),
+        "match_dtype": str(match_dtype), "warm_start": init is not None,
+        "Lambda_includes_controller": True, "loss_per_epoch": losses,
+        "importance_loss_per_step": imp_hist, "partner_group_size": len(pg.groups[0]) if pg.groups else 0,
+    }
+    return RegionEmbedding(
+        h=h.astype(np.float32),
+        Lambda=(lam.detach().cpu().numpy() / controller).astype(np.float32),
+        w=w_rows.astype(np.float32),
+        mean_strength=strength if np.isfinite(strength) and strength > 0 else 1.0,
+        method="paper",
+        params=params,
+    )
+
+
+def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momentum, weight_decay,
+                 lambda_kl, lambda_mi, controller, seed, callback) -> list[float]:
+    """Minibatch SGD with momentum on Λ, one partner group per step (see the module docstring);
+    returns the mean loss per image of every epoch."""
+    n = packed.shape[0]
+    buf = torch.zeros_like(lam)
+    gen = torch.Generator().manual_seed(int(seed) + 2)
+    history = []
+    for epoch in range(int(epochs)):
+        total = 0.0
+        for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
+            loss, _, _ = group_loss(packed, lam / controller, pg, gi, table, log_t, w, g, kfun,
+                                    lambda_kl, lambda_mi)
+            (grad,) = torch.autograd.grad(loss, lam)
+            with torch.no_grad():
+                grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                buf.mul_(momentum).add_(grad + weight_decay * pg.groups[gi].numel() * lam)
+                lam.sub_(lr * buf)
+            total += float(loss.detach())
+        history.append(total / max(n, 1))
+        callback(epoch)
+    return history
+
+
+def project_regions(features: np.ndarray, emb: RegionEmbedding) -> np.ndarray:
+    """Return h = f @ Λ.T (float32 [M, d]) for new features with a fitted embedding's Λ (no fit)."""
+    f = np.asarray(features, dtype=np.float32)
+    lam = np.asarray(emb.Lambda, dtype=np.float32)
+    if f.ndim != 2 or f.shape[1] != lam.shape[1]:
+        raise InputError(f"region features must be M×{lam.shape[1]} to use this Λ; got {f.shape}.")
+    h = f @ lam.T
+    if emb.params.get("offset") is not None:  # centred linear baselines (PCA)
+        h = h - np.asarray(emb.params["offset"], dtype=np.float32)[None, :]
+    return h.astype(np.float32)

@@ -1,0 +1,299 @@
+"""Study-level orchestration of the embeddings and knowledge points (``Study.embed`` and friends).
+
+For every (model, condition, epoch, layer) captured and lacking an embedding:
+
+* clean keys are FITTED in epoch order per model: the sample embedding first (PAPER.md §2; from the
+  second epoch on warm-started from the mean of the last ≤3 aligned M's with lr 1e-4, then rotated
+  onto the previous epoch by the two-pass Procrustes alignment of :mod:`.align`), then each layer's
+  regional embedding (PAPER.md §3), tied to that epoch's aligned g by L_align — so regions share the
+  sample frame without a rotation of their own; Λ is warm-started from the mean of the last ≤3 Λ's.
+* other conditions (e.g. "adversarial") are PROJECTED with the clean key's M, μ, π and Λ of the
+  same model and epoch (PAPER.md §9 step 16): h = Λ_clean f_adv, the clean importance weights and
+  the clean mean strength, so their knowledge points are read in the clean frame and scale.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._validate import check_choice, did_you_mean
+from ..errors import InputError, NotFittedError
+from ..results.keys import SAMPLE, Key
+from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, SampleRecord
+from .align import WeightBuffer, apply_rotation, procrustes_rotation
+from .baselines import available_methods, baseline_regions, baseline_samples
+from .embed import as_target_probs, fit_sample_embedding, project_samples
+from .knowledge import KnowledgePoints, knowledge_points
+from .metrics import sample_report
+from .region_embed import fit_region_embedding, project_regions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..study import Study
+
+_SAMPLE_ARGS = set(inspect.signature(fit_sample_embedding).parameters) - {"features", "probs", "labels", "callback", "init"}
+_REGION_ARGS = set(inspect.signature(fit_region_embedding).parameters) - {"features", "image", "sample_g", "probs", "callback", "init"}
+#: study.embed keywords that go to the region fit under another name (paper symbol in docs)
+_REGION_RENAMES = {"region_epochs": "epochs", "region_lr": "lr", "region_controller": "controller",
+                   "region_kappa": "kappa"}
+_SHARED = {"momentum", "weight_decay", "seed", "device"}
+#: the ``fast=True`` preset (demos, PATTERNVIZ_FAST notebooks): NOT the paper's settings
+FAST = {"steps": 300, "region_epochs": 4, "importance_steps": 4, "partners": 30}
+
+
+def split_hyper(hyper: dict[str, Any]) -> tuple[dict, dict]:
+    """Return (sample kwargs, region kwargs) from ``study.embed`` keywords; unknown names raise."""
+    sample, region = {}, {}
+    for name, value in hyper.items():
+        if name in _REGION_RENAMES:
+            region[_REGION_RENAMES[name]] = value
+        elif name in _SHARED:
+            sample[name] = region[name] = value
+        elif name in _SAMPLE_ARGS:
+            sample[name] = value
+        elif name in _REGION_ARGS:
+            region[name] = value
+        else:
+            known = sorted(_SAMPLE_ARGS | _REGION_ARGS | set(_REGION_RENAMES) | {"warm_lr", "align"})
+            raise InputError(f"Unknown embedding hyper-parameter {name!r}. {did_you_mean(name, known, 'keyword')}")
+    return sample, region
+
+
+def embed_study(study: Study, method: str = "paper", keys: list[Key] | None = None, progress: bool = True,
+                overwrite: bool = False, temperature: float = 4.0, warm_lr: float = 1e-4,
+                align: bool = True, fast: bool = False, **hyper: Any) -> list[Key]:
+    """Fit (or project) every captured key lacking an embedding; return the keys written.
+
+    See :meth:`patternviz_widget.Study.embed` for the arguments."""
+    check_choice(method, available_methods(), "embedding method")
+    store = study.store
+    if store.probe is None:
+        raise NotFittedError("The study has no probe data. Run study.capture() first.")
+    hyper = {**(FAST if fast else {}), **hyper}
+    sample_kw, region_kw = split_hyper(hyper)
+    for kw in (sample_kw, region_kw):
+        kw.setdefault("seed", int(getattr(study, "seed", 2020)))
+        kw.setdefault("device", getattr(study, "device", None) or "cpu")
+    captured = set(store.find(SampleRecord)) | set(store.find(RegionRecord))
+    wanted = captured if keys is None else {k for k in keys}
+    missing = [k for k in wanted if k not in captured]
+    if missing:
+        raise InputError(f"Not captured: {', '.join(map(str, sorted(missing)[:4]))}. Run study.capture(...) first.")
+
+    def needs(key: Key) -> bool:
+        kind = SampleEmbedding if key.layer == SAMPLE else RegionEmbedding
+        return overwrite or not store.has(key, kind) or store.get(key, kind).method != method
+
+    todo_set = {k for k in wanted if needs(k)}
+    for k in list(todo_set):  # a new sample frame invalidates the regions of that epoch
+        if k.layer == SAMPLE:
+            todo_set |= {r for r in captured if r.layer != SAMPLE and r.replace(layer=SAMPLE) == k}
+    todo = sorted(todo_set, key=lambda k: (k.model, k.condition != "clean", k.condition, k.epoch, k.layer != SAMPLE, k.layer))
+    bar = _bar(len(todo), progress)
+    written: list[Key] = []
+    try:
+        for key in todo:
+            bar.set_postfix_str(str(key), refresh=False)
+            sample_key = key.replace(layer=SAMPLE)
+            if key.condition != "clean" and method in ("paper", "pca"):
+                _project(study, key, method)
+            elif key.layer == SAMPLE:
+                _fit_sample(study, key, method, sample_kw, temperature, warm_lr, align)
+            else:
+                if not store.has(sample_key, SampleEmbedding) or store.get(sample_key, SampleEmbedding).method != method:
+                    if sample_key not in captured:
+                        raise NotFittedError(f"{key} needs the sample features of {sample_key}; capture them first.")
+                    _fit_sample(study, sample_key, method, sample_kw, temperature, warm_lr, align)
+                    written.append(sample_key)
+                _fit_region(study, key, method, region_kw, temperature, bar)
+            written.append(key)
+            bar.update(1)
+    finally:
+        bar.close()
+    store.meta["temperature"] = float(temperature)
+    return written
+
+
+def _bar(total: int, progress: bool) -> Any:
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="embed", unit="fit")
+
+    class _Null:
+        def set_postfix_str(self, *a: Any, **k: Any) -> None: ...
+        def update(self, *a: Any) -> None: ...
+        def close(self) -> None: ...
+
+    return _Null()
+
+
+def _probs(study: Study, key: Key, temperature: float) -> np.ndarray:
+    rec = study.store.get(key.replace(layer=SAMPLE), SampleRecord)
+    return as_target_probs(rec.logits, temperature, "logits")
+
+
+def _previous(study: Study, key: Key, kind: type, method: str, n: int) -> list[Any]:
+    """The ≤ n most recent embeddings of ``kind`` before ``key.epoch`` (same model/condition/layer)."""
+    store = study.store
+    earlier = [k for k in store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
+    recs = [store.get(k, kind) for k in sorted(earlier, key=lambda k: k.epoch)]
+    return [r for r in recs if r.method == method][-n:]
+
+
+def _fit_sample(study: Study, key: Key, method: str, kw: dict, temperature: float, warm_lr: float, align: bool) -> None:
+    store = study.store
+    rec = store.get(key, SampleRecord)
+    p = as_target_probs(rec.logits, temperature, "logits")
+    labels = store.probe.labels
+    if method != "paper":
+        emb = baseline_samples(rec.features, p, method, labels=labels, seed=kw.get("seed", 2020))
+    else:
+        prev = _previous(study, key, SampleEmbedding, method, 3)
+        kw = dict(kw)
+        prev = [r for r in prev if r.M.shape[1] == np.asarray(rec.features).shape[1]]
+        init = None
+        if prev:
+            buf = WeightBuffer(3)
+            for r in prev:
+                buf.push(r.M)
+            init = buf.mean()
+            kw["lr"] = warm_lr
+        emb = fit_sample_embedding(rec.features, p, labels=labels, init=init, **kw)
+        if align and prev and prev[-1].g.shape == emb.g.shape:
+            r = procrustes_rotation(emb.g, prev[-1].g, drop_outliers=0.1)
+            rot = apply_rotation(r, g=emb.g, mu=emb.mu, M=emb.M)
+            emb.g, emb.mu, emb.M = rot["g"], rot["mu"], rot["M"]
+            emb.params["aligned_to_epoch"] = int(_prev_epoch(study, key, SampleEmbedding))
+    emb.params["temperature"] = float(temperature)
+    store.put(key, emb)
+
+
+def _prev_epoch(study: Study, key: Key, kind: type) -> int:
+    earlier = [k.epoch for k in study.store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
+    return max(earlier) if earlier else -1
+
+
+def _fit_region(study: Study, key: Key, method: str, kw: dict, temperature: float, bar: Any) -> None:
+    store = study.store
+    rec = store.get(key, RegionRecord)
+    p = _probs(study, key, temperature)
+    feats = np.asarray(rec.features, dtype=np.float32)
+    if method != "paper":
+        emb = baseline_regions(feats, rec.image, p, method, seed=kw.get("seed", 2020))
+    else:
+        g = store.get(key.replace(layer=SAMPLE), SampleEmbedding).g
+        prev = [r for r in _previous(study, key, RegionEmbedding, method, 3) if r.Lambda.shape[1] == feats.shape[1]]
+        init = None
+        if prev:
+            buf = WeightBuffer(3)
+            for r in prev:
+                buf.push(r.Lambda)
+            init = buf.mean()
+
+        def cb(stage: str, done: int, total: int) -> None:
+            bar.set_postfix_str(f"{key} {stage} {done}/{total}")
+
+        emb = fit_region_embedding(feats, rec.image, g, p, init=init, callback=cb, **kw)
+    emb.params["temperature"] = float(temperature)
+    store.put(key, emb)
+
+
+def _project(study: Study, key: Key, method: str) -> None:
+    """Store the clean key's embedding applied to ``key``'s features (PAPER.md §9 step 16)."""
+    store = study.store
+    clean = key.replace(condition="clean")
+    kind = SampleEmbedding if key.layer == SAMPLE else RegionEmbedding
+    if not store.has(clean, kind) or store.get(clean, kind).method != method:
+        raise NotFittedError(
+            f"{key} is projected with the clean embedding of {clean}, which is missing. "
+            f"Capture condition='clean' at epoch {key.epoch} and run study.embed() on it first."
+        )
+    ref = store.get(clean, kind)
+    if kind is SampleEmbedding:
+        rec = store.get(key, SampleRecord)
+        emb = project_samples(rec.features, ref, probs=rec.logits, labels=store.probe.labels,
+                              temperature=ref.params.get("temperature", 4.0))
+    else:
+        rec = store.get(key, RegionRecord)
+        clean_rec = store.get(clean, RegionRecord)
+        if np.asarray(rec.image).shape != np.asarray(clean_rec.image).shape or not np.array_equal(rec.image, clean_rec.image):
+            raise InputError(f"The regions of {key} are not the clean key's regions (row m must be the same image and cell); recapture both with the same study.")
+        emb = RegionEmbedding(h=project_regions(rec.features, ref), Lambda=ref.Lambda, w=ref.w,
+                              mean_strength=ref.mean_strength, method=ref.method, params=dict(ref.params))
+    emb.params["projected_from"] = str(clean)
+    store.put(key, emb)
+
+
+# ---- readers --------------------------------------------------------------------------------
+def resolve_key(study: Study, layer: str, epoch: int | None, condition: str, model: str | None, kind: type) -> Key:
+    """Return the Key of an existing ``kind`` record, filling model/epoch defaults (latest epoch)."""
+    store = study.store
+    models = store.models()
+    model = model if model is not None else (getattr(study, "model_name", None) if getattr(study, "model_name", None) in models else (models[0] if models else "main"))
+    check_choice(model, models or [model], "model")
+    have = store.find(kind, model=model, condition=condition)
+    layers = sorted({k.layer for k in have})
+    if layer not in layers:
+        what = "layer" if kind is RegionEmbedding else "key"
+        raise NotFittedError(f"No {kind.__name__} for layer {layer!r} (model {model!r}, condition {condition!r}). "
+                             + (did_you_mean(layer, layers, what) if layers else "Run study.capture() and study.embed() first."))
+    epochs = sorted(k.epoch for k in have if k.layer == layer)
+    if epoch is None:
+        epoch = epochs[-1]
+    elif epoch not in epochs:
+        raise NotFittedError(f"No {kind.__name__} for {layer!r} at epoch {epoch}. Embedded epochs: {epochs}.")
+    return Key(model, condition, int(epoch), layer)
+
+
+def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, condition: str = "clean",
+                           model: str | None = None, threshold: float = 0.4) -> KnowledgePoints:
+    """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`)."""
+    key = resolve_key(study, layer, epoch, condition, model, RegionEmbedding)
+    store = study.store
+    emb = store.get(key, RegionEmbedding)
+    sk = key.replace(layer=SAMPLE)
+    if not store.has(sk, SampleEmbedding):
+        sk = sk.replace(condition="clean")
+    mu = store.get(sk, SampleEmbedding)
+    return knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold)
+
+
+def study_sample_metrics(study: Study, epoch: int | None = None, condition: str = "clean", model: str | None = None,
+                         methods: tuple[str, ...] = ("paper", "pca", "tsne"), temperature: float | None = None) -> dict[str, dict]:
+    """Return {method: sample_report dict} (see :meth:`patternviz_widget.Study.sample_metrics`)."""
+    key = resolve_key(study, SAMPLE, epoch, condition, model, SampleRecord)
+    store = study.store
+    rec = store.get(key, SampleRecord)
+    t = float(temperature if temperature is not None else store.meta.get("temperature", 4.0))
+    p = as_target_probs(rec.logits, t, "logits")
+    labels = store.probe.labels
+    out: dict[str, dict] = {}
+    for m in methods:
+        if m not in available_methods():
+            continue
+        emb = store.get(key, SampleEmbedding) if store.has(key, SampleEmbedding) else None
+        if m == "paper":
+            if emb is None or emb.method != "paper":
+                raise NotFittedError(f"No paper embedding for {key}. Run study.embed() first.")
+            q = _paper_posterior(emb)
+            out[m] = sample_report(emb.g, p, q, labels=labels, mu=emb.mu)
+        else:
+            b = baseline_samples(rec.features, p, m, labels=labels, seed=int(getattr(study, "seed", 2020)))
+            out[m] = b.params["metrics"]
+    return out
+
+
+def _paper_posterior(emb: SampleEmbedding) -> np.ndarray:
+    import torch
+
+    from . import kappa as kp
+    from .embed import posterior_logits
+
+    kfun = kp.from_description(emb.params.get("kappa"), kp.SAMPLE_KAPPA_MAX)
+    log_pi = torch.log(torch.as_tensor(np.asarray(emb.pi, np.float64)).clamp(min=1e-12))
+    logits = posterior_logits(torch.as_tensor(np.asarray(emb.g, np.float64)),
+                              torch.as_tensor(np.asarray(emb.mu, np.float64)), log_pi, kfun)
+    return torch.softmax(logits, 1).numpy()
