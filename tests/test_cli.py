@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "figures"))
-from synth import make_store  # noqa: E402
+from figure_synth import make_store  # noqa: E402
 
 from patternviz_widget.cli import build_parser, main  # noqa: E402
 

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "figures"))
 from figtools import markers, png_size, svg_groups  # noqa: E402
-from synth import make_store  # noqa: E402
+from figure_synth import make_store  # noqa: E402
 
 from patternviz_widget import figures as F  # noqa: E402
 from patternviz_widget.errors import InputError  # noqa: E402

@@ -29,7 +29,7 @@ def _notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell(
             "import sys\n"
             f"sys.path.insert(0, {str(FIGURES)!r})\n"
-            "from synth import make_store\n"
+            "from figure_synth import make_store\n"
             "import patternviz_widget as pv\n"
             "from patternviz_widget.figures._data import as_study\n"
             "study = as_study(make_store(n_images=30, grid=6))\n"
@@ -120,7 +120,7 @@ def test_snapshot_and_export_show_the_same_view(lab_server, page, tmp_path):
 def test_snapshot_of_a_widget_nobody_displays_fails_fast(lab_server, page, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
-        f"import sys\nsys.path.insert(0, {str(FIGURES)!r})\nfrom synth import make_store\n"
+        f"import sys\nsys.path.insert(0, {str(FIGURES)!r})\nfrom figure_synth import make_store\n"
         "import patternviz_widget as pv\nfrom patternviz_widget.figures._data import as_study\n"
         "hidden = pv.PatternViz(as_study(make_store()), layer='features.9')  # never displayed"
     )]  # fmt: skip

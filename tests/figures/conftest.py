@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synth import make_store  # noqa: E402
+from figure_synth import make_store  # noqa: E402
 
 matplotlib.use("Agg")
 
