@@ -119,23 +119,23 @@ def _quiet_sparse():
 
 def importance_loss_from_scores(s: torch.Tensor, w: torch.Tensor, log_t: torch.Tensor,
                                 pmask: torch.Tensor, kappa_m: float) -> torch.Tensor:
-    """Return Σ_i KL(P(X2|x_i) ‖ P_i) (PAPER.md §3) from matched scores s [c, Rm, P], region
+    """Return KL(P(X2|x_i) ‖ P_i) per image i, a [c] vector (PAPER.md §3), from matched scores s [c, Rm, P], region
     weights w [c, Rm] (0 on padding), target log-similarities log_t [c, P] and the partner mask
     pmask [c, P]: P_i^(r)(j) = softmax_j(κ_m s_rj), P_i(j) ∝ Π_r P_i^(r)(j)^(w_r)."""
     log_pr = masked_log_softmax(kappa_m * s, pmask)
-    return masked_kl(log_t, product_mixture(log_pr, w, pmask), pmask)
+    return masked_kl(log_t, product_mixture(log_pr, w, pmask), pmask, per_row=True)
 
 
 def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, v: torch.Tensor,
                     w: torch.Tensor, kappa_m: float, dtype: torch.dtype = torch.float32,
-                    table: torch.Tensor | None = None) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return (Σ_i loss_i, ∂/∂v [N, K], ∂/∂w [N, Rm], r' table [N, Rm, P]) at (v, w).
+                    table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return (loss_i per image [N], ∂/∂v [N, K], ∂/∂w [N, Rm], r' table [N, Rm, P]) at (v, w)."
 
     ``table``: reuse these matches instead of searching (``rematch_every`` > 1)."""
     n, rm, k = packed.shape
     gv, gw = torch.zeros_like(v), torch.zeros_like(w)
     out_table = torch.zeros((n, rm, pg.p), dtype=torch.long, device=v.device)
-    total = 0.0
+    losses = torch.zeros(n, dtype=torch.float64, device=v.device)
     for members, gpart in zip(pg.groups, pg.blocks):
         grp = _Group(packed, members, gpart, dtype)
         rp = grp.match(v[members]) if table is None else table[members]
@@ -143,11 +143,11 @@ def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tenso
         s = grp.scores(v[members], rp).detach().requires_grad_(True)
         wm = w[members].detach().requires_grad_(True)
         loss = importance_loss_from_scores(s, wm, log_t[members], pg.pmask[members], kappa_m)
-        ds, dw = torch.autograd.grad(loss, (s, wm))
+        ds, dw = torch.autograd.grad(loss.sum(), (s, wm))
         gv[members] = grp.grad_v(ds, rp)
         gw[members] = dw * packed.mask[members]  # padding slots: exactly 0 (round-off otherwise)
-        total += float(loss.detach())
-    return total, gv, gw, out_table
+        losses[members] = loss.detach().double()
+    return losses, gv, gw, out_table
 
 
 def project_simplex(x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -183,6 +183,12 @@ def fit_importance(
     P_i^(r)(j) ∝ exp(κ_m Σ_k v_k f̂_i^(k,r) f̂_j^(k,r')), from w = 1/R_i, v = 1/K; after every
     SGD step w and v are projected back onto the simplex (abs + L1 normalisation).
 
+    Ours: per image, the (w_i, v_i) returned are the evaluated iterate with the LOWEST loss (the
+    uniform start included). With κ_m = 1000 the gradients reach the hundreds, so the paper's lr 0.05 steps far
+    past the simplex scale (entries ~1/K) and the abs projection makes the walk non-monotone — on
+    small cases the loss then rises from the start; keeping the best iterate never returns
+    weights worse than uniform. ``history`` still records every step's loss as it was.
+
     Args:
         packed, pg, log_t: from :func:`pack_regions`, :func:`draw_partners`,
             :func:`target_log_similarity`.
@@ -202,19 +208,24 @@ def fit_importance(
     dtype = resolve_match_dtype(match_dtype, dev)
     buf_v, buf_w = torch.zeros_like(v), torch.zeros_like(w)
     table = None
+    best_loss = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
+    best_w, best_v = w.clone(), v.clone()
     for step in range(int(steps)):
         reuse = table if (rematch_every > 1 and step % rematch_every) else None
         loss, gv, gw, table = importance_grad(packed, pg, log_t, v, w, kappa_m, dtype, reuse)
+        better = loss < best_loss  # per image: the iterate just evaluated (before this update)
+        best_loss = torch.where(better, loss, best_loss)
+        best_w[better], best_v[better] = w[better], v[better]
         for x, g, buf in ((v, gv, buf_v), (w, gw, buf_w)):
             g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0) + weight_decay * x
             buf.mul_(momentum).add_(g)
             x.sub_(lr * buf)
         project_simplex(v)
         project_simplex(w, packed.mask)
-        history.append(loss / max(n, 1))
+        history.append(float(loss.sum()) / max(n, 1))
         if callback is not None:
             callback(step)
-    return w, v, history
+    return best_w, best_v, history
 
 
 def matching_table(packed: PackedRegions, pg: PartnerGroups, v: torch.Tensor,

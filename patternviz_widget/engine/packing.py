@@ -110,7 +110,7 @@ def draw_partners(n: int, num: int, seed: int, group_size: int = 16,
     g = max(1, int(group_size))
     rng = np.random.default_rng(int(seed))
     order = rng.permutation(n)
-    outsiders = n - g >= j
+    outsiders = j == 0 or n - g >= j  # J = 0: no partners, an empty block
     p = j if outsiders else n
     partners = np.zeros((n, p), dtype=np.int64)
     pmask = np.zeros((n, p), dtype=bool)
@@ -144,11 +144,13 @@ def target_log_similarity(p: torch.Tensor, pg: PartnerGroups, kappa_p: float) ->
     return torch.log_softmax((kappa_p * cos).masked_fill(~pg.pmask, float("-inf")), dim=1)
 
 
-def masked_kl(log_t: torch.Tensor, log_q: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
-    """Return Σ over rows of KL(T ‖ Q) restricted to ``pmask`` (log_t, log_q: [c, P])."""
+def masked_kl(log_t: torch.Tensor, log_q: torch.Tensor, pmask: torch.Tensor, per_row: bool = False) -> torch.Tensor:
+    """Return Σ over rows of KL(T ‖ Q) restricted to ``pmask`` (log_t, log_q: [c, P]); with
+    ``per_row`` the [c] vector of each row's KL instead."""
     t = log_t.exp()
     diff = torch.where(pmask, log_t - log_q, torch.zeros_like(log_q))
-    return (t * diff).sum()
+    kl = (t * diff).sum(-1)
+    return kl if per_row else kl.sum()
 
 
 def product_mixture(log_pr: torch.Tensor, w: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:

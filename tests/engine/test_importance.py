@@ -53,8 +53,8 @@ def test_fast_importance_loss_and_gradients_match_the_reference(group):
     total = sum(ref.importance_loss(per_image, i, list(pg.of(i)), v_ref[i], w_ref[i], p.double(), kappa_m, kappa_p)
                 for i in range(n))
     total.backward()
-    print(f"group={group}: fast loss {loss:.6f}, reference {float(total.detach()):.6f}")
-    assert loss == pytest.approx(float(total.detach()), rel=1e-4)
+    print(f"group={group}: fast loss {float(loss.sum()):.6f}, reference {float(total.detach()):.6f}")
+    assert float(loss.sum()) == pytest.approx(float(total.detach()), rel=1e-4)
     np.testing.assert_allclose(gv.numpy(), v_ref.grad.numpy(), rtol=2e-3, atol=1e-3 * float(v_ref.grad.abs().max()))
     for i in range(n):
         np.testing.assert_allclose(gw[i, : COUNTS[i]].numpy(), w_ref[i].grad.numpy(), rtol=2e-3, atol=1e-5)
@@ -88,8 +88,18 @@ def test_fit_keeps_weights_on_the_simplex_and_lowers_the_loss():
     np.testing.assert_allclose(w.sum(1).numpy(), 1.0, rtol=1e-5)
     np.testing.assert_allclose(v.sum(1).numpy(), 1.0, rtol=1e-5)
     assert (w[~packed.mask] == 0).all()
-    print(f"importance loss per image: first {hist[0]:.4f}, last {hist[-1]:.4f}")
-    assert hist[-1] < hist[0]
+    # the returned weights are, image by image, no worse than the uniform start
+    uniform_w = packed.mask.float() / packed.mask.sum(1, keepdim=True)
+    uniform_v = torch.full_like(v, 1.0 / v.shape[1])
+    start, *_ = imp.importance_grad(packed, pg, log_t, uniform_v, uniform_w, 1000.0)
+    final, *_ = imp.importance_grad(packed, pg, log_t, v, w, 1000.0)
+    print(f"paper lr 0.05: per-step loss per image first {hist[0]:.4f}, last {hist[-1]:.4f}; "
+          f"returned {float(final.mean()):.4f} vs uniform {float(start.mean()):.4f}")
+    assert (final <= start + 1e-6).all()
+    # the gradient is a descent direction: a small plain step lowers the loss steadily
+    _, _, small = imp.fit_importance(packed, pg, log_t, steps=20, lr=1e-4, momentum=0.0, match_dtype="float32")
+    print("lr 1e-4, no momentum:", [round(x, 2) for x in small])
+    assert small[-1] < 0.2 * small[0]
 
 
 def test_partners_are_fixed_by_the_seed_and_a_uniform_spread():
@@ -137,3 +147,27 @@ def test_resolve_match_dtype_rejects_unknown_names():
     with pytest.raises(ValueError, match="match_dtype"):
         imp.resolve_match_dtype("float16", torch.device("cpu"))
     assert imp.resolve_match_dtype("float32", torch.device("cpu")) == torch.float32
+
+
+def test_paper_settings_find_the_object_regions_on_structured_features():
+    """Images whose class signal sits in ~40 % of their regions (the 'object'): with the paper's
+    settings (lr 0.05, momentum 0.9, κ_m 1000, 20 steps) the objective falls well below the
+    uniform start and w moves its mass onto the object regions."""
+    rng = np.random.default_rng(0)
+    n, r, k, c = 60, 49, 256, 5
+    y = rng.integers(0, c, n)
+    proto = rng.normal(size=(c, k))
+    on = rng.random((n, r)) < 0.4
+    feats = rng.normal(size=(n, r, k)) + on[..., None] * proto[y][:, None, :] * 1.5
+    feats = np.maximum(feats, 0).reshape(-1, k).astype(np.float32)
+    p = torch.softmax(torch.as_tensor((np.eye(c)[y] * 8 + rng.normal(size=(n, c))) / 4), 1).float()
+    packed = pack_regions(feats, np.repeat(np.arange(n), r), n)
+    pg = draw_partners(n, 30, seed=0, group_size=8)
+    log_t = target_log_similarity(p, pg, 5.0)
+    w, v, hist = imp.fit_importance(packed, pg, log_t, match_dtype="float32")
+    final, *_ = imp.importance_grad(packed, pg, log_t, v, w, 1000.0)
+    on_share = float((w * torch.as_tensor(on)).sum(1).mean())
+    print(f"loss per image: uniform {hist[0]:.3f} -> returned {float(final.mean()):.3f}; "
+          f"w on object {on_share:.3f} (uniform {on.mean():.3f})")
+    assert float(final.mean()) < 0.5 * hist[0]
+    assert on_share > on.mean() + 0.1
