@@ -353,7 +353,8 @@ def open_notebook(
     base = page.context.pv_base_url
     page.goto(f"{base}/lab/tree/{urllib.parse.quote(name)}", timeout=timeout * 1000)
     _wait_app(page, timeout * 1000)
-    page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+    # the visible one: JupyterLab restores the tabs of earlier tests, whose notebooks are hidden
+    page.locator(".jp-Notebook:visible").first.wait_for(timeout=timeout * 1000)
     if run:
         _run_all_and_wait(page, name, timeout, allow_errors)
     return page
@@ -368,7 +369,8 @@ def open_notebook7(
     page.wait_for_selector(".jp-DirListing", timeout=timeout * 1000)
     page.goto(f"{base}/notebooks/{urllib.parse.quote(name)}", timeout=timeout * 1000)
     _wait_app(page, timeout * 1000)
-    page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+    # the visible one: JupyterLab restores the tabs of earlier tests, whose notebooks are hidden
+    page.locator(".jp-Notebook:visible").first.wait_for(timeout=timeout * 1000)
     if run:
         _run_all_and_wait(page, name, timeout, allow_errors)
     return page
