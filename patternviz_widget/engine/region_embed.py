@@ -144,7 +144,8 @@ def fit_region_embedding(
     Returns:
         RegionEmbedding with h [M, d] in the RegionRecord's row order, Λ (controller folded in:
         h = f @ Λ.T), w [M] (importance of each row within its image), mean_strength = mean ‖h‖,
-        and params (hyper-parameters, final losses, v per image as ``channel_importance``).
+        and params (hyper-parameters and the loss histories; the channel importance v is not
+        kept — it is an intermediate of the fit, N×C floats).
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
     g_np = np.asarray(sample_g, dtype=np.float32)
