@@ -155,7 +155,7 @@ def run_demo(
 
     # ---- training with tracking ------------------------------------------------------------------
     t0 = time.perf_counter()
-    tracker = study.tracker(every=1, path=study_path, embed_kwargs=cfg.embed)
+    tracker = study.tracker(every=1, path=study_path, **cfg.embed)
 
     def snapshot(epoch: int) -> None:
         snap = tracker.snapshot(epoch)
