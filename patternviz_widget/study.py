@@ -145,7 +145,9 @@ class Study:
                 (capped linear, κ_max 1000), ``kappa_p`` κ_p (5), ``kappa_m`` κ_m (1000),
                 ``partners`` J (100), ``importance_steps`` (20), ``importance_lr`` (0.05),
                 ``rematch_every`` (1), ``batch_size`` (16), ``memory_budget_mb`` (1024),
-                ``match_dtype`` ("auto"); both — ``seed`` (study seed), ``device`` (study device);
+                ``match_dtype`` ("auto"), ``region_warm_start`` (False: Λ starts fresh each epoch,
+                as in the paper; True: from the mean of the last ≤3 Λ's); both — ``seed``
+                (study seed), ``device`` (study device);
                 ``fast=True`` a short preset for demos (not the paper's settings).
         """
         from .engine.study_embed import embed_study
