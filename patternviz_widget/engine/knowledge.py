@@ -12,9 +12,10 @@ rescales each image's count by (grid cells / kept cells), an unbiased estimate o
 the full grid under the uniform sampling of kept cells.
 
 On-object share (OUR EXTENSION, not in the paper): when the probe data carry foreground masks, a
-region is "on the object" if at least half of the input pixels its box covers (x0, y0, x1, y1 in
-input pixels, clipped to the image; a pixel counts when its centre lies in the box) are mask
-foreground. The on-object share is the fraction of knowledge points that are on the object;
+region is "on the object" if at least half of the input pixels of its grid cell (the area it
+stands for, as the paper's highlighted cells; :func:`cell_boxes`) are mask foreground (a pixel
+counts when its centre lies in the cell). Receptive fields are not used: a deep layer's covers most
+of a small image, so no region would ever be on the object. The on-object share is the fraction of knowledge points that are on the object;
 ``on_object_chance`` is the same fraction over all kept regions (what a random choice would give).
 """
 
@@ -89,6 +90,17 @@ def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
     return post.numpy().astype(np.float32), n.numpy().astype(np.float32)
 
 
+def cell_boxes(grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
+    """Return float64[M, 4]: the grid cell (x0, y0, x1, y1) in input pixels of each region's (row,
+    col) on a ``grid_shape`` grid laid over an input of ``input_size`` (H, W) — the image area a
+    region stands for in the paper's highlighted-region figures (PAPER.md §9 step 11)."""
+    rows, cols = grid_shape
+    height, width = input_size
+    ch, cw = height / rows, width / cols
+    g = np.asarray(grid, dtype=np.float64).reshape(-1, 2)
+    return np.stack([g[:, 1] * cw, g[:, 0] * ch, (g[:, 1] + 1) * cw, (g[:, 0] + 1) * ch], axis=1)
+
+
 def boxes_on_object(box: np.ndarray, image: np.ndarray, masks: np.ndarray, min_share: float = 0.5) -> np.ndarray:
     """Return bool[M]: whether ≥ ``min_share`` of each box's pixels are mask foreground.
 
@@ -134,8 +146,10 @@ def knowledge_points(
         probe: the study's ProbeRecord (true labels; masks for the on-object share).
         threshold: τ (paper: 0.4).
         kappa: region κ; None reads the embedding's params (capped linear, κ_max = 1000).
-        min_object_share: a region is on the object when at least this share of its box is
-            foreground (our extension; default 0.5).
+        min_object_share: a region is on the object when at least this share of its grid cell
+            is foreground (our extension; default 0.5). The cell, not the receptive field: a deep
+            layer's receptive field covers most of a small input, so no region would ever count
+            as on the object.
     """
     mu_arr = mu.mu if isinstance(mu, SampleEmbedding) else mu
     if "mu" in region_embedding.params:
@@ -152,7 +166,8 @@ def knowledge_points(
     rows, cols = region_record.grid_shape
     return knowledge_points_arrays(
         h, mu_arr, region_embedding.mean_strength, region_record.image, probe.labels,
-        threshold=threshold, kappa=kappa, grid_cells=int(rows) * int(cols), box=region_record.box,
+        threshold=threshold, kappa=kappa, grid_cells=int(rows) * int(cols),
+        box=cell_boxes(region_record.grid, (rows, cols), probe.input_size),
         masks=probe.masks, min_object_share=min_object_share,
     )
 

@@ -163,11 +163,9 @@ def _cell_boxes(
     grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[int, int]
 ) -> np.ndarray:
     """Grid cells (x0, y0, x1, y1) in input pixels of rows ``grid`` (row, col) on ``grid_shape``."""
-    rows, cols = grid_shape
-    height, width = input_size
-    ch, cw = height / rows, width / cols
-    g = np.asarray(grid, dtype=np.float64).reshape(-1, 2)
-    return np.stack([g[:, 1] * cw, g[:, 0] * ch, (g[:, 1] + 1) * cw, (g[:, 0] + 1) * ch], axis=1)
+    from ..engine.knowledge import cell_boxes
+
+    return cell_boxes(grid, grid_shape, input_size)
 
 
 def highlighted_regions(

@@ -179,15 +179,17 @@ def test_claims5_6_trained_net_has_knowledge_points_where_the_untrained_has_none
     assert mid.mean_total == 0  # as measured: not monotone in depth
 
 
-def test_claim8_on_object_share_is_not_measurable_at_the_highest_layer(shapes):
-    """Claim 8 (our extension) did NOT hold — it cannot, with our rule on this data: a region is on
-    the object when ≥ 50 % of its BOX is mask foreground, and the box of a region is its receptive
-    field, which for the highest layer covers (nearly) the whole 24-px image, where a shape never
-    fills half. Measured on shapes: share of all kept regions that are on the object 0.095 (lowest)
-    → 0.011 (middle) → 0.000 (highest); on-object share of KPs 0.0 in every layer (the lower two
-    layers have no KPs). Reading the claim needs smaller boxes (grid cells) or larger images."""
+def test_claim8_knowledge_points_of_the_highest_layer_sit_on_the_object(shapes):
+    """Claim 8 (our extension), read with grid cells: a region is on the object when ≥ 50 % of its
+    grid CELL is mask foreground (:func:`engine.knowledge.cell_boxes`; the receptive field of the
+    highest layer covers nearly the whole 24-px image, so with it no region ever counted).
+    Measured on shapes: the highest layer's KPs are on the object 0.355 of the time against a
+    chance rate (all kept regions) of 0.107, i.e. ≈3.3× over-represented. The depth comparison of
+    the claim could NOT be made: the two lower layers have no KPs on this small run (share 0.0 by
+    definition), so the test asserts the part that is measurable."""
     kp = shapes["main"]["kp"]
     low, mid, high = kp.values()
-    assert low.on_object_chance > mid.on_object_chance > high.on_object_chance
-    assert high.on_object_chance < 0.01
-    assert high.mean_total > 0 and high.on_object_share == 0.0
+    for k in (low, mid, high):  # the chance rate is the object's share of cells: similar per layer
+        assert 0.05 < k.on_object_chance < 0.25
+    assert high.mean_total > 0
+    assert high.on_object_share > 2 * high.on_object_chance
