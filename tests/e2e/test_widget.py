@@ -393,12 +393,20 @@ def test_dashboard_slider_recomputes_and_bar_click_selects_layer(lab_server, pag
     ).mean() > 0.0005  # glyphs changed
     assert "0.60" in page.locator("[data-pv=stats]").inner_text()
 
+    # click the tallest bar (a layer with no knowledge points has a 0-high bar, nothing to click)
     layers = json.loads(_py(page, "__import__('json').dumps(list(d.layer_bars.x))"))
-    bar = page.locator(".pv-dashboard .bqplot .bargroup rect").first
-    bar.click()
-    _wait_py(page, "w.layer", layers[0])
+    heights = np.atleast_2d(
+        json.loads(_py(page, "__import__('json').dumps(__import__('numpy').asarray(d.layer_bars.y).tolist())"))
+    )[0]
+    i = int(np.argmax(heights))
+    assert heights[i] > 0, f"no layer has knowledge points at τ = 0.6: {dict(zip(layers, heights))}"
+    other = layers[(i + 1) % len(layers)]  # start from another layer, so the click must change it
+    kernel_exec(page, f"w.layer = {other!r}")
+    _wait_py(page, "w.layer", other)
+    page.locator(".pv-dashboard .bqplot .bargroup").nth(i).locator("rect").first.click()
+    _wait_py(page, "w.layer", layers[i])
     page.wait_for_function(
-        f"() => document.querySelector('[data-pv=crumb]').textContent.startsWith({layers[0]!r})"
+        f"() => document.querySelector('[data-pv=crumb]').textContent.startsWith({layers[i]!r})"
     )
 
 
