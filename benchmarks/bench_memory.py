@@ -14,9 +14,12 @@ import time
 from ._common import fmt_s, peak_rss_mb, rss_mb, run_worker
 
 
-def memory_one(n_images: int, smoke: bool = False, device: str | None = None, progress_path: str | None = None) -> dict:
+def memory_one(n_images: int, smoke: bool = False, device: str | None = None, progress_path: str | None = None,
+               preset: str = "paper") -> dict:
     """Child side: build, capture, embed; return per-stage peak RSS (MiB) and seconds (also written
-    to ``progress_path`` after every stage, so a timeout keeps the stages that finished)."""
+    to ``progress_path`` after every stage, so a timeout keeps the stages that finished).
+    ``preset``: "paper" (Study.embed defaults) or "fast" (Study.embed(fast=True): fewer steps and
+    30 partners instead of 100, so a smaller matching block per group)."""
     import json
 
     import torch
@@ -48,13 +51,14 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None, pr
     store = study.store
     captured = sum(rec.nbytes for _, rec in store.items())
     t = time.perf_counter()
-    study.embed(progress=False, **embed_kwargs(smoke))
+    study.embed(progress=False, **({"fast": True} if preset == "fast" and not smoke else embed_kwargs(smoke)))
     mark("embed()", t)
     total = sum(rec.nbytes for _, rec in store.items())
     return {
         "n_images": n_images,
         "layers": layers,
         "device": str(study.device),
+        "embed_preset": "smoke" if smoke else preset,
         "regions_per_image": study.regions_per_image,
         "max_regions": study.max_regions,
         "regions_kept": {layer: int(study.region_plans[layer].size) for layer in layers},
@@ -65,7 +69,8 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None, pr
     }
 
 
-def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, timeout_s: float = 2400, log=print) -> dict:
+def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, timeout_s: float = 2400,
+        preset: str = "paper", log=print) -> dict:
     """Run section 5 in a subprocess and return its JSON-able result."""
     import json
     import tempfile
@@ -74,7 +79,8 @@ def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, 
     with tempfile.TemporaryDirectory(prefix="pvbench_mem_") as tmp:
         prog = Path(tmp) / "stages.json"
         res = run_worker("benchmarks.bench_memory:memory_one",
-                         {"n_images": n_images, "smoke": smoke, "device": device, "progress_path": str(prog)},
+                         {"n_images": n_images, "smoke": smoke, "device": device, "progress_path": str(prog),
+                          "preset": preset},
                          timeout_s)
         if res.get("status") != "ok":
             done = json.loads(prog.read_text()) if prog.exists() else {}

@@ -186,7 +186,7 @@ def _memory(r: dict) -> list[str]:
         f"(regions_per_image={r['regions_per_image']}, max_regions={r['max_regions']:,}): regions kept "
         + ", ".join(f"{v:,}" for v in r["regions_kept"].values())
         + f"; images {r['images_mb']} MiB; store {r['store_after_capture_mb']} MiB after capture, "
-        f"{r['store_after_embed_mb']} MiB after embed.",
+        f"{r['store_after_embed_mb']} MiB after embed (embedding preset: {r.get('embed_preset', 'paper')}).",
         "",
         "| stage | peak RSS so far | RSS after | seconds |",
         "|---|---|---|---|",

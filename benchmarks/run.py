@@ -50,6 +50,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--display-sizes", type=_sizes, default=None, help="e.g. 1e5,1e6")
     p.add_argument("--capture-images", type=int, default=None)
     p.add_argument("--memory-images", type=int, default=None)
+    p.add_argument("--memory-embed", choices=("paper", "fast"), default="paper",
+                   help="embedding preset of the memory section (default: the paper's settings)")
+    p.add_argument("--memory-timeout-min", type=float, default=40.0, help="time limit of the memory section")
     return p.parse_args(argv)
 
 
@@ -137,7 +140,8 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None)
         from . import bench_memory
 
         n = a.memory_images or (64 if smoke else 10_000)
-        return bench_memory.run(n_images=n, smoke=smoke, device=a.device)
+        return bench_memory.run(n_images=n, smoke=smoke, device=a.device, preset=a.memory_embed,
+                                timeout_s=60.0 * a.memory_timeout_min)
     raise AssertionError(section)
 
 
