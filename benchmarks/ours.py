@@ -18,7 +18,7 @@ def fast_preset() -> tuple[dict, dict]:
     from patternviz_widget.engine.study_embed import FAST
 
     region = {("epochs" if k == "region_epochs" else k): v for k, v in FAST.items() if k != "steps"}
-    return {"steps": FAST["steps"]}, region
+    return {k: v for k, v in FAST.items() if k == "steps"}, region
 
 
 def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = False, fast: bool = False,
