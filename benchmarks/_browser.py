@@ -234,7 +234,7 @@ def write_notebook(path: Path, cells: list[str]) -> None:
 def open_notebook(page: Any, url: str, name: str, timeout_s: float = 120.0) -> None:
     """Open ``name`` in JupyterLab and wait until its kernel is idle."""
     page.goto(f"{url}/lab/tree/{name}", timeout=timeout_s * 1000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_s * 1000)
+    page.wait_for_selector(".jp-Notebook:visible .jp-Cell", timeout=timeout_s * 1000)
     page.wait_for_function(
         "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator, .jp-KernelStatus');"
         " return !s || /idle/i.test(s.getAttribute('data-status') || s.textContent || 'idle'); }",
@@ -245,7 +245,7 @@ def open_notebook(page: Any, url: str, name: str, timeout_s: float = 120.0) -> N
 
 def run_cell(page: Any, index: int, timeout_s: float = 600.0, wait: bool = True) -> float:
     """Execute cell ``index``; return the page clock (ms) right before the keypress."""
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell = page.locator(".jp-Notebook:visible .jp-Cell").nth(index)
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Escape")  # command mode: Ctrl+Enter runs without moving on
     t0 = page.evaluate("() => performance.now()")
@@ -257,7 +257,7 @@ def run_cell(page: Any, index: int, timeout_s: float = 600.0, wait: bool = True)
 
 def wait_cell(page: Any, index: int, timeout_s: float = 600.0) -> None:
     """Wait until cell ``index`` shows an execution count; raise with its error output if it failed."""
-    prompt = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputArea-prompt")
+    prompt = page.locator(".jp-Notebook:visible .jp-Cell").nth(index).locator(".jp-InputArea-prompt")
     t0 = time.time()
     while time.time() - t0 < timeout_s:
         text = prompt.inner_text()
@@ -266,7 +266,7 @@ def wait_cell(page: Any, index: int, timeout_s: float = 600.0) -> None:
         time.sleep(0.05)
     else:
         raise TimeoutError(f"cell {index} did not finish in {timeout_s} s")
-    err = page.locator(".jp-Notebook .jp-Cell").nth(index).locator("[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type*='error']")
+    err = page.locator(".jp-Notebook:visible .jp-Cell").nth(index).locator("[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type*='error']")
     if err.count():
         txt = err.first.inner_text()
         if "Traceback" in txt or "Error" in txt:
@@ -291,7 +291,7 @@ def wait_full_frame(page: Any, n_points: int, since_ms: float, timeout_s: float 
 
 def largest_canvas_box(page: Any, cell_index: int) -> dict:
     """Bounding box of the largest canvas in the output of cell ``cell_index``."""
-    canvases = page.locator(".jp-Notebook .jp-Cell").nth(cell_index).locator(".jp-OutputArea canvas")
+    canvases = page.locator(".jp-Notebook:visible .jp-Cell").nth(cell_index).locator(".jp-OutputArea canvas")
     boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
     boxes = [b for b in boxes if b and b["width"] * b["height"] > 0]
     if not boxes:
@@ -330,7 +330,7 @@ def drag_frames(page: Any, box: dict, n_points: int, steps: int = 40, button: st
 
 def cell_text(page: Any, index: int, limit: int = 600) -> str:
     """The visible text of cell ``index``'s output (status lines, errors), for error reports."""
-    out = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
+    out = page.locator(".jp-Notebook:visible .jp-Cell").nth(index).locator(".jp-OutputArea")
     try:
         return " ".join(out.inner_text(timeout=2000).split())[-limit:]
     except Exception:  # noqa: BLE001
