@@ -162,12 +162,8 @@ def _fit_sample(study: Study, key: Key, method: str, kw: dict, temperature: floa
         prev = _previous(study, key, SampleEmbedding, method, 3)
         kw = dict(kw)
         prev = [r for r in prev if r.M.shape[1] == np.asarray(rec.features).shape[1]]
-        init = None
+        init = _warm_init([r.M for r in prev])
         if prev:
-            buf = WeightBuffer(3)
-            for r in prev:
-                buf.push(r.M)
-            init = buf.mean()
             kw["lr"] = warm_lr
         emb = fit_sample_embedding(rec.features, p, labels=labels, init=init, **kw)
         if align and prev and prev[-1].g.shape == emb.g.shape:
@@ -177,6 +173,16 @@ def _fit_sample(study: Study, key: Key, method: str, kw: dict, temperature: floa
             emb.params["aligned_to_epoch"] = int(_prev_epoch(study, key, SampleEmbedding))
     emb.params["temperature"] = float(temperature)
     store.put(key, emb)
+
+
+def _warm_init(mats: list[np.ndarray]) -> np.ndarray | None:
+    """Mean of the last ≤3 projections (M or Λ; PAPER.md §2 warm start), or None when there are none."""
+    if not mats:
+        return None
+    buf = WeightBuffer(3)
+    for m in mats:
+        buf.push(m)
+    return buf.mean()
 
 
 def _prev_epoch(study: Study, key: Key, kind: type) -> int:
@@ -194,14 +200,8 @@ def _fit_region(study: Study, key: Key, method: str, kw: dict, temperature: floa
         emb = baseline_regions(feats, rec.image, p, method, seed=kw.get("seed", 2020))
     else:
         g = store.get(key.replace(layer=SAMPLE), SampleEmbedding).g
-        prev = [r for r in _previous(study, key, RegionEmbedding, method, 3) if r.Lambda.shape[1] == feats.shape[1]]
-        prev = prev if warm_start else []
-        init = None
-        if prev:
-            buf = WeightBuffer(3)
-            for r in prev:
-                buf.push(r.Lambda)
-            init = buf.mean()
+        prev = _previous(study, key, RegionEmbedding, method, 3) if warm_start else []
+        init = _warm_init([r.Lambda for r in prev if r.Lambda.shape[1] == feats.shape[1]])
 
         def cb(stage: str, done: int, total: int) -> None:
             bar.set_postfix_str(f"{key} {stage} {done}/{total}")
