@@ -5,8 +5,9 @@ widget the timed cell builds the widget and displays it (what a user types:
 ``pv.PatternViz(study)`` / ``jscatter.Scatter(...).show()``); we report the time from the keypress
 that runs the cell to the first presented frame that draws every point, then drag across the
 plot and report frame times while it redraws (pan for jupyter-scatter; the drag gesture of our
-3-D view). Both widgets run in the same browser, the same page and the same kernel, one after the
-other, on the same points (our 3-D xyz; jupyter-scatter gets x, y of them), coloured by class.
+3-D view). For each size both widgets run in the same browser, page and kernel, one after the
+other, on the same points (our 3-D xyz; jupyter-scatter gets x, y of them), coloured by class;
+each size gets a fresh JupyterLab server and browser.
 
 Section 4 ("scrub"): see :func:`scrub` (epoch change -> new frame, prefetch on and off).
 """
@@ -72,11 +73,15 @@ def display(
     rows: list[dict] = []
     from .ours import OURS_CELL
 
-    with tempfile.TemporaryDirectory(prefix="pvbench_display_") as tmp:
-        root = Path(tmp)
-        with B.jupyterlab(root) as url, B.chromium() as page:
-            renderer = B.webgl_renderer(page)
-            for n in sizes:
+    renderer = None
+    for n in sizes:
+        # a fresh server, kernel and browser per size: in one page, the second notebook's first
+        # cell never ran (the 1e6 run of 2026-12-01), and a fresh kernel also keeps one size's
+        # memory out of the next one's timings
+        with tempfile.TemporaryDirectory(prefix="pvbench_display_") as tmp:
+            root = Path(tmp)
+            with B.jupyterlab(root) as url, B.chromium() as page:
+                renderer = B.webgl_renderer(page)
                 cells, order = [SETUP.format(n=n, epochs=1)], []
                 for w in widgets:
                     cells.append(JSCATTER_CELL if w == "jscatter" else OURS_CELL)
@@ -95,7 +100,6 @@ def display(
                     res.update(widget=w, n=n)
                     rows.append(res)
                     log(f"[display] n={n:,} {w:9s} " + _line(res))
-                page.goto("about:blank")
     _ratios(rows)
     return {"sizes": list(sizes), "rows": rows, "webgl_renderer": renderer, "drag_steps": drag_steps}
 

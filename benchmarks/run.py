@@ -129,7 +129,7 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None)
     if section == "display":
         from . import bench_display
 
-        sizes = a.display_sizes or ((2_000,) if smoke else (100_000, 1_000_000))
+        sizes = a.display_sizes or ((2_000, 3_000) if smoke else (100_000, 1_000_000))  # two: the 2nd size's path is tested
         return bench_display.display(sizes=sizes, timeout_s=120 if smoke else 600, drag_steps=8 if smoke else 40)
     if section == "scrub":
         from . import bench_display
