@@ -81,7 +81,7 @@ def test_fit_keeps_weights_on_the_simplex_and_lowers_the_loss():
     packed = pack_regions(feats, image, n)
     pg = draw_partners(n, 4, seed=0, group_size=2)
     log_t = target_log_similarity(p, pg, 5.0)
-    w, v, hist = imp.fit_importance(packed, pg, log_t, steps=20, match_dtype="float32")
+    w, v, hist, _ = imp.fit_importance(packed, pg, log_t, steps=20, match_dtype="float32")
     assert torch.isfinite(w).all() and torch.isfinite(v).all()
     assert (w >= 0).all() and (v >= 0).all()
     np.testing.assert_allclose(w.sum(1).numpy(), 1.0, rtol=1e-5)
@@ -96,9 +96,46 @@ def test_fit_keeps_weights_on_the_simplex_and_lowers_the_loss():
           f"returned {float(final.mean()):.4f} vs uniform {float(start.mean()):.4f}")
     assert (final <= start + 1e-6).all()
     # the gradient is a descent direction: a small plain step lowers the loss steadily
-    _, _, small = imp.fit_importance(packed, pg, log_t, steps=20, lr=1e-4, momentum=0.0, match_dtype="float32")
+    _, _, small, _ = imp.fit_importance(packed, pg, log_t, steps=20, lr=1e-4, momentum=0.0, match_dtype="float32")
     print("lr 1e-4, no momentum:", [round(x, 2) for x in small])
     assert small[-1] < 0.2 * small[0]
+
+
+@pytest.mark.parametrize("rematch_every", [0, 1, 3])
+def test_the_table_returned_is_the_search_under_the_returned_v(rematch_every):
+    """Whatever the refresh schedule, r' comes back searched under the v that comes back (searched
+    again only for images whose best iterate was scored with an older table)."""
+    feats, image, p, _ = make_case()
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=2)
+    log_t = target_log_similarity(p, pg, 5.0)
+    for lr in (0.05, 1e-4):  # the paper's (best iterate mostly the start) and a small, descending one
+        w, v, _, table = imp.fit_importance(packed, pg, log_t, steps=6, lr=lr, match_dtype="float32",
+                                            rematch_every=rematch_every)
+        expect = imp.matching_table(packed, pg, v, match_dtype="float32")
+        live = packed.mask[:, :, None] & pg.pmask[:, None, :]
+        assert torch.equal(table[live], expect[live])
+
+
+def test_search_once_keeps_the_start_table_through_the_steps():
+    """rematch_every=0: the steps score with the cosine (v = 1/K) table; with one step both
+    schedules are the same computation."""
+    feats, image, p, _ = make_case()
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=2)
+    log_t = target_log_similarity(p, pg, 5.0)
+    a = imp.fit_importance(packed, pg, log_t, steps=1, match_dtype="float32", rematch_every=0)
+    b = imp.fit_importance(packed, pg, log_t, steps=1, match_dtype="float32", rematch_every=1)
+    assert a[2] == b[2] and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    once = imp.fit_importance(packed, pg, log_t, steps=8, lr=1e-4, momentum=0.0, match_dtype="float32",
+                              rematch_every=0)
+    every = imp.fit_importance(packed, pg, log_t, steps=8, lr=1e-4, momentum=0.0, match_dtype="float32",
+                               rematch_every=1)
+    assert once[2][0] == every[2][0] and once[2][-1] < once[2][0]  # same start, and it descends
+    with pytest.raises(ValueError, match="rematch_every"):
+        imp.fit_importance(packed, pg, log_t, steps=2, rematch_every=-1)
 
 
 def test_partners_are_fixed_by_the_seed_and_a_uniform_spread():
@@ -163,7 +200,7 @@ def test_paper_settings_find_the_object_regions_on_structured_features():
     packed = pack_regions(feats, np.repeat(np.arange(n), r), n)
     pg = draw_partners(n, 30, seed=0, group_size=8)
     log_t = target_log_similarity(p, pg, 5.0)
-    w, v, hist = imp.fit_importance(packed, pg, log_t, match_dtype="float32")
+    w, v, hist, _ = imp.fit_importance(packed, pg, log_t, match_dtype="float32")
     final, *_ = imp.importance_grad(packed, pg, log_t, v, w, 1000.0)
     on_share = float((w * torch.as_tensor(on)).sum(1).mean())
     print(f"loss per image: uniform {hist[0]:.3f} -> returned {float(final.mean()):.3f}; "
