@@ -22,12 +22,13 @@ def fast_preset() -> tuple[dict, dict]:
 
 
 def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = False, fast: bool = False,
-                **hyper: Any) -> tuple[np.ndarray, dict]:
+                keep_w: bool = False, **hyper: Any) -> tuple[np.ndarray, dict]:
     """Return (h float32[M, 3], info): the paper's sample embedding, then the region embedding.
 
     ``d`` holds ``features`` [M, C], ``image`` [M], ``sample_features`` [N, C], ``logits`` [N, K]
     (see :mod:`benchmarks.synthetic`). Defaults are the engine's (PAPER.md §8); ``hyper`` overrides
-    the region fit's keyword arguments.
+    the region fit's keyword arguments. ``keep_w``: also return the regions' importance w as
+    ``info["w"]`` (an array).
     """
     from patternviz_widget.engine.device import pick_device
     from patternviz_widget.engine.embed import as_target_probs, fit_sample_embedding
@@ -65,6 +66,7 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
         "n_images": int(d["sample_features"].shape[0]),
         "sample_kl": float(emb.kl),
         "region_params": {k: v for k, v in reg.params.items() if k not in ("channel_importance", "loss_per_epoch")},
+        **({"w": reg.w} if keep_w else {}),
     }
 
 

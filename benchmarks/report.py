@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._common import fmt_s
 
-ORDER = ("capture", "embed", "display", "scrub", "memory")
+ORDER = ("capture", "embed", "region", "display", "scrub", "memory")
 
 
 def _load(out: Path) -> dict[str, dict]:
@@ -139,6 +139,32 @@ def _embed(r: dict) -> list[str]:
              "Warm-up (imports, numba JIT) is excluded from 'fit' and stored as `warmup_s`. Ours = sample "
              "embedding (2000 full-batch steps) + importance weights + region matching + Λ fit, engine "
              "defaults (PAPER.md §8); its stage split is in the JSON (`info.region_stages_s`)."]
+    return rows
+
+
+def _region(r: dict) -> list[str]:
+    rows = [
+        f"The paper's regional-feature fit on {r['n_images']:,} synthetic images x {r['regions_per_image']} regions "
+        f"({r['grid'][0]}x{r['grid'][1]}) x {r['channels']} channels, preset: "
+        f"{next((x['preset'] for x in r['rows'] if 'preset' in x), '?')}; each schedule in a fresh process on the "
+        "same features.",
+        "",
+        "| r' schedule | total | importance (w, v) | final r' search | Λ fit | peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for x in r["rows"]:
+        if x["status"] != "ok":
+            rows.append(f"| {x['schedule']} | {x['status']} | | | | |")
+            continue
+        st = x["region_stages_s"]
+        rows.append(f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(st.get('importance'))} | "
+                    f"{fmt_s(st.get('match'))} | {fmt_s(st.get('fit'))} | {_mb(x.get('peak_rss_mb'))} |")
+    if "every_step_over_once" in r:
+        a = r["agreement"]
+        rows += ["", f"Every step / once: **{r['every_step_over_once']}x**. The two results: median cosine of a "
+                 f"region's h {a['h_cosine_median']} (5th percentile {a['h_cosine_p05']}), correlation of ‖h‖ "
+                 f"{a['h_norm_correlation']}; regions' w equal in {a['w_equal_share']:.1%} of regions, correlation "
+                 f"{a['w_correlation'] if a['w_correlation'] is not None else 'undefined (a w is constant)'}."]
     return rows
 
 

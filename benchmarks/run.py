@@ -5,6 +5,8 @@ Sections (``--sections``, comma-separated; default all):
 * ``capture``  — capture of 4 layers vs a plain forward pass (ratio; target <= 1.10)
 * ``embed``    — ours vs scikit-learn PCA / t-SNE, openTSNE, UMAP on 10^4..10^6 regional
   features: seconds, peak RSS, k-NN accuracy in the embedding vs in feature space
+* ``region``   — the paper's region fit, 500 images x 196 regions x 512 channels: r' searched once
+  (default) vs at every step (official code), seconds per stage, ratio and agreement
 * ``display``  — JupyterLab + headless Chromium: display() -> first frame and drag frame time,
   10^5 and 10^6 points, ours vs jupyter-scatter
 * ``scrub``    — epoch change -> new frame, with and without prefetch
@@ -28,7 +30,7 @@ from pathlib import Path
 from . import report
 from ._common import RESULTS_DIR, machine_info, now, write_json
 
-SECTIONS = ("capture", "embed", "display", "scrub", "memory")
+SECTIONS = ("capture", "embed", "region", "display", "scrub", "memory")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -47,6 +49,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--embed-dim", type=int, default=128, help="channels of the regional features (64..512)")
     p.add_argument("--embed-methods", default="ours,ours_fast,pca,tsne_sklearn,opentsne,umap")
     p.add_argument("--limit-min", type=float, default=10.0, help="per-method time limit for the embedding section")
+    p.add_argument("--region-images", type=int, default=500, help="images of the region section (x 196 regions x 512 channels)")
+    p.add_argument("--region-schedules", default="0,1",
+                   help="rematch_every values to time: 0 = r' searched once (default), 1 = every step (official)")
+    p.add_argument("--region-timeout-min", type=float, default=30.0, help="time limit per schedule of the region section")
     p.add_argument("--display-sizes", type=_sizes, default=None, help="e.g. 1e5,1e6")
     p.add_argument("--capture-images", type=int, default=None)
     p.add_argument("--memory-images", type=int, default=None)
@@ -126,6 +132,14 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None)
                                smoke=smoke, real_sizes=real,
                                real_kwargs={"train_images": 60, "epochs": 1} if smoke else None,
                                real_methods=("ours", "pca") if smoke else None, on_partial=partial)
+    if section == "region":
+        from . import bench_region
+
+        if smoke:
+            return bench_region.run(n_images=24, grid=(4, 4), dim=16, device=a.device, smoke=True, timeout_s=300)
+        schedules = tuple(int(s) for s in a.region_schedules.split(",") if s.strip())
+        return bench_region.run(n_images=a.region_images, device=a.device, schedules=schedules,
+                                timeout_s=60.0 * a.region_timeout_min)
     if section == "display":
         from . import bench_display
 

@@ -78,6 +78,20 @@ def test_memory_section_reports_peak_rss_per_stage(tmp_path: Path) -> None:
     assert "peak RSS so far" in md
 
 
+def test_region_section_times_both_r_schedules_and_compares_their_results(tmp_path: Path) -> None:
+    r, md = run_section(tmp_path, "region")
+    rows = {x["rematch_every"]: x for x in r["rows"]}
+    assert set(rows) == {0, 1}
+    for x in rows.values():
+        assert x["status"] == "ok", x
+        assert x["region_params"]["rematch_every"] == x["rematch_every"]  # the schedule reached the fit
+        assert x["region_stages_s"].keys() >= {"importance", "match", "fit"} and x["region_fit_s"] > 0
+    assert r["every_step_over_once"] == pytest.approx(rows[1]["region_fit_s"] / rows[0]["region_fit_s"], rel=0.02)
+    a = r["agreement"]
+    assert -1.0 <= a["h_cosine_p05"] <= a["h_cosine_median"] <= 1.0
+    assert "searched once" in md and "every step" in md
+
+
 @pytest.mark.e2e
 def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> None:
     pytest.importorskip("jscatter", reason="jupyter-scatter is a bench extra: pip install -e '.[bench]'")
