@@ -100,15 +100,24 @@ class _Group:
 
         Sampled in the transposed layout — rows are the partners' regions (j, r'), columns the
         members' (i, r) — so each partner row is read once and the columns come from the small
-        member block; ~1.6× faster on CPU than the row layout, same values."""
+        member block (~1.6× faster on CPU than the row layout, same values). Its row pointer has
+        one entry per region of ALL images, so with many images (more regions than matched pairs
+        in the group) the row layout is used instead: its cost does not grow with N."""
         g = self.members.numel()
         n_rows = self.all_rows.shape[0]
         _, col = self.pattern(rp)  # global partner row of every (i, r, j), in (i, r, j) order
+        av = (self.a * v[:, None, :]).reshape(g * self.rm, -1)
+        if n_rows > col.numel():
+            crow = torch.arange(0, col.numel() + 1, self.j, device=col.device)
+            with _quiet_sparse():
+                pat = torch.sparse_csr_tensor(crow, col, torch.zeros(col.numel(), device=col.device),
+                                              size=(g * self.rm, n_rows))
+                out = torch.sparse.sampled_addmm(pat, av, self.all_rows.T, beta=0.0)
+            return out.values().view(g, self.rm, self.j)
         member_col = torch.arange(g * self.rm, device=col.device).repeat_interleave(self.j)
         perm = torch.argsort(col * (g * self.rm) + member_col)
         crow = torch.zeros(n_rows + 1, dtype=torch.long, device=col.device)
         crow[1:] = torch.bincount(col, minlength=n_rows).cumsum(0)
-        av = (self.a * v[:, None, :]).reshape(g * self.rm, -1)
         with _quiet_sparse():
             pat = torch.sparse_csr_tensor(crow, member_col[perm], torch.zeros(col.numel(), device=col.device),
                                           size=(n_rows, g * self.rm))

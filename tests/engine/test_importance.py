@@ -138,6 +138,24 @@ def test_search_once_keeps_the_start_table_through_the_steps():
         imp.fit_importance(packed, pg, log_t, steps=2, rematch_every=-1)
 
 
+@pytest.mark.parametrize("n, group", [(6, 6), (60, 2)])  # transposed layout / row layout (many images)
+def test_matched_scores_equal_the_dense_sum_in_both_sparse_layouts(n, group):
+    rng = np.random.default_rng(n)
+    r, k = 5, 8
+    feats = np.maximum(rng.normal(size=(n * r, k)), 0).astype(np.float32) + 0.01
+    packed = pack_regions(feats, np.repeat(np.arange(n), r), n)
+    pg = draw_partners(n, 3, seed=0, group_size=group)
+    v = torch.as_tensor(random_simplex(rng, (n, k))).float()
+    for members, block in zip(pg.groups, pg.blocks):
+        grp = imp._Group(packed, members, block, torch.float32)
+        rp = grp.match(v[members])
+        got = grp.scores(v[members], rp)
+        a = packed.unit[members] * v[members][:, None, :]  # [G, R, K]
+        b = packed.unit[block]  # [P, R, K]
+        want = torch.einsum("grk,grpk->grp", a, b[torch.arange(block.numel())[None, None, :], rp])
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_partners_are_fixed_by_the_seed_and_a_uniform_spread():
     a = draw_partners(500, 100, seed=2020, group_size=16)
     b = draw_partners(500, 100, seed=2020, group_size=16)
