@@ -61,6 +61,13 @@ def group_size_for(rm: int, j: int, memory_budget_mb: float, cap: int = 32) -> i
     return max(1, min(cap, int(memory_budget_mb * 2**20 * 0.7 // per_image)))
 
 
+def table_dtype(rm: int) -> torch.dtype:
+    """The integer type of a region-matching table: r' < Rm, so int16 for up to 32,767 regions
+    per image (a quarter of int64's memory: N·Rm·P entries, ~0.2 GB at 10^6 regions × 100
+    partners instead of 0.8 GB), else int32. Index arithmetic promotes it to int64."""
+    return torch.int16 if rm <= torch.iinfo(torch.int16).max else torch.int32
+
+
 class _Group:
     """One group's constants: members, the partner block (gathered for the dense search only),
     pattern. The scores and the gradient address the partners' rows in place (global columns of
@@ -78,7 +85,7 @@ class _Group:
         self.dtype = dtype
 
     def match(self, v: torch.Tensor) -> torch.Tensor:
-        """Return r' int64[G, Rm, J] under channel weights v [G, K]."""
+        """Return r' [G, Rm, J] (:func:`table_dtype`) under channel weights v [G, K]."""
         g = self.members.numel()
         b = self.packed.unit[self.gpart].reshape(self.j * self.rm, -1)
         b = b if self.dtype == torch.float32 else b.to(self.dtype)
@@ -86,7 +93,8 @@ class _Group:
         s = (av @ b.T).view(g, self.rm, self.j, self.rm)
         if not self.full:
             s = s.masked_fill(~self.pmask[None, None], float("-inf"))
-        return s.max(dim=-1).indices  # (max is ~3× faster than argmax on bf16 CPU tensors)
+        # (max is ~3× faster than argmax on bf16 CPU tensors)
+        return s.max(dim=-1).indices.to(table_dtype(self.rm))
 
     def pattern(self, rp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CSR pattern of the matched pairs: row (member, r), column = global row of (j, r')."""
@@ -163,7 +171,7 @@ def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tenso
     :func:`fit_importance`); it is returned as is."""
     n, rm, k = packed.shape
     gv, gw = torch.zeros_like(v), torch.zeros_like(w)
-    out_table = torch.zeros((n, rm, pg.p), dtype=torch.long, device=v.device) if table is None else table
+    out_table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device) if table is None else table
     losses = torch.zeros(n, dtype=torch.float64, device=v.device)
     for members, gpart in zip(pg.groups, pg.blocks):
         grp = _Group(packed, members, gpart, dtype)
@@ -252,7 +260,7 @@ def fit_importance(
     table = None
     best_loss = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
     best_w, best_v = w.clone(), v.clone()
-    best_table = torch.zeros((n, rm, pg.p), dtype=torch.long, device=dev)
+    best_table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=dev)
     best_fresh = torch.zeros(n, dtype=torch.bool, device=dev)  # best_table searched at best_v
     every = int(rematch_every)
     for step in range(int(steps)):
@@ -281,12 +289,12 @@ def fit_importance(
 
 def matching_table(packed: PackedRegions, pg: PartnerGroups, v: torch.Tensor,
                    match_dtype: str = "auto", only: torch.Tensor | None = None) -> torch.Tensor:
-    """Return the region-matching table r'(r; i, j) as int64[N, Rm, P] (PAPER.md §3), searched
-    with the channel weights v, one partner group at a time; ``only`` (bool[N]): search these
-    images only (the other rows stay 0)."""
+    """Return the region-matching table r'(r; i, j) as integers [N, Rm, P] (PAPER.md §3;
+    :func:`table_dtype`), searched with the channel weights v, one partner group at a time;
+    ``only`` (bool[N]): search these images only (the other rows stay 0)."""
     n, rm, _ = packed.shape
     dtype = resolve_match_dtype(match_dtype, packed.unit.device)
-    out = torch.zeros((n, rm, pg.p), dtype=torch.long, device=v.device)
+    out = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
     if pg.j == 0:
         return out
     with torch.no_grad():

@@ -152,7 +152,7 @@ def test_matched_scores_equal_the_dense_sum_in_both_sparse_layouts(n, group):
         got = grp.scores(v[members], rp)
         a = packed.unit[members] * v[members][:, None, :]  # [G, R, K]
         b = packed.unit[block]  # [P, R, K]
-        want = torch.einsum("grk,grpk->grp", a, b[torch.arange(block.numel())[None, None, :], rp])
+        want = torch.einsum("grk,grpk->grp", a, b[torch.arange(block.numel())[None, None, :], rp.long()])
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
