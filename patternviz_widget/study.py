@@ -144,7 +144,8 @@ class Study:
                 ``lambda_mi`` λ_mi (0.1), ``region_controller`` s_r (40), ``region_kappa`` κ
                 (capped linear, κ_max 1000), ``kappa_p`` κ_p (5), ``kappa_m`` κ_m (1000),
                 ``partners`` J (100), ``importance_steps`` (20), ``importance_lr`` (0.05),
-                ``rematch_every`` (0: r' searched once, PAPER.md §11; 1: every step, as the official code), ``batch_size`` (16), ``memory_budget_mb`` (1024),
+                ``rematch_every`` (0: r' searched once, PAPER.md §11; 1: every step, as the
+                official code), ``batch_size`` (16), ``memory_budget_mb`` (1024),
                 ``match_dtype`` ("auto"), ``region_warm_start`` (False: Λ starts fresh each epoch,
                 as in the paper; True: from the mean of the last ≤3 Λ's); both — ``seed``
                 (study seed), ``device`` (study device);

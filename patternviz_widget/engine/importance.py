@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from .._validate import check_positive_int
 from ..errors import InputError
 from .packing import PackedRegions, PartnerGroups, masked_kl, masked_log_softmax, product_mixture
 
@@ -113,10 +114,9 @@ class _Group:
         in the group) the row layout is used instead: its cost does not grow with N."""
         g = self.members.numel()
         n_rows = self.all_rows.shape[0]
-        _, col = self.pattern(rp)  # global partner row of every (i, r, j), in (i, r, j) order
+        crow, col = self.pattern(rp)  # col: global partner row of every (i, r, j), in (i, r, j) order
         av = (self.a * v[:, None, :]).reshape(g * self.rm, -1)
         if n_rows > col.numel():
-            crow = torch.arange(0, col.numel() + 1, self.j, device=col.device)
             with _quiet_sparse():
                 pat = torch.sparse_csr_tensor(crow, col, torch.zeros(col.numel(), device=col.device),
                                               size=(g * self.rm, n_rows))
@@ -246,6 +246,7 @@ def fit_importance(
             table returned is searched under the v returned.
         callback: called with the step index after every step.
     """
+    every = check_positive_int(rematch_every, "rematch_every (0: search r' once; k: every k steps)", minimum=0)
     n, rm, k = packed.shape
     dev = packed.unit.device
     v = torch.full((n, k), 1.0 / k, device=dev)
@@ -253,8 +254,6 @@ def fit_importance(
     history: list[float] = []
     if pg.j == 0 or steps == 0:
         return w, v, history, matching_table(packed, pg, v, match_dtype)
-    if int(rematch_every) < 0:
-        raise InputError(f"rematch_every must be 0 (search once) or a positive number of steps, got {rematch_every}.")
     dtype = resolve_match_dtype(match_dtype, dev)
     buf_v, buf_w = torch.zeros_like(v), torch.zeros_like(w)
     table = None
@@ -262,7 +261,6 @@ def fit_importance(
     best_w, best_v = w.clone(), v.clone()
     best_table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=dev)
     best_fresh = torch.zeros(n, dtype=torch.bool, device=dev)  # best_table searched at best_v
-    every = int(rematch_every)
     for step in range(int(steps)):
         fresh = table is None or (every > 0 and step % every == 0)
         loss, gv, gw, table = importance_grad(packed, pg, log_t, v, w, kappa_m, dtype, None if fresh else table)
@@ -282,19 +280,21 @@ def fit_importance(
         if callback is not None:
             callback(step)
     if not bool(best_fresh.all()):
-        stale = ~best_fresh
-        best_table[stale] = matching_table(packed, pg, best_v, match_dtype, only=stale)[stale]
+        matching_table(packed, pg, best_v, match_dtype, only=~best_fresh, out=best_table)
     return best_w, best_v, history, best_table
 
 
 def matching_table(packed: PackedRegions, pg: PartnerGroups, v: torch.Tensor,
-                   match_dtype: str = "auto", only: torch.Tensor | None = None) -> torch.Tensor:
+                   match_dtype: str = "auto", only: torch.Tensor | None = None,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """Return the region-matching table r'(r; i, j) as integers [N, Rm, P] (PAPER.md §3;
     :func:`table_dtype`), searched with the channel weights v, one partner group at a time;
-    ``only`` (bool[N]): search these images only (the other rows stay 0)."""
+    ``only`` (bool[N]): search these images only; ``out``: write into this table (the rows not
+    searched keep their values) instead of a new one whose other rows are 0."""
     n, rm, _ = packed.shape
     dtype = resolve_match_dtype(match_dtype, packed.unit.device)
-    out = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
+    if out is None:
+        out = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
     if pg.j == 0:
         return out
     with torch.no_grad():
