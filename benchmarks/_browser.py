@@ -166,6 +166,9 @@ def jupyterlab(root: Path, timeout_s: float = 90.0):
             sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
             "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--ServerApp.disable_check_xsrf=True",
             f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+            # unix sockets under the short runtime dir above (paths < ~107 chars), not TCP ports
+            # that another process can take before the kernel binds them
+            "--KernelManager.transport=ipc",
         ],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -121,6 +121,9 @@ class LabServer:
             f"--LabApp.workspaces_dir={workspaces_dir}",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            # unix sockets, not TCP ports: a port jupyter_client found free can be taken by
+            # another process before the kernel binds it ("ZMQError: Address already in use")
+            "--KernelManager.transport=ipc",
         ]  # fmt: skip
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
             cmd.append("--allow-root")
@@ -165,6 +168,7 @@ class LabServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def log_tail(self, n: int = 60) -> str:
         """Last ``n`` lines of the server log."""
@@ -237,9 +241,15 @@ def start_lab_server(base: Path) -> LabServer:
     root = base / "root"
     root.mkdir(parents=True, exist_ok=True)
     server = LabServer(
-        root=root, port=free_port(), runtime_dir=base / "runtime", log_path=base / "server.log"
+        root=root, port=free_port(), runtime_dir=short_runtime_dir(), log_path=base / "server.log"
     )
     return server.start()
+
+
+def short_runtime_dir() -> Path:
+    """A fresh runtime dir with a short path: kernels talk over unix sockets there
+    (``runtime/kernel-<uuid>-ipc-<n>``), whose paths must stay under ~107 characters."""
+    return Path(tempfile.mkdtemp(prefix="pvrt", dir="/tmp" if os.path.isdir("/tmp") else None))
 
 
 # ---- Chromium ------------------------------------------------------------------------------------
