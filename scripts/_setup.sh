@@ -6,8 +6,9 @@
 #   1. .venv with python3.11 (or python3 >= 3.10)
 #   2. torch==2.13.0 FIRST (the CPU wheel; a bare `torch` would resolve to a CUDA build)
 #   3. js/: `npm ci` when node_modules is missing or the lock file changed
-#   4. pip install -e ".[test,bench]"   (hatch-jupyter-builder runs the npm build of js/; bench:
-#      umap-learn, openTSNE, jupyter-scatter, psutil, so the benchmarks' smoke tests run too)
+#   4. pip install -e ".[test,bench,docs]"   (hatch-jupyter-builder runs the npm build of js/; bench:
+#      umap-learn, openTSNE, jupyter-scatter, psutil, so the benchmarks' smoke tests run too; docs:
+#      MkDocs Material + mkdocstrings + mkdocs-jupyter for scripts/docs and tests/test_docs.py)
 #   5. npm run build every time (esbuild, < 1 s) so the bundle matches js/src
 set -euo pipefail
 
@@ -56,8 +57,8 @@ setup_venv() {
   if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
     say "pip install $TORCH_PIN (CPU wheel, first so no CUDA build is pulled)"
     "$PY" -m pip install -q "$TORCH_PIN"
-    say "pip install -e \".[test,bench]\" (builds the JS bundle via hatch-jupyter-builder)"
-    "$PY" -m pip install -q -e "$ROOT[test,bench]"
+    say "pip install -e \".[test,bench,docs]\" (builds the JS bundle via hatch-jupyter-builder)"
+    "$PY" -m pip install -q -e "$ROOT[test,bench,docs]"
     echo "$want" > "$stamp"
   else
     say ".venv is up to date (stamp matches)"
