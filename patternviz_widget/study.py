@@ -380,11 +380,16 @@ class Study:
 
     # ==== persistence (issue 3: results/io.py) ====================================================
 
-    def save(self, path: str | Path) -> Path:
-        """Write the whole study to one file atomically; return its path."""
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the whole study to one file atomically; return its path.
+
+        Raises StudyFileError when the folder cannot be written, or when ``path`` was rewritten by
+        another writer (another process or study) since this study last saved or loaded it;
+        ``overwrite=True`` replaces that file anyway. See :mod:`patternviz_widget.results.io`.
+        """
         from .results.io import save_store
 
-        return save_store(self.store, path)
+        return save_store(self.store, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> Study:

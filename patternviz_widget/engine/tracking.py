@@ -120,8 +120,10 @@ class Tracker:
         self.history: list[Snapshot] = []
         self._last_epoch = 0
         self._steps = 0
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path is not None:  # an unwritable path fails here, not after the first capture
+            from ..results.io import check_writable
+
+            check_writable(self.path)
 
     # -- the two verbs ------------------------------------------------------------------------
     def step(self) -> Snapshot | None:

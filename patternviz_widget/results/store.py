@@ -29,6 +29,9 @@ class ResultStore:
         self.meta: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._observers: list[Callable[[Key], None]] = []
+        #: ``{real path: generation}`` of the study files this store last saved or loaded (the
+        #: save-conflict check of :func:`~patternviz_widget.results.io.save_store`)
+        self.file_generations: dict[str, str] = {}
 
     # -- writing ------------------------------------------------------------------------------
     def put(self, key: Key, record: Record) -> None:
@@ -38,11 +41,17 @@ class ResultStore:
         for fn in list(self._observers):
             fn(key)
 
-    def drop(self, key: Key, kind: type[Record] | None = None) -> None:
-        """Remove the records of ``key`` (of one kind, or all)."""
+    def drop(self, key: Key, kind: type[Record] | str | None = None, notify: bool = False) -> None:
+        """Remove the records of ``key`` (of one kind, given as a class or its name, or all);
+        ``notify`` calls the observers with ``key`` afterwards, as :meth:`put` does."""
+        name = kind if isinstance(kind, str) or kind is None else kind.__name__
         with self._lock:
-            for k in [k for k in self._records if k[0] == key and (kind is None or k[1] == kind.__name__)]:
+            gone = [k for k in self._records if k[0] == key and (name is None or k[1] == name)]
+            for k in gone:
                 del self._records[k]
+        if notify and gone:
+            for fn in list(self._observers):
+                fn(key)
 
     def observe(self, fn: Callable[[Key], None]) -> Callable[[], None]:
         """Call ``fn(key)`` after every put; returns a function that unsubscribes."""
