@@ -127,6 +127,19 @@ def _shot(page, name: str) -> np.ndarray:
     return img
 
 
+def _docs_shot(locator, name: str) -> None:
+    """With PATTERNVIZ_DOCS_SHOTS=1, save ``locator`` as docs/assets/<name>.png (the screenshots
+    of the documentation are taken here, by the real widget in a real browser)."""
+    if os.environ.get("PATTERNVIZ_DOCS_SHOTS") != "1":
+        return
+    import PIL.Image
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "assets" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    locator.screenshot(path=str(path), animations="disabled")
+    PIL.Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)  # keep it small
+
+
 def _bg(img: np.ndarray) -> np.ndarray:
     return img[2, 2]
 
@@ -163,6 +176,7 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     near = [fg[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].any() for x, y in xy]
     assert np.mean(near) > 0.9, f"only {np.mean(near):.0%} of the points have ink under them"
     assert count_foreground(img, _bg(img)) > 300
+    _docs_shot(root, "widget")
 
     # Changing the layer from Python changes the picture and the header.
     layers = json.loads(_py(page, "__import__('json').dumps(net.default_layers)"))
