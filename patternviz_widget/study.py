@@ -101,16 +101,28 @@ class Study:
         progress: bool = True,
         model_name: str | None = None,
         layers: list[str] | None = None,
+        process_group: Any = None,
     ) -> CaptureSummary:
         """Return a summary after capturing sample and regional features into ``self.store``.
 
         See :func:`patternviz_widget.engine.capture.capture` for every argument: ``model`` may be
         another ``nn.Module`` (a checkpoint, a student) or a model name; ``images`` other images in
         the same order (or a per-batch function such as an attack).
+
+        Inside a ``torchrun`` job (an initialised ``torch.distributed`` group, or ``process_group=``)
+        every rank must call it: each captures its shard of the probe images and rank 0 gathers the
+        full records; ``process_group=False`` captures on this process alone. See
+        :mod:`patternviz_widget.engine.distributed` and the distributed guide.
         """
+        from .engine import distributed as dist
         from .engine.capture import capture
 
-        return capture(self, epoch, condition, model, images, progress, model_name, layers)
+        group = dist.resolve_group(process_group)
+        if group is not None:
+            return dist.capture_distributed(self, group, epoch, condition, model, images, progress, model_name, layers)
+        model, layers = dist.plain_args(self, model, layers)
+        with dist.eager_compiled(model if model is not None and not isinstance(model, str) else self.model):
+            return capture(self, epoch, condition, model, images, progress, model_name, layers)
 
     # ==== embed + knowledge points (issue 4: engine/embed.py, engine/knowledge.py) ===============
 
@@ -142,7 +154,8 @@ class Study:
                 κ(l) (capped linear, κ_max 10), ``init_std`` (0.1), ``align`` (True);
                 region fit — ``region_epochs`` (20), ``region_lr`` (0.01), ``lambda_kl`` λ_kl (1),
                 ``lambda_mi`` λ_mi (0.1), ``region_controller`` s_r (40), ``region_kappa`` κ
-                (capped linear, κ_max 1000), ``kappa_p`` κ_p (5), ``kappa_m`` κ_m (1000),
+                (capped linear, κ_max 1000), ``kappa_p`` κ_p (5), ``kappa_m`` κ_m (None: 1000·K/512, scaled with the
+                layer's channel count K; a number is used as given),
                 ``partners`` J (100), ``importance_steps`` (20), ``importance_lr`` (0.05),
                 ``rematch_every`` (0: r' searched once, PAPER.md §11; 1: every step, as the
                 official code), ``batch_size`` (16), ``memory_budget_mb`` (1024),
@@ -201,6 +214,7 @@ class Study:
         path: str | Path | None = None,
         layers: list[str] | None = None,
         embed: bool = True,
+        process_group: Any = None,
         **embed_kwargs: Any,
     ) -> Any:
         """Return a Tracker that snapshots this study inside a training loop (PAPER.md §2, §4).
@@ -214,6 +228,9 @@ class Study:
             path: study file to autosave to after each snapshot, or None.
             layers: a subset of ``self.layers`` to track (None: all).
             embed: fit embeddings and count knowledge points at each snapshot (False: capture only).
+            process_group: in a ``torchrun`` job, the group to shard each capture over (None: the
+                default group when initialised; False: this process alone). Rank 0 embeds and
+                saves; every rank gets the same :class:`Snapshot`.
             **embed_kwargs: hyper-parameters for :meth:`embed`.
 
         Returns:
@@ -222,7 +239,8 @@ class Study:
         from .engine.tracking import Tracker
 
         return Tracker(
-            self, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs
+            self, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs,
+            process_group=process_group,
         )
 
     def lightning_callback(self, tracker: Any = None, **tracker_kwargs: Any) -> Any:
@@ -267,11 +285,14 @@ class Study:
 
     @classmethod
     def watch(cls, path: str | Path, interval: float = 1.0, start: bool = True) -> Study:
-        """Return a model-less study loaded from ``path`` that picks up new epochs as they land.
+        """Return a model-less study loaded from ``path`` that follows the file as it is rewritten.
 
         For a training run in another process that autosaves with ``study.tracker(path=...)``:
         ``pv.PatternViz(pv.Study.watch(path))`` shows each new epoch without re-displaying.
         ``study.watcher.stop()`` ends the polling; ``study.watcher.poll()`` checks once by hand.
+        Each new version of the file is reloaded whole: when a re-run rewrites the file (or
+        re-snapshots an epoch), the study holds the new run only, never a mix of the two. ``path``
+        need not exist yet: the study starts empty and fills when the run first saves.
 
         Args:
             path: the study file the run writes.
@@ -284,8 +305,14 @@ class Study:
         from .engine.watch import StudyWatcher
 
         watcher = StudyWatcher(path, ResultStore(), interval=interval)  # stamp before reading
-        study = cls.load(path)
+        if watcher._seen is None:  # no file yet: an empty study that the first save fills
+            study = cls.__new__(cls)
+            study.store = watcher.store
+            study._init_detached()
+        else:
+            study = cls.load(path)
         watcher.store = study.store
+        watcher.on_reload = study._init_detached
         study.watcher = watcher
         if start:
             study.watcher.start()

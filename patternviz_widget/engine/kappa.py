@@ -35,6 +35,26 @@ from ..errors import InputError
 SAMPLE_KAPPA_MAX = 10.0
 #: κ_max of the region table in the official code (PAPER.md §3, §4).
 REGION_KAPPA_MAX = 1000.0
+#: κ_m of the importance stage in the official code, calibrated there for K = 512 channels.
+IMPORTANCE_KAPPA_M = 1000.0
+#: the channel count the official κ_m was set for (VGG-16's conv_53).
+IMPORTANCE_KAPPA_M_CHANNELS = 512
+
+
+def importance_kappa_m(kappa_m: float | None, channels: int) -> float:
+    """Return the κ_m the importance fit uses for a layer with ``channels`` channels.
+
+    None (the default, ours): κ_m = 1000 · K / 512, the official value scaled with the channel
+    count. The importance scores s = Σ_k v_k f̂^(k,r) f̂^(k,r') start at v = 1/K, so they are a
+    cosine divided by K; 1000 / 512 is the concentration per unit of cosine that the official code
+    uses at its K = 512, and the scaling keeps it for any K. Unscaled at K = 16–64 the importance
+    loss rises from its first step (exp(1000·s) is far too peaked) and the fit returns its uniform
+    start. A number: used as given (1000 reproduces the official code exactly at K = 512)."""
+    if kappa_m is None:
+        return IMPORTANCE_KAPPA_M * max(int(channels), 1) / IMPORTANCE_KAPPA_M_CHANNELS
+    if isinstance(kappa_m, bool) or not isinstance(kappa_m, (int, float)) or not (np.isfinite(kappa_m) and kappa_m > 0):
+        raise InputError(f"kappa_m must be None (scaled with the channel count) or a positive number, got {kappa_m!r}.")
+    return float(kappa_m)
 
 KappaLike = Union["LinearKappa", "TableKappa", Callable[[torch.Tensor], torch.Tensor], float, None]
 

@@ -108,7 +108,7 @@ def fit_region_embedding(
     controller: float = 40.0,
     kappa: kp.KappaLike = None,
     kappa_p: float = 5.0,
-    kappa_m: float = 1000.0,
+    kappa_m: float | None = None,
     partners: int = 100,
     importance_steps: int = 20,
     importance_lr: float = 0.05,
@@ -131,8 +131,10 @@ def fit_region_embedding(
             (paper: 0.01, 0.9, 5e-4; per image step — see the module docstring for batching).
         lambda_kl: λ_kl (paper: 1). lambda_mi: λ_mi (paper: 0.1). controller: s_r in h = Λ(f/s_r)
             (paper: 40). kappa: region κ(l) (None: capped linear, κ_max = 1000).
-        kappa_p: κ_p of the target similarity (paper: 5). kappa_m: κ_m of the importance stage
-            (paper: 1000). partners: J partners per image (paper: 100, redrawn; here fixed, seeded).
+        kappa_p: κ_p of the target similarity (paper: 5). kappa_m: κ_m of the importance stage;
+            None (default, ours) = 1000·K/512, the official 1000 scaled with the layer's channel
+            count K (see :func:`.kappa.importance_kappa_m`); a number is used as given.
+            partners: J partners per image (paper: 100, redrawn; here fixed, seeded).
         importance_steps / importance_lr: the w, v fit (paper: 20 steps, lr 0.05, same momentum
             and weight decay). rematch_every: r' search schedule of that fit — 0 (default, PAPER.md
             §11): searched once with v = 1/K, then again under the final v; 1: at every step, as
@@ -164,8 +166,9 @@ def fit_region_embedding(
     pg = draw_partners(n, j, seed, min(int(batch_size), group_size_for(rm, j, memory_budget_mb)), dev)
     log_t = target_log_similarity(torch.as_tensor(p_np, device=dev), pg, kappa_p)
     cb = callback or (lambda *_: None)
+    km = kp.importance_kappa_m(kappa_m, k)
     w, v, imp_hist, table = fit_importance(packed, pg, log_t, steps=importance_steps, lr=importance_lr,
-                                    momentum=momentum, weight_decay=weight_decay, kappa_m=kappa_m,
+                                    momentum=momentum, weight_decay=weight_decay, kappa_m=km,
                                     match_dtype=match_dtype, rematch_every=rematch_every,
                                     callback=lambda s: cb("importance", s + 1, importance_steps))
     cb("match", 1, 1)  # the table comes with the fit: r' under the returned v
@@ -184,7 +187,8 @@ def fit_region_embedding(
         "epochs": int(epochs), "lr": float(lr), "momentum": float(momentum),
         "weight_decay": float(weight_decay), "lambda_kl": float(lambda_kl),
         "lambda_mi": float(lambda_mi), "controller": float(controller), "kappa": kp.describe(kfun),
-        "kappa_p": float(kappa_p), "kappa_m": float(kappa_m), "partners": pg.j,
+        "kappa_p": float(kappa_p), "kappa_m": None if kappa_m is None else float(kappa_m),
+        "kappa_m_effective": float(km), "partners": pg.j,
         "importance_steps": int(importance_steps), "importance_lr": float(importance_lr),
         "rematch_every": int(rematch_every), "batch_size": int(batch_size), "seed": int(seed),
         "match_dtype": str(match_dtype), "warm_start": init is not None,
