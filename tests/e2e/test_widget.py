@@ -176,7 +176,6 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     near = [fg[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].any() for x, y in xy]
     assert np.mean(near) > 0.9, f"only {np.mean(near):.0%} of the points have ink under them"
     assert count_foreground(img, _bg(img)) > 300
-    _docs_shot(root, "widget")
 
     # Changing the layer from Python changes the picture and the header.
     layers = json.loads(_py(page, "__import__('json').dumps(net.default_layers)"))
@@ -186,6 +185,7 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     )
     page.wait_for_timeout(600)
     img2 = _shot(page, "quickstart_last_layer")
+    _docs_shot(root, "widget")  # the deepest layer: where the knowledge points are
     assert (np.abs(img2.astype(int) - img.astype(int)).max(axis=2) > 24).mean() > 0.005
 
     # A drag with the pan tool moves the picture by the drag, and the camera trait follows.
