@@ -25,6 +25,7 @@ from .results import (
     SampleEmbedding,
     SampleRecord,
 )
+from .results.camera import default_camera
 from .study import Study
 
 #: ellipsoid radius in standard deviations (per-class covariance ellipsoids, PAPER.md §9 step 14)
@@ -373,6 +374,8 @@ def catalog(
             "rev": {k: v for k, v in rev.items() if k in cat["entries"]},
             "model_name": str(store.meta.get("model_name", "main")),
             "radius": radii,
+            # the data-chosen default view of each model (results/camera.py), as the figures use
+            "cameras": {m: default_camera(store, m) for m in store.models()},
         }
     )
     return cat

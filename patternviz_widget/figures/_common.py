@@ -13,11 +13,14 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import IdentityTransform
 
-from .._style import GLYPHS, class_color
+from .._style import GLYPHS, class_color, readable
 from ..errors import InputError
 
 #: File formats :func:`save` writes, by suffix.
@@ -119,6 +122,37 @@ def save(fig: Figure, path: str | Path, dpi: int = 300, transparent: bool = Fals
     return path
 
 
+# -- text -----------------------------------------------------------------------------------------
+def plain(text: object) -> str:
+    """``text`` as matplotlib must draw it verbatim: every ``$`` escaped, so class names such as
+    "$x$" or "cost $5 and $6" are never read as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
+    """Width in inches of ``text`` (plain, unescaped) in the figures' sans-serif font at ``fontsize``."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    prop = FontProperties(family="DejaVu Sans", size=fontsize, weight=weight)  # always bundled
+    return float(text_to_path.get_text_width_height_descent(str(text), prop, ismath=False)[0]) / 72
+
+
+def shorten(text: str, max_width: float, fontsize: float) -> str:
+    """``text`` cut to fit ``max_width`` inches at ``fontsize``, ending in "…" when cut."""
+    text = str(text)
+    if text_width(text, fontsize) <= max_width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if text_width(text[:mid].rstrip() + "…", fontsize) <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"
+
+
 # -- legends ----------------------------------------------------------------------------------------
 def glyph_handles(present: Sequence[str] = GLYPH_ORDER[::-1]) -> list[Line2D]:
     """Legend handles for the paper's glyphs that occur in a figure (reliable first)."""
@@ -140,58 +174,126 @@ def class_handles(class_names: Sequence[str], classes: Sequence[int] | None = No
     ]  # fmt: skip
 
 
-def _item_width(handle: Any, fontsize: float) -> float:
-    """Rough width in inches of one legend entry (marker + gap + label)."""
-    return 0.42 + 0.56 * fontsize / 72 * len(handle.get_label())
+#: Legend geometry in inches: row pitch, side margin, gap between a handle and its label, between
+#: columns, and the widest label (longer names end in "…"; the full names are in ``fig.legend_names``).
+LEGEND_ROW, LEGEND_MARGIN, LEGEND_GAP, LEGEND_COLSEP, LEGEND_MAX_LABEL = 0.145, 0.1, 0.05, 0.16, 1.5
+
+
+def _handle_width(handle: Any) -> float:
+    """Width in inches of a handle's sample: a marker, or a short line for line handles."""
+    if isinstance(handle, Line2D) and handle.get_linestyle() not in ("none", "None", " ", ""):
+        return 0.3
+    return 0.14 if isinstance(handle, Line2D) else 0.2
+
+
+def _sample_of(handle: Any) -> Any:
+    """The artist whose style a legend sample copies: the handle, or a bar container's first bar."""
+    from matplotlib.container import Container
+
+    if isinstance(handle, Container):
+        parts = [a for a in handle if a is not None]
+        return parts[0] if parts else None
+    return handle
+
+
+def _draw_handle(fig: Figure, handle: Any, x: float, y: float, width: float) -> None:
+    """Draw ``handle``'s sample with its left edge at (x, y) inches (y: the row's middle)."""
+    from matplotlib.patches import Patch, Rectangle
+
+    handle = _sample_of(handle)
+    if isinstance(handle, Line2D):
+        line = width > 0.2
+        art: Any = Line2D([x, x + width] if line else [x + width / 2], [y, y] if line else [y])
+    else:
+        h = LEGEND_ROW * 0.55
+        art = Rectangle((x, y - h / 2), width, h)
+    if isinstance(handle, (Line2D, Patch)):
+        art.update_from(handle)
+    art.set_transform(fig.dpi_scale_trans)
+    art.set_gid("legend-handle")
+    fig.add_artist(art)
 
 
 def legend_rows(fig: Figure, groups: Sequence[Sequence[Any]], fontsize: float = 7.0) -> Any:
-    """Add one legend below the axes whose rows are filled group by group and fit the figure's width.
+    """Add a legend below the plots: each group (e.g. classes, then glyphs) a regular grid of equal
+    cells, as many columns as fit the figure's width, rows filled left to right.
 
-    Each group (e.g. classes, then glyphs) starts on a new row; the number of columns is the
-    largest that keeps the estimated legend width inside the figure.
+    Labels wider than :data:`LEGEND_MAX_LABEL` (or than the figure) are shortened with "…"; the
+    full labels, in order, are ``fig.legend_names`` (for a caption). Labels are drawn verbatim
+    (``$`` is never mathtext). The plots are laid out above the legend's band (the constrained
+    layout's ``rect``), so nothing overlaps and the legend never leaves the figure. Returns the
+    label Text artists (gids ``legend-label``), or None for no entries.
     """
     groups = [list(g) for g in groups if len(g)]
     if not groups:
         return None
-    width = fig.get_figwidth() - 0.2
-    blank = Line2D([], [], linestyle="none", label=" ")
-    best = None
-    for ncol in range(max(len(g) for g in groups), 0, -1):
-        rows = [g[i : i + ncol] for g in groups for i in range(0, len(g), ncol)]
-        cols = [max((_item_width(r[c], fontsize) for r in rows if c < len(r)), default=0.0)
-                for c in range(ncol)]  # fmt: skip
-        best = (ncol, rows)
-        if sum(cols) <= width:
-            break
-    ncol, rows = best  # type: ignore[misc]
-    grid = [r + [blank] * (ncol - len(r)) for r in rows]
-    handles = [grid[r][c] for c in range(ncol) for r in range(len(grid))]  # legends fill by column
-    return fig.legend(handles=handles, loc="outside lower center", ncol=ncol, handletextpad=0.3,
-                      columnspacing=1.0, fontsize=fontsize)  # fmt: skip
+    fig_w, fig_h = fig.get_figwidth(), fig.get_figheight()
+    avail = max(fig_w - 2 * LEGEND_MARGIN, 0.3)
+    layout = []  # per group: (handles, labels, handle width, cell width, columns)
+    for group in groups:
+        hw = max(_handle_width(h) for h in group)
+        cap = max(min(LEGEND_MAX_LABEL, avail - hw - LEGEND_GAP), 0.1)
+        labels = [shorten(str(h.get_label()), cap, fontsize) for h in group]
+        cell = hw + LEGEND_GAP + max(text_width(t, fontsize) for t in labels) + LEGEND_COLSEP
+        ncol = int(max(1, min(len(group), (avail + LEGEND_COLSEP) // cell)))
+        layout.append((group, labels, hw, cell, ncol))
+    n_rows = sum(int(np.ceil(len(g) / ncol)) for g, _, _, _, ncol in layout)
+    band = n_rows * LEGEND_ROW + 0.08
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set"):
+        engine.set(rect=(0.0, min(band / fig_h, 0.6), 1.0, 1.0 - min(band / fig_h, 0.6)))
+    texts, row = [], 0
+    for group, labels, hw, cell, ncol in layout:
+        x0 = (fig_w - (ncol * cell - LEGEND_COLSEP)) / 2
+        for i, (handle, label) in enumerate(zip(group, labels)):
+            r, c = divmod(i, ncol)
+            x = x0 + c * cell
+            y = band - 0.04 - (row + r + 0.5) * LEGEND_ROW
+            _draw_handle(fig, handle, x, y, hw)
+            t = fig.text(x + hw + LEGEND_GAP, y, plain(label), transform=fig.dpi_scale_trans,
+                         fontsize=fontsize, ha="left", va="center_baseline", gid="legend-label")  # fmt: skip
+            t.set_in_layout(False)
+            texts.append(t)
+        row += int(np.ceil(len(group) / ncol))
+    fig.legend_names = [str(h.get_label()) for g in groups for h in g]
+    return texts
 
 
 # -- 3-D axes ---------------------------------------------------------------------------------------
-#: The widget's default camera (js/src/lib/camera.ts: azimuth 0.7 rad, elevation 0.42 rad, field of
-#: view 32°), as matplotlib angles in degrees (see :func:`camera_angles`).
-WIDGET_AZIMUTH, WIDGET_ELEVATION, WIDGET_FOV = 0.7, 0.42, 32.0
+#: The widget's field of view (js/src/lib/camera.ts: 32°); its default angles are chosen from the
+#: data (:func:`patternviz_widget.results.camera.default_camera`).
+WIDGET_FOV = 32.0
 
 
-def camera_angles(camera: dict | None = None) -> tuple[float, float]:
-    """Return matplotlib (elev, azim) in degrees for the widget's camera trait (radians, y up).
+def camera_angles(camera: dict | None = None) -> tuple[float | None, float | None]:
+    """Return matplotlib (elev, azim) in degrees for the widget's camera trait (radians, y up);
+    (None, None) when it holds no angles (the figure then uses the data-chosen default view).
 
     The page draws with three.js (y up, camera at (cos e·sin a, sin e, cos e·cos a)); figures draw
     the embedding's (x, y, z) at matplotlib's (x, −z, y) (see :func:`xyz3`), where the same camera
     is elev = e, azim = a − 90°.
     """
     camera = camera or {}
-    az = float(camera.get("azimuth", WIDGET_AZIMUTH))
-    el = float(camera.get("elevation", WIDGET_ELEVATION))
+    if camera.get("azimuth") is None and camera.get("elevation") is None:
+        return None, None
+    from ..results.camera import FALLBACK
+
+    az = float(camera.get("azimuth", FALLBACK["azimuth"]))
+    el = float(camera.get("elevation", FALLBACK["elevation"]))
     return float(np.degrees(el)), float(np.degrees(az) - 90.0)
 
 
-#: Default (elev, azim) of every 3-D figure: the widget's default camera.
-ELEV, AZIM = camera_angles()
+def view_angles(
+    store: Any, model: str | None, elev: float | None, azim: float | None
+) -> tuple[float, float]:
+    """(elev, azim) in degrees: the given ones, or for None the data-chosen default view of
+    ``model`` (the widget's first view and Reset; ``results.camera.default_camera``)."""
+    if elev is not None and azim is not None:
+        return float(elev), float(azim)
+    from ..results.camera import default_camera
+
+    e0, a0 = camera_angles(default_camera(store, model))
+    return float(e0 if elev is None else elev), float(a0 if azim is None else azim)
 
 
 def xyz3(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,9 +303,7 @@ def xyz3(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a[..., 0], -a[..., 2], a[..., 1]
 
 
-def setup_3d(
-    ax: Any, radius: float, elev: float = ELEV, azim: float = AZIM, zoom: float = 1.1
-) -> None:
+def setup_3d(ax: Any, radius: float, elev: float, azim: float, zoom: float = 1.1) -> None:
     """Give a 3-D axes equal limits ±``radius``, a cube aspect, the widget's perspective, light
     panes and small ticks."""
     r = float(radius) if np.isfinite(radius) and radius > 0 else 1.0
@@ -250,10 +350,98 @@ def draw_class_arrows(
     )  # fmt: skip  (colours: shafts, then one head side each, then the other)
     q.set_gid("mu-arrows")
     if labels:
-        for c, tip in enumerate(unit * 1.16):
-            name = str(class_names[c]) if c < len(class_names) else str(c)
-            ax.text(*xyz3(tip), name, color=colors[c], fontsize=6.5, ha="center", va="center",
-                    fontweight="bold")  # fmt: skip
+        names = [str(class_names[c]) if c < len(class_names) else str(c) for c in range(len(mu))]
+        ax.add_artist(MuLabels(np.column_stack(xyz3(unit)), names, colors))
+
+
+def place_labels(anchors: np.ndarray, sizes: np.ndarray, centre: np.ndarray, bounds: tuple,
+                 step: float) -> np.ndarray:  # fmt: skip
+    """Greedy collision avoidance: centres for boxes ``sizes`` (n×2, w×h) near ``anchors`` (n×2).
+
+    Each box tries positions pushed outward from ``centre`` through its anchor (the arrow's
+    direction), at growing distances (multiples of ``step``) and at angles fanning out from that
+    direction; it takes the first that overlaps no box placed before it and stays inside
+    ``bounds`` (x0, y0, x1, y1), else the one with the least overlap. All in one unit (pixels).
+    The widget places its labels by the same rule (js/src/views/embedding.ts ``placeLabels``).
+    """
+    x0, y0, x1, y1 = bounds
+    placed: list[tuple[float, float, float, float]] = []
+    out = np.zeros_like(np.asarray(anchors, dtype=float))
+    for i, ((ax_, ay), (w, h)) in enumerate(zip(anchors, sizes)):
+        d = np.array([ax_ - centre[0], ay - centre[1]])
+        base = float(np.arctan2(d[1], d[0])) if np.hypot(*d) > 1e-9 else 0.0
+        best, best_cost, free = (ax_, ay), np.inf, False
+        for dist in (0.6, 1.2, 2.0, 3.0, 4.5):
+            for turn in (0, 30, -30, 60, -60, 90, -90, 135, -135, 180):
+                a = base + np.radians(turn)
+                r = dist * step + 0.5 * abs(w * np.cos(a)) + 0.5 * abs(h * np.sin(a))
+                cx, cy = ax_ + r * np.cos(a), ay + r * np.sin(a)
+                box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+                overlap = sum(max(0.0, min(box[2], b[2]) - max(box[0], b[0]))
+                              * max(0.0, min(box[3], b[3]) - max(box[1], b[1])) for b in placed)  # fmt: skip
+                outside = (max(0.0, x0 - box[0]) + max(0.0, box[2] - x1)) * h + (
+                    max(0.0, y0 - box[1]) + max(0.0, box[3] - y1)
+                ) * w
+                if overlap + outside < best_cost:
+                    best, best_cost = (cx, cy), overlap + outside
+                free = best_cost == 0
+                if free:
+                    break
+            if free:
+                break
+        cx, cy = best  # type: ignore[misc]
+        out[i] = (cx, cy)
+        placed.append((cx - w / 2 - 1, cy - h / 2 - 1, cx + w / 2 + 1, cy + h / 2 + 1))
+    return out
+
+
+#: Widest class-direction label in inches (longer names end in "…"; the legend has them in full).
+MU_LABEL_MAX = 1.0
+
+
+class MuLabels(Artist):
+    """The class names at the tips of the μ_c arrows of a 3-D axes, placed without overlap.
+
+    Placement happens at draw time, in display pixels, from the axes' current projection (so it
+    holds at any size, dpi or camera): :func:`place_labels`. Each label is a Text with gid
+    ``mu-label``, in its class colour made :func:`~patternviz_widget._style.readable` on white,
+    drawn verbatim (``$`` is not mathtext).
+    """
+
+    def __init__(self, tips: np.ndarray, names: Sequence[str], colors: Sequence[str],
+                 fontsize: float = 6.5) -> None:  # fmt: skip
+        super().__init__()
+        self.tips = np.asarray(tips, dtype=np.float64)
+        self.texts = [Text(0, 0, plain(shorten(n, MU_LABEL_MAX, fontsize)), color=readable(col), fontsize=fontsize, fontweight="bold",
+                           ha="center", va="center", gid="mu-label") for n, col in zip(names, colors)]  # fmt: skip
+        self.set_zorder(1000)
+        self.set_in_layout(False)
+
+    def draw(self, renderer: Any) -> None:
+        from mpl_toolkits.mplot3d import proj3d
+
+        ax = self.axes
+        if ax is None or not self.get_visible() or not len(self.texts):
+            return
+        pts = np.vstack([self.tips, np.zeros((1, 3))])
+        xs, ys, _ = proj3d.proj_transform(pts[:, 0], pts[:, 1], pts[:, 2], ax.M)
+        disp = ax.transData.transform(np.column_stack([xs, ys]))
+        sizes = []
+        for t in self.texts:
+            t.set_figure(
+                self.get_figure(root=False) if hasattr(self, "get_figure") else self.figure
+            )
+            t.set_transform(IdentityTransform())
+            t.set_position((0, 0))
+            ext = t.get_window_extent(renderer)
+            sizes.append((ext.width, ext.height))
+        b = ax.bbox
+        at = place_labels(disp[:-1], np.asarray(sizes), disp[-1], (b.x0, b.y0, b.x1, b.y1),
+                          step=renderer.points_to_pixels(3.0))  # fmt: skip
+        for t, (x, y) in zip(self.texts, at):
+            t.set_position((x, y))
+            t.draw(renderer)
+        self.stale = False
 
 
 def ellipsoid_surface(

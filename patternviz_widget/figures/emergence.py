@@ -17,8 +17,6 @@ from ..results import RegionEmbedding
 from ..results import SampleEmbedding as SampleEmbeddingRecord
 from . import _data
 from ._common import (
-    AZIM,
-    ELEV,
     ELLIPSOID_SIGMA,
     GLYPH_ORDER,
     class_handles,
@@ -27,9 +25,11 @@ from ._common import (
     glyph_handles,
     legend_rows,
     new_figure,
+    plain,
     radius_of,
     setup_3d,
     style,
+    view_angles,
     xyz3,
 )
 from .knowledge import KP_RED, _cell_boxes, _draw_image, layer_color
@@ -58,8 +58,8 @@ def forward_construction(
     model: str | None = None,
     threshold: float = 0.4,
     size: tuple[float, float] | None = None,
-    elev: float = ELEV,
-    azim: float = AZIM,
+    elev: float | None = None,
+    azim: float | None = None,
 ) -> Figure:
     """Return images' regions from every layer in one 3-D frame, coloured by layer.
 
@@ -112,6 +112,7 @@ def forward_construction(
         for i, v in enumerate(views)
     ]
     single = len(images) == 1
+    elev, azim = view_angles(study.store, views[-1].key.model, elev, azim)
     with style():
         fig = new_figure(size or ((6.0, 3.6) if single else (4.2, 4.2)))
         top = views[-1]
@@ -157,7 +158,7 @@ def _image_panel(ax: Any, pr: Any, image: int, top: Any, rows: np.ndarray, use_m
     for x0, y0, x1, y1 in _cell_boxes(top.grid[rows], top.grid_shape, input_size):
         ax.add_patch(_rect(x0, y0, x1, y1))
     truth = int(pr.labels[image])
-    ax.set_title(f"{names[truth] if truth < len(names) else truth} #{image}\n"
+    ax.set_title(f"{plain(names[truth]) if truth < len(names) else truth} #{image}\n"
                  f"{'object' if use_mask else 'all'} regions of {top.key.layer}", fontsize=7)  # fmt: skip
 
 
@@ -184,8 +185,8 @@ def ellipsoids(
     points: bool = True,
     max_panels: int = 6,
     panel_size: float = 2.1,
-    elev: float = ELEV,
-    azim: float = AZIM,
+    elev: float | None = None,
+    azim: float | None = None,
 ) -> Figure:
     """Return one 3-D panel per epoch with a covariance ellipsoid per class (PAPER.md §3, §9 item 14).
 
@@ -221,6 +222,7 @@ def ellipsoids(
                 (e, np.asarray(emb.h, np.float32), labels_all[image], _data.mu_for(study, key))
             )
     names = _data.class_names(study)
+    elev, azim = view_angles(study.store, first.model, elev, azim)
     r = max(radius_of(h, quantile=0.95) for _, h, _, _ in panels)
     n = len(panels)
     ncols = min(n, 3)

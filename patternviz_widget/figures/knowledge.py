@@ -17,7 +17,7 @@ from .._validate import check_probability, did_you_mean
 from ..errors import InputError
 from ..results import RegionEmbedding
 from . import _data
-from ._common import legend_rows, new_figure, style
+from ._common import legend_rows, new_figure, plain, style
 
 #: Outline colour of knowledge points on images (the paper's red boxes).
 KP_RED = "#d62728"
@@ -249,7 +249,9 @@ def highlighted_regions(
                     if int(pr.labels[img]) < len(names)
                     else str(pr.labels[img])
                 )
-                ax.set_title(f"{label} #{img}\n{n_kp} KPs, {n_rel} reliable", fontsize=6.5, pad=2)
+                ax.set_title(
+                    f"{plain(label)} #{img}\n{n_kp} KPs, {n_rel} reliable", fontsize=6.5, pad=2
+                )
                 if c == 0:
                     ax.set_ylabel(name, fontsize=7)
         key = view.key

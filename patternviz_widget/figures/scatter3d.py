@@ -15,8 +15,6 @@ from ..errors import InputError
 from ..results import RegionEmbedding
 from . import _data
 from ._common import (
-    AZIM,
-    ELEV,
     ELLIPSOID_SIGMA,
     GLYPH_ORDER,
     class_handles,
@@ -28,6 +26,7 @@ from ._common import (
     radius_of,
     setup_3d,
     style,
+    view_angles,
     xyz3,
 )
 
@@ -134,8 +133,8 @@ def embedding(
     ellipsoids: bool = False,
     normalize: bool = False,
     size: tuple[float, float] = (4.2, 4.4),
-    elev: float = ELEV,
-    azim: float = AZIM,
+    elev: float | None = None,
+    azim: float | None = None,
     title: str | None = None,
 ) -> Figure:
     """Return the 3-D embedding figure of one view state, as the widget's main view draws it.
@@ -153,7 +152,8 @@ def embedding(
         arrows: draw μ_c.
         ellipsoids: draw a 1.5σ covariance ellipsoid per class (as the widget's ellipsoid toggle).
         normalize: divide h by the layer's mean strength (the frame knowledge points are read in).
-        size: (width, height) in inches. elev, azim: camera angles in degrees.
+        size: (width, height) in inches. elev, azim: camera angles in degrees (None: the view
+            that fans the class directions out, as the widget opens; ``results.camera``).
         title: overrides the default "layer · epoch · condition — KPs" title.
 
     Returns:
@@ -168,6 +168,7 @@ def embedding(
     study = _data.as_study(source)
     view = _data.region_view(study, layer, epoch, condition, model, threshold)  # type: ignore[arg-type]
     names = _data.class_names(study)
+    elev, azim = view_angles(study.store, view.key.model, elev, azim)
     with style():
         fig = new_figure(size)
         _, drawn = _embedding_axes(fig, view, color_by, selection, arrows, normalize, None, elev,
@@ -185,8 +186,8 @@ def sample_embedding(
     selection: Any = None,
     arrows: bool = True,
     size: tuple[float, float] = (4.2, 4.4),
-    elev: float = ELEV,
-    azim: float = AZIM,
+    elev: float | None = None,
+    azim: float | None = None,
     title: str | None = None,
 ) -> Figure:
     """Return the 3-D sample embedding g = M f with class arrows μ_c (PAPER.md §2, §9 item 4).
@@ -200,6 +201,7 @@ def sample_embedding(
     study = _data.as_study(source)
     view = _data.sample_view(study, epoch, condition, model, threshold)
     names = _data.class_names(study)
+    elev, azim = view_angles(study.store, view.key.model, elev, azim)
     sel = _data.check_selection(selection, len(view.g))
     with style():
         fig = new_figure(size)
@@ -238,8 +240,8 @@ def layer_strip(
     color_by: str = "label",
     normalize: bool = True,
     panel_size: float = 2.2,
-    elev: float = ELEV,
-    azim: float = AZIM,
+    elev: float | None = None,
+    azim: float | None = None,
 ) -> Figure:
     """Return one small 3-D panel per layer for the same epoch/condition (the widget's layer strip).
 
@@ -260,6 +262,7 @@ def layer_strip(
         )
     views = [_data.region_view(study, name, epoch, condition, model, threshold) for name in layers]
     names = _data.class_names(study)
+    elev, azim = view_angles(study.store, views[0].key.model, elev, azim)
     n = len(views)
     with style():
         fig = new_figure((panel_size * n, panel_size + 1.0))
@@ -298,8 +301,8 @@ def compare(
     selection: Any = None,
     color_by: str = "label",
     size: tuple[float, float] = (7.0, 4.0),
-    elev: float = ELEV,
-    azim: float = AZIM,
+    elev: float | None = None,
+    azim: float | None = None,
 ) -> Figure:
     """Return two 3-D panels side by side with one camera and one scale (the widget's compare mode).
 
@@ -329,6 +332,7 @@ def compare(
         views.append(_data.region_view(study, state["layer"], state["epoch"], state["condition"],
                                        state["model"], threshold))  # fmt: skip
     names = _data.class_names(study_a)
+    elev, azim = view_angles(study_a.store, views[0].key.model, elev, azim)
     sel = _data.check_selection(selection, len(views[0].h))
     r = max(radius_of(v.h) for v in views)
     with style():

@@ -34,24 +34,28 @@ def make_store(
     models: tuple[str, ...] = ("main",),
     grid: int = 4,
     seed: int = 0,
+    class_names: tuple[str, ...] | list[str] = tuple(CLASS_NAMES),
 ) -> ResultStore:
-    """Return a filled store: probe, sample/region records and embeddings for every key."""
+    """Return a filled store: probe, sample/region records and embeddings for every key.
+
+    Up to 3 classes have orthogonal μ_c; more classes spread theirs over the sphere.
+    """
     rng = np.random.default_rng(seed)
-    k = len(CLASS_NAMES)
+    k = len(class_names)
     labels = np.arange(n_images) % k
-    mu = np.eye(3, dtype=np.float32)[:k]
+    mu = np.eye(3, dtype=np.float32)[:k] if k <= 3 else _sphere(k)
     thumbs = np.full((n_images, 16, 16, 3), 120, np.uint8)
     masks = np.zeros((n_images, INPUT, INPUT), np.uint8)
-    colors = np.array([[78, 121, 167], [242, 142, 43], [225, 87, 89]], np.uint8)
+    colors = np.array([[78, 121, 167], [242, 142, 43], [225, 87, 89]], np.uint8)[np.arange(k) % 3]
     for i in range(n_images):
         thumbs[i, 4:12, 4:12] = colors[labels[i]]
         masks[i, 8:24, 8:24] = 1
     store = ResultStore()
     store.probe = ProbeRecord(
         labels=labels.astype(np.int64), thumbnails=thumbs, input_size=(INPUT, INPUT),
-        class_names=list(CLASS_NAMES), data_index=np.arange(n_images), masks=masks,
+        class_names=list(class_names), data_index=np.arange(n_images), masks=masks,
     )  # fmt: skip
-    store.meta.update({"layers": list(layers), "class_names": list(CLASS_NAMES), "num_classes": k,
+    store.meta.update({"layers": list(layers), "class_names": list(class_names), "num_classes": k,
                        "model_name": models[0], "seed": seed})  # fmt: skip
     if len(models) > 1:  # a teacher | student study as pv.Study.compare makes it
         store.meta["compare"] = {"models": list(models)}
@@ -113,3 +117,12 @@ def _add_attack(
     t = np.linspace(0, 1, steps + 1)[:, None, None]
     trace = ((1 - t) * h0[None] + t * h1[None]).astype(np.float32)
     store.put(adv.replace(layer=layer), ArrayRecord(name="attack_trace", arrays={"h": trace}))
+
+
+def _sphere(k: int) -> np.ndarray:
+    """``k`` unit vectors spread evenly over the sphere (a Fibonacci lattice)."""
+    i = np.arange(k) + 0.5
+    y = 1 - 2 * i / k
+    r = np.sqrt(1 - y * y)
+    phi = i * np.pi * (3 - np.sqrt(5))
+    return np.stack([r * np.cos(phi), y, r * np.sin(phi)], 1).astype(np.float32)
