@@ -30,6 +30,7 @@ _LAZY = {
     "datasets": ("patternviz_widget.datasets", None),
     "models": ("patternviz_widget.models", None),
     "figures": ("patternviz_widget.figures", None),
+    "reproduce": ("patternviz_widget.reproduction", "reproduce"),
 }
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "figures",
     "load",
     "models",
+    "reproduce",
 ]
 
 

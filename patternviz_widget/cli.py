@@ -1,4 +1,4 @@
-"""Command line: ``python -m patternviz_widget {demo,figures,table} ...`` (also ``patternviz ...``)."""
+"""Command line: ``python -m patternviz_widget {demo,figures,table,reproduce} ...`` (also ``patternviz ...``)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,16 @@ commands:
             run the same command again after an interruption and it continues.
   figures   write every figure a saved study supports (PNG/PDF/SVG) into a folder.
   table     print knowledge points per image for every (model, condition, epoch, layer).
+  reproduce train the bundled model with checkpoints by iteration, fit the paper's preset, attack,
+            distil, and write REPRODUCTION.md: one row per checkable claim of the paper with our
+            number, the paper's and a verdict. Resumable from its output folder.
 
 examples:
   python -m patternviz_widget demo --out demo_out
   python -m patternviz_widget demo --out /tmp/tiny --fast
   python -m patternviz_widget figures demo_out/demo.pvz --out figs --formats png,svg
   python -m patternviz_widget table demo_out/demo.pvz --threshold 0.5
+  python -m patternviz_widget reproduce --out repro
 """
 
 
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"patternviz-widget {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,figures,table}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,figures,table,reproduce}")
 
     demo = sub.add_parser("demo", help="train, track, attack, distil, save, write figures and a table",
                           description="Train the bundled SmallVGG on the shapes data with tracking "
@@ -96,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument(
         "--threshold", type=float, default=0.4, help="knowledge-point threshold τ (default 0.4)"
     )
+
+    rep = sub.add_parser("reproduce", help="measure the paper's checkable claims; write REPRODUCTION.md",
+                         description="Train the bundled SmallVGG on the shapes data with checkpoints at "
+                         "iterations 0, 10, 25, 50, 100, 200, 400 and the last, fit study.embed()'s defaults "
+                         "on every checkpoint (every cell of a common grid), run PGD-l-inf and two distilled "
+                         "students, and write OUT/REPRODUCTION.md, OUT/REPRODUCTION.json and OUT/figures. "
+                         "Finished stages found in OUT with the same settings are skipped.")  # fmt: skip
+    rep.add_argument("--out", default="reproduce_out", help="output folder (default: reproduce_out)")
+    rep.add_argument("--quick", action="store_true", help="tiny sizes for tests (the verdicts are not evidence)")
+    rep.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return parser
 
 
@@ -201,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .figures import format_table, knowledge_table
 
             _print(format_table(knowledge_table(args.study, threshold=args.threshold)))
+        elif args.command == "reproduce":
+            from .reproduction import reproduce
+
+            cmd = "python -m patternviz_widget " + " ".join(argv if argv is not None else sys.argv[1:])
+            result = reproduce(out=args.out, quick=args.quick, progress=args.progress, log=_print, command=cmd)
+            _print("")
+            _print(result.markdown.split("\n## Criteria")[0])
     except KeyboardInterrupt:
         _print("interrupted: run the same command again to continue where it stopped.")
         return 130
