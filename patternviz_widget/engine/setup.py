@@ -20,6 +20,7 @@ from ..errors import CaptureError, InputError
 from ..results.records import ProbeRecord
 from .data import ProbeData, as_probe_data
 from .device import pick_device
+from .distributed import eager_compiled, strip_wrapper_prefix, unwrap_model
 from .hooks import LayerRecorder, find_head, first_tensor, on_device, resolve
 from .regions import RegionPlan, geometry, plan_regions, region_boxes, trace_chains
 
@@ -42,7 +43,9 @@ def init_study(study: Study, **kw: Any) -> None:
     if not isinstance(model, nn.Module):
         hint = " To open a saved study use pv.Study.load(path)." if model is None else ""
         raise InputError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}.{hint}")
-    layers = _check_layers(kw["layers"])
+    model = unwrap_model(model)  # DDP / DataParallel / torch.compile: hooks go on the plain module
+    layers = [strip_wrapper_prefix(n, model) for n in _check_layers(kw["layers"])]
+    sample_kw = strip_wrapper_prefix(kw["sample_layer"], model)
     batch_size = check_positive_int(kw["batch_size"], "batch_size")
     rpi = None if kw["regions_per_image"] is None else check_positive_int(kw["regions_per_image"], "regions_per_image")
     max_regions = None if kw["max_regions"] is None else check_positive_int(kw["max_regions"], "max_regions")
@@ -58,14 +61,15 @@ def init_study(study: Study, **kw: Any) -> None:
         raise InputError(f"model_name must be a non-empty string without '|', got {model_name!r}.")
     device = pick_device(kw["device"])
     resolve(model, layers)
-    if kw["sample_layer"] is not None:
-        resolve(model, [kw["sample_layer"]])
+    if sample_kw is not None:
+        resolve(model, [sample_kw])
 
     probe = as_probe_data(kw["data"], max_images)
     first = next(probe.batches(1))
     x1 = first.images
     _check_channels(model, x1)
-    K, geos, sample_layer, chains = _probe_model(model, x1, layers, kw["sample_layer"], grid, device)
+    with eager_compiled(model):
+        K, geos, sample_layer, chains = _probe_model(model, x1, layers, sample_kw, grid, device)
     if kw["num_classes"] is not None:
         nc = check_positive_int(kw["num_classes"], "num_classes", minimum=2)
         if nc != K:

@@ -84,6 +84,10 @@ class Tracker:
         condition: the result key's condition ("clean").
         threshold: τ for the knowledge-point counts in :attr:`history` (paper: 0.4).
         embed_kwargs: hyper-parameters passed on to ``study.embed`` (e.g. ``steps=...``).
+        process_group: inside a ``torchrun`` job, the ``torch.distributed`` group each capture is
+            sharded over (None: the default group when one is initialised; False: this process
+            alone). Every rank calls :meth:`snapshot`; rank 0 embeds and writes ``path``, and every
+            rank gets rank 0's :class:`Snapshot` (:mod:`patternviz_widget.engine.distributed`).
 
     Example:
         >>> tracker = study.tracker(every=1, path="runs/x.pvz")  # doctest: +SKIP
@@ -103,6 +107,7 @@ class Tracker:
         condition: str = "clean",
         threshold: float = 0.4,
         embed_kwargs: dict[str, Any] | None = None,
+        process_group: Any = None,
     ) -> None:
         if getattr(study, "model", None) is None:
             raise NotFittedError(
@@ -112,7 +117,10 @@ class Tracker:
         self.study = study
         self.every = check_positive_int(every, "every")
         self.path = Path(path) if path is not None else None
-        self.layers = _check_layers(study, layers)
+        from .distributed import plain_args
+
+        self.layers = _check_layers(study, plain_args(study, None, layers)[1])
+        self.process_group = process_group
         self.embed = bool(embed)
         self.condition = str(condition)
         self.threshold = float(threshold)
@@ -154,13 +162,36 @@ class Tracker:
             epoch = self._last_epoch + (1 if self.history else 0)
         epoch = check_positive_int(epoch, "epoch", minimum=0)
         self._last_epoch = epoch
-        study = self.study
+        from .distributed import group_rank, resolve_group, share_snapshot
+
         snap = Snapshot(epoch=epoch)
+        group = resolve_group(self.process_group)
+        self._capture(snap, group if group is not None else False)  # a failure raises on every rank
+        if group is None:
+            self._finish(snap)
+        else:  # rank 0 embeds and saves, then every rank gets its snapshot (or its error)
+            error = None
+            if group_rank(group)[0] == 0:
+                try:
+                    self._finish(snap)
+                except Exception as e:
+                    error = e
+            snap = share_snapshot(self, group, snap, error)
+        self.history.append(snap)
+        return snap
+
+    def _capture(self, snap: Snapshot, group: Any) -> None:
+        study = self.study
         with preserved_rng(getattr(study, "device", None)):
             t0 = time.perf_counter()
-            _capture_layers(study, self.layers, epoch=epoch, condition=self.condition)
+            _capture_layers(study, self.layers, epoch=snap.epoch, condition=self.condition, process_group=group)
+            snap.seconds["capture"] = time.perf_counter() - t0
+
+    def _finish(self, snap: Snapshot) -> None:
+        """Embed, count knowledge points and save ``snap.epoch``."""
+        study, epoch = self.study, snap.epoch
+        with preserved_rng(getattr(study, "device", None)):
             t1 = time.perf_counter()
-            snap.seconds["capture"] = t1 - t0
             if self.embed:
                 keys = self._keys(epoch)
                 study.embed(keys=keys, progress=False, **self.embed_kwargs)
@@ -178,8 +209,6 @@ class Tracker:
             self._record_meta(snap)
             snap.path = str(study.save(self.path))
             snap.seconds["save"] = time.perf_counter() - t3
-        self.history.append(snap)
-        return snap
 
     # -- reading ------------------------------------------------------------------------------
     def knowledge_table(self, reliable: bool = False) -> dict[str, dict[int, float]]:
@@ -240,9 +269,9 @@ def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
     return list(layers)
 
 
-def _capture_layers(study: Study, layers: list[str], epoch: int, condition: str) -> None:
+def _capture_layers(study: Study, layers: list[str], epoch: int, condition: str, process_group: Any = None) -> None:
     """Run ``study.capture`` for ``layers`` (regions come from the study's fixed plan)."""
-    study.capture(epoch=epoch, condition=condition, progress=False, layers=list(layers))
+    study.capture(epoch=epoch, condition=condition, progress=False, layers=list(layers), process_group=process_group)
 
 
 class TrackerCallback:

@@ -1,0 +1,496 @@
+"""Capture and tracking inside ``torchrun`` / ``DistributedDataParallel`` jobs (docs: the
+"Distributed (torchrun)" guide, ``docs/guides/distributed.md``).
+
+Every rank builds the same :class:`~patternviz_widget.Study` (same model architecture, the same
+full probe data, the same seed), so every rank holds the same region plan: the kept cells of image
+i are drawn by ``numpy.random.default_rng([seed, crc32(layer), i])`` (Li, Wang, Zhang, NeurIPS
+2021, §3.1 samples regions per image; :func:`~patternviz_widget.engine.regions.plan_regions`), which
+does not depend on how the images are split across processes. A distributed capture then:
+
+1. checks, in one ``all_gather_object``, that every rank has the same probe set, region plan and
+   weights (a rank fed its own ``DistributedSampler`` shard, or a model that is not synchronised,
+   raises on every rank with the fix);
+2. broadcasts the model's buffers (BatchNorm running statistics) from rank 0 for the capture and
+   restores each rank's own afterwards, so the study shows rank 0's model, the one whose
+   ``state_dict`` a training script saves;
+3. captures on each rank only its contiguous shard ``[n·r/W, n·(r+1)/W)`` of the probe images, on
+   that rank's device (no rank holds the whole probe set's activations);
+4. agrees on success in one ``all_gather_object`` of each rank's status: if any rank raised, every
+   rank raises :class:`DistributedCaptureError` naming the rank and its error, nothing is stored
+   and no file is written (the study file on disk stays the last good one);
+5. gathers the shards to rank 0 (``gather_object``, one record at a time), which stores the full
+   records exactly as a single-process capture would. Only rank 0 embeds and writes study files;
+   ``Study.save`` on another rank returns the path without writing.
+
+A rank that dies (killed, out of memory) makes the collectives of the others fail as soon as the
+backend notices (gloo: the connection closes; NCCL: the watchdog), at the latest after the process
+group's ``timeout`` (``torch.distributed.init_process_group(timeout=...)``); that failure is raised
+as :class:`DistributedCaptureError` too, and ``torchrun`` stops the remaining workers.
+
+Models wrapped in ``DistributedDataParallel`` / ``DataParallel`` or compiled with
+``torch.compile`` are unwrapped (:func:`unwrap_model`): hooks go on the plain module, which shares
+the trained parameters, and layer names may be given with or without the ``module.`` /
+``_orig_mod.`` prefixes. Submodules compiled on their own run eagerly during a capture
+(``torch.compiler.set_stance("force_eager")``) so that their hooks fire. TorchScript models run no
+Python hooks at all and are refused with the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import zlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from ..errors import CaptureError, InputError
+from .data import Batch, ProbeData
+from .hooks import model_device
+from .regions import RegionPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..study import Study
+    from .capture import CaptureSummary
+    from .tracking import Snapshot, Tracker
+
+__all__ = [
+    "DistributedCaptureError",
+    "capture_distributed",
+    "eager_compiled",
+    "plain_args",
+    "resolve_group",
+    "shard_range",
+    "strip_wrapper_prefix",
+    "unwrap_model",
+    "writes_files",
+]
+
+#: Name prefixes that wrappers add to ``named_modules()``: DDP / DataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class DistributedCaptureError(CaptureError):
+    """A distributed capture failed on some rank; raised on every rank of the group."""
+
+
+# ---- models --------------------------------------------------------------------------------
+
+
+def unwrap_model(model: Any) -> Any:
+    """Return the plain module inside DDP / DataParallel / ``torch.compile`` wrappers (any nesting).
+
+    The plain module shares its parameters and buffers with the wrapper, so training through the
+    wrapper changes what a capture of the plain module sees. Anything that is not an ``nn.Module``
+    is returned as is. Raises InputError for a TorchScript model (it runs no Python hooks).
+    """
+    seen = 0
+    while isinstance(model, nn.Module) and seen < 16:
+        seen += 1
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(
+            "This model is a TorchScript module (torch.jit.script / torch.jit.trace): it runs no "
+            "Python hooks, so its layers cannot be captured. Pass the original nn.Module instead "
+            "(load the same state_dict into it); torch.compile'd models work as they are."
+        )
+    return model
+
+
+def strip_wrapper_prefix(name: Any, model: nn.Module) -> Any:
+    """Return the layer ``name`` as the unwrapped ``model`` names it: leading ``module.`` /
+    ``_orig_mod.`` prefixes (from DDP, DataParallel, torch.compile) are removed when the name is
+    not a module of ``model`` as given. Non-strings are returned unchanged (validation reports them)."""
+    if not isinstance(name, str):
+        return name
+    modules = dict(model.named_modules())
+    out = name
+    while out not in modules and out.startswith(WRAPPER_PREFIXES):
+        out = out.split(".", 1)[1]
+    return out if out in modules else name
+
+
+def eager_compiled(model: Any = None) -> contextlib.AbstractContextManager:
+    """A context in which ``torch.compile``'d submodules of ``model`` run eagerly, so forward hooks
+    inside them fire (``torch.compiler.set_stance("force_eager")``). A no-op when ``model`` holds
+    no compiled submodule (importing the compiler costs about a second)."""
+    compiled = isinstance(model, nn.Module) and any(type(m).__name__ == "OptimizedModule" for m in model.modules())
+    stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    if not compiled or stance is None:
+        return contextlib.nullcontext()
+    return stance("force_eager")
+
+
+def plain_args(study: Any, model: Any, layers: Any) -> tuple[Any, Any]:
+    """Return ``(model, layers)`` of a capture call with wrappers removed: the model unwrapped
+    (:func:`unwrap_model`), layer names without ``module.`` / ``_orig_mod.`` prefixes."""
+    model = unwrap_model(model) if isinstance(model, nn.Module) else model
+    net = model if isinstance(model, nn.Module) else getattr(study, "model", None)
+    if isinstance(layers, (list, tuple)) and isinstance(net, nn.Module):
+        layers = [strip_wrapper_prefix(x, net) for x in layers]
+    return model, layers
+
+
+# ---- process groups -------------------------------------------------------------------------
+
+
+def resolve_group(process_group: Any = None) -> Any:
+    """Return the process group a capture should shard over, or None for a single-process capture.
+
+    ``None`` detects an initialised default group (``torchrun`` + ``init_process_group``);
+    ``False`` forces a single-process capture even inside a job (each rank on its own); a
+    ``ProcessGroup`` is used as given. A group of one process is a single-process capture.
+    """
+    if process_group is False:
+        return None
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        if process_group is not None:
+            raise InputError("process_group= was given but this torch build has no torch.distributed.")
+        return None
+    if not dist.is_initialized():
+        if process_group is not None:
+            raise InputError(
+                "process_group= was given but torch.distributed is not initialised. Call "
+                "torch.distributed.init_process_group(...) first (torchrun sets the environment), "
+                "or leave process_group=None for a single-process capture."
+            )
+        return None
+    group = dist.group.WORLD if process_group is None else process_group
+    if dist.get_rank(group) < 0:
+        raise InputError(
+            "This process is not a member of the given process_group; call capture with a group "
+            "this rank belongs to (or process_group=False on ranks outside it)."
+        )
+    if dist.get_world_size(group) == 1:
+        return None
+    return group
+
+
+def group_rank(group: Any) -> tuple[int, int]:
+    """Return ``(rank, world_size)`` of this process in ``group``."""
+    import torch.distributed as dist
+
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
+def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Return the probe images ``[start, end)`` that ``rank`` of ``world`` captures: contiguous,
+    in rank order, sizes differing by at most one."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+def writes_files(study: Any) -> bool:
+    """False on the ranks other than 0 of the study's last distributed capture (they hold only
+    their shard's results; rank 0 writes the study file); True everywhere else."""
+    return getattr(study, "_distributed_rank", 0) == 0
+
+
+def _collective(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one collective; turn a backend failure (a dead peer, a timeout) into our error."""
+    try:
+        return fn(*args, **kwargs)
+    except DistributedCaptureError:
+        raise
+    except Exception as e:  # gloo raises RuntimeError, NCCL DistBackendError, both time out
+        raise DistributedCaptureError(
+            f"The distributed capture stopped while {what}: {type(e).__name__}: {e}. Another rank "
+            "probably died or hung (its own log says why); no rank stored this capture and the study "
+            "file on disk was not rewritten. Raise the process group's timeout "
+            "(init_process_group(timeout=...)) if a rank is merely slow."
+        ) from e
+
+
+def _src(group: Any) -> int:
+    """The global rank of ``group``'s rank 0 (the destination of gathers, the broadcast source)."""
+    import torch.distributed as dist
+
+    return dist.get_global_rank(group, 0) if group is not dist.group.WORLD else 0
+
+
+# ---- sharding ------------------------------------------------------------------------------
+
+
+class _IterableShard(ProbeData):
+    """Images ``[start, end)`` of an iterable probe set: the whole stream is read, the shard kept."""
+
+    def __init__(self, full: ProbeData, start: int, end: int) -> None:
+        super().__init__(full.source, end - start, "iterable")
+        self.full, self.start, self.end = full, start, end
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        for b in self.full.batches(batch_size):
+            s, e = b.start, b.start + b.images.shape[0]
+            lo, hi = max(s, self.start), min(e, self.end)
+            if lo < hi:
+                sl = slice(lo - s, hi - s)
+                yield Batch(lo - self.start, b.images[sl], b.labels[sl], None if b.masks is None else b.masks[sl])
+            if e >= self.end:
+                break
+
+
+def shard_data(data: ProbeData, start: int, end: int) -> ProbeData:
+    """Return the probe images ``[start, end)`` of ``data`` as a ProbeData indexed from 0."""
+    if data.kind == "tensors":
+        images, labels, masks = data.source
+        return ProbeData((images[start:end], labels[start:end], None if masks is None else masks[start:end]), end - start, "tensors")
+    if data.kind == "dataset":
+        return ProbeData(Subset(data.source, range(start, end)), end - start, "dataset")
+    return _IterableShard(data, start, end)
+
+
+def shard_plan(plan: RegionPlan, start: int, end: int) -> RegionPlan:
+    """Return the rows of ``plan`` that belong to images ``[start, end)``, images renumbered from 0."""
+    r0, r1 = int(plan.offsets[start]), int(plan.offsets[end])
+    return RegionPlan(
+        plan.layer,
+        plan.geometry,
+        (plan.image[r0:r1] - start).astype(plan.image.dtype),
+        plan.cell[r0:r1],
+        plan.grid[r0:r1],
+        plan.box[r0:r1],
+        plan.offsets[start : end + 1] - r0,
+        plan.box_method,
+    )
+
+
+def _rank_device(study: Study, net: nn.Module) -> torch.device:
+    """This rank's capture device: the study's, with the CUDA index of the rank's model (or of
+    ``torch.cuda.current_device()``) when the study's says just "cuda"."""
+    dev = study.device
+    if dev.type == "cuda" and dev.index is None:
+        md = model_device(net)
+        if md is not None and md.type == "cuda":
+            return md
+        return torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def _fingerprint(study: Study, net: nn.Module, layers: list[str]) -> dict[str, Any]:
+    """What every rank must agree on: probe set, region plan, weights."""
+    crc = zlib.crc32(np.ascontiguousarray(study.store.probe.labels).tobytes())
+    crc = zlib.crc32(f"{study.data.n}|{study.seed}".encode(), crc)
+    for layer in layers:
+        p = study.region_plans[layer]
+        crc = zlib.crc32(np.ascontiguousarray(p.cell).tobytes(), zlib.crc32(layer.encode(), crc))
+    total = sq = 0.0
+    with torch.no_grad():
+        for p in net.parameters():
+            d = p.detach().double()
+            total += float(d.sum())
+            sq += float((d * d).sum())
+    return {"data": crc, "weights": (total, sq), "n": study.data.n}
+
+
+def _check_fingerprints(prints: list[dict[str, Any]]) -> None:
+    ref = prints[0]
+    for r, fp in enumerate(prints[1:], start=1):
+        if fp["data"] != ref["data"]:
+            raise DistributedCaptureError(
+                f"Rank {r} holds other probe data or another region plan than rank 0 ({fp['n']} vs "
+                f"{ref['n']} images, or other labels, seed or layers). Build the Study on every rank "
+                "with the same full probe set and seed (not a DistributedSampler shard): the capture "
+                "shards the probe images across ranks itself."
+            )
+        a, b = np.array(fp["weights"]), np.array(ref["weights"])
+        if not np.allclose(a, b, rtol=1e-6, atol=1e-9):
+            raise DistributedCaptureError(
+                f"Rank {r}'s model weights differ from rank 0's (sum {a[0]:.6g} vs {b[0]:.6g}): a "
+                "distributed capture shows one model sharded over ranks. Wrap the model in "
+                "DistributedDataParallel (it keeps the ranks in sync), or capture each rank's own "
+                "model with process_group=False."
+            )
+
+
+@contextlib.contextmanager
+def _rank0_buffers(net: nn.Module, group: Any) -> Iterator[None]:
+    """Within the block the model's buffers are rank 0's (broadcast); each rank's own come back after."""
+    import torch.distributed as dist
+
+    bufs = [b for b in net.buffers()]
+    saved = [b.detach().clone() for b in bufs]
+    try:
+        with torch.no_grad():
+            for b in bufs:
+                _collective("broadcasting rank 0's buffers", dist.broadcast, b, src=_src(group), group=group)
+        yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(bufs, saved):
+                b.copy_(s)
+
+
+# ---- capture -------------------------------------------------------------------------------
+
+
+def capture_distributed(
+    study: Study,
+    group: Any,
+    epoch: int = 0,
+    condition: str = "clean",
+    model: nn.Module | str | None = None,
+    images: Any = None,
+    progress: bool = True,
+    model_name: str | None = None,
+    layers: list[str] | None = None,
+) -> CaptureSummary:
+    """Capture ``study`` sharded over the ranks of ``group``; rank 0's store gets the full records.
+
+    Every rank of ``group`` must call this with the same arguments (it is a collective). Arguments
+    as in :func:`patternviz_widget.engine.capture.capture`; ``images`` given as an array holds all
+    N probe images on every rank (each rank uses its shard), a callable runs on each rank's shard.
+    Returns the summary of the whole capture (the same on every rank). Raises
+    :class:`DistributedCaptureError` on every rank when any rank fails.
+    """
+    import torch.distributed as dist
+
+    from ..results import ResultStore
+    from ..results.records import RegionRecord, SampleRecord
+    from .capture import CaptureSummary, capture
+
+    t0 = time.perf_counter()
+    rank, world = group_rank(group)
+    if isinstance(model, str):
+        model_name, model = model, None
+    net = unwrap_model(study.model if model is None else model)
+    if not isinstance(net, nn.Module):
+        raise InputError(
+            "This study has no model (it was loaded from a file). Pass model=<nn.Module> to capture."
+            if net is None
+            else f"model must be an nn.Module or a model name, got {type(net).__name__}."
+        )
+    layers = [strip_wrapper_prefix(x, net) for x in (study.layers if layers is None else layers)]
+    for layer in layers:
+        if layer not in study.region_plans:
+            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(study.region_plans)}.")
+    n = study.data.n
+    if images is not None and not callable(images):
+        if not hasattr(images, "shape") or images.shape[0] != n:
+            got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+            raise InputError(
+                f"images must hold the study's {n} images in the same order on every rank (each rank "
+                f"captures its shard); got {got}."
+            )
+    start, end = shard_range(n, rank, world)
+
+    prints = [None] * world
+    _collective("comparing the ranks' studies", dist.all_gather_object, prints, _fingerprint(study, net, layers), group=group)
+    _check_fingerprints(prints)  # type: ignore[arg-type]
+
+    error: BaseException | None = None
+    part: ResultStore | None = None
+    keys: list[Any] = []
+    with _rank0_buffers(net, group):
+        try:
+            if end > start:
+                proxy = object.__new__(type(study))
+                proxy.__dict__.update(study.__dict__)
+                proxy.store = ResultStore()
+                proxy.model = unwrap_model(study.model) if model is None else study.model
+                proxy.device = _rank_device(study, net)
+                proxy.data = shard_data(study.data, start, end)
+                proxy.region_plans = {x: shard_plan(study.region_plans[x], start, end) for x in layers}
+                shard_images = images if images is None or callable(images) else images[start:end]
+                with eager_compiled(net):
+                    summary = capture(
+                        proxy, epoch, condition, None if model is None else net, shard_images,
+                        progress and rank == 0, model_name, layers,
+                    )
+                part, keys = proxy.store, summary.keys
+        except (Exception, KeyboardInterrupt) as e:
+            error = e
+    status = [None] * world
+    mine = None if error is None else f"{type(error).__name__}: {error}"
+    _collective("agreeing on the capture's outcome", dist.all_gather_object, status, mine, group=group)
+    failed = [(r, msg) for r, msg in enumerate(status) if msg is not None]
+    if failed:
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        r, msg = failed[0]
+        raise DistributedCaptureError(
+            f"The capture failed on rank {r} of {world}: {msg}. Every rank stops here: no rank stored "
+            "this capture and the study file on disk keeps its last good state."
+        ) from error
+
+    name = model_name or study.model_name
+    from ..results.keys import SAMPLE, Key
+
+    base = Key(name, condition, int(epoch), SAMPLE)
+    all_keys = [base] + [base.replace(layer=x) for x in layers]
+    dst = _src(group)
+    for key in all_keys:
+        rec = part.get(key, SampleRecord if key.layer == SAMPLE else RegionRecord) if part is not None and keys else None
+        if key.layer == SAMPLE:
+            payload = None if rec is None else (rec.features, rec.logits, rec.source)
+        else:
+            payload = None if rec is None else rec.features
+        parts = [None] * world if rank == 0 else None
+        _collective(f"gathering {key} to rank 0", dist.gather_object, payload, parts, dst=dst, group=group)
+        if rank != 0:
+            continue
+        got = [p for p in parts if p is not None]  # type: ignore[union-attr]
+        if key.layer == SAMPLE:
+            record: Any = SampleRecord(
+                features=np.concatenate([p[0] for p in got]),
+                logits=np.concatenate([p[1] for p in got]),
+                source=got[0][2],
+            )
+        else:
+            plan = study.region_plans[key.layer]
+            record = RegionRecord(
+                features=np.concatenate(got),
+                image=plan.image,
+                grid=plan.grid,
+                box=plan.box,
+                grid_shape=plan.geometry.grid,
+                kind=plan.geometry.kind,
+            )
+        study.store.put(key, record)
+    if rank == 0:
+        partial = study.store.meta.get("partial")
+        if isinstance(partial, dict):
+            for key in all_keys:
+                partial.pop(str(key), None)
+            if not partial:
+                study.store.meta.pop("partial", None)
+    study._distributed_rank = rank
+    return CaptureSummary(
+        keys=all_keys,
+        regions={x: int(study.region_plans[x].size) for x in layers},
+        images=n,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ---- tracking ------------------------------------------------------------------------------
+
+
+def share_snapshot(tracker: Tracker, group: Any, snap: Snapshot | None, error: BaseException | None) -> Snapshot:
+    """After rank 0 embedded and saved (or failed to), give every rank rank 0's Snapshot, or raise
+    :class:`DistributedCaptureError` on every rank when rank 0 failed."""
+    import torch.distributed as dist
+
+    rank, world = group_rank(group)
+    box: list[Any] = [None]
+    if rank == 0:
+        box[0] = ("error", f"{type(error).__name__}: {error}") if error is not None else ("ok", snap)
+    _collective("sharing rank 0's snapshot", dist.broadcast_object_list, box, src=_src(group), group=group)
+    what, value = box[0]
+    if what == "error":
+        if rank == 0 and error is not None:
+            raise error
+        raise DistributedCaptureError(
+            f"Rank 0 failed while embedding or saving the snapshot: {value}. Every rank stops here; the "
+            "study file on disk keeps its last good state."
+        )
+    return value

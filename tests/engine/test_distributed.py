@@ -1,0 +1,175 @@
+"""Capture and tracking inside torchrun / DistributedDataParallel: a real 2-process DDP training run
+on CPU (gloo) tracks 3 epochs, and its study file equals a single-process capture of the same
+weights; a rank that dies or raises mid-capture stops every rank, and the file on disk stays the
+last good one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+import patternviz_widget as pv
+from patternviz_widget.engine.distributed import (
+    shard_plan,
+    shard_range,
+    strip_wrapper_prefix,
+    unwrap_model,
+)
+from patternviz_widget.errors import InputError
+from patternviz_widget.results import SAMPLE, Key, RegionRecord, SampleRecord
+
+WORKER = Path(__file__).with_name("_ddp_worker.py")
+sys.path.insert(0, str(WORKER.parent))
+import _ddp_worker as worker  # noqa: E402
+
+
+def _torchrun(out: Path, timeout: float = 120, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the worker on 2 CPU processes; rendezvous on a free port (--standalone picks one)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "--monitor-interval=0.5", str(WORKER), str(out)]  # fmt: skip
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=timeout)
+    return proc, time.perf_counter() - t0
+
+
+def _reports(out: Path) -> dict[int, dict]:
+    return {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1) if (out / f"rank{r}.json").exists()}
+
+
+def _reference(out: Path, epochs: list[int]) -> pv.Study:
+    """A single-process study of the weights rank 0 saved after each epoch."""
+    net = worker.build_model()
+    study = pv.Study(net, worker.build_probe(), layers=worker.LAYERS, regions_per_image=8, batch_size=64)
+    for e in epochs:
+        state = torch.load(out / f"state{e}.pt", weights_only=True)
+        net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        study.capture(epoch=e, progress=False)
+    return study
+
+
+@pytest.mark.slow
+def test_ddp_training_run_tracks_the_same_study_as_one_process(tmp_path):
+    proc, _ = _torchrun(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = _reports(tmp_path)
+    assert [s["epoch"] for s in reports[0]["snapshots"]] == [1, 2, 3]
+    assert reports[1]["snapshots"] == [] or [s["epoch"] for s in reports[1]["snapshots"]] == [1, 2, 3]
+    assert reports[0]["layers"] == ["features.5", "features.12"]  # "module." stripped
+    ddp = pv.Study.load(tmp_path / "study.pvz")
+    ref = _reference(tmp_path, [1, 2, 3])
+    assert ddp.store.epochs() == [1, 2, 3]
+    np.testing.assert_array_equal(ddp.store.probe.labels, ref.store.probe.labels)
+    for e in (1, 2, 3):
+        a = ddp.store.get(Key("main", "clean", e, SAMPLE), SampleRecord)
+        b = ref.store.get(Key("main", "clean", e, SAMPLE), SampleRecord)
+        assert a.features.shape == b.features.shape == (worker.N_PROBE, worker.HIDDEN)
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.logits, b.logits, rtol=1e-4, atol=1e-5)
+        for layer in ("features.5", "features.12"):
+            ra = ddp.store.get(Key("main", "clean", e, layer), RegionRecord)
+            rb = ref.store.get(Key("main", "clean", e, layer), RegionRecord)
+            # the same sampled cells of the same images, in the same rows ...
+            np.testing.assert_array_equal(ra.image, rb.image)
+            np.testing.assert_array_equal(ra.grid, rb.grid)
+            np.testing.assert_array_equal(ra.box, rb.box)
+            # ... holding the same features: rank 1's half came from rank 1's shard and plan
+            np.testing.assert_allclose(ra.features, rb.features, rtol=1e-4, atol=1e-5)
+    # the weights changed between epochs, so the equality above is not one epoch compared thrice
+    f1 = ddp.store.get(Key("main", "clean", 1, "features.12"), RegionRecord).features
+    f3 = ddp.store.get(Key("main", "clean", 3, "features.12"), RegionRecord).features
+    assert np.abs(f1 - f3).max() > 1e-2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["exit", "raise"])
+def test_a_rank_failing_mid_capture_stops_every_rank_and_keeps_the_last_good_file(tmp_path, mode):
+    proc, seconds = _torchrun(tmp_path, timeout=120, PV_FAIL_RANK="1", PV_FAIL_EPOCH="2", PV_FAIL_MODE=mode, PV_PG_TIMEOUT="30")
+    assert proc.returncode != 0
+    assert seconds < 60, f"the job took {seconds:.0f} s to stop"
+    reports = _reports(tmp_path)
+    if mode == "raise":  # both ranks name the failing rank and its error
+        for r in (0, 1):
+            assert reports[r]["ok"] is False
+            assert "failed on rank 1 of 2" in reports[r]["error"]
+            assert "injected failure on rank 1" in reports[r]["error"]
+    else:  # rank 1 is gone; rank 0 either raised our error or was stopped by torchrun
+        assert 1 not in reports
+        if 0 in reports:
+            assert reports[0]["ok"] is False and "DistributedCaptureError" in reports[0]["error"]
+    study = pv.Study.load(tmp_path / "study.pvz")  # the last good file: epoch 1 only, whole
+    assert study.store.epochs() == [1]
+    rec = study.store.get(Key("main", "clean", 1, "features.12"), RegionRecord)
+    assert rec.features.shape[0] == worker.N_PROBE * 8
+    assert "partial" not in study.store.meta
+
+
+def test_shards_cover_the_probe_set_and_keep_the_single_process_plan():
+    """The rows of the shards, put back in rank order, are the single-process plan's rows."""
+    net = worker.build_model()
+    study = pv.Study(net, worker.build_probe(), layers=["features.5"], regions_per_image=8)
+    plan = study.region_plans["features.5"]
+    for world in (2, 3, 5):
+        bounds = [shard_range(64, r, world) for r in range(world)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == 64
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        parts = [shard_plan(plan, s, e) for s, e in bounds]
+        np.testing.assert_array_equal(np.concatenate([p.cell for p in parts]), plan.cell)
+        np.testing.assert_array_equal(np.concatenate([p.image + s for p, (s, _) in zip(parts, bounds)]), plan.image)
+        assert all(p.offsets[0] == 0 and p.offsets[-1] == p.size for p in parts)
+
+
+def test_wrapped_models_are_unwrapped_and_their_prefixes_accepted():
+    net = worker.build_model()
+    dp = torch.nn.DataParallel(net)
+    assert unwrap_model(dp) is net
+    assert strip_wrapper_prefix("module.features.5", net) == "features.5"
+    assert strip_wrapper_prefix("_orig_mod.module.features.5", net) == "features.5"
+    assert strip_wrapper_prefix("features.5", net) == "features.5"
+    study = pv.Study(dp, worker.build_probe(), layers=["module.features.5"], regions_per_image=None, max_images=16)
+    assert study.layers == ["features.5"] and study.model is net
+    study.capture(progress=False)
+    with pytest.raises(InputError, match="TorchScript"):
+        pv.Study(torch.jit.trace(worker.build_model().eval(), torch.zeros(1, 1, 32, 32)), worker.build_probe(), layers=["features.5"])
+
+
+@pytest.mark.slow
+def test_compiled_models_capture_what_the_plain_model_does():
+    """A whole compiled model is captured through its plain module; a compiled submodule runs
+    eagerly during capture so its hooks fire (without that, dynamo skips hooks added later)."""
+    probe = worker.build_probe()
+    plain = pv.Study(worker.build_model(), probe, layers=["features.5"], regions_per_image=None, max_images=16)
+    plain.capture(progress=False)
+    want = plain.store.get(Key("main", "clean", 0, "features.5"), RegionRecord).features
+    whole = worker.build_model()
+    compiled = torch.compile(whole.eval(), backend="eager")
+    compiled(torch.zeros(2, 1, 32, 32))  # compiled before the hooks exist (eval: BN stats stay)
+    s1 = pv.Study(compiled, probe, layers=["_orig_mod.features.5"], regions_per_image=None, max_images=16)
+    assert s1.model is whole
+    s1.capture(progress=False)
+    sub = worker.build_model()
+    sub.features = torch.compile(sub.features, backend="eager")
+    sub.eval()(torch.zeros(2, 1, 32, 32))
+    s2 = pv.Study(sub, probe, layers=["features._orig_mod.5"], regions_per_image=None, max_images=16)
+    s2.capture(progress=False)
+    for s, layer in ((s1, "features.5"), (s2, "features._orig_mod.5")):
+        got = s.store.get(Key("main", "clean", 0, layer), RegionRecord).features
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_without_a_process_group_capture_is_single_process():
+    assert not dist.is_initialized()
+    study = pv.Study(worker.build_model(), worker.build_probe(), layers=["features.5"], regions_per_image=4, max_images=8)
+    with pytest.raises(InputError, match="not initialised"):
+        study.capture(progress=False, process_group=object())
+    study.capture(progress=False, process_group=False)
+    assert study.store.epochs() == [0]
