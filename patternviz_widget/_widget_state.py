@@ -52,6 +52,86 @@ def check_index(value: object, n: int, what: str) -> int:
     return i
 
 
+#: The camera trait's fields (radians, y up; see the widget's docs): all optional, {} = fit to the data.
+CAMERA_FIELDS = ("azimuth", "elevation", "distance", "target")
+#: The widget's height in CSS pixels must lie in this range.
+HEIGHT_RANGE = (200, 4000)
+
+
+def check_camera(value: object) -> dict:
+    """Return the camera trait with float fields, or raise naming the field and the fix."""
+    if not isinstance(value, dict):
+        raise InputError(f"camera must be a dict such as {{'azimuth': 0.7, 'elevation': 0.4}}, got {value!r}.")
+    unknown = [k for k in value if k not in CAMERA_FIELDS]
+    if unknown:
+        raise InputError(f"camera has unknown field {unknown[0]!r}; its fields are {', '.join(CAMERA_FIELDS)}.")
+    out: dict[str, Any] = {}
+    for name, v in value.items():
+        if name == "target":
+            ok = isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_finite(x) for x in v)
+            if not ok:
+                raise InputError(f"camera['target'] must be 3 finite numbers [x, y, z], got {v!r}.")
+            out[name] = [float(x) for x in v]
+            continue
+        if not _is_finite(v):
+            raise InputError(f"camera[{name!r}] must be a finite number (radians for angles), got {v!r}.")
+        if name == "distance" and not float(v) > 0:  # type: ignore[arg-type]
+            raise InputError(f"camera['distance'] must be > 0, got {v!r}.")
+        out[name] = float(v)  # type: ignore[arg-type]
+    return out
+
+
+def _is_finite(x: object) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
+def check_height(value: object) -> int:
+    """Return the widget height in pixels, or raise naming the range."""
+    lo, hi = HEIGHT_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise InputError(f"height must be a whole number of pixels from {lo} to {hi} (default 660), got {value!r}.")
+    return int(value)
+
+
+def check_compare_with(store: ResultStore, compare: str, key: Key, value: str) -> str:
+    """Return ``value`` if the right-hand view of compare mode ``compare`` may show it, else raise."""
+    if not value:
+        return value
+    if not compare:
+        raise InputError(
+            f"compare_with={value!r} needs a compare mode: set compare='condition', 'model' or "
+            "'epoch' first (compare_with is the right-hand view's value of that field)."
+        )
+    valid = compare_values(store, compare, key)
+    if not valid:
+        raise InputError(
+            f"There is no other {compare} to compare {key.model}|{key.condition}|{key.epoch} with, "
+            f"so compare_with={value!r} cannot be shown. Capture and embed another {compare} first."
+        )
+    return check_name(value, valid, f"{compare} to compare with")
+
+
+def point_count(store: ResultStore, key: Key) -> int | None:
+    """Points the view of ``key`` shows (regions of its layer, or images), or None when unknown."""
+    if key.is_sample:
+        return int(store.probe.labels.shape[0]) if store.probe is not None else None
+    if store.has(key, RegionRecord):
+        return int(store.get(key, RegionRecord).image.shape[0])
+    keys = store.find(RegionRecord, layer=key.layer)
+    return int(store.get(keys[0], RegionRecord).image.shape[0]) if keys else None
+
+
+def check_ids(store: ResultStore, key: Key, ids: np.ndarray) -> None:
+    """Raise InputError when an id is not a point of the view of ``key``."""
+    n = point_count(store, key)
+    if n is not None and ids.size and int(ids.max()) >= n:
+        what = "images" if key.is_sample else f"regions of layer {key.layer!r}"
+        raise InputError(
+            f"select: id {int(ids.max())} is not a point of this view, which has {n} {what} "
+            f"(ids 0..{n - 1}). Pass row ids of the current layer (see w.selected_regions()['region'])."
+        )
+
+
 def embedded_layers(store: ResultStore, model: str | None = None) -> list[str]:
     """Region layers that have a RegionEmbedding (capture order)."""
     have = {k.layer for k in store.find(RegionEmbedding) if model in (None, k.model)}

@@ -18,7 +18,7 @@ import numpy as np
 from . import figures
 from ._validate import did_you_mean
 from .errors import InputError, NotFittedError
-from .figures._common import camera_angles
+from .figures._common import FORMATS, camera_angles
 
 #: Figure kinds :func:`export_view` draws (``kind=``); "view" is the one the widget's main view shows.
 KINDS = (
@@ -122,6 +122,13 @@ def export_view(widget: Any, path: str | Path | None = None, kind: str = "view",
     """
     if kind not in KINDS:
         raise InputError(f"Unknown figure kind {kind!r}. {did_you_mean(kind, KINDS, 'kind')}")
+    if path is not None:  # refuse an unknown format before any drawing
+        suffix = Path(path).suffix.lower()
+        if suffix not in FORMATS:
+            raise InputError(
+                f"Cannot tell the figure format of {str(path)!r} ({suffix or 'no suffix'}). Use one of "
+                f"{', '.join(FORMATS)}: e.g. {Path(path).with_suffix('.pdf').name!r}."
+            )
     study = _study_of(widget)
     state = view_state(widget)
     if kind == "view":

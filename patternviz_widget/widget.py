@@ -156,10 +156,15 @@ class PatternViz(anywidget.AnyWidget):
 
     @t.validate("compare_with")
     def _check_compare_with(self, proposal: t.Bunch) -> str:
-        if not self.compare or not proposal.value:
-            return proposal.value
-        valid = ws.compare_values(self._study.store, self.compare, self.key)
-        return ws.check_name(proposal.value, valid, f"{self.compare} to compare with")
+        return ws.check_compare_with(self._study.store, self.compare, self.key, proposal.value)
+
+    @t.validate("camera")
+    def _check_camera(self, proposal: t.Bunch) -> dict:
+        return ws.check_camera(proposal.value)
+
+    @t.validate("height")
+    def _check_height(self, proposal: t.Bunch) -> int:
+        return ws.check_height(proposal.value)
 
     @t.validate("selection")
     def _check_selection(self, proposal: t.Bunch) -> bytes:
@@ -253,8 +258,12 @@ class PatternViz(anywidget.AnyWidget):
         return decode_indices(self.selection)
 
     def select(self, ids: Any) -> PatternViz:
-        """Set the selection to ``ids`` (any integer sequence); returns self."""
-        self.selection = encode_indices(ids)
+        """Set the selection to ``ids`` (any integer sequence of point ids of the current view:
+        rows of the layer's regions, or sample indices); returns self. Ids past the view's points
+        raise InputError."""
+        data = encode_indices(ids)
+        ws.check_ids(self._study.store, self.key, decode_indices(data))
+        self.selection = data
         return self
 
     def selected_regions(self) -> dict[str, np.ndarray]:

@@ -100,8 +100,8 @@ def run_attack(
     See :meth:`patternviz_widget.Study.attack` for the arguments.
     """
     t0 = time.perf_counter()
-    method = check_choice(method, METHODS, "attack method")
-    norm = check_choice(norm, attacks.NORMS, "norm")
+    method = check_choice(method.lower() if isinstance(method, str) else method, METHODS, "attack method")
+    norm = check_choice(norm.lower() if isinstance(norm, str) else norm, attacks.NORMS, "norm")
     steps = 1 if method == "fgsm" else check_positive_int(steps, "steps")
     record_every = check_positive_int(record_every, "record_every")
     if study.model is None:
@@ -121,11 +121,20 @@ def run_attack(
     per_image = int(np.prod(next(study.data.batches(1)).images.shape[1:]))
     attacks._check_eps(eps, norm, hi - lo, per_image)  # early, before any work
     name = study.model_name
+    captured = [k.epoch for k in study.store.find(SampleRecord, model=name, condition="clean", layer=SAMPLE)]
     if epoch is None:
-        epochs = study.store.epochs(model=name, condition="clean")
-        epoch = epochs[-1] if epochs else 0
+        epoch = captured[-1] if captured else 0
+    elif isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+        raise InputError(f"epoch must be an integer epoch of a clean capture, got {epoch!r}.")
+    elif int(epoch) not in captured:
+        raise InputError(
+            f"epoch={epoch} has no clean capture (captured epochs: {captured}). The attack runs on the "
+            f"model's current weights, so capture them first under the epoch they stand for: "
+            f"study.capture(epoch={epoch}), then study.attack(epoch={epoch}); or leave epoch out to "
+            "attack the latest captured epoch."
+        )
     clean_key = Key(name, "clean", int(epoch), SAMPLE)
-    if not study.store.has(clean_key, SampleRecord):
+    if not study.store.has(clean_key, SampleRecord):  # a fresh study: capture epoch 0 first
         study.capture(epoch=int(epoch), condition="clean", progress=progress)
     layers = list(study.layers[-1:] if record_layers is None else record_layers)
     for layer in layers:

@@ -8,7 +8,8 @@ nothing accumulates on the GPU.
 
 NaN or Inf anywhere in a captured layer's map, the head input or the logits raises CaptureError
 naming the earliest such layer and the batch (checked by one float32 sum per map). float16 storage
-keeps about 3 significant digits and turns values beyond ±65504 into ±inf.
+keeps about 3 significant digits; a kept value beyond ±65504 (which float16 would store as ±inf)
+raises CaptureError naming ``storage_dtype="float32"``.
 
 Ctrl-C (KeyboardInterrupt) during a capture stores what was captured so far: the records then
 cover only the first ``n`` probe images (RegionRecord rows of those images; SampleRecord rows
@@ -226,6 +227,16 @@ def _run(
                         f"of {base.model}|{base.condition}|epoch {base.epoch}. Check the model's weights "
                         "(a diverged training step?) and the input normalisation."
                     )
+                if buf.dtype == torch.float16:  # finite in float32, but beyond float16's range?
+                    fits = torch.stack([torch.isfinite(rec.outputs[layer][1].sum(dtype=torch.float32)) for layer in plans])
+                    if not bool(fits.cpu().all()):
+                        layer = list(plans)[int((~fits.cpu()).nonzero()[0, 0])]
+                        raise CaptureError(
+                            f"Layer {layer!r} has values beyond float16's range (|x| > 65504) in batch {bi} "
+                            f"(images {s}..{e - 1}) of {base.model}|{base.condition}|epoch {base.epoch}; "
+                            "stored as float16 they would become ±inf. Make the study with "
+                            "storage_dtype='float32'."
+                        )
                 for layer in plans:
                     r0, rows, _ = rec.outputs[layer]
                     buf.put_regions(layer, r0, rows)

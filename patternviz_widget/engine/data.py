@@ -6,11 +6,12 @@ Accepted forms (checked at the door by :func:`as_probe_data`):
   ``(image, label, mask)``;
 * a ``DataLoader``: read through its ``dataset`` in index order (its sampler and shuffling are
   ignored, so every capture sees the same images in the same order); a loader over an iterable-style
-  dataset is iterated as is and must yield the same images in the same order every time;
+  dataset is iterated as is and must yield the same images in the same order every time (it is
+  read no further than ``max_images``; an endless stream needs that cap);
 * an ``(images, labels)`` or ``(images, labels, masks)`` tuple of tensors or numpy arrays.
 
 Image layouts: ``N×C×H×W`` (channels first, the PyTorch convention) or ``N×H×W`` (one channel).
-A 4-D array whose last axis has 1, 3 or 4 entries while its second axis does not is read as
+A 4-D array whose last axis has 1 to 4 entries while its second axis does not is read as
 channels-last ``N×H×W×C`` and transposed. ``uint8`` images are scaled to [0, 1]; every other dtype
 is cast to float32 unchanged (normalise them the way your model expects). A single item of a
 Dataset follows the same rules without the N axis. Masks are ``H×W`` per image, non-zero = object.
@@ -49,7 +50,7 @@ def to_image_tensor(x: Any, batched: bool) -> torch.Tensor:
         t = t.unsqueeze(1 if batched else 0)
     elif spatial == 3:
         c_axis, last = (1, 3) if batched else (0, 2)
-        if t.shape[last] in (1, 3, 4) and t.shape[c_axis] not in (1, 3, 4):
+        if t.shape[last] in (1, 2, 3, 4) and t.shape[c_axis] not in (1, 2, 3, 4):
             t = t.movedim(last, c_axis)  # channels-last -> channels-first
     else:
         want = "N×C×H×W or N×H×W" if batched else "C×H×W or H×W"
@@ -63,7 +64,17 @@ def to_image_tensor(x: Any, batched: bool) -> torch.Tensor:
 
 def to_labels(y: Any) -> torch.Tensor:
     """Return labels as an int64 tensor; raise if they are not whole numbers."""
-    t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y.detach().cpu())
+    if not isinstance(y, torch.Tensor):
+        y = np.asarray(y)
+        flat = y.reshape(-1)
+        if y.dtype.kind in "US" or (y.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in flat)):
+            shown = ", ".join(repr(v) for v in dict.fromkeys(flat[:50].tolist()))
+            raise InputError(
+                f"Labels must be integer class indices 0..K-1, got text ({shown[:120]}). Map them "
+                "to indices, e.g. names = sorted(set(labels)); labels = [names.index(v) for v in "
+                "labels], and pass class_names=names to pv.Study."
+            )
+    t = torch.as_tensor(y if not isinstance(y, torch.Tensor) else y.detach().cpu())
     if t.is_floating_point():
         if not torch.equal(t, t.round()):
             raise InputError("Labels must be whole class indices 0..K-1, got fractional values.")
@@ -198,7 +209,7 @@ def as_probe_data(data: Any, max_images: int | None = None) -> ProbeData:
         ds = data.dataset
         if not isinstance(ds, IterableDataset) and hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
             return as_probe_data(ds, max_images)
-        n = sum(to_labels(_split_item(item)[1]).numel() for item in data)
+        n = _count_stream(data, max_images)
         probe = ProbeData(data, n, "iterable")
     elif isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_item_list(data):
         images, labels = data[0], data[1]
@@ -236,6 +247,17 @@ def as_probe_data(data: Any, max_images: int | None = None) -> ProbeData:
     if max_images is not None:
         probe.n = min(probe.n, max_images)
     return probe
+
+
+def _count_stream(loader: Any, max_images: int | None) -> int:
+    """Images an iterable loader yields, reading no further than ``max_images`` (an endless stream
+    is fine with a cap; without one it is read to its end)."""
+    n = 0
+    for item in loader:
+        n += to_labels(_split_item(item)[1]).numel()
+        if max_images is not None and n >= max_images:
+            break
+    return n
 
 
 def _is_item_list(data: Any) -> bool:

@@ -94,7 +94,8 @@ class LayerRecorder:
 
     On enter it puts the model in eval mode and registers the hooks; on exit, whatever happened
     (exceptions and KeyboardInterrupt included), it removes every hook and restores
-    ``model.training``. While ``active`` is False the hooks record nothing (e.g. during an attack's
+    ``model.training``. A recorded layer that runs twice before :meth:`clear` (a module called at
+    several places of one forward pass) raises CaptureError. While ``active`` is False the hooks record nothing (e.g. during an attack's
     own forward passes).
 
     Args:
@@ -144,6 +145,14 @@ class LayerRecorder:
                 raise CaptureError(
                     f"Layer {name!r} returned a {type(output).__name__}, not a tensor. Pick a layer "
                     "whose output is a tensor (N×C×H×W feature map or N×T×C tokens)."
+                )
+            if name in self.outputs:
+                raise CaptureError(
+                    f"Layer {name!r} ran more than once in one forward pass: the model calls this one "
+                    "module at several places (e.g. one ReLU shared inside a block, as in "
+                    "torchvision's BasicBlock), so no single output stands for it. Record a module "
+                    "that runs once per forward pass (its block, or the conv / bn before it), or give "
+                    "each call its own module."
                 )
             self.outputs[name] = t if self.on_output is None else self.on_output(name, t)
 

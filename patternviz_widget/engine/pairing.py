@@ -117,10 +117,14 @@ def compare(
             raise InputError(
                 f"Student names must be non-empty strings without '|' other than 'teacher'; got {name!r}."
             )
+    _check_study(teacher, "teacher")
+    for name, st in students.items():
+        _check_study(st, f"student {name!r}" if name != STUDENT else "student")
     t_layers = list(teacher.store.meta.get("layers") or teacher.layers)
     all_pairs: dict[str, list[tuple[str, str]]] = {}
     for name, st in students.items():
         check_same_probe(teacher.store, st.store)
+        _check_same_classes(teacher.store, st.store, name)
         s_layers = list(st.store.meta.get("layers") or st.layers)
         all_pairs[name] = pair_layers(t_layers, s_layers, pairs, by)
     store = ResultStore()
@@ -150,6 +154,41 @@ def compare(
     out.models = {TEACHER: teacher.model, **{n: st.model for n, st in students.items()}}
     out.pairing = all_pairs
     return out
+
+
+def _check_study(study: Any, role: str) -> None:
+    """Raise InputError unless ``study`` is a Study whose own model has a clean capture."""
+    store = getattr(study, "store", None)
+    if not isinstance(store, ResultStore):
+        raise InputError(
+            f"The {role} must be a pv.Study (made with pv.Study(model, data, layers=...) or "
+            f"pv.Study.load(path)), got {type(study).__name__}."
+        )
+    model = store.meta.get("model_name", "main")
+    if not store.find(SampleRecord, model=model, layer=SAMPLE):
+        raise InputError(
+            f"The {role} study has no capture of its model {model!r} yet, so there is nothing to "
+            f"compare. Run {role.split()[0]}_study.capture() (after training) first."
+        )
+
+
+def _check_same_classes(a: ResultStore, b: ResultStore, student: str) -> None:
+    """Raise InputError unless both studies have the same classes (count and names, in order)."""
+    ka, kb = a.meta.get("num_classes"), b.meta.get("num_classes")
+    na = list(a.probe.class_names) if a.probe is not None else []
+    nb = list(b.probe.class_names) if b.probe is not None else []
+    if ka != kb:
+        raise InputError(
+            f"The teacher has {ka} classes but {student!r} has {kb}; a student is compared with its "
+            "teacher class by class. Compare a student trained on the teacher's classes."
+        )
+    if na != nb:
+        diff = next((i for i, (x, y) in enumerate(zip(na, nb)) if x != y), None)
+        where = f"class {diff}: {na[diff]!r} vs {nb[diff]!r}" if diff is not None else f"{na} vs {nb}"
+        raise InputError(
+            f"The teacher's and {student!r}'s class names differ ({where}). Make both studies "
+            "with the same class_names=[...] in the same order."
+        )
 
 
 def _copy(

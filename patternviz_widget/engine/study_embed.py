@@ -246,6 +246,9 @@ def resolve_key(study: Study, layer: str, epoch: int | None, condition: str, mod
     check_choice(model, models or [model], "model")
     have = store.find(kind, model=model, condition=condition)
     layers = sorted({k.layer for k in have})
+    known = list(dict.fromkeys([*store.layers(), *(getattr(study, "layers", None) or [])]))
+    if layer != SAMPLE and layer not in known:
+        raise InputError(f"Unknown layer {layer!r}: this study's layers are {known}. {did_you_mean(str(layer), known, 'layer')}")
     if layer not in layers:
         what = "layer" if kind is RegionEmbedding else "key"
         raise NotFittedError(f"No {kind.__name__} for layer {layer!r} (model {model!r}, condition {condition!r}). "
