@@ -8,6 +8,7 @@ layer's output shape before any long work starts.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Thumbnails are at most this many pixels on their longer side.
 THUMB_MAX = 64
+#: Without a max_regions cap, a layer keeping more regions than this gets a warning with an estimate.
+LARGE_REGIONS = 200_000
 
 
 def init_study(study: Study, **kw: Any) -> None:
@@ -92,6 +95,9 @@ def init_study(study: Study, **kw: Any) -> None:
         boxes, method = region_boxes(geos[name], chains[name], input_hw)
         plans[name] = plan_regions(name, geos[name], boxes, method, probe.n, rpi, max_regions, int(seed))
 
+    if max_regions is None:
+        _warn_large(plans, probe.n, storage_dtype)
+
     study.model = model
     study.data = probe
     study.layers = layers
@@ -140,6 +146,25 @@ def init_study(study: Study, **kw: Any) -> None:
     )
 
 
+def _warn_large(plans: dict[str, RegionPlan], n: int, storage_dtype: str) -> None:
+    """Warn, with the numbers, when an uncapped layer keeps more than LARGE_REGIONS regions."""
+    big = {name: p for name, p in plans.items() if p.size > LARGE_REGIONS}
+    if not big:
+        return
+    itemsize = 2 if storage_dtype == "float16" else 4
+    mib = sum(p.size * p.geometry.channels for p in plans.values()) * itemsize / 2**20
+    name, p = max(big.items(), key=lambda kv: kv[1].size)
+    warnings.warn(
+        f"Layer {name!r} keeps {p.size:,} regions ({n} images × {p.size // max(n, 1):,} cells) with "
+        f"max_regions=None: about {mib:,.0f} MiB of regional features per capture, and the region "
+        "fit of embed() grows in time and memory with the region count (minutes at this size). "
+        "Pass regions_per_image=64, max_regions=200_000 (the defaults) or smaller unless you need "
+        "every region.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _check_layers(layers: Any) -> list[str]:
     if isinstance(layers, str):
         layers = [layers]
@@ -181,6 +206,12 @@ def _check_channels(model: nn.Module, x1: torch.Tensor) -> None:
     exp = _expected_channels(model)
     if exp is not None and exp[1] != x1.shape[1]:
         name, c = exp
+        if x1.shape[-1] == c and x1.shape[1] > 4:  # N×H×W×C read as channels-first
+            raise InputError(
+                f"The model expects {c} input channels (its first conv {name!r} has in_channels={c}) "
+                f"but the images are {tuple(x1.shape[1:])}: they look channels-last (H×W×C). Pass "
+                "them channels-first, e.g. images.permute(0, 3, 1, 2) (numpy: images.transpose(0, 3, 1, 2))."
+            )
         fix = (
             "repeat the grey channel (images.repeat(1, 3, 1, 1))"
             if x1.shape[1] == 1 and c == 3
@@ -228,10 +259,10 @@ def _probe_model(
             K = int(logits.shape[1])
             if K < 2:
                 raise InputError(f"The model outputs {K} score per image; a classifier needs K >= 2 classes.")
-            geos = {name: geometry(name, rec.outputs.get(name), input_hw, grid) for name in layers}
             for name in layers:
                 if name not in rec.outputs:
-                    raise InputError(f"Layer {name!r} was not called in the model's forward pass; pick a layer it uses.")
+                    raise InputError(_not_called(model, name))
+            geos = {name: geometry(name, rec.outputs.get(name), input_hw, grid) for name in layers}
         head = sample_layer if sample_layer is not None else find_head(model, K)
         with LayerRecorder(model, [], head) as rec:
             model(x)
@@ -245,6 +276,20 @@ def _probe_model(
         finally:
             model.train(was)
     return K, geos, head, chains
+
+
+def _not_called(model: nn.Module, name: str) -> str:
+    """The message for a layer whose forward never ran (a container the model bypasses, or an unused module)."""
+    module = dict(model.named_modules())[name]
+    children = [f"{name}.{c}" for c, _ in module.named_children()]
+    if children:
+        shown = ", ".join(repr(c) for c in children[:4]) + (" …" if len(children) > 4 else "")
+        return (
+            f"Layer {name!r} was not called in the model's forward pass: it is a container "
+            f"({type(module).__name__}) whose own forward never runs; the model calls its children "
+            f"directly. Pick one of them: {shown}."
+        )
+    return f"Layer {name!r} was not called in the model's forward pass; pick a layer it uses."
 
 
 def _read_probe(probe: ProbeData, K: int, batch_size: int, input_hw: tuple[int, int]) -> ProbeRecord:
@@ -270,7 +315,14 @@ def _read_probe(probe: ProbeData, K: int, batch_size: int, input_hw: tuple[int, 
             if tuple(b.masks.shape[-2:]) != input_hw:
                 raise InputError(f"Masks are {tuple(b.masks.shape[-2:])} but images {input_hw}; give masks at image size.")
             masks[b.start : e] = b.masks.numpy()
-    bad = (labels < 0) | (labels >= K)
+    if (labels < 0).any():
+        i = int(np.flatnonzero(labels < 0)[0])
+        raise InputError(
+            f"Label {labels[i]} of image {i} is negative; labels must be class indices 0..{K - 1}. "
+            "A negative label usually marks an unlabelled / ignored image: leave such images out of "
+            "the probe data (e.g. a Subset of the labelled ones), or remap the labels."
+        )
+    bad = labels >= K
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
