@@ -94,8 +94,8 @@ class LayerRecorder:
 
     On enter it puts the model in eval mode and registers the hooks; on exit, whatever happened
     (exceptions and KeyboardInterrupt included), it removes every hook and restores
-    ``model.training``. A recorded layer that runs twice before :meth:`clear` (a module called at
-    several places of one forward pass) raises CaptureError. While ``active`` is False the hooks record nothing (e.g. during an attack's
+    ``model.training``. A recorded layer that runs twice within one forward pass of ``model`` (a
+    module called at several places, e.g. a shared ReLU) raises CaptureError. While ``active`` is False the hooks record nothing (e.g. during an attack's
     own forward passes).
 
     Args:
@@ -129,6 +129,8 @@ class LayerRecorder:
         self.sample: torch.Tensor | None = None
         self.active = True
         self._handles: list[Any] = []
+        self._fired: set[str] = set()  # layers that ran in the current forward pass of the model
+        self._in_forward = False
         self._was_training = model.training
 
     def clear(self) -> None:
@@ -146,7 +148,7 @@ class LayerRecorder:
                     f"Layer {name!r} returned a {type(output).__name__}, not a tensor. Pick a layer "
                     "whose output is a tensor (N×C×H×W feature map or N×T×C tokens)."
                 )
-            if name in self.outputs:
+            if self._in_forward and name in self._fired:
                 raise CaptureError(
                     f"Layer {name!r} ran more than once in one forward pass: the model calls this one "
                     "module at several places (e.g. one ReLU shared inside a block, as in "
@@ -154,6 +156,7 @@ class LayerRecorder:
                     "that runs once per forward pass (its block, or the conv / bn before it), or give "
                     "each call its own module."
                 )
+            self._fired.add(name)
             self.outputs[name] = t if self.on_output is None else self.on_output(name, t)
 
         return hook
@@ -170,6 +173,8 @@ class LayerRecorder:
         self._was_training = self.model.training
         try:
             self.model.eval()
+            self._handles.append(self.model.register_forward_pre_hook(self._start_forward))
+            self._handles.append(self.model.register_forward_hook(self._end_forward))
             for name, module in self.modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
             if self.sample_module is not None:
@@ -178,6 +183,13 @@ class LayerRecorder:
             self._restore()
             raise
         return self
+
+    def _start_forward(self, module: nn.Module, inputs: Any) -> None:
+        self._fired = set()
+        self._in_forward = True
+
+    def _end_forward(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self._in_forward = False
 
     def _restore(self) -> None:
         for h in self._handles:
