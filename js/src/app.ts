@@ -3,7 +3,7 @@
 import type { Cache } from "./cache";
 import { Data, keyString, SAMPLE, type Atlas, type PointSet } from "./data";
 import type { PaneData } from "./gl/types";
-import { toTrait, fromTrait, defaultCamera, type CameraState } from "./lib/camera";
+import { toTrait, fromTrait, defaultCamera, type Angles, type CameraState } from "./lib/camera";
 import { classColor } from "./lib/colors";
 import { h } from "./lib/dom";
 import { readTheme, watchTheme, type Theme } from "./lib/theme";
@@ -81,7 +81,13 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       root.dataset.backend = kind;
       if (model.get("backend") !== kind) setTraits(model, { backend: kind });
     },
+    defaultAngles,
   });
+  /** The catalog's data-chosen view of the shown model (the exported figures start from it too). */
+  function defaultAngles(): Angles | null {
+    const cat = model.get("catalog");
+    return cat?.cameras?.[model.get("model")] ?? cat?.cameras?.[cat?.model_name ?? ""] ?? null;
+  }
   emb.el.dataset.tool = local.tool;
   emb.el.appendChild(status);
   const legend = createLegend(emb.el);
@@ -466,7 +472,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   on("change:camera", () => {
     const t = model.get("camera");
     if (JSON.stringify(t) === lastCamSent) return;
-    emb.setCamera(fromTrait(t, defaultCamera(mainPoints?.radius ?? 1)));
+    emb.setCamera(fromTrait(t, defaultCamera(mainPoints?.radius ?? 1, defaultAngles())));
     strip.redraw(emb.camera());
   });
   on("change:renderer", () => emb.setRenderer(model.get("renderer")));
@@ -518,7 +524,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   root.classList.toggle("pv-dark", theme.dark);
   if (model.get("renderer") !== "auto") emb.setRenderer(model.get("renderer"));
   const cam0 = model.get("camera");
-  if (cam0 && cam0.distance !== undefined) emb.setCamera(fromTrait(cam0, defaultCamera(1)));
+  if (cam0 && cam0.distance !== undefined) emb.setCamera(fromTrait(cam0, defaultCamera(1, defaultAngles())));
   all();
   data.atlas().then(
     (a) => {

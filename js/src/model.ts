@@ -37,6 +37,8 @@ export interface Catalog {
   rev: Record<string, number>;
   model_name: string;
   radius?: Record<string, number>;
+  /** per model, the data-chosen default viewing angles (patternviz_widget/results/camera.py) */
+  cameras?: Record<string, { azimuth: number; elevation: number }>;
 }
 
 export interface CameraTrait {

@@ -11,9 +11,23 @@ export interface CameraState {
 
 export const FOV = 32;
 
-export function defaultCamera(radius: number): CameraState {
+/** Viewing angles (radians) of a default view; the data-chosen ones come in the catalog. */
+export interface Angles {
+  azimuth: number;
+  elevation: number;
+}
+
+export const FALLBACK_ANGLES: Angles = { azimuth: 0.7, elevation: 0.42 };
+
+/**
+ * The default view framing `radius`: `angles` are the catalog's `cameras[model]`, the direction
+ * that fans the class directions out (patternviz_widget/results/camera.py, which the exported
+ * figures use too); without them a fixed oblique view.
+ */
+export function defaultCamera(radius: number, angles?: Angles | null): CameraState {
   const r = Number.isFinite(radius) && radius > 0 ? radius : 1;
-  return { azimuth: 0.7, elevation: 0.42, distance: r * 4.6, target: [0, 0, 0] };
+  const a = angles && Number.isFinite(angles.azimuth) && Number.isFinite(angles.elevation) ? angles : FALLBACK_ANGLES;
+  return { azimuth: a.azimuth, elevation: a.elevation, distance: r * 4.6, target: [0, 0, 0] };
 }
 
 export function fromTrait(t: CameraTrait | undefined, fallback: CameraState): CameraState {

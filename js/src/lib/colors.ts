@@ -20,10 +20,38 @@ export function luminance(c: RGB): number {
   return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
 }
 
+// patternviz_widget/_style.py CLASS_COLORS: Okabe–Ito for the first 8 classes, then 12 from tab20
 export const DEFAULT_PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+  "#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000",
+  "#8c564b", "#9467bd", "#bcbd22", "#17becf", "#e377c2", "#7f7f7f",
+  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
 ];
+
+function relLum(c: RGB): number {
+  const lin = (v: number) => (v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+}
+
+/** WCAG contrast ratio (1–21) of two colours. */
+export function contrast(a: RGB, b: RGB): number {
+  const la = relLum(a), lb = relLum(b);
+  return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
+}
+
+/**
+ * `color` darkened (on a light background) or lightened (on a dark one) just enough to reach a
+ * contrast `ratio` on `bg`: labels are text in class colour (patternviz_widget/_style.py `readable`).
+ */
+export function readable(color: RGB, bg: RGB, ratio = 3): RGB {
+  if (contrast(color, bg) >= ratio) return color;
+  const target: RGB = contrast([0, 0, 0], bg) >= contrast([1, 1, 1], bg) ? [0, 0, 0] : [1, 1, 1];
+  let out = color;
+  for (let step = 1; step <= 20; step++) {
+    out = mix(color, target, step / 20);
+    if (contrast(out, bg) >= ratio) break;
+  }
+  return out;
+}
 
 export function classColor(palette: string[], c: number): string {
   const p = palette.length ? palette : DEFAULT_PALETTE;

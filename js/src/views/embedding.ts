@@ -4,8 +4,9 @@ import { Canvas2DBackend } from "../gl/canvas2d";
 import { autoPointSize, type Backend, type PaneData, type Viewport } from "../gl/types";
 import { WebGLBackend, webglAvailable } from "../gl/webgl";
 import type { PointSet } from "../data";
-import { defaultCamera, makeCamera, orbit, pan, project, zoom, type CameraState } from "../lib/camera";
-import { rgbCss } from "../lib/colors";
+import { defaultCamera, makeCamera, orbit, pan, project, zoom, type Angles, type CameraState } from "../lib/camera";
+import { hexToRgb, readable, rgbCss } from "../lib/colors";
+import { placeLabels as placeLabels2D, type Box } from "../lib/labels";
 import { nearest, pointsInBox, pointsInPolygon } from "../lib/lasso";
 import type { Theme } from "../lib/theme";
 import type { Tool } from "../state";
@@ -37,6 +38,8 @@ export interface EmbeddingCallbacks {
   onClick(pane: number, index: number, shift: boolean): void;
   onCamera(c: CameraState): void;
   onBackend(kind: string): void;
+  /** the data-chosen default viewing angles of what is shown (the catalog's `cameras`) */
+  defaultAngles(): Angles | null;
 }
 
 export interface EmbeddingView {
@@ -139,11 +142,40 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
   }
 
   // -- μ_c labels and pane titles (HTML, textContent only) ----------------------------------
+  // Labels sit next to their arrow tips without overlapping each other, the pane titles or the
+  // legend (lib/labels.ts); their colour is the class colour made readable on the background.
   const pool: HTMLDivElement[] = [];
   let labelSpecs: { x: number; y: number; text: string; color: string; cls: string }[] = [];
+  const LABEL_H = 14, LABEL_MAX = 24;
+  const widths = new Map<string, number>();
+  let measure: CanvasRenderingContext2D | null = null;
+  function textWidth(text: string, font: string): number {
+    const k = font + "\n" + text;
+    let w = widths.get(k);
+    if (w === undefined) {
+      measure = measure ?? document.createElement("canvas").getContext("2d");
+      if (measure) measure.font = font;
+      w = measure ? Math.ceil(measure.measureText(text).width) : 7 * text.length;
+      if (widths.size > 500) widths.clear();
+      widths.set(k, w);
+    }
+    return w;
+  }
+  function obstacles(): Box[] {
+    const out: Box[] = [];
+    const r0 = el.getBoundingClientRect();
+    el.querySelectorAll(".pv-legend, .pv-pane-title").forEach((n) => {
+      const r = (n as HTMLElement).getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) out.push({ x0: r.left - r0.left, y0: r.top - r0.top, x1: r.right - r0.left, y1: r.bottom - r0.top });
+    });
+    return out;
+  }
   function placeLabels(): void {
     labelSpecs = [];
     const vps = viewports();
+    const th = cb.theme();
+    const font = `650 11px ${th.font}`;
+    let fixed: Box[] | null = null;
     sources.forEach((src, i) => {
       const vp = vps[i];
       if (!vp) return;
@@ -151,16 +183,32 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
       const d = src?.data;
       if (!d?.mu) return;
       const r = Math.max(d.radius, 1e-6) * 1.25;
-      const tips = new Float32Array(d.mu.length * 3);
+      const tips = new Float32Array(d.mu.length * 3 + 3); // + the origin, the arrows' common start
       d.mu.forEach((m, k) => {
         const n = Math.hypot(m[0], m[1], m[2]) || 1;
         tips.set([(m[0] / n) * r, (m[1] / n) * r, (m[2] / n) * r], 3 * k);
       });
       const { xy } = project(tips, makeCamera(cam, vp.w / vp.h), vp.w, vp.h);
+      const o = d.mu.length;
+      const centre: [number, number] = Number.isFinite(xy[2 * o]) ? [vp.x + xy[2 * o], xy[2 * o + 1]] : [vp.x + vp.w / 2, vp.h / 2];
+      const anchors: [number, number][] = [], sizes: [number, number][] = [], texts: string[] = [], colors: string[] = [];
       d.mu.forEach((_, k) => {
         const x = xy[2 * k], y = xy[2 * k + 1];
         if (!Number.isFinite(x) || x < 0 || y < 0 || x > vp.w || y > vp.h || k >= 24) return;
-        labelSpecs.push({ x: vp.x + x, y, text: d.muLabels[k] ?? String(k), color: d.muColors[k] ?? "", cls: "pv-mu-label" });
+        const full = d.muLabels[k] ?? String(k);
+        const text = full.length > LABEL_MAX ? full.slice(0, LABEL_MAX - 1).trimEnd() + "…" : full;
+        anchors.push([vp.x + x, y]);
+        sizes.push([textWidth(text, font) + 2, LABEL_H]);
+        texts.push(text);
+        const c = d.muColors[k];
+        colors.push(c ? rgbCss(readable(hexToRgb(c), th.background)) : "");
+      });
+      if (!anchors.length) return;
+      fixed = fixed ?? obstacles();
+      const bounds = { x0: vp.x + 2, y0: 2, x1: vp.x + vp.w - 2, y1: vp.h - 2 };
+      placeLabels2D(anchors, sizes, centre, bounds, 3, fixed).forEach((b, j) => {
+        labelSpecs.push({ x: b.x0, y: b.y0, text: texts[j], color: colors[j], cls: "pv-mu-label" });
+        fixed!.push(b);
       });
     });
     while (pool.length < labelSpecs.length) {
@@ -347,7 +395,7 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
 
   function reset(): void {
     const r = Math.max(0, ...sources.map((s) => s?.data.radius ?? 0)) || 1;
-    setCam(defaultCamera(r));
+    setCam(defaultCamera(r, cb.defaultAngles()));
   }
 
   makeBackend("auto");

@@ -1,5 +1,5 @@
 // Layer strip: one small multiple per captured layer (same epoch/condition, the main camera's
-// rotation), showing how patterns become discriminative through the forward pass. Click = select.
+// rotation), knowledge points emphasised, showing how patterns become discriminative through the forward pass. Click = select.
 import { makeCamera, project, type CameraState } from "../lib/camera";
 import { classColor, hexToRgb, mix, rgbCss } from "../lib/colors";
 import { h } from "../lib/dom";
@@ -42,20 +42,46 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
     ctx.fillRect(0, 0, w, hgt);
     const p = tile.points;
     if (!p) return;
-    // the main camera's rotation, framed to this layer's own radius (shapes, not scale, compare)
+    // the main camera's rotation (the data-chosen view until the user turns it), framed to this
+    // layer's own radius (shapes, not scale, compare)
     const c = makeCamera({ ...cam, target: [0, 0, 0], distance: Math.max(p.radius, 1e-6) * 3.4 }, w / hgt);
     const { xy } = project(p.xyz, c, w, hgt);
     const bg = theme.background;
     const cols = palette.map(hexToRgb);
+    const colorOf = (k: number) => (cols.length ? cols[k % cols.length] : hexToRgb(classColor([], k)));
+    // faint class directions μ_c: where each class's knowledge points should gather
+    if (p.mu?.length) {
+      const tips = new Float32Array(p.mu.length * 3 + 3);
+      p.mu.forEach((m, k) => {
+        const n = Math.hypot(m[0], m[1], m[2]) || 1;
+        tips.set([(m[0] / n) * p.radius, (m[1] / n) * p.radius, (m[2] / n) * p.radius], 3 * k);
+      });
+      const t = project(tips, c, w, hgt).xy;
+      const o = p.mu.length;
+      ctx.lineWidth = 1;
+      p.mu.forEach((_, k) => {
+        if (![t[2 * k], t[2 * k + 1], t[2 * o], t[2 * o + 1]].every(Number.isFinite)) return;
+        ctx.strokeStyle = rgbCss(mix(colorOf(k), bg, 0.55));
+        ctx.beginPath();
+        ctx.moveTo(t[2 * o], t[2 * o + 1]);
+        ctx.lineTo(t[2 * k], t[2 * k + 1]);
+        ctx.stroke();
+      });
+    }
+    // knowledge points emphasised: big and in full colour over small, faded other regions (faded
+    // less when a layer has no knowledge points yet, so its shape still shows)
+    let kps = 0;
+    for (let i = 0; i < p.n; i++) if (p.glyph[i] !== 0) kps++;
+    const fade = kps ? 0.62 : 0.3;
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 0; i < p.n; i++) {
         const kp = p.glyph[i] !== 0;
         if ((pass === 0) === kp) continue; // non-discriminative first, knowledge points on top
         const x = xy[2 * i], y = xy[2 * i + 1];
         if (!(x >= 0 && y >= 0 && x < w && y < hgt)) continue;
-        const base = cols.length ? cols[p.label[i] % cols.length] : hexToRgb(classColor([], p.label[i]));
-        ctx.fillStyle = rgbCss(kp ? base : mix(base, bg, 0.55));
-        const s = kp ? 2.2 : 1.6;
+        const base = colorOf(p.label[i]);
+        ctx.fillStyle = rgbCss(kp ? base : mix(base, bg, fade));
+        const s = kp ? 3 : 1.5;
         ctx.fillRect(x - s / 2, y - s / 2, s, s);
       }
     }

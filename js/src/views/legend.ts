@@ -28,7 +28,7 @@ export function createLegend(parent: HTMLElement): LegendView {
     update(items, heading, glyphs) {
       current = items;
       const list = h("div", { cls: "pv-legend-list" });
-      items.slice(0, MAX_ITEMS).forEach((it) => list.append(h("div", { cls: "pv-legend-item" }, [h("span", { cls: "pv-swatch", attrs: { style: `background:${it.color}` } }), h("span", { text: it.label })])));
+      items.slice(0, MAX_ITEMS).forEach((it) => list.append(h("div", { cls: "pv-legend-item" }, [h("span", { cls: "pv-swatch", attrs: { style: `background:${it.color}` } }), h("span", { cls: "pv-legend-name", text: it.label, title: it.label })])));
       if (items.length > MAX_ITEMS) list.append(h("div", { cls: "pv-legend-item pv-muted", text: `+ ${items.length - MAX_ITEMS} more` }));
       const head = h("div", { cls: "pv-legend-head", text: `${heading}  ▾`, title: "Show / hide the legend", attrs: { "data-pv": "legend-toggle" } });
       head.addEventListener("click", () => el.classList.toggle("pv-collapsed"));
