@@ -413,9 +413,14 @@ class Study:
         Raises StudyFileError when the folder cannot be written, or when ``path`` was rewritten by
         another writer (another process or study) since this study last saved or loaded it;
         ``overwrite=True`` replaces that file anyway. See :mod:`patternviz_widget.results.io`.
+        After a distributed capture only rank 0 holds the whole study: other ranks return the path
+        without writing (:mod:`patternviz_widget.engine.distributed`).
         """
+        from .engine.distributed import writes_files
         from .results.io import save_store
 
+        if not writes_files(self):
+            return Path(path)
         return save_store(self.store, path, overwrite=overwrite)
 
     @classmethod

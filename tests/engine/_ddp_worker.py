@@ -1,13 +1,15 @@
 """One rank of a real DistributedDataParallel training run with a tracker, for test_distributed.py.
 
 Run by ``python -m torch.distributed.run --nproc_per_node=2 _ddp_worker.py OUT`` (gloo, CPU). It
-trains a tiny SmallVGG on digits with a DistributedSampler for ``PV_EPOCHS`` epochs (3) and, after
+trains a tiny SmallVGG on digits with a DistributedSampler for ``PV_EPOCHS`` epochs and, after
 each epoch, rank 0 saves the DDP model's state_dict to ``OUT/state<epoch>.pt`` and every rank calls
-``tracker.snapshot(epoch)``, which autosaves ``OUT/study.pvz``. Each rank writes
-``OUT/rank<r>.json``: its snapshots on success, or the error it raised.
+``tracker.snapshot(epoch)``, which autosaves ``OUT/study.pvz`` (rank 0 embeds with a short fit when
+``PV_EMBED=1``). Each rank rewrites ``OUT/rank<r>.json`` after every epoch: its snapshots and the
+errors its snapshots raised.
 
-Failure injection: with ``PV_FAIL_RANK=r``, ``PV_FAIL_EPOCH=e`` and ``PV_FAIL_MODE=exit|raise``, rank
-r dies (``os._exit(17)``) or raises in the second forward pass of the capture of epoch e.
+Failure injection on rank ``PV_FAIL_RANK``, in the second forward pass of a capture: at epoch
+``PV_RAISE_EPOCH`` it raises (every rank gets the error, records it and trains on); at epoch
+``PV_DIE_EPOCH`` it dies (``os._exit(17)``); a survivor that gets an error then exits with 1.
 """
 
 from __future__ import annotations
@@ -43,55 +45,56 @@ def build_model() -> nn.Module:
 
 def main() -> None:
     out = Path(sys.argv[1])
-    epochs = int(os.environ.get("PV_EPOCHS", "3"))
-    embed = os.environ.get("PV_EMBED", "0") == "1"
-    fail_rank = int(os.environ.get("PV_FAIL_RANK", "-1"))
-    fail_epoch = int(os.environ.get("PV_FAIL_EPOCH", "-1"))
-    fail_mode = os.environ.get("PV_FAIL_MODE", "exit")
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(os.environ.get("PV_PG_TIMEOUT", "60"))))
+    env = os.environ.get
+    epochs, embed = int(env("PV_EPOCHS", "3")), env("PV_EMBED", "0") == "1"
+    fail_rank, raise_epoch, die_epoch = (int(env(k, "-1")) for k in ("PV_FAIL_RANK", "PV_RAISE_EPOCH", "PV_DIE_EPOCH"))
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(env("PV_PG_TIMEOUT", "60"))))
     rank = dist.get_rank()
-    report: dict = {"rank": rank, "snapshots": []}
-    try:
-        net = build_model()
-        model = DDP(net)
-        train = Subset(pv.datasets.digits("train"), range(N_TRAIN))
-        sampler = DistributedSampler(train, shuffle=True, seed=0)
-        loader = DataLoader(train, batch_size=16, sampler=sampler)
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        study = pv.Study(model, build_probe(), layers=LAYERS, regions_per_image=8, batch_size=16)
-        report["layers"] = study.layers
-        kwargs = {"fast": True} if embed else {}
-        tracker = study.tracker(path=out / "study.pvz", embed=embed, **kwargs)
-        state = {"epoch": -1, "calls": 0}
+    report: dict = {"rank": rank, "snapshots": [], "errors": []}
+    net = build_model()
+    model = DDP(net)
+    train = Subset(pv.datasets.digits("train"), range(N_TRAIN))
+    sampler = DistributedSampler(train, shuffle=True, seed=0)
+    loader = DataLoader(train, batch_size=16, sampler=sampler)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    study = pv.Study(model, build_probe(), layers=LAYERS, regions_per_image=8, batch_size=16)
+    report["layers"] = study.layers
+    short_fit = {"fast": True, "steps": 100, "region_epochs": 2, "importance_steps": 2}
+    tracker = study.tracker(path=out / "study.pvz", embed=embed, **(short_fit if embed else {}))
+    state = {"epoch": -1, "calls": 0}
 
-        def inject(module, inputs, output):
-            if torch.is_inference_mode_enabled() and state["epoch"] == fail_epoch and rank == fail_rank:
-                state["calls"] += 1
-                if state["calls"] == 2:
-                    if fail_mode == "exit":
-                        os._exit(17)
-                    raise RuntimeError(f"injected failure on rank {rank}")
+    def inject(module, inputs, output):
+        if torch.is_inference_mode_enabled() and rank == fail_rank and state["epoch"] in (raise_epoch, die_epoch):
+            state["calls"] += 1
+            if state["calls"] == 2:
+                if state["epoch"] == die_epoch:
+                    os._exit(17)
+                raise RuntimeError(f"injected failure on rank {rank}")
 
-        net.features[0].register_forward_hook(inject)
-        for epoch in range(1, epochs + 1):
-            sampler.set_epoch(epoch)
-            model.train()
-            for x, y in loader:
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(x), y).backward()
-                opt.step()
-            if rank == 0:
-                torch.save(model.state_dict(), out / f"state{epoch}.pt")
-            state["epoch"] = epoch
-            t0 = time.perf_counter()
+    net.features[0].register_forward_hook(inject)
+    for epoch in range(1, epochs + 1):
+        sampler.set_epoch(epoch)
+        model.train()
+        for x, y in loader:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        if rank == 0:
+            torch.save(model.state_dict(), out / f"state{epoch}.pt")
+        state["epoch"], state["calls"] = epoch, 0
+        t0 = time.perf_counter()
+        try:
             snap = tracker.snapshot(epoch)
-            report["snapshots"].append({"epoch": snap.epoch, "path": snap.path, "seconds": time.perf_counter() - t0})
-        report["ok"] = True
-    except Exception as e:
-        report["ok"] = False
-        report["error"] = f"{type(e).__name__}: {e}"
+        except pv.errors.CaptureError as e:
+            report["errors"].append({"epoch": epoch, "error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0})
+            (out / f"rank{rank}.json").write_text(json.dumps(report))
+            if epoch == die_epoch:
+                os._exit(1)  # a peer is gone: no teardown handshake to wait for
+            continue
+        report["snapshots"].append({"epoch": snap.epoch, "path": snap.path, "kp_total": snap.kp_total})
+        study.save(out / f"saved_by_rank{rank}.pvz")  # only rank 0 writes
         (out / f"rank{rank}.json").write_text(json.dumps(report))
-        sys.exit(1)
+    report["ok"] = True
     (out / f"rank{rank}.json").write_text(json.dumps(report))
     dist.destroy_process_group()
 

@@ -1,7 +1,8 @@
-"""Capture and tracking inside torchrun / DistributedDataParallel: a real 2-process DDP training run
-on CPU (gloo) tracks 3 epochs, and its study file equals a single-process capture of the same
-weights; a rank that dies or raises mid-capture stops every rank, and the file on disk stays the
-last good one."""
+"""Capture and tracking inside torchrun / DistributedDataParallel: one real 2-process DDP training
+run on CPU (gloo) tracks epochs 1, 3 and 4 while rank 1 raises in the capture of epoch 2 and dies
+(os._exit) in the capture of epoch 5. Its study file equals a single-process capture of the
+weights rank 0 saved; the raise reached every rank, which trained on; the death stopped rank 0
+within seconds, and the file on disk is the last good one (epoch 4)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,22 @@ from patternviz_widget.engine.distributed import (
     unwrap_model,
 )
 from patternviz_widget.errors import InputError
-from patternviz_widget.results import SAMPLE, Key, RegionRecord, SampleRecord
+from patternviz_widget.results import (
+    SAMPLE,
+    Key,
+    RegionEmbedding,
+    RegionRecord,
+    SampleEmbedding,
+    SampleRecord,
+)
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 sys.path.insert(0, str(WORKER.parent))
 import _ddp_worker as worker  # noqa: E402
 
 
-def _torchrun(out: Path, timeout: float = 120, **env: str) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the worker on 2 CPU processes; rendezvous on a free port (--standalone picks one)."""
+def _torchrun(out: Path, timeout: float = 150, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the worker on 2 CPU processes; --standalone rendezvous picks a free port itself."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "--monitor-interval=0.5", str(WORKER), str(out)]  # fmt: skip
     full = {**os.environ, "OMP_NUM_THREADS": "1", **env}
@@ -42,8 +50,15 @@ def _torchrun(out: Path, timeout: float = 120, **env: str) -> tuple[subprocess.C
     return proc, time.perf_counter() - t0
 
 
-def _reports(out: Path) -> dict[int, dict]:
-    return {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1) if (out / f"rank{r}.json").exists()}
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """One DDP job: 5 epochs; rank 1 raises at epoch 2 and dies at epoch 5; rank 0 embeds."""
+    out = tmp_path_factory.mktemp("ddp")
+    proc, seconds = _torchrun(
+        out, PV_EPOCHS="5", PV_EMBED="1", PV_FAIL_RANK="1", PV_RAISE_EPOCH="2", PV_DIE_EPOCH="5", PV_PG_TIMEOUT="30"
+    )
+    reports = {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1) if (out / f"rank{r}.json").exists()}
+    return out, proc, seconds, reports
 
 
 def _reference(out: Path, epochs: list[int]) -> pv.Study:
@@ -58,23 +73,25 @@ def _reference(out: Path, epochs: list[int]) -> pv.Study:
 
 
 @pytest.mark.slow
-def test_ddp_training_run_tracks_the_same_study_as_one_process(tmp_path):
-    proc, _ = _torchrun(tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    reports = _reports(tmp_path)
-    assert [s["epoch"] for s in reports[0]["snapshots"]] == [1, 2, 3]
-    assert reports[1]["snapshots"] == [] or [s["epoch"] for s in reports[1]["snapshots"]] == [1, 2, 3]
-    assert reports[0]["layers"] == ["features.5", "features.12"]  # "module." stripped
-    ddp = pv.Study.load(tmp_path / "study.pvz")
-    ref = _reference(tmp_path, [1, 2, 3])
-    assert ddp.store.epochs() == [1, 2, 3]
+def test_ddp_training_run_tracks_the_same_study_as_one_process(ddp_run):
+    out, proc, _, reports = ddp_run
+    assert set(reports) == {0, 1}, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for r in (0, 1):  # every rank holds rank 0's snapshots (rank 0 embedded and saved)
+        assert [s["epoch"] for s in reports[r]["snapshots"]] == [1, 3, 4]
+        assert reports[r]["layers"] == ["features.5", "features.12"]  # "module." stripped
+    assert reports[1]["snapshots"] == reports[0]["snapshots"]
+    assert (out / "saved_by_rank0.pvz").is_file() and not (out / "saved_by_rank1.pvz").exists()
+    ddp = pv.Study.load(out / "study.pvz")
+    assert ddp.store.epochs() == [1, 3, 4]
+    ref = _reference(out, [1, 3, 4])
     np.testing.assert_array_equal(ddp.store.probe.labels, ref.store.probe.labels)
-    for e in (1, 2, 3):
+    for e in (1, 3, 4):
         a = ddp.store.get(Key("main", "clean", e, SAMPLE), SampleRecord)
         b = ref.store.get(Key("main", "clean", e, SAMPLE), SampleRecord)
         assert a.features.shape == b.features.shape == (worker.N_PROBE, worker.HIDDEN)
         np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(a.logits, b.logits, rtol=1e-4, atol=1e-5)
+        assert ddp.store.find(SampleEmbedding, epoch=e), f"rank 0 did not embed epoch {e}"
         for layer in ("features.5", "features.12"):
             ra = ddp.store.get(Key("main", "clean", e, layer), RegionRecord)
             rb = ref.store.get(Key("main", "clean", e, layer), RegionRecord)
@@ -84,31 +101,40 @@ def test_ddp_training_run_tracks_the_same_study_as_one_process(tmp_path):
             np.testing.assert_array_equal(ra.box, rb.box)
             # ... holding the same features: rank 1's half came from rank 1's shard and plan
             np.testing.assert_allclose(ra.features, rb.features, rtol=1e-4, atol=1e-5)
+            assert ddp.store.find(RegionEmbedding, epoch=e, layer=layer)
     # the weights changed between epochs, so the equality above is not one epoch compared thrice
     f1 = ddp.store.get(Key("main", "clean", 1, "features.12"), RegionRecord).features
-    f3 = ddp.store.get(Key("main", "clean", 3, "features.12"), RegionRecord).features
-    assert np.abs(f1 - f3).max() > 1e-2
+    f4 = ddp.store.get(Key("main", "clean", 4, "features.12"), RegionRecord).features
+    assert np.abs(f1 - f4).max() > 1e-2
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["exit", "raise"])
-def test_a_rank_failing_mid_capture_stops_every_rank_and_keeps_the_last_good_file(tmp_path, mode):
-    proc, seconds = _torchrun(tmp_path, timeout=120, PV_FAIL_RANK="1", PV_FAIL_EPOCH="2", PV_FAIL_MODE=mode, PV_PG_TIMEOUT="30")
+def test_a_rank_raising_mid_capture_raises_on_every_rank_and_training_goes_on(ddp_run):
+    out, proc, _, reports = ddp_run
+    for r in (0, 1):
+        first = reports[r]["errors"][0]
+        assert first["epoch"] == 2
+        assert "DistributedCaptureError: The capture failed on rank 1 of 2" in first["error"]
+        assert "injected failure on rank 1" in first["error"]
+        assert first["seconds"] < 20
+    assert 2 not in pv.Study.load(out / "study.pvz").store.epochs()
+
+
+@pytest.mark.slow
+def test_a_rank_dying_mid_capture_stops_the_others_and_keeps_the_last_good_file(ddp_run):
+    out, proc, seconds, reports = ddp_run
     assert proc.returncode != 0
-    assert seconds < 60, f"the job took {seconds:.0f} s to stop"
-    reports = _reports(tmp_path)
-    if mode == "raise":  # both ranks name the failing rank and its error
-        for r in (0, 1):
-            assert reports[r]["ok"] is False
-            assert "failed on rank 1 of 2" in reports[r]["error"]
-            assert "injected failure on rank 1" in reports[r]["error"]
-    else:  # rank 1 is gone; rank 0 either raised our error or was stopped by torchrun
-        assert 1 not in reports
-        if 0 in reports:
-            assert reports[0]["ok"] is False and "DistributedCaptureError" in reports[0]["error"]
-    study = pv.Study.load(tmp_path / "study.pvz")  # the last good file: epoch 1 only, whole
-    assert study.store.epochs() == [1]
-    rec = study.store.get(Key("main", "clean", 1, "features.12"), RegionRecord)
+    assert "exitcode  : 17" in proc.stderr  # rank 1 died as injected
+    assert seconds < 120, f"the job took {seconds:.0f} s to stop"
+    assert [e["epoch"] for e in reports[1]["errors"]] == [2]  # rank 1 died before it could report
+    # rank 0 noticed the dead peer in the capture's collective and raised our error (unless torchrun
+    # stopped it first)
+    died = [e for e in reports[0]["errors"] if e["epoch"] == 5]
+    if died:
+        assert "DistributedCaptureError" in died[0]["error"] and died[0]["seconds"] < 30
+    study = pv.Study.load(out / "study.pvz")  # the last good file: epochs 1, 3, 4, whole
+    assert study.store.epochs() == [1, 3, 4]
+    rec = study.store.get(Key("main", "clean", 4, "features.12"), RegionRecord)
     assert rec.features.shape[0] == worker.N_PROBE * 8
     assert "partial" not in study.store.meta
 
