@@ -355,13 +355,14 @@ def draw_class_arrows(
 
 
 def place_labels(anchors: np.ndarray, sizes: np.ndarray, centre: np.ndarray, bounds: tuple,
-                 step: float) -> np.ndarray:  # fmt: skip
+                 step: float, pad: float = 1.0) -> np.ndarray:  # fmt: skip
     """Greedy collision avoidance: centres for boxes ``sizes`` (n×2, w×h) near ``anchors`` (n×2).
 
     Each box tries positions pushed outward from ``centre`` through its anchor (the arrow's
     direction), at growing distances (multiples of ``step``) and at angles fanning out from that
     direction; it takes the first that overlaps no box placed before it and stays inside
-    ``bounds`` (x0, y0, x1, y1), else the one with the least overlap. All in one unit (pixels).
+    ``bounds`` (x0, y0, x1, y1), else the one with the least overlap; placed boxes keep ``pad``
+    clear around them. All in one unit (pixels).
     The widget places its labels by the same rule (js/src/views/embedding.ts ``placeLabels``).
     """
     x0, y0, x1, y1 = bounds
@@ -371,7 +372,7 @@ def place_labels(anchors: np.ndarray, sizes: np.ndarray, centre: np.ndarray, bou
         d = np.array([ax_ - centre[0], ay - centre[1]])
         base = float(np.arctan2(d[1], d[0])) if np.hypot(*d) > 1e-9 else 0.0
         best, best_cost, free = (ax_, ay), np.inf, False
-        for dist in (0.6, 1.2, 2.0, 3.0, 4.5):
+        for dist in (0.6, 1.2, 2, 3, 4.5, 6.5, 9, 12, 16, 21, 27, 34):
             for turn in (0, 30, -30, 60, -60, 90, -90, 135, -135, 180):
                 a = base + np.radians(turn)
                 r = dist * step + 0.5 * abs(w * np.cos(a)) + 0.5 * abs(h * np.sin(a))
@@ -391,7 +392,7 @@ def place_labels(anchors: np.ndarray, sizes: np.ndarray, centre: np.ndarray, bou
                 break
         cx, cy = best  # type: ignore[misc]
         out[i] = (cx, cy)
-        placed.append((cx - w / 2 - 1, cy - h / 2 - 1, cx + w / 2 + 1, cy + h / 2 + 1))
+        placed.append((cx - w / 2 - pad, cy - h / 2 - pad, cx + w / 2 + pad, cy + h / 2 + pad))
     return out
 
 
@@ -437,7 +438,7 @@ class MuLabels(Artist):
             sizes.append((ext.width, ext.height))
         b = ax.bbox
         at = place_labels(disp[:-1], np.asarray(sizes), disp[-1], (b.x0, b.y0, b.x1, b.y1),
-                          step=renderer.points_to_pixels(3.0))  # fmt: skip
+                          step=renderer.points_to_pixels(3.0), pad=renderer.points_to_pixels(1.5))  # fmt: skip
         for t, (x, y) in zip(self.texts, at):
             t.set_position((x, y))
             t.draw(renderer)

@@ -27,6 +27,15 @@ def test_dashboard_composes_widget_sliders_and_charts(dash):
     assert set(dash.charts) == {"per_layer", "per_epoch", "per_condition"}
 
 
+def test_every_chart_compares_heights_from_zero(dash):
+    # bars and the KP-per-epoch line are read by their heights: each value axis starts at 0
+    for fig in dash.charts.values():
+        (value_axis,) = [a for a in fig.axes if a.side == "left"]
+        assert value_axis.scale.min == 0, fig.title
+    for bars in (dash.layer_bars, dash.cond_bars):
+        assert bars.base == 0
+
+
 def test_threshold_slider_drives_the_widget_and_the_charts(dash):
     before = list(dash.layer_bars.y)
     dash.sliders["threshold"].value = 0.9

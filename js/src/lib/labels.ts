@@ -20,9 +20,10 @@ function overlapArea(a: Box, b: Box): number {
 
 /**
  * Centres for boxes `sizes` ([w, h] each) near `anchors` ([x, y] each), all in pixels. `fixed`
- * boxes (e.g. a pane title) are avoided as well. Returns the placed boxes, in input order.
+ * boxes (e.g. a pane title) are avoided as well; placed labels keep `pad` pixels clear around
+ * them. Returns the placed boxes, in input order.
  */
-export function placeLabels(anchors: [number, number][], sizes: [number, number][], centre: [number, number], bounds: Box, step: number, fixed: Box[] = []): Box[] {
+export function placeLabels(anchors: [number, number][], sizes: [number, number][], centre: [number, number], bounds: Box, step: number, fixed: Box[] = [], pad = 2): Box[] {
   const placed: Box[] = [...fixed];
   const out: Box[] = [];
   anchors.forEach(([ax, ay], i) => {
@@ -48,7 +49,7 @@ export function placeLabels(anchors: [number, number][], sizes: [number, number]
       }
     }
     out.push(best);
-    placed.push({ x0: best.x0 - 1, y0: best.y0 - 1, x1: best.x1 + 1, y1: best.y1 + 1 });
+    placed.push({ x0: best.x0 - pad, y0: best.y0 - pad, x1: best.x1 + pad, y1: best.y1 + pad });
   });
   return out;
 }
