@@ -43,13 +43,15 @@ def draw_regions(
     scale: float = 1.0,
     rasterize: bool | None = None,
     marker_size: float = 9.0,
+    emphasis: bool = False,
 ) -> list[str]:
     """Scatter a region view on a 3-D axes, one collection per glyph; return the glyphs drawn.
 
     Collections carry gids ``points-reliable``, ``points-unreliable`` and
     ``points-non_discriminative`` (one marker per region in SVG output). Colour is the class of
     the region's image (``color_by="label"``) or the knowledge point's class (``"predicted"``).
-    Selected rows keep full opacity and get a dark edge; the others are dimmed.
+    Selected rows keep full opacity and get a dark edge; the others are dimmed. ``emphasis``
+    (small multiples) draws knowledge points larger over smaller, fainter other regions.
     """
     h = view.h * scale
     classes = view.label if color_by == "label" else np.asarray(view.kp.predicted, dtype=np.int64)
@@ -67,10 +69,13 @@ def draw_regions(
             continue
         drawn.append(name)
         dim = selection is not None
-        size = marker_size * (0.6 if name == "non_discriminative" else 1.0)
+        background = name == "non_discriminative"
+        size = marker_size * (
+            (0.35 if emphasis else 0.6) if background else (1.5 if emphasis else 1.0)
+        )
         sc = ax.scatter(
             *xyz3(h[rows]), c=list(colors[rows]), marker=GLYPHS[name][0],
-            s=size, alpha=0.18 if dim else (0.45 if name == "non_discriminative" else 0.9),
+            s=size, alpha=0.18 if dim else ((0.3 if emphasis else 0.45) if background else 0.9),
             linewidths=0, depthshade=False, rasterized=rasterize,
         )  # fmt: skip
         sc.set_gid(f"points-{name}")
@@ -88,6 +93,7 @@ def _embedding_axes(
     container: Any, view: _data.RegionView, color_by: str, selection: Any, arrows: bool,
     normalize: bool, radius: float | None, elev: float, azim: float,
     title: str | None = None, class_names: Sequence[str] = (), ellipsoids: bool = False,
+    emphasis: bool = False,
 ) -> tuple[Any, list[str]]:  # fmt: skip
     """Fill ``container`` (a Figure or SubFigure) with one 3-D region view; title it above.
 
@@ -97,7 +103,7 @@ def _embedding_axes(
     ax = container.add_subplot(111, projection="3d")
     scale = 1.0 / view.mean_strength if normalize and view.mean_strength > 0 else 1.0
     sel = _data.check_selection(selection, len(view.h))
-    drawn = draw_regions(ax, view, color_by=color_by, selection=sel, scale=scale)
+    drawn = draw_regions(ax, view, color_by=color_by, selection=sel, scale=scale, emphasis=emphasis)
     r = radius if radius is not None else radius_of(view.h * scale)
     setup_3d(ax, r, elev=elev, azim=azim)
     if ellipsoids:
@@ -245,9 +251,10 @@ def layer_strip(
 ) -> Figure:
     """Return one small 3-D panel per layer for the same epoch/condition (the widget's layer strip).
 
-    Each panel shows that layer's regional embeddings with the paper's glyphs and μ_c, titled with
-    its knowledge points per image. ``normalize`` (default) divides each layer by its mean strength
-    so panels share one scale, as knowledge points are counted (PAPER.md §4).
+    Each panel shows that layer's regional embeddings with the paper's glyphs (knowledge points
+    emphasised over the other regions) and μ_c, titled with its knowledge points per image.
+    ``normalize`` (default) divides each layer by its mean strength so panels share one scale, as
+    knowledge points are counted (PAPER.md §4).
     Figure size is ``panel_size`` inches per panel wide.
     """
     check_choice(color_by, COLOR_BY, "color_by")
@@ -271,7 +278,7 @@ def layer_strip(
             kp = view.kp
             title = f"{view.key.layer}\n{float(kp.mean_total):.1f} KPs/img · {float(kp.mean_reliable):.1f} reliable"
             _, drawn = _embedding_axes(sub, view, color_by, None, True, normalize, None, elev, azim,
-                                       title=title, class_names=names)  # fmt: skip
+                                       title=title, class_names=names, emphasis=True)  # fmt: skip
             glyphs.update(drawn)
         key = views[0].key
         fig.suptitle(f"epoch {key.epoch} · {key.condition}" + (f" · {key.model}" if key.model != "main" else ""),

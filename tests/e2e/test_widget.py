@@ -176,6 +176,7 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     near = [fg[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].any() for x, y in xy]
     assert np.mean(near) > 0.9, f"only {np.mean(near):.0%} of the points have ink under them"
     assert count_foreground(img, _bg(img)) > 300
+    _assert_legible(page, img)
 
     # Changing the layer from Python changes the picture and the header.
     layers = json.loads(_py(page, "__import__('json').dumps(net.default_layers)"))
@@ -216,6 +217,36 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     _wait_py(page, "w.backend", "canvas2d")
     page.wait_for_timeout(500)
     assert count_foreground(_shot(page, "quickstart_canvas2d")) > 300
+
+
+def _assert_legible(page, img: np.ndarray) -> None:
+    """The first look: the canvas on the notebook's own background, class labels apart, and
+    strip thumbnails that show structure."""
+    behind = page.evaluate(
+        """() => { for (let n = document.querySelector('.pv-root').parentElement; n; n = n.parentElement) {
+                     const c = getComputedStyle(n).backgroundColor;
+                     const m = c.match(/rgba?\\(([^)]+)\\)/);
+                     const p = m ? m[1].split(/[ ,/]+/).map(Number) : [];
+                     if (p.length >= 3 && (p.length < 4 || p[3] > 0.5)) return p.slice(0, 3); }
+                   return null; }"""
+    )
+    assert behind is not None
+    assert np.abs(_bg(img).astype(int) - behind).max() <= 3, (_bg(img), behind)
+    labels = page.evaluate(
+        """() => [...document.querySelectorAll('.pv-mu-label')].filter(e => e.offsetParent !== null)
+                 .map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"""
+    )
+    assert len(labels) >= 2, labels
+    for i, a in enumerate(labels):
+        for b in labels[:i]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    tiles = page.locator("[data-pv=layer-tile] canvas")
+    assert tiles.count() >= 3
+    for i in range(tiles.count()):
+        thumb = element_image(tiles.nth(i))
+        inked = count_foreground(thumb, thumb[1, 1])
+        assert inked > 0.01 * thumb.shape[0] * thumb.shape[1], f"thumbnail {i}: {inked} px of ink"
+        assert thumb.reshape(-1, 3).std(axis=0).max() > 6, f"thumbnail {i} is near-uniform"
 
 
 # ---- 2. layer strip, timeline, play, compare --------------------------------------------------------
