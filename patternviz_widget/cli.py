@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reproduce_out", help="output folder (default: reproduce_out)")
     rep.add_argument("--quick", action="store_true", help="tiny sizes for tests (the verdicts are not evidence)")
     rep.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    rep.add_argument("--threads", type=int, default=None, help="torch threads for the fits (default: torch's)")
     return parser
 
 
@@ -219,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .reproduction import reproduce
 
             cmd = "python -m patternviz_widget " + " ".join(argv if argv is not None else sys.argv[1:])
-            result = reproduce(out=args.out, quick=args.quick, progress=args.progress, log=_print, command=cmd)
+            result = reproduce(out=args.out, quick=args.quick, progress=args.progress, log=_print, command=cmd,
+                               threads=args.threads)  # fmt: skip
             _print("")
             _print(result.markdown.split("\n## Criteria")[0])
     except KeyboardInterrupt:

@@ -79,7 +79,7 @@ class ReproConfig:
     threshold: float = 0.4
     attack_eps: float = 8 / 255
     attack_steps: int = 20
-    distill_epochs: int = 4
+    distill_epochs: int = 3
     distill_alpha: float = 0.9
     baselines: tuple[str, ...] = ("pca", "tsne")
     train_threads: int = 1
@@ -390,6 +390,8 @@ def layer_numbers(study: Any, layer: str, epoch: int, threshold: float) -> dict:
 def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[[str], None]) -> dict:
     from scipy.stats import spearmanr
 
+    import patternviz_widget as pv
+
     from .engine.metrics import softmax_t
     from .results import SAMPLE, Key, SampleEmbedding, SampleRecord
 
@@ -398,15 +400,32 @@ def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[
     its = sorted(states)
     model = _model(cfg)
     study = _study(model, probe, cfg)
-    for it in _bar(its, "reproduce: capture checkpoints", progress):
+    # checkpoint by checkpoint, saved after each: an interrupted run continues at the next one
+    progress_file, h = out / "study.progress.json", stage_hash(cfg, "emergence")
+    done: list[int] = []
+    embed_seconds = 0.0
+    if progress_file.exists() and (out / "study.pvz").exists():
+        try:
+            state = json.loads(progress_file.read_text())
+            if state.get("hash") == h:
+                study.store = pv.Study.load(out / "study.pvz").store
+                done, embed_seconds = [int(i) for i in state["done"]], float(state.get("embed_seconds", 0.0))
+                log(f"[reproduce] emergence: resuming after iterations {done}")
+        except Exception as e:  # an unreadable partial result means "start the stage over"
+            log(f"[reproduce] emergence: partial result unreadable ({type(e).__name__}: {e}); starting over")
+            study = _study(model, probe, cfg)
+            done = []
+    for it in _bar([i for i in its if i not in done], "reproduce: checkpoints (capture + embed)", progress):
         model.load_state_dict(states[it])
         model.eval()
         study.capture(epoch=it, progress=False)
-    t0 = time.perf_counter()
-    study.embed(progress=progress, temperature=cfg.temperature, **cfg.embed)
-    embed_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        study.embed(progress=False, temperature=cfg.temperature, **cfg.embed)
+        embed_seconds += time.perf_counter() - t0
+        study.save(out / "study.pvz", overwrite=True)
+        done.append(it)
+        _write_json(progress_file, {"hash": h, "done": done, "embed_seconds": embed_seconds})
     model.load_state_dict(states[its[-1]])
-    study.save(out / "study.pvz", overwrite=True)
     layers = list(study.layers)
     res: dict[str, Any] = {"iterations": its, "layers": layers, "embed_seconds": embed_seconds,
                            "regions_per_layer": {}, "per_checkpoint": {}}  # fmt: skip
@@ -754,7 +773,7 @@ class Reproduction:
 
 def reproduce(out: str | Path = "reproduce_out", quick: bool = False, progress: bool = True,
               log: Callable[[str], None] = print, config: ReproConfig | None = None,
-              command: str | None = None) -> Reproduction:  # fmt: skip
+              command: str | None = None, threads: int | None = None) -> Reproduction:  # fmt: skip
     """Run (or resume) the reproduction into ``out``; return a :class:`Reproduction`.
 
     Args:
@@ -764,14 +783,28 @@ def reproduce(out: str | Path = "reproduce_out", quick: bool = False, progress: 
         log: receives one line per stage.
         config: a :class:`ReproConfig` (None: the defaults, or :meth:`ReproConfig.quick`).
         command: the command line recorded in REPRODUCTION.md.
+        threads: torch threads for the fits (None: torch's default); training and distillation use
+            ``config.train_threads`` (small convolutions run faster on one thread).
 
     Example:
         >>> import patternviz_widget as pv                   # doctest: +SKIP
         >>> rep = pv.reproduce("repro", quick=True)          # doctest: +SKIP
         >>> rep                                              # doctest: +SKIP
     """
+    import torch
+
     cfg = config if config is not None else (ReproConfig.quick() if quick else ReproConfig())
-    out = Path(out)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        return _reproduce(Path(out), cfg, quick, progress, log, command)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _reproduce(out: Path, cfg: ReproConfig, quick: bool, progress: bool, log: Callable[[str], None],
+               command: str | None) -> Reproduction:  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -810,7 +843,8 @@ def reproduce(out: str | Path = "reproduce_out", quick: bool = False, progress: 
     }  # fmt: skip
     md = render_markdown(header, claims, results)
     doc = {"header": header, "claims": claims, "training": results["train"]["history"],
-           "degeneracy": {it: r["degeneracy"] for it, r in results["emergence"]["per_checkpoint"].items()}}  # fmt: skip
+           "degeneracy": {it: r["degeneracy"] for it, r in results["emergence"]["per_checkpoint"].items()},
+           "stages": results}  # fmt: skip
     _write_json(out / "claims.json", {"hash": stage_hash(cfg, "claims"), "claims": claims})
     _write_json(out / "REPRODUCTION.json", doc)
     (out / "REPRODUCTION.md").write_text(md)
@@ -858,7 +892,8 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for r in claims:
-        lines.append(f"| {r['claim']} | {r['name']} | {r['ours']} | {r['paper'] or '—'} | **{r['verdict']}** |")
+        cells = [str(r["claim"]), r["name"], r["ours"], r["paper"] or "—", f"**{r['verdict']}**"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "## Criteria (fixed before the run; one set of method defaults for every claim)", ""]
     for r in claims:
         lines.append(f"{r['claim']}. {r['name']}: {r['criterion'] or '—'}" + (f". Note: {r['note']}" if r["note"] else ""))
