@@ -9,6 +9,10 @@ alike; the ratio uses medians (and minima, reported too). Target: ratio <= 1.10.
 
 When the ratio is above target, one capture is profiled with cProfile and the top functions by
 own time are reported, to show where the extra time goes.
+
+Scaling (:func:`scaling`): the same BenchVGG capture of the same images in 1 process and sharded
+over 2 processes under ``torchrun`` (gloo, CPU; ``patternviz_widget.engine.distributed``): 1
+process with all cores' threads, 1 process with 1 thread, 2 processes with cores / 2 threads each.
 """
 
 from __future__ import annotations
@@ -124,14 +128,67 @@ def run(
     profile: bool = True,
     configs: tuple[str, ...] = ("bench_vgg", "demo"),
     log=print,
+    scaling_configs: tuple[tuple[int, int | None], ...] | None = ((1, None), (1, 1), (2, None)),
 ) -> dict:
     """Run section 1 for each model/data configuration and return its JSON-able result.
 
     Configurations: "bench_vgg" = :class:`BenchVGG` (width 32, 64x64 RGB from a uint8 tensor);
     "demo" = the bundled SmallVGG on the shapes Dataset (cheaper per image, so capture's fixed
-    costs weigh more)."""
-    return {"runs": [_run_one(c, n_images, batch_size, size, width, repeats, device, profile, log) for c in configs],
-            "target": TARGET}
+    costs weigh more). ``scaling_configs``: (processes, threads) of :func:`scaling` (None: skip it)."""
+    out = {"runs": [_run_one(c, n_images, batch_size, size, width, repeats, device, profile, log) for c in configs],
+           "target": TARGET}
+    if scaling_configs:
+        out["scaling"] = scaling(n_images, scaling_configs, size=size, width=width, batch_size=batch_size,
+                                 repeats=repeats, log=log)
+    return out
+
+
+def scaling(
+    n_images: int = 2048,
+    configs: tuple[tuple[int, int | None], ...] = ((1, None), (1, 1), (2, None)),
+    size: int = 64,
+    width: int = 32,
+    batch_size: int = 64,
+    repeats: int = 3,
+    timeout_s: float = 900,
+    log=print,
+) -> dict:
+    """Time ``study.capture()`` of the same images in P processes of T threads each, for each
+    ``(P, T)`` of ``configs`` (T None: cores // P) under ``torchrun`` (gloo, CPU); return the
+    medians, the launch wall times and the speed-up over the first configuration."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    cores = os.cpu_count() or 1
+    root = Path(__file__).resolve().parent.parent
+    runs = []
+    for p, threads in configs:
+        threads = threads or max(1, cores // p)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "scaling.json"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={p}",
+                   "-m", "benchmarks._capture_scaling", str(out), str(n_images), str(size), str(width),
+                   str(batch_size), str(repeats)]  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
+            wall = time.perf_counter() - t
+            if proc.returncode != 0 or not out.exists():
+                raise RuntimeError(f"capture scaling with {p} processes failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(out.read_text())
+        res["launch_wall_s"] = round(wall, 2)
+        runs.append(res)
+        log(f"[capture] scaling: {n_images} images, {p} process(es) x {res['torch_threads']} threads: "
+            f"capture {fmt_s(res['capture_median_s'])} (launch {wall:.1f} s)")
+    base = runs[0]["capture_median_s"]
+    for r in runs:
+        r["speedup"] = round(base / r["capture_median_s"], 3)
+    return {"model": f"BenchVGG(width={width}), input 3x{size}x{size}, batch {batch_size}, cpu, gloo",
+            "n_images": n_images, "cores": cores, "runs": runs}
 
 
 def _run_one(config, n_images, batch_size, size, width, repeats, device, profile, log) -> dict:

@@ -90,6 +90,13 @@ def _capture(r: dict) -> list[str]:
         if x.get("profile_top_tottime"):
             rows += ["", f"{x['config']} above target; cProfile of one capture (top by own time):", "", "```",
                      *x["profile_top_tottime"], "```"]
+    sc = r.get("scaling")
+    if sc:
+        rows += ["", f"Capture scaling under torchrun: {sc['model']}, the same {sc['n_images']:,} images, "
+                 f"{sc['cores']} cores; barriers around each capture, medians (P > 1: shards + gather to rank 0).",
+                 "", "| processes x threads | capture | speed-up |", "|---|---|---|"]
+        rows += [f"| {x['processes']} x {x['torch_threads']} | {fmt_s(x['capture_median_s'])} | {x['speedup']:.2f}x |"
+                 for x in sc["runs"]]
     return rows
 
 

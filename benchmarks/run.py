@@ -2,7 +2,8 @@
 
 Sections (``--sections``, comma-separated; default all):
 
-* ``capture``  — capture of 4 layers vs a plain forward pass (ratio; target <= 1.10)
+* ``capture``  — capture of 4 layers vs a plain forward pass (ratio; target <= 1.10), and the same
+  capture in 1 vs 2 processes under torchrun (seconds, speed-up; not in --smoke)
 * ``embed``    — ours vs scikit-learn PCA / t-SNE, openTSNE, UMAP on 10^4..10^6 regional
   features: seconds, peak RSS, k-NN accuracy in the embedding vs in feature space
 * ``region``   — the paper's region fit, 500 images x 196 regions x 512 channels: r' searched once
@@ -119,7 +120,8 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None)
         n = a.capture_images or (64 if smoke else 2048)
         return bench_capture.run(n_images=n, repeats=1 if smoke else 5, device=a.device, width=8 if smoke else 32,
                                  profile=not smoke,
-                                 size=32 if smoke else 64, batch_size=32 if smoke else 64)
+                                 size=32 if smoke else 64, batch_size=32 if smoke else 64,
+                                 **({"scaling_configs": None} if smoke else {}))
     if section == "embed":
         from . import bench_embed
 
