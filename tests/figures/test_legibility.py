@@ -125,14 +125,18 @@ def test_class_direction_labels_never_overlap(k):
 
 
 def test_dollar_names_are_drawn_verbatim_in_every_format(tmp_path):
+    from matplotlib.text import Text
+
+    from patternviz_widget.cli import write_figures
+
     names = ["$x$", "cost $5 and $6", "plain"]
     study = _study(names)
-    for fig in (F.embedding(study, layer=LAST), F.layer_strip(study), F.sample_embedding(study),
-                F.highlighted_regions(study, images=[0, 1]), F.ellipsoids(study, layer=LAST)):  # fmt: skip
-        for fmt in ("png", "svg", "pdf"):
-            F.save(fig, tmp_path / f"f.{fmt}", dpi=40)
-        from matplotlib.text import Text
-
+    # every figure the `figures` command writes, in every format, without a mathtext error
+    written, skipped = write_figures(
+        study, tmp_path, formats=("png", "svg", "pdf"), dpi=30, log=str
+    )
+    assert not skipped and len(written) >= 3 * 6
+    for fig in (F.embedding(study, layer=LAST), F.highlighted_regions(study, images=[0, 1])):
         for t in fig.findobj(Text):
             assert t._preprocess_math(t.get_text())[1] is False, t.get_text()
     svg = F.save(F.embedding(study, layer=LAST), tmp_path / "e.svg").read_text()
