@@ -31,6 +31,7 @@ import torch
 from .._validate import check_positive_int
 from ..errors import InputError
 from .packing import PackedRegions, PartnerGroups, masked_kl, masked_log_softmax, product_mixture
+from .threads import torch_threads
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,29 +165,86 @@ def importance_loss_from_scores(s: torch.Tensor, w: torch.Tensor, log_t: torch.T
 
 def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, v: torch.Tensor,
                     w: torch.Tensor, kappa_m: float, dtype: torch.dtype = torch.float32,
-                    table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                    table: torch.Tensor | None = None, cache: dict | None = None,
+                    search_threads: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (loss_i per image [N], ∂/∂v [N, K], ∂/∂w [N, Rm], r' table [N, Rm, P]) at (v, w).
 
     ``table``: score with these matches instead of searching (the steps between two searches of
-    :func:`fit_importance`); it is returned as is."""
+    :func:`fit_importance`); it is returned as is. ``cache``: a dict kept by the caller across
+    steps that share one table (the sparse patterns of the matched pairs are built once).
+
+    The gradients are in closed form (no autograd). With ℓ_rj = log softmax_j(κ_m s_rj),
+    log Q = log softmax_j(Σ_r w_r ℓ_rj) and T the target: ∂KL/∂w_r = Σ_j (Q_j − T_j) ℓ_rj and
+    ∂KL/∂s_rj = κ_m w_r (Q_j − T_j) (the softmax term Σ_j w_r (Q_j − T_j) vanishes because Q and T
+    both sum to one), so ∂KL/∂v = κ_m Σ_r w_r f̂_i^(r) ⊙ Σ_j (Q_j − T_j) f̂_j^(r'). Images are
+    processed in chunks of whole partner groups, each chunk a few large operations."""
     n, rm, k = packed.shape
+    if table is None:
+        table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
+        with torch.no_grad(), torch_threads(search_threads):
+            for members, gpart in zip(pg.groups, pg.blocks):
+                table[members] = _Group(packed, members, gpart, dtype).match(v[members])
+        if cache is not None:
+            cache.clear()
+    cache = {} if cache is None else cache
     gv, gw = torch.zeros_like(v), torch.zeros_like(w)
-    out_table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device) if table is None else table
     losses = torch.zeros(n, dtype=torch.float64, device=v.device)
-    for members, gpart in zip(pg.groups, pg.blocks):
-        grp = _Group(packed, members, gpart, dtype)
-        if table is None:
-            rp = out_table[members] = grp.match(v[members])
-        else:
-            rp = table[members]
-        s = grp.scores(v[members], rp).detach().requires_grad_(True)
-        wm = w[members].detach().requires_grad_(True)
-        loss = importance_loss_from_scores(s, wm, log_t[members], pg.pmask[members], kappa_m)
-        ds, dw = torch.autograd.grad(loss.sum(), (s, wm))
-        gv[members] = grp.grad_v(ds, rp)
-        gw[members] = dw * packed.mask[members]  # padding slots: exactly 0 (round-off otherwise)
-        losses[members] = loss.detach().double()
-    return losses, gv, gw, out_table
+    all_rows = packed.unit.view(n * rm, k)
+    with torch.no_grad():
+        for ci, idx in enumerate(_chunks(pg, rm)):
+            if ci not in cache:
+                cache[ci] = _matched_pattern(pg, table, idx, rm)
+            crow, col = cache[ci]
+            c, p = idx.numel(), pg.p
+            a = packed.unit[idx]  # [c, Rm, K]
+            av = (a * v[idx, None, :]).reshape(c * rm, k)
+            with _quiet_sparse():
+                pat = torch.sparse_csr_tensor(crow, col, torch.zeros(col.numel(), device=col.device),
+                                              size=(c * rm, n * rm))
+                sc = torch.sparse.sampled_addmm(pat, av, all_rows.T, beta=0.0).values().view(c, rm, p)
+            pmask, wi = pg.pmask[idx], w[idx]
+            log_pr = masked_log_softmax(kappa_m * sc, pmask)
+            safe = torch.where(pmask[:, None, :], log_pr, torch.zeros_like(log_pr))
+            mix = (wi[:, :, None] * safe).sum(1).masked_fill(~pmask, float("-inf"))
+            log_q = torch.log_softmax(mix, dim=1)
+            lt = log_t[idx].to(sc.dtype)
+            t = lt.exp()
+            diff = torch.where(pmask, lt - log_q, torch.zeros_like(log_q))
+            losses[idx] = (t * diff).sum(-1).double()
+            e = torch.where(pmask, log_q.exp() - t, torch.zeros_like(t))  # Q − T, 0 off the partners
+            gw[idx] = torch.einsum("crp,cp->cr", safe, e) * packed.mask[idx]
+            ds = (kappa_m * wi)[:, :, None] * e[:, None, :]
+            with _quiet_sparse():
+                mat = torch.sparse_csr_tensor(crow, col, ds.reshape(-1).contiguous(), size=(c * rm, n * rm))
+                y = (mat @ all_rows).view(c, rm, k)
+            gv[idx] = (a * y).sum(1)
+    return losses, gv, gw, table
+
+
+def _chunks(pg: PartnerGroups, rm: int, max_pairs: int = 4_000_000) -> list[torch.Tensor]:
+    """Image indices in chunks of whole partner groups with at most ``max_pairs`` matched pairs
+    (c·Rm·P) each (at least one group per chunk)."""
+    out, cur, size = [], [], 0
+    per = rm * max(pg.p, 1)
+    for members in pg.groups:
+        if cur and size + members.numel() * per > max_pairs:
+            out.append(torch.cat(cur))
+            cur, size = [], 0
+        cur.append(members)
+        size += members.numel() * per
+    if cur:
+        out.append(torch.cat(cur))
+    return out
+
+
+def _matched_pattern(pg: PartnerGroups, table: torch.Tensor, idx: torch.Tensor,
+                     rm: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR pattern of the matched pairs of images ``idx``: row (i, r), P entries per row whose
+    columns are the global rows (j, r'(r; i, j)) of ``packed.unit``."""
+    c, p = idx.numel(), pg.p
+    col = (pg.partners[idx] * rm)[:, None, :] + table[idx].long()
+    crow = torch.arange(0, c * rm * p + 1, p, device=table.device)
+    return crow, col.reshape(-1)
 
 
 def project_simplex(x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -215,6 +273,7 @@ def fit_importance(
     match_dtype: str = "auto",
     rematch_every: int = 0,
     callback: Callable[[int], None] | None = None,
+    search_threads: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float], torch.Tensor]:
     """Return (w [N, Rm], v [N, K], loss per step, r' table [N, Rm, P]): per-image importance of
     regions and channels, and the region-matching table searched under the returned v.
@@ -245,6 +304,7 @@ def fit_importance(
             126 s for 500 images × 196 regions × 512 channels on 2 CPU cores). Either way the
             table returned is searched under the v returned.
         callback: called with the step index after every step.
+        search_threads: torch threads for the r' searches (see :mod:`.threads`).
     """
     every = check_positive_int(rematch_every, "rematch_every (0: search r' once; k: every k steps)", minimum=0)
     n, rm, k = packed.shape
@@ -253,17 +313,20 @@ def fit_importance(
     w = packed.mask.float() / packed.mask.sum(1, keepdim=True).clamp(min=1)
     history: list[float] = []
     if pg.j == 0 or steps == 0:
-        return w, v, history, matching_table(packed, pg, v, match_dtype)
+        with torch_threads(search_threads):
+            return w, v, history, matching_table(packed, pg, v, match_dtype)
     dtype = resolve_match_dtype(match_dtype, dev)
     buf_v, buf_w = torch.zeros_like(v), torch.zeros_like(w)
     table = None
+    cache: dict = {}
     best_loss = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
     best_w, best_v = w.clone(), v.clone()
     best_table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=dev)
     best_fresh = torch.zeros(n, dtype=torch.bool, device=dev)  # best_table searched at best_v
     for step in range(int(steps)):
         fresh = table is None or (every > 0 and step % every == 0)
-        loss, gv, gw, table = importance_grad(packed, pg, log_t, v, w, kappa_m, dtype, None if fresh else table)
+        loss, gv, gw, table = importance_grad(packed, pg, log_t, v, w, kappa_m, dtype,
+                                              None if fresh else table, cache, search_threads)
         better = loss < best_loss  # per image: the iterate just evaluated (before this update)
         best_loss = torch.where(better, loss, best_loss)
         best_w[better], best_v[better] = w[better], v[better]
@@ -280,7 +343,8 @@ def fit_importance(
         if callback is not None:
             callback(step)
     if not bool(best_fresh.all()):
-        matching_table(packed, pg, best_v, match_dtype, only=~best_fresh, out=best_table)
+        with torch_threads(search_threads):
+            matching_table(packed, pg, best_v, match_dtype, only=~best_fresh, out=best_table)
     return best_w, best_v, history, best_table
 
 

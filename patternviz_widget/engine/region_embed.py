@@ -37,6 +37,7 @@ from .packing import (
     product_mixture,
     target_log_similarity,
 )
+from .threads import resolve_threads, torch_threads
 
 _EPS = 1e-8
 
@@ -60,7 +61,7 @@ def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t
     u_p = u_b.index_select(0, flat.reshape(-1)).view(*table.shape, d)
     n_i = h_m.norm(dim=2).detach()
     u_i = h_m / (n_i[..., None] + _EPS)
-    cos = torch.matmul(u_p, u_i[..., None]).squeeze(-1)  # [G, Rm, P]
+    cos = (u_p * u_i[:, :, None, :]).sum(-1)  # [G, Rm, P] (d = 3: elementwise beats a batched matmul)
     logits = kp.evaluate(kappa, n_i)[..., None] * cos
     if bool(pmask.all()):
         log_q = torch.log_softmax((w[:, :, None] * torch.log_softmax(logits, dim=2)).sum(1), dim=1)
@@ -119,6 +120,7 @@ def fit_region_embedding(
     device: str | torch.device | None = "cpu",
     memory_budget_mb: float = 1024.0,
     match_dtype: str = "auto",
+    threads: int | str = "auto",
     callback: Callable[[str, int, int], None] | None = None,
 ) -> RegionEmbedding:
     """Return the paper's :class:`RegionEmbedding` of one layer: w, v, r' and Λ fitted (PAPER.md §3).
@@ -143,6 +145,9 @@ def fit_region_embedding(
             h = f @ Λ.T); None draws nn.Linear's default. seed: partners, batches and init
             (paper: 2020). device: where to fit. memory_budget_mb: chunking of the matching.
         match_dtype: precision of the r' argmax search (see ``importance.resolve_match_dtype``).
+        threads: torch threads on a CPU for the r' search (its products are large): "auto" = as
+            many as the machine has idle cores now, at most torch's count; every other step runs
+            on one thread (small operations; see :mod:`.threads`). A number sets the search's.
         callback: ``callback(stage, done, total)`` for progress ("importance", "match", "fit").
 
     Returns:
@@ -152,6 +157,22 @@ def fit_region_embedding(
         kept — it is an intermediate of the fit, N×C floats).
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
+    search_threads = resolve_threads(threads, dev)
+    with torch_threads(1 if dev.type == "cpu" else torch.get_num_threads()):
+        return _fit_region_embedding(features, image, sample_g, probs, dev, search_threads, epochs=epochs, lr=lr,
+                                     momentum=momentum, weight_decay=weight_decay, lambda_kl=lambda_kl,
+                                     lambda_mi=lambda_mi, controller=controller, kappa=kappa, kappa_p=kappa_p,
+                                     kappa_m=kappa_m, partners=partners, importance_steps=importance_steps,
+                                     importance_lr=importance_lr, rematch_every=rematch_every,
+                                     batch_size=batch_size, init=init, seed=seed,
+                                     memory_budget_mb=memory_budget_mb, match_dtype=match_dtype,
+                                     callback=callback)
+
+
+def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads, *, epochs, lr, momentum,
+                          weight_decay, lambda_kl, lambda_mi, controller, kappa, kappa_p, kappa_m, partners,
+                          importance_steps, importance_lr, rematch_every, batch_size, init, seed,
+                          memory_budget_mb, match_dtype, callback) -> RegionEmbedding:
     g_np = np.asarray(sample_g, dtype=np.float32)
     p_np = np.asarray(probs, dtype=np.float32)
     n = g_np.shape[0]
@@ -170,14 +191,16 @@ def fit_region_embedding(
     w, v, imp_hist, table = fit_importance(packed, pg, log_t, steps=importance_steps, lr=importance_lr,
                                     momentum=momentum, weight_decay=weight_decay, kappa_m=km,
                                     match_dtype=match_dtype, rematch_every=rematch_every,
-                                    callback=lambda s: cb("importance", s + 1, importance_steps))
+                                    callback=lambda s: cb("importance", s + 1, importance_steps),
+                                    search_threads=search_threads)
     cb("match", 1, 1)  # the table comes with the fit: r' under the returned v
     lam0 = default_init(k, g_np.shape[1], seed) if init is None else torch.as_tensor(np.asarray(init, np.float32) * controller)
     lam = lam0.to(dev).clone().requires_grad_(True)
     g = torch.as_tensor(g_np, device=dev)
     losses = _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, epochs=epochs, lr=lr,
                           momentum=momentum, weight_decay=weight_decay, lambda_kl=lambda_kl,
-                          lambda_mi=lambda_mi, controller=controller, seed=seed, callback=lambda e: cb("fit", e + 1, epochs))
+                          lambda_mi=lambda_mi, controller=controller, seed=seed,
+                          callback=lambda e: cb("fit", e + 1, epochs), cache_mb=memory_budget_mb / 2)
     with torch.no_grad():
         h_all = embed_packed(packed, lam, controller)
         h = packed.unpack(h_all).cpu().numpy()
@@ -206,18 +229,29 @@ def fit_region_embedding(
 
 
 def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momentum, weight_decay,
-                 lambda_kl, lambda_mi, controller, seed, callback) -> list[float]:
+                 lambda_kl, lambda_mi, controller, seed, callback, cache_mb: float = 512.0) -> list[float]:
     """Minibatch SGD with momentum on Λ, one partner group per step (see the module docstring);
-    returns the mean loss per image of every epoch."""
-    n = packed.shape[0]
+    returns the mean loss per image of every epoch. ``cache_mb``: the groups' and partner blocks'
+    features are sliced once when they fit in this many MiB, else gathered at every step."""
+    n, rm, k = packed.shape
     buf = torch.zeros_like(lam)
     gen = torch.Generator().manual_seed(int(seed) + 2)
     history = []
+    # every group's constants, sliced once (the block's features too while they fit the budget)
+    block_bytes = sum((m.numel() + b.numel()) * rm * k * 4 for m, b in zip(pg.groups, pg.blocks))
+    keep_feats = block_bytes <= cache_mb * 2**20
+    consts = []
+    for m, b in zip(pg.groups, pg.blocks):
+        f_m, f_b = (packed.feats[m], packed.feats[b]) if keep_feats else (None, None)
+        consts.append((m, b, f_m, f_b, table[m], log_t[m], pg.pmask[m], w[m], g[m]))
     for epoch in range(int(epochs)):
         total = 0.0
         for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
-            loss, _, _ = group_loss(packed, lam / controller, pg, gi, table, log_t, w, g, kfun,
-                                    lambda_kl, lambda_mi)
+            m, b, f_m, f_b, tab, lt, pm, wm, gm = consts[gi]
+            lam_s = lam / controller
+            h_m = (packed.feats[m] if f_m is None else f_m) @ lam_s.T
+            h_b = (packed.feats[b] if f_b is None else f_b) @ lam_s.T
+            loss, _, _ = region_loss(h_m, h_b, tab, lt, pm, wm, gm, kfun, lambda_kl, lambda_mi)
             (grad,) = torch.autograd.grad(loss, lam)
             with torch.no_grad():
                 grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
