@@ -176,6 +176,7 @@ class Study:
         condition: str = "clean",
         model: str | None = None,
         threshold: float = 0.4,
+        kappa_slope: float | str = "sample",
     ) -> Any:
         """Return the KnowledgePoints of one layer (PAPER.md §4): regions whose posterior peak
         max_c p(c|h) ≥ τ, the reliable ones (class = true class), counts per image, r_reliable,
@@ -185,11 +186,16 @@ class Study:
         Args:
             layer: the layer name. epoch, condition, model: which key (model None: the study's).
             threshold: τ (paper: 0.4).
+            kappa_slope: a in the region κ(l) = min(1000, a·l) applied to h / mean strength:
+                "sample" (default, ours) = the mean concentration κ_s(‖g‖) of the images in the
+                clean sample embedding of that epoch, so a region of average strength is as
+                concentrated as an average image; or a number (the paper's κ table is
+                unpublished; counts depend on a — compare 1, 2, 4).
         """
         from .engine.study_embed import study_knowledge_points
 
         return study_knowledge_points(self, layer, epoch=epoch, condition=condition, model=model,
-                                      threshold=threshold)
+                                      threshold=threshold, kappa_slope=kappa_slope)
 
     def sample_metrics(
         self,

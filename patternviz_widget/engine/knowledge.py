@@ -60,6 +60,7 @@ class KnowledgePoints:
     on_object_share: float | None
     on_object_chance: float | None
     threshold: float
+    kappa_slope: float = 1.0
 
     def summary(self) -> dict[str, float | None]:
         """Return the scalar fields as a dict (for tables and logs)."""
@@ -68,6 +69,7 @@ class KnowledgePoints:
             "mean_reliable": self.mean_reliable, "r_reliable": self.r_reliable,
             "mean_total_full_grid": float(self.per_image_total_full_grid.mean()) if self.per_image_total_full_grid.size else 0.0,
             "on_object_share": self.on_object_share, "on_object_chance": self.on_object_chance,
+            "kappa_slope": self.kappa_slope,
         }
 
 
@@ -126,6 +128,28 @@ def boxes_on_object(box: np.ndarray, image: np.ndarray, masks: np.ndarray, min_s
     return (area > 0) & (inside >= min_share * np.maximum(area, 1))
 
 
+def sample_kappa_slope(sample: SampleEmbedding) -> float:
+    """Return the default slope a of the region κ(l) = min(κ_max, a·l) used to count knowledge
+    points: the mean concentration κ_s(‖g_i‖) of the images in the sample embedding (ours).
+
+    Knowledge points are read on h divided by the layer's mean strength (the paper's
+    normalisation before counting), so a region of average strength gets κ = a: with this a, it is
+    exactly as concentrated as an average image is in the sample embedding, and a region twice as
+    strong as the average, twice as concentrated. The unpublished κ table of the paper is replaced
+    by a scale the data set: a net whose posteriors are still flat has short g's, so a small a and
+    few knowledge points; a confident net, long g's and more. Falls back to 1 for embeddings
+    without paper-style g (baselines)."""
+    if sample.method != "paper":
+        return 1.0
+    g = np.asarray(sample.g, dtype=np.float64)
+    if g.size == 0:
+        return 1.0
+    kfun = kp.from_description(sample.params.get("kappa"), kp.SAMPLE_KAPPA_MAX)
+    k = kp.evaluate(kfun, torch.as_tensor(np.linalg.norm(g, axis=1)))
+    a = float(k.mean())
+    return a if np.isfinite(a) and a > 0 else 1.0
+
+
 def knowledge_points(
     region_embedding: RegionEmbedding,
     mu: np.ndarray | SampleEmbedding,
@@ -134,6 +158,7 @@ def knowledge_points(
     threshold: float = 0.4,
     *,
     kappa: kp.KappaLike = None,
+    kappa_slope: float | str = "sample",
     min_object_share: float = 0.5,
 ) -> KnowledgePoints:
     """Return the :class:`KnowledgePoints` of one key from its records (PAPER.md §4).
@@ -145,7 +170,11 @@ def knowledge_points(
         region_record: the RegionRecord of the same key (image index, boxes, grid shape).
         probe: the study's ProbeRecord (true labels; masks for the on-object share).
         threshold: τ (paper: 0.4).
-        kappa: region κ; None reads the embedding's params (capped linear, κ_max = 1000).
+        kappa: region κ; None = capped linear with the fit's κ_max (1000) and slope
+            ``kappa_slope``.
+        kappa_slope: a of κ(l) = min(κ_max, a·l) when ``kappa`` is None: "sample" (default,
+            ours) = :func:`sample_kappa_slope` of the SampleEmbedding passed as ``mu`` (1 when only
+            an array of μ is given), or a positive number (1 = the slope of the fit's κ).
         min_object_share: a region is on the object when at least this share of its grid cell
             is foreground (our extension; default 0.5). The cell, not the receptive field: a deep
             layer's receptive field covers most of a small input, so no region would ever count
@@ -154,9 +183,19 @@ def knowledge_points(
     mu_arr = mu.mu if isinstance(mu, SampleEmbedding) else mu
     if "mu" in region_embedding.params:
         mu_arr = np.asarray(region_embedding.params["mu"], dtype=np.float32)
+    slope = 1.0
     if kappa is None:
+        if isinstance(kappa_slope, str):
+            if kappa_slope != "sample":
+                raise InputError(f"kappa_slope must be 'sample' or a positive number, got {kappa_slope!r}.")
+            slope = sample_kappa_slope(mu) if isinstance(mu, SampleEmbedding) and "mu" not in region_embedding.params else 1.0
+        elif isinstance(kappa_slope, bool) or not isinstance(kappa_slope, (int, float)) or not (np.isfinite(kappa_slope) and kappa_slope > 0):
+            raise InputError(f"kappa_slope must be 'sample' or a positive number, got {kappa_slope!r}.")
+        else:
+            slope = float(kappa_slope)
         desc = region_embedding.params.get("kappa")
-        kappa = kp.from_description(desc, kp.REGION_KAPPA_MAX) if isinstance(desc, dict) else None
+        cap = float(desc.get("kappa_max", kp.REGION_KAPPA_MAX)) if isinstance(desc, dict) and desc.get("kind") == "linear" else kp.REGION_KAPPA_MAX
+        kappa = kp.LinearKappa(cap, slope)
     h = np.asarray(region_embedding.h)
     if h.shape[0] != np.asarray(region_record.image).shape[0]:
         raise InputError(
@@ -164,12 +203,14 @@ def knowledge_points(
             f"{np.asarray(region_record.image).shape[0]}; re-run study.embed() for this key."
         )
     rows, cols = region_record.grid_shape
-    return knowledge_points_arrays(
+    out = knowledge_points_arrays(
         h, mu_arr, region_embedding.mean_strength, region_record.image, probe.labels,
         threshold=threshold, kappa=kappa, grid_cells=int(rows) * int(cols),
         box=cell_boxes(region_record.grid, (rows, cols), probe.input_size),
         masks=probe.masks, min_object_share=min_object_share,
     )
+    out.kappa_slope = float(getattr(kappa, "a", slope))
+    return out
 
 
 def knowledge_points_arrays(

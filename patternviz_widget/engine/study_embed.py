@@ -30,7 +30,7 @@ from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, Sa
 from .align import WeightBuffer, apply_rotation, procrustes_rotation
 from .baselines import available_methods, baseline_regions, baseline_samples
 from .embed import as_target_probs, fit_sample_embedding, project_samples
-from .knowledge import KnowledgePoints, knowledge_points
+from .knowledge import KnowledgePoints, knowledge_points, sample_kappa_slope
 from .metrics import sample_report
 from .region_embed import fit_region_embedding, project_regions
 
@@ -262,8 +262,12 @@ def resolve_key(study: Study, layer: str, epoch: int | None, condition: str, mod
 
 
 def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, condition: str = "clean",
-                           model: str | None = None, threshold: float = 0.4) -> KnowledgePoints:
-    """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`)."""
+                           model: str | None = None, threshold: float = 0.4,
+                           kappa_slope: float | str = "sample") -> KnowledgePoints:
+    """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`).
+
+    The κ slope "sample" is read from the CLEAN sample embedding of the same model and epoch, so
+    other conditions (adversarial) are counted on the clean scale, as their h are projected."""
     key = resolve_key(study, layer, epoch, condition, model, RegionEmbedding)
     store = study.store
     emb = store.get(key, RegionEmbedding)
@@ -271,7 +275,11 @@ def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, c
     if not store.has(sk, SampleEmbedding):
         sk = sk.replace(condition="clean")
     mu = store.get(sk, SampleEmbedding)
-    return knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold)
+    clean = sk.replace(condition="clean")
+    if kappa_slope == "sample" and store.has(clean, SampleEmbedding) and "mu" not in emb.params:
+        kappa_slope = sample_kappa_slope(store.get(clean, SampleEmbedding))
+    return knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold,
+                            kappa_slope=kappa_slope)
 
 
 def study_sample_metrics(study: Study, epoch: int | None = None, condition: str = "clean", model: str | None = None,
