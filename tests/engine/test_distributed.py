@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset, Subset
 
 import patternviz_widget as pv
+from patternviz_widget.engine.data import as_probe_data
 from patternviz_widget.engine.distributed import (
+    shard_data,
     shard_plan,
     shard_range,
     strip_wrapper_prefix,
@@ -152,6 +155,33 @@ def test_shards_cover_the_probe_set_and_keep_the_single_process_plan():
         np.testing.assert_array_equal(np.concatenate([p.cell for p in parts]), plan.cell)
         np.testing.assert_array_equal(np.concatenate([p.image + s for p, (s, _) in zip(parts, bounds)]), plan.image)
         assert all(p.offsets[0] == 0 and p.offsets[-1] == p.size for p in parts)
+
+
+class _Stream(IterableDataset):
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __iter__(self):
+        for i in range(0, len(self.labels), 5):  # chunks that do not align with the batches
+            yield self.images[i : i + 5], self.labels[i : i + 5]
+
+
+@pytest.mark.parametrize("kind", ["tensors", "dataset", "iterable"])
+def test_a_shard_of_the_probe_data_reads_exactly_its_images(kind):
+    full = pv.datasets.digits("test")
+    images, labels = full.images[:23], full.labels[:23]
+    source = {"tensors": (images, labels), "dataset": Subset(full, range(23)),
+              "iterable": DataLoader(_Stream(images, labels), batch_size=None)}[kind]  # fmt: skip
+    probe = as_probe_data(source)
+    assert probe.kind == kind and probe.n == 23
+    for start, end in [(0, 8), (8, 17), (17, 23)]:
+        part = shard_data(probe, start, end)
+        batches = list(part.batches(4))
+        sizes = [b.images.shape[0] for b in batches]
+        assert [b.start for b in batches] == list(np.cumsum([0] + sizes[:-1])) and max(sizes) <= 4
+        got = torch.cat([b.images for b in batches])
+        np.testing.assert_array_equal(got.numpy(), np.asarray(images[start:end], dtype=np.float32).reshape(got.shape))
+        np.testing.assert_array_equal(torch.cat([b.labels for b in batches]).numpy(), np.asarray(labels[start:end]))
 
 
 def test_wrapped_models_are_unwrapped_and_their_prefixes_accepted():
