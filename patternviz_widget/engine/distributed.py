@@ -3,9 +3,10 @@
 
 Every rank builds the same :class:`~patternviz_widget.Study` (same model architecture, the same
 full probe data, the same seed), so every rank holds the same region plan: the kept cells of image
-i are drawn by ``numpy.random.default_rng([seed, crc32(layer), i])`` (Li, Wang, Zhang, NeurIPS
-2021, §3.1 samples regions per image; :func:`~patternviz_widget.engine.regions.plan_regions`), which
-does not depend on how the images are split across processes. A distributed capture then:
+i (of the regional features of Li, Wang, Zhang, NeurIPS 2021, Sec. 3.3; which cells a study keeps
+is this project's region budget, :func:`~patternviz_widget.engine.regions.plan_regions`) are drawn
+by ``numpy.random.default_rng([seed, crc32(layer), i])``, which does not depend on how the images
+are split across processes. A distributed capture then:
 
 1. checks, in one ``all_gather_object``, that every rank has the same probe set, region plan and
    weights (a rank fed its own ``DistributedSampler`` shard, or a model that is not synchronised,
