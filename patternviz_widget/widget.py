@@ -109,6 +109,9 @@ class PatternViz(anywidget.AnyWidget):
         self._lock = threading.RLock()
         store = self._study.store
         start = ws.defaults(store)
+        # an empty store (pv.Study.watch of a file not written yet): follow the default view of the
+        # data as it arrives, until the user changes the view
+        self._auto_view: dict | None = None if store.layers() else dict(start)
         super().__init__(
             catalog=_payload.catalog(store, self._kp.rev, self._radius_cache), **{**start, **state}
         )
@@ -232,8 +235,23 @@ class PatternViz(anywidget.AnyWidget):
         with self._lock:
             self._kp.invalidate(key)
             self.catalog = _payload.catalog(self._study.store, self._kp.rev, self._radius_cache)
+            if self._auto_view is not None:
+                self._follow_default_view()
             if key.model == self.model and key.condition == self.condition:
                 self._refresh_summary()
+
+    def _follow_default_view(self) -> None:
+        """Move to the store's default view while the view is still the last one set this way."""
+        auto = self._auto_view or {}
+        if any(getattr(self, name) != value for name, value in auto.items()):
+            self._auto_view = None  # the user moved the view: leave it alone from now on
+            return
+        view = ws.defaults(self._study.store)
+        if view != auto:
+            with self.hold_trait_notifications():
+                for name, value in view.items():
+                    setattr(self, name, value)
+            self._auto_view = view
 
     def _on_page_msg(self, _: Any, content: Any, buffers: list) -> None:
         if not isinstance(content, dict):

@@ -102,10 +102,15 @@ def test_watch_can_start_before_the_file_exists(captured, tmp_path):
     path = tmp_path / "later.pvz"
     watched = pv.Study.watch(path, interval=0.05, start=False)
     assert len(watched.store) == 0 and watched.layers == [] and watched.watcher.poll() == []
-    captured.save(path)
-    added = watched.watcher.poll()
-    assert watched.store.epochs() == [0] and len(added) == 3
-    assert watched.layers == captured.layers and watched.num_classes == 10
+    w = pv.PatternViz(watched)  # shown before the run has saved anything
+    try:
+        captured.save(path)
+        added = watched.watcher.poll()
+        assert watched.store.epochs() == [0] and len(added) == 3
+        assert watched.layers == captured.layers and watched.num_classes == 10
+        assert w.layer == captured.layers[-1] and w.catalog["num_images"] == N  # the view follows
+    finally:
+        w.close()
 
 
 # ---- Study.compare -------------------------------------------------------------------------------
