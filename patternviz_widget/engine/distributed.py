@@ -197,18 +197,25 @@ def writes_files(study: Any) -> bool:
     return getattr(study, "_distributed_rank", 0) == 0
 
 
-def _collective(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _collective(what: str, fn: Any, *args: Any, first: bool = False, **kwargs: Any) -> Any:
     """Run one collective; turn a backend failure (a dead peer, a timeout) into our error."""
     try:
         return fn(*args, **kwargs)
     except DistributedCaptureError:
         raise
     except Exception as e:  # gloo raises RuntimeError, NCCL DistBackendError, both time out
+        hint = (
+            " Every rank of the group must call the capture (or snapshot): a capture run on rank 0 "
+            "alone (under `if rank == 0:`) waits for the others until the timeout; pass "
+            "process_group=False there."
+            if first
+            else ""
+        )
         raise DistributedCaptureError(
             f"The distributed capture stopped while {what}: {type(e).__name__}: {e}. Another rank "
             "probably died or hung (its own log says why); no rank stored this capture and the study "
             "file on disk was not rewritten. Raise the process group's timeout "
-            "(init_process_group(timeout=...)) if a rank is merely slow."
+            f"(init_process_group(timeout=...)) if a rank is merely slow.{hint}"
         ) from e
 
 
@@ -385,7 +392,10 @@ def capture_distributed(
     start, end = shard_range(n, rank, world)
 
     prints = [None] * world
-    _collective("comparing the ranks' studies", dist.all_gather_object, prints, _fingerprint(study, net, layers), group=group)
+    _collective(
+        "comparing the ranks' studies", dist.all_gather_object, prints, _fingerprint(study, net, layers),
+        group=group, first=True,
+    )
     _check_fingerprints(prints)  # type: ignore[arg-type]
 
     error: BaseException | None = None
