@@ -206,8 +206,8 @@ def _collective(what: str, fn: Any, *args: Any, first: bool = False, **kwargs: A
     except Exception as e:  # gloo raises RuntimeError, NCCL DistBackendError, both time out
         hint = (
             " Every rank of the group must call the capture (or snapshot): a capture run on rank 0 "
-            "alone (under `if rank == 0:`) waits for the others until the timeout; pass "
-            "process_group=False there."
+            "alone (under `if rank == 0:`) meets the other ranks' own collectives and hangs until "
+            "the timeout or fails; pass process_group=False there."
             if first
             else ""
         )
