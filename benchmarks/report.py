@@ -97,6 +97,9 @@ def _capture(r: dict) -> list[str]:
                  "", "| processes x threads | capture | speed-up |", "|---|---|---|"]
         rows += [f"| {x['processes']} x {x['torch_threads']} | {fmt_s(x['capture_median_s'])} | {x['speedup']:.2f}x |"
                  for x in sc["runs"]]
+        if sc.get("command"):  # measured on its own, after the section
+            rows += ["", f"Scaling measured separately: `{sc['command']}` ({sc['started']}, {sc['seconds']} s); "
+                     f"load average before/after {sc['load_avg_before'][0]} / {sc['load_avg_after'][0]}. {sc.get('note', '')}"]
     return rows
 
 
