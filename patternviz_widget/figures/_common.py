@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patheffects import withStroke
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import IdentityTransform
@@ -406,7 +407,7 @@ class MuLabels(Artist):
     Placement happens at draw time, in display pixels, from the axes' current projection (so it
     holds at any size, dpi or camera): :func:`place_labels`. Each label is a Text with gid
     ``mu-label``, in its class colour made :func:`~patternviz_widget._style.readable` on white,
-    drawn verbatim (``$`` is not mathtext).
+    with a thin white halo (readable over points), drawn verbatim (``$`` is not mathtext).
     """
 
     def __init__(self, tips: np.ndarray, names: Sequence[str], colors: Sequence[str],
@@ -414,7 +415,9 @@ class MuLabels(Artist):
         super().__init__()
         self.tips = np.asarray(tips, dtype=np.float64)
         self.texts = [Text(0, 0, plain(shorten(n, MU_LABEL_MAX, fontsize)), color=readable(col), fontsize=fontsize, fontweight="bold",
-                           ha="center", va="center", gid="mu-label") for n, col in zip(names, colors)]  # fmt: skip
+                           ha="center", va="center", gid="mu-label",
+                           path_effects=[withStroke(linewidth=2.2, foreground="white", alpha=0.85)])
+                      for n, col in zip(names, colors)]  # fmt: skip
         self.set_zorder(1000)
         self.set_in_layout(False)
 
