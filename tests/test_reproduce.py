@@ -121,6 +121,10 @@ def test_a_rerun_skips_finished_stages_and_a_changed_setting_reruns_only_its_dep
     assert "attack: done" in text
     assert json.loads((copy / "attack.json").read_text())["result"]["settings"]["steps"] == 2
     assert len(rep.claims) == 12
+    import patternviz_widget as pv
+
+    assert pv.reproduce is reproduce  # the same run from a notebook cell
+    assert rep._repr_markdown_().startswith("# Reproduction") and "12 claims" in repr(rep)
 
 
 @pytest.mark.slow
