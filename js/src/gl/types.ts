@@ -9,6 +9,8 @@ export interface Ellipsoid {
 
 export interface PaneData {
   title: string;
+  /** the store key drawn (frame probe), when the pane shows one key */
+  key?: string;
   n: number;
   xyz: Float32Array;
   /** palette index per point (class, or layer in forward mode) */
@@ -49,6 +51,10 @@ export interface Backend {
   resize(width: number, height: number, dpr: number): void;
   setPanes(panes: (PaneData | null)[]): void;
   render(opts: RenderOptions): void;
+  /** the frame as pixels, drawn and read in one task (snapshots); absent: read the canvas */
+  capture?(opts: RenderOptions): ImageData;
+  /** prepare a pane's points ahead of showing them (an epoch switch is then a bind and a draw) */
+  preload?(data: PaneData): void;
   destroy(): void;
 }
 

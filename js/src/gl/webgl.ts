@@ -2,6 +2,13 @@
 // compare mode shares one camera and one snapshot holds both panes.
 import {
   ArrowHelper,
+  GLSL3,
+  InterleavedBuffer,
+  InterleavedBufferAttribute,
+  LessDepth,
+  LessEqualDepth,
+  RawShaderMaterial,
+  SRGBColorSpace,
   BufferAttribute,
   BufferGeometry,
   Color,
@@ -12,7 +19,6 @@ import {
   Matrix4,
   Points,
   Scene,
-  ShaderMaterial,
   Sphere,
   SphereGeometry,
   Vector3,
@@ -21,20 +27,40 @@ import {
 } from "three";
 import { makeCamera } from "../lib/camera";
 import { hexToRgb } from "../lib/colors";
-import { MAX_PALETTE, pointFragment, pointVertex } from "./shaders";
+import { packPoints } from "./pack";
+import { GLYPH_MIN_DEVICE_PX, MAX_PALETTE, pointFragment, pointVertex } from "./shaders";
 import type { Backend, PaneData, RenderOptions } from "./types";
+
+/** One (layer, epoch) resident on the GPU: its interleaved buffer and the geometries over it. */
+interface Resident {
+  xyz: Float32Array;
+  cidx: Uint8Array | Uint16Array;
+  glyph: Uint8Array;
+  palLen: number;
+  scale: number;
+  bytes: number;
+  buffer: InterleavedBuffer;
+  main: BufferGeometry;
+  selected: BufferGeometry;
+  hover: BufferGeometry;
+}
 
 interface PaneGL {
   data: PaneData;
+  res: Resident;
   scene: Scene;
-  points: Points;
-  material: ShaderMaterial;
-  geometry: BufferGeometry;
+  main: Points;
+  selected: Points;
+  hover: Points;
   decor: Group;
   ellipsoids: Group;
   flagVersion: number;
+  flagArray: Uint8Array | null;
   axesFor: string;
 }
+
+/** GPU memory kept for point buffers (8 bytes a point): the epochs of a layer stay resident. */
+const RESIDENT_BYTES = 256 * 2 ** 20;
 
 function disposeTree(obj: Group | Scene): void {
   obj.traverse((o) => {
@@ -63,22 +89,100 @@ export class WebGLBackend implements Backend {
   private renderer: WebGLRenderer;
   private panes: (PaneGL | null)[] = [];
   private camera = makeCamera({ azimuth: 0, elevation: 0, distance: 1, target: [0, 0, 0] }, 1);
+  /** resident point buffers by xyz array (LRU order: Map insertion order) */
+  private resident = new Map<Float32Array, Resident>();
+  private residentBytes = 0;
+  /** [pass][flat]: one program each, shared by every pane and epoch */
+  private materials: RawShaderMaterial[][];
+  private uniforms = {
+    palette: { value: Array.from({ length: MAX_PALETTE }, () => new Vector3()) },
+    uScale: { value: 1 },
+    uSize: { value: 5 },
+    uPixelRatio: { value: 1 },
+    uDim: { value: 0 },
+    uBg: { value: new Vector3(1, 1, 1) },
+    uOutline: { value: new Vector3(0, 0, 0) },
+    uAccent: { value: new Vector3(0, 0.4, 1) },
+  };
+  private paletteFor = "";
+  private clear = new Color();
+  private border = new Color();
+  private msaa: { fb: WebGLFramebuffer; rb: WebGLRenderbuffer; resolve: WebGLFramebuffer; rb2: WebGLRenderbuffer; depth: WebGLRenderbuffer; w: number; h: number } | null = null;
 
   constructor() {
     this.canvas = document.createElement("canvas");
     this.canvas.className = "pv-canvas";
     this.renderer = new WebGLRenderer({
       canvas: this.canvas,
-      antialias: true,
-      preserveDrawingBuffer: true, // snapshots read the canvas after the frame
+      antialias: false, // multisampling only offscreen, for snapshots (capture)
+      preserveDrawingBuffer: false, // snapshots render and read in one task (capture)
       powerPreference: "high-performance",
     });
     this.renderer.autoClear = false;
+    const make = (pass: number, flat: boolean) =>
+      new RawShaderMaterial({
+        glslVersion: GLSL3,
+        vertexShader: pointVertex(pass),
+        fragmentShader: pointFragment(pass, flat),
+        uniforms: this.uniforms,
+        depthTest: pass !== 2,
+        depthWrite: pass === 0,
+        depthFunc: pass === 1 ? LessEqualDepth : LessDepth,
+      });
+    this.materials = [0, 1, 2].map((pass) => [make(pass, false), make(pass, true)]);
   }
 
   resize(width: number, height: number, dpr: number): void {
     this.renderer.setPixelRatio(dpr);
     this.renderer.setSize(width, height, true);
+  }
+
+  /** The GPU copy of a pane's points: a lookup when resident (an epoch switch), else one upload. */
+  private residentFor(data: PaneData): Resident {
+    const palLen = Math.min(Math.max(data.palette.length, 1), MAX_PALETTE);
+    const hit = this.resident.get(data.xyz);
+    if (hit && hit.cidx === data.cidx && hit.glyph === data.glyph && hit.palLen === palLen) {
+      this.resident.delete(data.xyz); // most recently used last
+      this.resident.set(data.xyz, hit);
+      return hit;
+    }
+    if (hit) this.evict(hit);
+    const { packed, scale } = packPoints(data.xyz, data.cidx, data.glyph, palLen);
+    const buffer = new InterleavedBuffer(packed, 4);
+    const geo = () => {
+      const g = new BufferGeometry();
+      g.setAttribute("position", new InterleavedBufferAttribute(buffer, 3, 0, true));
+      g.setAttribute("meta", new InterleavedBufferAttribute(buffer, 1, 3, false));
+      g.boundingSphere = new Sphere(new Vector3(), scale * 2); // no scan of 10^6 points
+      return g;
+    };
+    const main = geo();
+    const selected = geo();
+    selected.setDrawRange(0, 0);
+    const hover = geo();
+    hover.setDrawRange(0, 0);
+    const res: Resident = { xyz: data.xyz, cidx: data.cidx, glyph: data.glyph, palLen, scale, bytes: packed.byteLength, buffer, main, selected, hover };
+    this.resident.set(data.xyz, res);
+    this.residentBytes += res.bytes;
+    const inUse = new Set(this.panes.map((p) => p?.res));
+    for (const r of this.resident.values()) {
+      if (this.residentBytes <= RESIDENT_BYTES) break;
+      if (r !== res && !inUse.has(r)) this.evict(r);
+    }
+    return res;
+  }
+
+  private evict(r: Resident): void {
+    this.resident.delete(r.xyz);
+    this.residentBytes -= r.bytes;
+    r.main.dispose();
+    r.selected.dispose();
+    r.hover.dispose();
+  }
+
+  /** Pack (and keep) a pane's points before it is shown, so showing it is a bind and a draw. */
+  preload(data: PaneData): void {
+    this.residentFor(data);
   }
 
   setPanes(panes: (PaneData | null)[]): void {
@@ -89,19 +193,21 @@ export class WebGLBackend implements Backend {
         this.panes[i] = null;
         return;
       }
-      if (cur && cur.data.xyz === data.xyz && cur.data.cidx === data.cidx && cur.data.glyph === data.glyph) {
-        cur.data = data;
-        if (cur.flagVersion !== data.flagVersion || cur.geometry.getAttribute("flag").array !== data.flag) {
-          const attr = cur.geometry.getAttribute("flag") as BufferAttribute;
-          if (attr.array !== data.flag) cur.geometry.setAttribute("flag", new BufferAttribute(data.flag, 1));
-          else attr.needsUpdate = true;
-          cur.flagVersion = data.flagVersion;
+      const res = this.residentFor(data);
+      if (cur) {
+        if (cur.res !== res) {
+          cur.res = res;
+          cur.main.geometry = res.main;
+          cur.selected.geometry = res.selected;
+          cur.hover.geometry = res.hover;
+          cur.flagArray = null;
         }
+        cur.data = data;
+        this.syncSelection(cur);
         this.buildDecor(cur);
         return;
       }
-      if (cur) this.dropPane(cur);
-      this.panes[i] = this.makePane(data);
+      this.panes[i] = this.makePane(data, res);
     });
     for (let i = panes.length; i < this.panes.length; i++) {
       const cur = this.panes[i];
@@ -110,45 +216,53 @@ export class WebGLBackend implements Backend {
     this.panes.length = panes.length;
   }
 
-  private makePane(data: PaneData): PaneGL {
-    const geometry = new BufferGeometry();
-    geometry.setAttribute("position", new BufferAttribute(data.xyz, 3));
-    geometry.setAttribute("cidx", new BufferAttribute(data.cidx, 1));
-    geometry.setAttribute("glyph", new BufferAttribute(data.glyph, 1));
-    geometry.setAttribute("flag", new BufferAttribute(data.flag, 1));
-    const r = Math.max(data.radius, 1e-6) * 100;
-    geometry.boundingSphere = new Sphere(new Vector3(), r); // no scan of 10^6 points
-    const palette = Array.from({ length: MAX_PALETTE }, () => new Vector3());
-    const material = new ShaderMaterial({
-      vertexShader: pointVertex,
-      fragmentShader: pointFragment,
-      uniforms: {
-        palette: { value: palette },
-        paletteSize: { value: 1 },
-        uSize: { value: 5 },
-        uPixelRatio: { value: 1 },
-        uHover: { value: -1 },
-        uHasSelection: { value: 0 },
-        uBg: { value: new Vector3(1, 1, 1) },
-        uOutline: { value: new Vector3(0, 0, 0) },
-        uAccent: { value: new Vector3(0, 0.4, 1) },
-      },
-      depthTest: true,
-      depthWrite: true,
-    });
-    const points = new Points(geometry, material);
-    points.frustumCulled = false;
+  /** The selected points as an index list (rebuilt only when the selection changes). */
+  private syncSelection(pane: PaneGL): void {
+    const d = pane.data;
+    if (pane.flagArray === d.flag && pane.flagVersion === d.flagVersion) return;
+    pane.flagArray = d.flag;
+    pane.flagVersion = d.flagVersion;
+    const f = d.flag;
+    const n = Math.min(f.length, d.n);
+    let count = 0;
+    if (d.hasSelection) for (let i = 0; i < n; i++) count += f[i] & 1;
+    const geo = pane.res.selected;
+    let index = geo.getIndex();
+    if (count && (!index || index.count < count)) {
+      index = new BufferAttribute(new Uint32Array(Math.max(count, d.n)), 1); // once per resident
+      geo.setIndex(index);
+    }
+    if (count && index) {
+      const ids = index.array as Uint32Array;
+      for (let i = 0, k = 0; i < n; i++) if (f[i] & 1) ids[k++] = i;
+      index.clearUpdateRanges();
+      index.addUpdateRange(0, count);
+      index.needsUpdate = true;
+    }
+    geo.setDrawRange(0, count);
+  }
+
+  private makePane(data: PaneData, res: Resident): PaneGL {
+    const main = new Points(res.main, this.materials[0][0]);
+    const selected = new Points(res.selected, this.materials[1][0]);
+    const hover = new Points(res.hover, this.materials[2][0]);
+    for (const [k, p] of [main, selected, hover].entries()) {
+      p.frustumCulled = false;
+      p.renderOrder = k;
+    }
     const scene = new Scene();
-    scene.add(points);
+    scene.add(main, selected, hover);
     const decor = new Group();
     const ellipsoids = new Group();
+    decor.renderOrder = 3;
+    ellipsoids.renderOrder = 4;
     scene.add(decor);
     scene.add(ellipsoids);
-    const pane: PaneGL = { data, scene, points, material, geometry, decor, ellipsoids, flagVersion: data.flagVersion, axesFor: "" };
+    const pane: PaneGL = { data, res, scene, main, selected, hover, decor, ellipsoids, flagVersion: -1, flagArray: null, axesFor: "" };
+    this.syncSelection(pane);
     this.buildDecor(pane);
     return pane;
   }
-
   private buildDecor(pane: PaneGL): void {
     const d = pane.data;
     const sig = JSON.stringify([d.mu, d.muColors, d.radius, !!d.ellipsoids, d.path?.length ?? 0, d.palette]);
@@ -201,14 +315,13 @@ export class WebGLBackend implements Backend {
     const pos = new Float32Array([-L, 0, 0, L, 0, 0, 0, -L, 0, 0, L, 0, 0, 0, -L, 0, 0, L]);
     const geo = new BufferGeometry();
     geo.setAttribute("position", new BufferAttribute(pos, 3));
-    this.axes = new LineSegments(geo, new LineBasicMaterial({ color, transparent: true, opacity: 0.5 }));
+    this.axes = new LineSegments(geo, new LineBasicMaterial({ color: color.clone(), transparent: true, opacity: 0.5 }));
     this.axes.userData.key = key;
+    this.axes.renderOrder = 5;
     return this.axes;
   }
 
   private dropPane(p: PaneGL): void {
-    p.geometry.dispose();
-    p.material.dispose();
     disposeTree(p.decor);
     disposeTree(p.ellipsoids);
   }
@@ -219,48 +332,120 @@ export class WebGLBackend implements Backend {
     const dpr = r.getPixelRatio();
     const bg = theme.background;
     r.setScissorTest(false);
-    r.setClearColor(new Color().setRGB(bg[0], bg[1], bg[2], "srgb"), 1);
+    r.setClearColor(this.clear.setRGB(bg[0], bg[1], bg[2], SRGBColorSpace), 1);
     r.clear(true, true, true);
     r.setScissorTest(true);
     const full = r.domElement.height / dpr;
+    const u = this.uniforms;
+    u.uSize.value = opts.pointSize;
+    u.uPixelRatio.value = dpr;
+    u.uBg.value.set(bg[0], bg[1], bg[2]);
+    const fg = theme.foreground;
+    u.uOutline.value.set(fg[0], fg[1], fg[2]);
+    const ac = theme.accent;
+    u.uAccent.value.set(ac[0], ac[1], ac[2]);
+    const flat = opts.pointSize * dpr < GLYPH_MIN_DEVICE_PX ? 1 : 0;
+    this.border.setRGB(theme.border[0], theme.border[1], theme.border[2], SRGBColorSpace);
     this.panes.forEach((pane, i) => {
       const vp = opts.viewports[i];
       if (!pane || !vp || vp.w < 2 || vp.h < 2) return;
       const y = full - vp.y - vp.h; // three's viewport origin is bottom-left
       r.setViewport(vp.x, y, vp.w, vp.h);
       r.setScissor(vp.x, y, vp.w, vp.h);
-      const u = pane.material.uniforms;
-      const pal = pane.data.palette;
-      (u.palette.value as Vector3[]).forEach((v, k) => {
-        const c = hexToRgb(pal[k % Math.max(pal.length, 1)] ?? "#888888");
-        v.set(c[0], c[1], c[2]);
-      });
-      u.paletteSize.value = Math.min(Math.max(pal.length, 1), MAX_PALETTE);
-      u.uSize.value = opts.pointSize;
-      u.uPixelRatio.value = dpr;
-      u.uHover.value = opts.hover[i] ?? -1;
-      u.uHasSelection.value = pane.data.hasSelection ? 1 : 0;
-      u.uBg.value.set(bg[0], bg[1], bg[2]);
-      const fg = theme.foreground;
-      u.uOutline.value.set(fg[0], fg[1], fg[2]);
-      const ac = theme.accent;
-      u.uAccent.value.set(ac[0], ac[1], ac[2]);
+      this.setPalette(pane.data.palette);
+      u.uScale.value = pane.res.scale;
+      u.uDim.value = pane.data.hasSelection ? 1 : 0;
+      pane.main.material = this.materials[0][flat];
+      pane.selected.material = this.materials[1][flat];
+      const h = opts.hover[i] ?? -1;
+      if (h >= 0 && h < pane.data.n) pane.res.hover.setDrawRange(h, 1);
+      else pane.res.hover.setDrawRange(0, 0);
       pane.ellipsoids.visible = !!pane.data.ellipsoids;
-      const axes = this.axesFor(Math.max(pane.data.radius, 1e-6), new Color().setRGB(theme.border[0], theme.border[1], theme.border[2], "srgb"));
-      pane.scene.add(axes);
+      const axes = this.axesFor(Math.max(pane.data.radius, 1e-6), this.border);
+      if (axes.parent !== pane.scene) pane.scene.add(axes);
       axes.visible = opts.showAxes;
       makeCamera(opts.camera, vp.w / vp.h, this.camera);
       r.render(pane.scene, this.camera);
     });
   }
 
+  private setPalette(pal: string[]): void {
+    const key = pal.join(",");
+    if (key === this.paletteFor) return;
+    this.paletteFor = key;
+    this.uniforms.palette.value.forEach((v, k) => {
+      const c = hexToRgb(pal[k % Math.max(pal.length, 1)] ?? "#888888");
+      v.set(c[0], c[1], c[2]);
+    });
+  }
+
+  /** The frame drawn into a multisampled offscreen buffer and read back (snapshots): the screen
+   * canvas is single-sampled and not preserved, so this renders and reads in one task. */
+  capture(opts: RenderOptions): ImageData {
+    const r = this.renderer;
+    const gl = r.getContext() as WebGL2RenderingContext;
+    const w = this.canvas.width, h = this.canvas.height;
+    if (!this.msaa || this.msaa.w !== w || this.msaa.h !== h) {
+      this.dropMsaa(gl);
+      const samples = Math.min(4, gl.getParameter(gl.MAX_SAMPLES) as number);
+      const rb = gl.createRenderbuffer()!;
+      gl.bindRenderbuffer(gl.RENDERBUFFER, rb);
+      gl.renderbufferStorageMultisample(gl.RENDERBUFFER, samples, gl.RGBA8, w, h);
+      const depth = gl.createRenderbuffer()!;
+      gl.bindRenderbuffer(gl.RENDERBUFFER, depth);
+      gl.renderbufferStorageMultisample(gl.RENDERBUFFER, samples, gl.DEPTH24_STENCIL8, w, h);
+      const fb = gl.createFramebuffer()!;
+      gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+      gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.RENDERBUFFER, rb);
+      gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.DEPTH_STENCIL_ATTACHMENT, gl.RENDERBUFFER, depth);
+      const rb2 = gl.createRenderbuffer()!;
+      gl.bindRenderbuffer(gl.RENDERBUFFER, rb2);
+      gl.renderbufferStorage(gl.RENDERBUFFER, gl.RGBA8, w, h);
+      const resolve = gl.createFramebuffer()!;
+      gl.bindFramebuffer(gl.FRAMEBUFFER, resolve);
+      gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.RENDERBUFFER, rb2);
+      this.msaa = { fb, rb, resolve, rb2, depth, w, h };
+    }
+    const m = this.msaa;
+    r.setRenderTarget(null);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, m.fb); // three believes it draws to the canvas: same colours
+    this.render(opts);
+    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, m.fb);
+    gl.bindFramebuffer(gl.DRAW_FRAMEBUFFER, m.resolve);
+    gl.disable(gl.SCISSOR_TEST);
+    gl.blitFramebuffer(0, 0, w, h, 0, 0, w, h, gl.COLOR_BUFFER_BIT, gl.NEAREST);
+    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, m.resolve);
+    const px = new Uint8Array(4 * w * h);
+    gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    r.resetState();
+    const out = new ImageData(w, h);
+    const row = 4 * w;
+    for (let y = 0; y < h; y++) out.data.set(px.subarray((h - 1 - y) * row, (h - y) * row), y * row); // GL rows are bottom-up
+    return out;
+  }
+
+  private dropMsaa(gl: WebGL2RenderingContext): void {
+    const m = this.msaa;
+    if (!m) return;
+    gl.deleteFramebuffer(m.fb);
+    gl.deleteFramebuffer(m.resolve);
+    gl.deleteRenderbuffer(m.rb);
+    gl.deleteRenderbuffer(m.rb2);
+    gl.deleteRenderbuffer(m.depth);
+    this.msaa = null;
+  }
+
   destroy(): void {
     this.panes.forEach((p) => p && this.dropPane(p));
     this.panes = [];
+    for (const r of [...this.resident.values()]) this.evict(r);
+    this.materials.flat().forEach((m) => m.dispose());
     if (this.axes) {
       this.axes.geometry.dispose();
       (this.axes.material as LineBasicMaterial).dispose();
     }
+    this.dropMsaa(this.renderer.getContext() as WebGL2RenderingContext);
     this.renderer.dispose();
     this.renderer.forceContextLoss();
     this.canvas.remove();

@@ -58,8 +58,10 @@ export interface EmbeddingView {
   snapshot(legend: { color: string; label: string; glyph?: number }[], title: string): Promise<Uint8Array>;
   backendKind(): string;
   lastFrameMs(): number;
-  /** recent frames [time, points, ms] (tests, benchmarks) */
-  frames(): [number, number, number][];
+  /** recent frames [time, points, ms, key of pane 0] (tests, benchmarks) */
+  frames(): [number, number, number, string][];
+  /** prepare a pane's points ahead of showing them */
+  preload(data: PaneData): void;
   /** pane-local pixel positions of every point of a pane (tests, benchmarks) */
   projectedPoints(pane: number): { xy: Float32Array; offsetX: number } | null;
   destroy(): void;
@@ -124,15 +126,18 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     return autoPointSize(n);
   }
 
-  const frames: [number, number, number][] = []; // [time, points drawn, ms] of recent frames (probe)
+  const frames: [number, number, number, string][] = []; // [time, points drawn, ms, key] of recent frames (probe)
+  function renderOptions() {
+    return { camera: cam, viewports: viewports(), hover, theme: cb.theme(), pointSize: pointSize(), showAxes };
+  }
   function renderNow(): void {
     frame = 0;
     if (!backend) return;
     const t0 = performance.now();
-    backend.render({ camera: cam, viewports: viewports(), hover, theme: cb.theme(), pointSize: pointSize(), showAxes });
+    backend.render(renderOptions());
     frameMs = performance.now() - t0;
     const n = sources.reduce((a, s) => a + (s?.data.n ?? 0), 0);
-    frames.push([t0, n, frameMs]);
+    frames.push([t0, n, frameMs, sources[0]?.data.key ?? ""]);
     if (frames.length > 600) frames.splice(0, frames.length - 600);
     placeLabels();
   }
@@ -441,7 +446,14 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
       const th = cb.theme();
       ctx.fillStyle = rgbCss(th.background);
       ctx.fillRect(0, 0, c.width, c.height);
-      if (backend) ctx.drawImage(backend.canvas, 0, 0, c.width, c.height);
+      if (backend?.capture) {
+        const px = backend.capture(renderOptions());
+        const tmp = document.createElement("canvas");
+        tmp.width = px.width;
+        tmp.height = px.height;
+        tmp.getContext("2d")!.putImageData(px, 0, 0);
+        ctx.drawImage(tmp, 0, 0, c.width, c.height);
+      } else if (backend) ctx.drawImage(backend.canvas, 0, 0, c.width, c.height);
       ctx.scale(dpr, dpr);
       ctx.textBaseline = "top";
       for (const s of labelSpecs) {
@@ -469,6 +481,7 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     backendKind: () => backend?.kind ?? "",
     lastFrameMs: () => frameMs,
     frames: () => frames,
+    preload: (data) => backend?.preload?.(data),
     projectedPoints(pane) {
       const pr = projected(pane);
       const vp = viewports()[pane];
