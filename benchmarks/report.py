@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._common import fmt_s
 
-ORDER = ("capture", "embed", "region", "display", "scrub", "memory")
+ORDER = ("capture", "embed", "region", "display", "scrub", "memory", "training")
 
 
 def _load(out: Path) -> dict[str, dict]:
@@ -230,3 +230,9 @@ def _memory(r: dict) -> list[str]:
     for name, s in r["stages"].items():
         rows.append(f"| {name} | {_mb(s['peak_rss_mb'])} | {_mb(s['rss_mb'])} | {fmt_s(s.get('seconds'))} |")
     return rows
+
+
+def _training(r: dict) -> list[str]:
+    from .bench_training import describe
+
+    return describe(r)

@@ -12,6 +12,8 @@ Sections (``--sections``, comma-separated; default all):
   10^5 and 10^6 points, ours vs jupyter-scatter
 * ``scrub``    — epoch change -> new frame, with and without prefetch
 * ``memory``   — peak RSS of capture + embedding for 10,000 images x 4 layers, default budget
+* ``training`` — every bundled recipe (``pv.models.recipe``) trained as shipped: test accuracy,
+  seconds (wall and CPU), torch threads, and each recipe model's step time at 1 vs 2 threads
 
 ``--smoke`` runs every section at tiny sizes (the test suite does this) and writes to a temporary
 folder unless ``--out`` is given. The device is chosen automatically (CUDA when present);
@@ -31,7 +33,7 @@ from pathlib import Path
 from . import report
 from ._common import RESULTS_DIR, machine_info, now, write_json
 
-SECTIONS = ("capture", "embed", "region", "display", "scrub", "memory")
+SECTIONS = ("capture", "embed", "region", "display", "scrub", "memory", "training")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -158,6 +160,10 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None)
         n = a.memory_images or (64 if smoke else 10_000)
         return bench_memory.run(n_images=n, smoke=smoke, device=a.device, preset=a.memory_embed,
                                 timeout_s=60.0 * a.memory_timeout_min)
+    if section == "training":
+        from . import bench_training
+
+        return bench_training.run(smoke=smoke, device=a.device)
     raise AssertionError(section)
 
 

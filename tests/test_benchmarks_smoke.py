@@ -118,3 +118,16 @@ def test_scrub_section_measures_a_cache_miss_and_a_prefetched_step(tmp_path: Pat
         assert x["status"] == "ok", x
         assert x["steps"] == len(x["latencies_ms"]) >= 1 and min(x["latencies_ms"]) > 0
     assert "cache miss" in md
+
+
+def test_training_section_trains_every_recipe_and_times_threads(tmp_path: Path) -> None:
+    import patternviz_widget as pv
+
+    r, md = run_section(tmp_path, "training")
+    assert [x["recipe"] for x in r["rows"]] == list(pv.models.RECIPES)
+    for x in r["rows"]:
+        assert 0.0 <= x["test_accuracy"] <= 1.0 and x["threads"] >= 1 and x["steps"] == 2  # 128 images, batches of 64
+        assert x["seconds"] > 0 and x["cpu_seconds"] > 0
+        t = x["thread_timing"]
+        assert t["median_ms_1"] > 0 and t["median_ms_2"] > 0 and t["macs_per_image"] > 1e6
+        assert f"| {x['recipe']} | **{x['test_accuracy']:.3f}**" in md
