@@ -33,6 +33,13 @@ N_PROBE, N_TRAIN, WIDTHS, HIDDEN = 64, 128, (4, 8), 16
 LAYERS = ["module.features.5", "features.12"]  # with and without DDP's prefix
 
 
+def _write(path: Path, report: dict) -> None:
+    """Write atomically: torchrun may SIGTERM this rank mid-write once a peer has died."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report))
+    os.replace(tmp, path)
+
+
 def build_probe():
     """The probe set every rank passes whole (the capture shards it)."""
     return Subset(pv.datasets.digits("test"), range(N_PROBE))
@@ -87,15 +94,15 @@ def main() -> None:
             snap = tracker.snapshot(epoch)
         except pv.errors.CaptureError as e:
             report["errors"].append({"epoch": epoch, "error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0})
-            (out / f"rank{rank}.json").write_text(json.dumps(report))
+            _write(out / f"rank{rank}.json", report)
             if epoch == die_epoch:
                 os._exit(1)  # a peer is gone: no teardown handshake to wait for
             continue
         report["snapshots"].append({"epoch": snap.epoch, "path": snap.path, "kp_total": snap.kp_total})
         study.save(out / f"saved_by_rank{rank}.pvz")  # only rank 0 writes
-        (out / f"rank{rank}.json").write_text(json.dumps(report))
+        _write(out / f"rank{rank}.json", report)
     report["ok"] = True
-    (out / f"rank{rank}.json").write_text(json.dumps(report))
+    _write(out / f"rank{rank}.json", report)
     dist.destroy_process_group()
 
 
