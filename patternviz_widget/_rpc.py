@@ -14,6 +14,8 @@ that will not come.
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -162,3 +164,25 @@ def dispatch(w: Any, content: dict[str, Any]) -> list[tuple[dict[str, Any], list
     except Exception as e:  # noqa: BLE001 - every failure must reach the page as {"error"}
         error = f"{type(e).__name__}: {e}"
         return [({"kind": "pv:rep", "id": req_id, "part": 0, "parts": 1, "error": error}, [])]
+
+
+def first_view(w: Any, key: Key, threshold: float, rev: int = 0) -> bytes:
+    """The points of ``key`` as ONE binary blob, sent with the widget's initial state so the page
+    draws its first view without a request: uint32 little-endian header length, a JSON header
+    ``{"key", "threshold", "rev", "content": <one reply message>, "buffers": [[offset, nbytes]]}``,
+    then the reply's buffers, each at an 8-byte-aligned offset (``js/src/data.ts`` reads it)."""
+    meta, arrays = _payload.point_slice(w._study, w._kp, key, threshold)
+    [(content, bufs)] = build_replies("first", meta, arrays, max_bytes=1 << 62)
+    header = {"key": str(key), "threshold": round(float(threshold), 6), "rev": int(rev),
+              "content": content, "buffers": []}
+    room = len(json.dumps(header).encode()) + 48 * len(bufs) + 16  # header padded to this size
+    pos = 4 + room + (-(4 + room) % 8)
+    for b in bufs:
+        header["buffers"].append([pos, len(b)])
+        pos += len(b) + (-len(b) % 8)
+    head = json.dumps(header).encode()
+    out = bytearray(struct.pack("<I", len(head)) + head)
+    for (off, _), b in zip(header["buffers"], bufs):
+        out += b"\0" * (off - len(out))
+        out += b
+    return bytes(out)

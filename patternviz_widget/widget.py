@@ -18,7 +18,7 @@ from . import _payload, _rpc, _snapshot
 from . import _widget_state as ws
 from ._wire import BYTES_SERIALIZERS, decode_indices, encode_indices
 from .errors import BundleMissingError
-from .results import SAMPLE, Key
+from .results import SAMPLE, Key, RegionEmbedding, SampleEmbedding
 
 _STATIC = Path(__file__).parent / "static"
 
@@ -94,6 +94,10 @@ class PatternViz(anywidget.AnyWidget):
     # ---- kernel -> page data descriptions (read-only for users) --------------------------------
     catalog = t.Dict().tag(sync=True)
     summary = t.Dict().tag(sync=True)
+    #: the first view's points, travelling with the widget's state so the page draws without a
+    #: request (``_rpc.first_view``); emptied once the page has drawn it, so saved notebooks do not
+    #: keep it
+    first_view = t.Bytes(b"").tag(sync=True, **BYTES_SERIALIZERS)
 
     # ---- page -> kernel reports -----------------------------------------------------------------
     #: what the page draws with: "webgl", "canvas2d" ("" before the first render)
@@ -113,11 +117,25 @@ class PatternViz(anywidget.AnyWidget):
         # data as it arrives, until the user changes the view
         self._auto_view: dict | None = None if store.layers() else dict(start)
         super().__init__(
-            catalog=_payload.catalog(store, self._kp.rev, self._radius_cache), **{**start, **state}
+            catalog=_payload.catalog(store, self._kp.rev, self._radius_cache),
+            first_view=self._first_view({**start, **state}),
+            **{**start, **state},
         )
         self.on_msg(self._on_page_msg)
         self._unsubscribe = store.observe(self._on_store_put)
         self._refresh_summary()
+
+    def _first_view(self, state: dict[str, Any]) -> bytes:
+        """The points the page shows first (b"" when they cannot be read: the page asks then)."""
+        get = lambda name: state.get(name, self.trait_defaults(name))  # noqa: E731
+        layer = SAMPLE if get("feature_kind") == "samples" else str(get("layer"))
+        try:
+            key = Key(model=get("model"), condition=get("condition"), epoch=int(get("epoch")), layer=layer)
+            if not self._study.store.has(key, SampleEmbedding if key.is_sample else RegionEmbedding):
+                return b""
+            return _rpc.first_view(self, key, float(get("threshold")))
+        except Exception:  # noqa: BLE001 - the page falls back to its request, which reports errors
+            return b""
 
     # ---- validation (unknown names list the closest valid ones) ---------------------------------
     @t.validate("layer")
@@ -262,6 +280,8 @@ class PatternViz(anywidget.AnyWidget):
                 self.send(msg, bufs)
         elif kind == "pv:snapshot-reply":
             _snapshot.receive(self, content, buffers)
+        elif kind == "pv:first-frame" and self.first_view:
+            self.first_view = b""
 
     # ---- reading the state from Python ------------------------------------------------------------
     @property

@@ -139,6 +139,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     if (selFlags.length !== p.n) rebuildFlags(p.n);
     return {
       title,
+      key: p.key,
       n: p.n,
       xyz: p.xyz,
       cidx: p.label,
@@ -206,17 +207,32 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
         legend.update(classItems(names(), palette()), "classes", true);
       }
       showStatus("");
-      updateSide();
-      updateStrip();
-      prefetch();
-      if (mainPoints && !mainPoints.layout) {
-        const mp = mainPoints;
-        data.attachLayout(mp).then(() => mp === mainPoints && updateSide(), () => undefined);
-      }
+      // the frame first; side views, strip, prefetch and the layout once it is on screen
+      afterFrame(() => {
+        if (my !== token) return;
+        updateSide();
+        updateStrip();
+        prefetch();
+        if (mainPoints && !mainPoints.layout) {
+          const mp = mainPoints;
+          data.attachLayout(mp).then(() => mp === mainPoints && updateSide(), () => undefined);
+        }
+      });
     } catch (e) {
       if (my !== token) return;
       showStatus(String(e instanceof Error ? e.message : e), "error");
     }
+  }
+
+  let afterTimer: ReturnType<typeof setTimeout> | undefined;
+  let afterRaf = 0;
+  /** Run `fn` once the frame requested now has been drawn (the latest request wins). */
+  function afterFrame(fn: () => void): void {
+    cancelAnimationFrame(afterRaf);
+    clearTimeout(afterTimer);
+    afterRaf = requestAnimationFrame(() => {
+      afterTimer = setTimeout(fn, 0);
+    });
   }
 
   function forwardImages(): number[] {
@@ -234,7 +250,15 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     const i = eps.indexOf(model.get("epoch"));
     const m = model.get("model"), c = model.get("condition"), l = currentLayer(model);
     const next = [eps[i + 1], eps[i - 1], local.playing ? eps[i + 2] : undefined];
-    for (const e of next) if (e !== undefined) data.prefetch(keyString(m, c, e, l), tau);
+    const mode = model.get("mode");
+    for (const e of next) {
+      if (e === undefined) continue;
+      // neighbouring epochs of the shown layer go to the GPU as they land: a scrub is a bind + draw
+      data.prefetched(keyString(m, c, e, l), tau)?.then(
+        (p) => mode === "embedding" && p.n === mainPoints?.n && emb.preload(paneData(p, "")),
+        () => undefined,
+      );
+    }
     const layers = embeddedLayers(model);
     const j = layers.indexOf(l);
     for (const n of [layers[j + 1], layers[j - 1]]) if (n) data.prefetch(keyString(m, c, model.get("epoch"), n), tau);
@@ -262,6 +286,8 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     const lines: [string, string][] = [];
     if (layer !== SAMPLE) {
       lines.push(["KP / image", fmt(k >= 0 ? row!.total[k] : null)], ["reliable / image", fmt(k >= 0 ? row!.reliable[k] : null)], ["r_reliable", fmt(k >= 0 ? row!.r_reliable[k] : null, true)]);
+      const warning = k >= 0 ? row!.warning?.[k] : null;
+      if (warning) lines.push(["note", warning]);
     }
     if (mainPoints) lines.push(["points", mainPoints.n.toLocaleString()]);
     lines.push(["selected", selIds.length.toLocaleString()]);
@@ -281,7 +307,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       if (exists && !pts) data.points(key, tau, THUMB_POINTS).then(() => updateStrip(), () => undefined);
       const row = summary[id];
       const k = row ? row.epochs.indexOf(e) : -1;
-      tiles.push({ id, label: id === SAMPLE ? "samples" : id, points: pts, kp: k >= 0 ? row.total[k] : null, active: id === currentLayer(model), error: exists ? undefined : "not captured" });
+      tiles.push({ id, label: id === SAMPLE ? "samples" : id, points: pts, kp: k >= 0 ? row.total[k] : null, warning: k >= 0 ? row.warning?.[k] ?? null : null, active: id === currentLayer(model), error: exists ? undefined : "not captured" });
     }
     strip.update(tiles, emb.camera(), theme, palette());
   }
@@ -400,13 +426,11 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
 
   let camTimer: ReturnType<typeof setTimeout> | undefined;
   let lastCamSent = "";
-  let stripFrame = 0;
+  let stripTimer: ReturnType<typeof setTimeout> | undefined;
   function cameraMoved(c: CameraState): void {
     local.camera = c;
-    if (!stripFrame) stripFrame = requestAnimationFrame(() => {
-      stripFrame = 0;
-      strip.redraw(emb.camera());
-    });
+    clearTimeout(stripTimer); // the strip follows the camera once a drag or wheel stops
+    stripTimer = setTimeout(() => strip.redraw(emb.camera()), 150);
     clearTimeout(camTimer);
     camTimer = setTimeout(() => {
       const t = toTrait(c);
@@ -525,21 +549,41 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   if (model.get("renderer") !== "auto") emb.setRenderer(model.get("renderer"));
   const cam0 = model.get("camera");
   if (cam0 && cam0.distance !== undefined) emb.setCamera(fromTrait(cam0, defaultCamera(1, defaultAngles())));
+  const firstKey = data.takeFirstView(model.get("first_view"));
   all();
-  data.atlas().then(
-    (a) => {
-      atlas = a;
-      updateSide();
-    },
-    () => undefined,
-  );
+  let firstSent = false;
+  const atlasLater = () =>
+    data.atlas().then(
+      (a) => {
+        atlas = a;
+        updateSide();
+      },
+      () => undefined,
+    );
+  // after the first full frame: tell Python (it empties `first_view`), then ask for the atlas
+  afterFirstFrame(() => {
+    if (!firstSent && firstKey) model.send({ kind: "pv:first-frame", key: firstKey });
+    firstSent = true;
+    void atlasLater();
+  });
+
+  function afterFirstFrame(fn: () => void): void {
+    let tries = 0;
+    const check = () => {
+      if (emb.frames().some((f) => f[1] > 0) || ++tries > 600) fn();
+      else setTimeout(check, 50);
+    };
+    requestAnimationFrame(() => setTimeout(check, 0));
+  }
 
   return () => {
     token++;
     clearTimeout(hoverTimer);
     clearTimeout(camTimer);
     clearInterval(playTimer);
-    if (stripFrame) cancelAnimationFrame(stripFrame);
+    clearTimeout(stripTimer);
+    clearTimeout(afterTimer);
+    cancelAnimationFrame(afterRaf);
     cleanups.forEach((f) => f());
     [toolbar, emb, image, stats, strip, timeline, tooltip, legend].forEach((v) => v.destroy());
     local.destroy();

@@ -16,7 +16,7 @@ function sizeOf(reply: Reply): number {
 export class Cache {
   private entries = new Map<string, Entry>();
   private inflight = new Map<string, Promise<Reply>>();
-  private queue: { id: string; name: string; msg: Record<string, unknown> }[] = [];
+  private queue: { id: string; name: string; msg: Record<string, unknown>; waiters?: [(r: Reply) => void, (e: unknown) => void][] }[] = [];
   private prefetching = false;
   private bytes = 0;
   hits = 0;
@@ -66,6 +66,25 @@ export class Cache {
     this.pump();
   }
 
+  /** Keep a reply that came another way (the first view, with the widget's state). */
+  put(name: string, msg: Record<string, unknown>, reply: Reply): void {
+    const id = Cache.id(name, msg);
+    if (!this.entries.has(id)) this.store(id, reply);
+  }
+
+  /** The reply once it is here (cached, in flight, or after a prefetch), without asking first. */
+  whenReady(name: string, msg: Record<string, unknown>): Promise<Reply> | undefined {
+    const hit = this.peek(name, msg);
+    if (hit) return Promise.resolve(hit);
+    const id = Cache.id(name, msg);
+    const running = this.inflight.get(id);
+    if (running) return running;
+    const queued = this.queue.find((q) => q.id === id);
+    if (!queued) return undefined;
+    queued.waiters ??= [];
+    return new Promise((res, rej) => queued.waiters!.push([res, rej]));
+  }
+
   clearQueue(): void {
     this.queue.length = 0;
   }
@@ -79,7 +98,9 @@ export class Cache {
       this.prefetching = false;
       this.pump();
     };
-    this.get(next.name, next.msg).then(done, done);
+    const p = this.get(next.name, next.msg);
+    p.then(done, done);
+    for (const [res, rej] of next.waiters ?? []) p.then(res, rej);
   }
 
   private store(id: string, reply: Reply): void {

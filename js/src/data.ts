@@ -2,6 +2,7 @@
 import type { Cache } from "./cache";
 import type { Model } from "./model";
 import type { Reply } from "./rpc";
+import { Assembler, bytesOf } from "./wire";
 
 export const SAMPLE = "<sample>";
 
@@ -117,9 +118,38 @@ export class Data {
     return ps;
   }
 
+  /** Put the first view (the `first_view` trait, see patternviz_widget/_rpc.py) in the cache, so
+   * the page draws it without a request; returns its key, or "" when there is none. */
+  takeFirstView(value: DataView | ArrayBuffer | ArrayBufferView | null | undefined): string {
+    if (!value) return "";
+    const bytes = bytesOf(value);
+    if (bytes.byteLength < 4) return "";
+    try {
+      const len = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+      const head = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + len)));
+      if ((this.model.get("catalog")?.rev?.[head.key] ?? 0) !== head.rev) return "";
+      const asm = new Assembler();
+      const bufs = (head.buffers as [number, number][]).map(([o, n]) => new DataView(bytes.buffer, bytes.byteOffset + o, n));
+      asm.add(head.content, bufs);
+      this.cache.put("slice", this.sliceMsg(head.key, head.threshold), { meta: asm.meta, arrays: asm.arrays() });
+      return String(head.key);
+    } catch (e) {
+      console.warn("patternviz: the first view could not be read; asking the kernel instead", e);
+      return "";
+    }
+  }
+
   prefetch(key: string, threshold: number, maxPoints?: number): void {
     if (!this.exists(key)) return;
     this.cache.prefetch("slice", this.sliceMsg(key, threshold, maxPoints));
+  }
+
+  /** Prefetch, and the points once they are here (undefined when the key has no embedding). */
+  prefetched(key: string, threshold: number): Promise<PointSet> | undefined {
+    if (!this.exists(key)) return undefined;
+    const msg = this.sliceMsg(key, threshold);
+    this.cache.prefetch("slice", msg);
+    return this.cache.whenReady("slice", msg)?.then((r) => this.build(r, key, parseKey(key).layer));
   }
 
   private build(slice: Reply, key: string, layer: string): PointSet {

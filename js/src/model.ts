@@ -12,6 +12,8 @@ export interface KpRow {
   total: (number | null)[];
   reliable: (number | null)[];
   r_reliable: (number | null)[];
+  /** why the counts are empty by construction (posterior near uniform, μ_c coinciding), per epoch */
+  warning?: (string | null)[];
 }
 
 export interface Summary {
@@ -60,6 +62,7 @@ export interface Traits {
   compare: "" | "condition" | "model" | "epoch";
   compare_with: string;
   selection: DataView | ArrayBuffer | Uint8Array | null;
+  first_view: DataView | ArrayBuffer | Uint8Array | null;
   hover: number;
   probe_image: number;
   renderer: "auto" | "webgl" | "canvas2d";

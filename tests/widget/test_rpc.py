@@ -129,3 +129,31 @@ def test_every_failure_is_answered_with_an_error(widget, outbox, name, msg, matc
 def test_dispatch_never_raises_even_on_a_broken_message(widget):
     replies = _rpc.dispatch(widget, {"id": 3, "name": None, "msg": "not a dict"})
     assert len(replies) == 1 and "error" in replies[0][0]
+
+
+def _read_first_view(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """Parse the `first_view` trait the way js/src/data.ts does: header, then aligned buffers."""
+    import json
+    import struct
+
+    (n,) = struct.unpack("<I", blob[:4])
+    head = json.loads(blob[4 : 4 + n])
+    specs = head["content"]["arrays"]
+    arrays = {}
+    for chunk, (off, nbytes) in zip(head["content"]["chunks"], head["buffers"], strict=True):
+        assert off % 8 == 0  # every typed array views its bytes in place
+        s = specs[chunk["name"]]
+        arrays[chunk["name"]] = np.frombuffer(blob[off : off + nbytes], s["dtype"]).reshape(s["shape"])
+    return head, arrays
+
+
+def test_first_view_travels_with_the_state_and_is_dropped_after_the_first_frame(widget, outbox):
+    head, a = _read_first_view(widget.first_view)
+    assert head["key"] == str(widget.key) and head["threshold"] == widget.threshold
+    meta, b = ask(widget, outbox, "slice", key=str(widget.key), threshold=widget.threshold)
+    assert head["content"]["meta"] == meta  # the same points the page would have asked for
+    assert set(a) == set(b)
+    for name in b:
+        np.testing.assert_array_equal(a[name], b[name])
+    js_custom(widget, {"kind": "pv:first-frame", "key": head["key"]})
+    assert widget.first_view == b""  # saved notebooks do not keep the points
