@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._common import fmt_s
 
-ORDER = ("capture", "embed", "region", "display", "scrub", "memory", "training")
+ORDER = ("capture", "embed", "region", "display", "scrub", "memory", "quickstart", "contention", "training")
 
 
 def _load(out: Path) -> dict[str, dict]:
@@ -179,6 +179,60 @@ def _region(r: dict) -> list[str]:
 
 
 def _display(r: dict) -> list[str]:
+    if "dprs" not in r:  # results written before repeats and device pixel ratios
+        return _display_v1(r)
+    b = r.get("bundle_bytes", {})
+    rows = [
+        "Headless Chromium (SwiftShader, software WebGL) through JupyterLab; the same points (ours 3-D, "
+        "jupyter-scatter x/y) coloured by class. Per (n, device pixel ratio): a fresh server, kernel and "
+        f"browser; one warm-up display of each widget (not counted), then {r.get('repeats')} rounds, the "
+        "order reversed every other round, each display after closing the previous widget; medians. "
+        "The same plot area in CSS px for every widget (ours measured in the warm-up, then given to "
+        "jupyter-scatter and the floor), the same point size in CSS px (ours for that n, passed to "
+        "jupyter-scatter as `size`). 'floor' = a trivial anywidget that draws n one-pixel points from no "
+        "data: what Jupyter's own display path costs. 'first frame' = keypress that runs the cell → "
+        f"first presented frame that draws every point; drag = {r.get('drag_steps', 40)} mouse moves "
+        "across the plot (ours in its Pan tool), frame = interval between presented frames that redraw "
+        "every point (no level-of-detail frames: every frame drew every point). 'data B/pt' = bytes "
+        "over the kernel websocket from the keypress to the first frame, less the widget's bundle "
+        f"(bundles: ours {b.get('ours', 0) / 2**20:.2f} MiB, jupyter-scatter {b.get('jscatter', 0) / 2**20:.2f} MiB), per point. "
+        f"WebGL: {r.get('webgl_renderer', '?')}. {r.get('load', '')}.",
+        "",
+        "| n | DPR | widget | plot (CSS px) | first frame (median) | all repeats | ÷ jupyter-scatter | data B/pt | drag: median frame | p95 frame | frame ÷ jupyter-scatter |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in r["rows"]:
+        if x.get("status") != "ok":
+            rows.append(f"| {x['n']:,} | {x['dpr']} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |")
+            continue
+        p = x.get("pan", {})
+        ratio, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
+        allr = ", ".join(fmt_s(v) for v in x.get("first_frame_all_s", []))
+        plot = "×".join(str(v) for v in x.get("plot_css_px", []))
+        rows.append(
+            f"| {x['n']:,} | {x['dpr']} | {x['widget']} | {plot} | {fmt_s(x['first_frame_s'])} | {allr} | "
+            f"{'' if ratio is None else f'**{ratio:.2f}**'} | {x.get('data_bytes_per_point', '—')} | "
+            f"{p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {'' if fr is None else f'**{fr:.2f}**'} |"
+        )
+    rows += ["", "Targets (ours, every DPR measured):", ""]
+    for x in r["rows"]:
+        if x.get("widget") != "ours" or x.get("status") != "ok":
+            continue
+        ff, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
+        goal = 0.5 if x["n"] >= 1_000_000 else 1.0
+        met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+        rows.append(
+            f"- n = {x['n']:,}, DPR {x['dpr']}: first frame {ff if ff is not None else '—'}× jupyter-scatter's "
+            f"(target ≤ {goal}×: {met(ff is not None and ff <= goal)}); drag frame {fr if fr is not None else '—'}× "
+            f"(target ≤ 0.6×: {met(fr is not None and fr <= 0.6)}); data {x.get('data_bytes_per_point')} B/pt before "
+            f"the first frame (target ≤ 8: {met((x.get('data_bytes_per_point') or 99) <= 8)})"
+        )
+    if r.get("floor_note"):
+        rows += ["", r["floor_note"]]
+    return rows
+
+
+def _display_v1(r: dict) -> list[str]:
     rows = [
         "Headless Chromium (SwiftShader, software WebGL) through JupyterLab; the same points (ours 3-D, "
         "jupyter-scatter x/y) coloured by class, one kernel, one page. 'first frame' = keypress that runs "
@@ -205,14 +259,16 @@ def _display(r: dict) -> list[str]:
 
 
 def _scrub(r: dict) -> list[str]:
-    rows = [r.get("note", ""), "", "| prefetch | steps | median latency | p95 latency | max |", "|---|---|---|---|---|"]
+    rows = [r.get("note", "") + (f" {r['load']}." if r.get("load") else ""), "",
+            "| widget | prefetch | steps | median latency | p95 latency | max |", "|---|---|---|---|---|---|"]
     for x in r.get("rows", []):
+        w = x.get("widget", "ours")
         if x.get("status") != "ok":
-            rows.append(f"| {x['prefetch']} | error: {x.get('error', '')[:150]} | | | |")
+            rows.append(f"| {w} | {x['prefetch']} | error: {x.get('error', '')[:150]} | | | |")
             continue
-        rows.append(f"| {x['prefetch']} | {x['steps']} | {x['median_ms']} ms | {x['p95_ms']} ms | {x['max_ms']} ms |")
+        rows.append(f"| {w} | {x['prefetch']} | {x['steps']} | {x['median_ms']} ms | {x['p95_ms']} ms | {x['max_ms']} ms |")
     if r.get("prefetch_speedup"):
-        rows += ["", f"Median latency without / with prefetch: **{r['prefetch_speedup']:.1f}x**."]
+        rows += ["", f"Median latency without / with prefetch (ours): **{r['prefetch_speedup']:.1f}x**."]
     return rows
 
 
@@ -230,6 +286,20 @@ def _memory(r: dict) -> list[str]:
     for name, s in r["stages"].items():
         rows.append(f"| {name} | {_mb(s['peak_rss_mb'])} | {_mb(s['rss_mb'])} | {fmt_s(s.get('seconds'))} |")
     return rows
+
+
+def _quickstart(r: dict) -> list[str]:
+    from .bench_quickstart import describe
+
+    lines = describe(r)
+    for layer, a in (r.get("agreement") or {}).items():
+        lines.append(f"- {layer}: median cos(h_ours, h_reference) {a['median_cos_h']}, KP/img {a['kp_ours']} vs "
+                     f"{a['kp_reference']}")
+    return lines
+
+
+def _contention(r: dict) -> list[str]:
+    return _quickstart(r)
 
 
 def _training(r: dict) -> list[str]:

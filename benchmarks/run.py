@@ -11,6 +11,10 @@ Sections (``--sections``, comma-separated; default all):
 * ``display``  — JupyterLab + headless Chromium: display() -> first frame and drag frame time,
   10^5 and 10^6 points, ours vs jupyter-scatter
 * ``scrub``    — epoch change -> new frame, with and without prefetch
+* ``quickstart`` — the quickstart's first cell (train, capture, embed at the paper preset), ours vs
+  the previous implementation kept as a reference path, with how far apart the two results are
+* ``contention`` — the same embed quiet vs beside a second process training a conv net on the same
+  cores, loaded / quiet per variant
 * ``memory``   — peak RSS of capture + embedding for 10,000 images x 4 layers, default budget
 * ``training`` — every bundled recipe (``pv.models.recipe``) trained as shipped: test accuracy,
   seconds (wall and CPU), torch threads, and each recipe model's step time at 1 vs 2 threads
@@ -33,7 +37,7 @@ from pathlib import Path
 from . import report
 from ._common import RESULTS_DIR, machine_info, now, write_json
 
-SECTIONS = ("capture", "embed", "region", "display", "scrub", "memory", "training")
+SECTIONS = ("capture", "embed", "region", "display", "scrub", "memory", "quickstart", "contention", "training")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -57,11 +61,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rematch_every values to time: 0 = r' searched once (default), 1 = every step (official)")
     p.add_argument("--region-timeout-min", type=float, default=30.0, help="time limit per schedule of the region section")
     p.add_argument("--display-sizes", type=_sizes, default=None, help="e.g. 1e5,1e6")
+    p.add_argument("--display-dprs", default="1,2", help="device pixel ratios of the display section")
+    p.add_argument("--display-repeats", type=int, default=3, help="alternating repeats (medians reported)")
+    p.add_argument("--display-widgets", default="ours,jscatter,floor",
+                   help="display section widgets: ours, jscatter, floor (a trivial anywidget), old")
+    p.add_argument("--old-bundle", default=None,
+                   help="a previous build of widget.js: display and scrub also time our widget drawn by it")
     p.add_argument("--capture-images", type=int, default=None)
     p.add_argument("--memory-images", type=int, default=None)
     p.add_argument("--memory-embed", choices=("paper", "fast"), default="paper",
                    help="embedding preset of the memory section (default: the paper's settings)")
     p.add_argument("--memory-timeout-min", type=float, default=40.0, help="time limit of the memory section")
+    p.add_argument("--quickstart-repeats", type=int, default=2,
+                   help="alternating repeats of the quickstart / contention embeds (medians)")
     return p.parse_args(argv)
 
 
@@ -148,18 +160,30 @@ def _run_section(section: str, a: argparse.Namespace, smoke: bool, partial=None)
         from . import bench_display
 
         sizes = a.display_sizes or ((2_000, 3_000) if smoke else (100_000, 1_000_000))  # two: the 2nd size's path is tested
-        return bench_display.display(sizes=sizes, timeout_s=120 if smoke else 600, drag_steps=8 if smoke else 40)
+        old = str(Path(a.old_bundle).resolve()) if a.old_bundle else None
+        return bench_display.display(sizes=sizes, timeout_s=120 if smoke else 600, drag_steps=8 if smoke else 40,
+                                     widgets=tuple(w.strip() for w in a.display_widgets.split(",") if w.strip()),
+                                     dprs=(1,) if smoke else tuple(float(d) if "." in d else int(d) for d in a.display_dprs.split(",")),
+                                     repeats=1 if smoke else a.display_repeats, old_bundle=old)
     if section == "scrub":
         from . import bench_display
 
+        old = str(Path(a.old_bundle).resolve()) if a.old_bundle else None
         return bench_display.scrub(n=2_000 if smoke else 100_000, epochs=3 if smoke else 9,
-                                   settle_s=0.5 if smoke else 2.0, timeout_s=120 if smoke else 300)
+                                   settle_s=0.5 if smoke else 2.0, timeout_s=120 if smoke else 300,
+                                   old_bundle=old)
     if section == "memory":
         from . import bench_memory
 
         n = a.memory_images or (64 if smoke else 10_000)
         return bench_memory.run(n_images=n, smoke=smoke, device=a.device, preset=a.memory_embed,
                                 timeout_s=60.0 * a.memory_timeout_min)
+    if section in ("quickstart", "contention"):
+        from . import bench_quickstart
+
+        return bench_quickstart.run(contention=section == "contention", smoke=smoke,
+                                    repeats=1 if smoke else a.quickstart_repeats,
+                                    timeout_s=300 if smoke else 3600)
     if section == "training":
         from . import bench_training
 

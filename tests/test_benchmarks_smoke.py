@@ -100,19 +100,23 @@ def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> Non
     assert sorted({x["n"] for x in r["rows"]}) == [2_000, 3_000]
     for n in (2_000, 3_000):
         rows = {x["widget"]: x for x in r["rows"] if x["n"] == n}
-        assert set(rows) == {"ours", "jscatter"}
+        assert set(rows) == {"ours", "jscatter", "floor"}  # floor: a trivial anywidget
         for w, x in rows.items():
             assert x["status"] == "ok", (n, w, x)
             assert 0 < x["first_draw_call_s"] <= x["first_frame_s"]
-            assert x["pan"]["frames"] >= 2, (n, w, x["pan"])  # the drag redrew every point at least twice
+            assert x["plot_css_px"][0] > 100 and x["plot_css_px"][1] > 100
+            if w != "floor":
+                assert x["pan"]["frames"] >= 2, (n, w, x["pan"])  # the drag redrew every point at least twice
+        # the same plot area for every widget (ours measured first, then given to the others)
+        assert abs(rows["jscatter"]["plot_css_px"][0] - rows["ours"]["plot_css_px"][0]) <= 8
         assert rows["ours"]["first_frame_vs_jscatter"] > 0
-    assert "| ours |" in md and "| jscatter |" in md
+    assert "| ours |" in md and "| jscatter |" in md and "| floor |" in md
 
 
 @pytest.mark.e2e
 def test_scrub_section_measures_a_cache_miss_and_a_prefetched_step(tmp_path: Path) -> None:
     r, md = run_section(tmp_path, "scrub")
-    rows = {x["prefetch"]: x for x in r["rows"]}
+    rows = {x["prefetch"]: x for x in r["rows"] if x["widget"] == "ours"}
     assert set(rows) == {"off (cache miss)", "on (prefetched neighbour)"}
     for x in rows.values():
         assert x["status"] == "ok", x
