@@ -190,17 +190,19 @@ def kp_summary(
         keys = [
             k for k in store.find(RegionEmbedding, model=model, condition=condition, layer=layer)
         ]
-        row: dict[str, list] = {"epochs": [], "total": [], "reliable": [], "r_reliable": []}
+        row: dict[str, list] = {"epochs": [], "total": [], "reliable": [], "r_reliable": [], "warning": []}
         for key in keys:
             ck = (str(key), kn.rev.get(str(key), 0), round(float(threshold), 6))
             if ck not in cache:
                 kp = kn.get(key, threshold)
-                cache[ck] = (float(kp.mean_total), float(kp.mean_reliable), float(kp.r_reliable))
-            total, reliable, r_rel = cache[ck]
+                cache[ck] = (float(kp.mean_total), float(kp.mean_reliable), float(kp.r_reliable),
+                             getattr(kp, "warning", None))
+            total, reliable, r_rel, warning = cache[ck]
             row["epochs"].append(key.epoch)
             row["total"].append(_finite(total))
             row["reliable"].append(_finite(reliable))
             row["r_reliable"].append(_finite(r_rel))
+            row["warning"].append(warning)
         layers[layer] = row
     return {"model": model, "condition": condition, "threshold": float(threshold), "layers": layers}
 

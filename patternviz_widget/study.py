@@ -197,6 +197,21 @@ class Study:
         return study_knowledge_points(self, layer, epoch=epoch, condition=condition, model=model,
                                       threshold=threshold, kappa_slope=kappa_slope)
 
+    def diagnostics(self, temperature: float | None = None) -> Any:
+        """Return what every fit did and whether its knowledge points can mean anything: per
+        embedded key, the importance loss first/last, how far w moved from uniform, the regional
+        fit's loss per epoch, the smallest cos(μ_a, μ_b) and the mean KL(P(Y|x) ‖ uniform); a key
+        whose posterior is near uniform or whose class directions coincide is marked degenerate
+        with the reason (its "0 knowledge points" is true by construction). Prints as a table.
+
+        Args:
+            temperature: T of P(Y|x) = softmax(z/T) (None: the one the embedding used, else 4).
+        """
+        from .engine.diagnostics import study_diagnostics
+
+        t = float(temperature if temperature is not None else self.store.meta.get("temperature", 4.0))
+        return study_diagnostics(self.store, t)
+
     def sample_metrics(
         self,
         epoch: int | None = None,

@@ -37,8 +37,9 @@ def knowledge_table(
     """Return one row per (model, condition, epoch, layer) with knowledge points per image.
 
     Rows hold ``model, condition, epoch, layer, total, reliable, r_reliable`` (means per image and
-    N_reliable / N_total) and ``on_object`` (our mask extension; None without masks), for every key
-    that has a regional embedding. ``threshold`` is τ of PAPER.md §4 (default 0.4).
+    N_reliable / N_total), ``on_object`` (our mask extension; None without masks) and ``warning``
+    (why the counts are empty by construction, e.g. "posterior near uniform: classes not separated
+    yet"; None when they mean something), for every key that has a regional embedding. ``threshold`` is τ of PAPER.md §4 (default 0.4).
     """
     threshold = check_probability(threshold, "threshold (τ)")
     study = _data.as_study(source)
@@ -58,6 +59,7 @@ def knowledge_table(
             "total": float(kp.mean_total), "reliable": float(kp.mean_reliable),
             "r_reliable": float(kp.r_reliable),
             "on_object": None if share is None else float(share),
+            "warning": getattr(kp, "warning", None),
         })  # fmt: skip
     return rows
 
@@ -77,12 +79,16 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     body = [
         (r["model"], r["condition"], str(r["epoch"]), r["layer"], f"{r['total']:.2f}",
          f"{r['reliable']:.2f}", _pct(r["r_reliable"]), "—" if r["on_object"] is None else _pct(r["on_object"]))
+        if not r.get("warning") else
+        (r["model"], r["condition"], str(r["epoch"]), r["layer"], "posterior ≈ uniform", "—", "—", "—")
         for r in rows
     ]  # fmt: skip
+    notes = sorted({r["warning"] for r in rows if r.get("warning")})
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in body]
+    lines += [f"note: {n}" for n in notes]
     return "\n".join(lines)
 
 
@@ -140,6 +146,16 @@ def knowledge_curve(
                     x, [100 * r["r_reliable"] for r in mine], color=color, marker=marker, ms=3
                 )
                 c.set_gid(f"kp-ratio-{name}")
+        warned = sorted({r["epoch"] for r in rows if r.get("warning") and r["layer"] in names})
+        if warned:  # counts there are 0 by construction: say so instead of plotting a finding
+            all_x = sorted({r["epoch"] for r in rows})
+            half = 0.5 * (min(np.diff(all_x)) if len(all_x) > 1 else 1.0)
+            for ax in axes:
+                for e in warned:
+                    span = ax.axvspan(e - half, e + half, color="#dddddd", zorder=0, lw=0)
+                    span.set_gid(f"kp-uniform-{e}")
+            axes[0].text(0.01, 0.98, "grey: posterior ≈ uniform, classes not separated yet", transform=axes[0].transAxes,
+                         va="top", ha="left", fontsize=6.5, color="#555555")
         axes[0].set_xlabel("epoch")
         axes[0].set_ylabel("knowledge points per image")
         axes[0].set_ylim(bottom=0)

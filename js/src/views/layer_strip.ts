@@ -11,6 +11,7 @@ export interface StripTile {
   label: string;
   points: PointSet | null;
   kp: number | null; // KPs per image
+  warning?: string | null; // shown instead of the count when the count means nothing yet
   active: boolean;
   error?: string;
 }
@@ -108,7 +109,8 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
       tile.classList.toggle("pv-on", t.active);
       tile.setAttribute("aria-pressed", String(t.active));
       const kp = tile.querySelector(".pv-tile-kp") as HTMLElement;
-      kp.textContent = t.error ? "—" : t.kp === null ? "" : `${t.kp.toFixed(1)} KP/img`;
+      kp.textContent = t.error ? "—" : t.warning ? "posterior ≈ uniform" : t.kp === null ? "" : `${t.kp.toFixed(1)} KP/img`;
+      kp.title = t.warning ?? "";
       tile.classList.toggle("pv-loading", !t.points && !t.error);
       const canvas = canvases.get(t.id);
       if (canvas) draw(canvas, t, cam);
