@@ -29,8 +29,14 @@ from collections.abc import Callable
 import torch
 
 from patternviz_widget._validate import check_positive_int
+from patternviz_widget.engine.packing import (
+    PackedRegions,
+    PartnerGroups,
+    masked_kl,
+    masked_log_softmax,
+    product_mixture,
+)
 from patternviz_widget.errors import InputError
-from patternviz_widget.engine.packing import PackedRegions, PartnerGroups, masked_kl, masked_log_softmax, product_mixture
 
 
 @functools.lru_cache(maxsize=1)

@@ -41,7 +41,9 @@ class KnowledgePoints:
     kept_per_image int64[N]; per_image_total_full_grid float32[N] counts rescaled to the full grid;
     mean_total, mean_reliable (mean per image), r_reliable (reliable / total KPs, 0.0 when there
     are none), on_object bool[M] | None and on_object_share float | None (our extension),
-    on_object_chance (share of all kept regions on the object), threshold τ.
+    on_object_chance (share of all kept regions on the object), threshold τ, kappa_slope (a of
+    the κ used), warning: why the counts are empty by construction (posterior near uniform, class
+    directions coinciding; :mod:`.diagnostics`), else None — show it instead of a count.
     """
 
     posterior: np.ndarray
@@ -61,6 +63,7 @@ class KnowledgePoints:
     on_object_chance: float | None
     threshold: float
     kappa_slope: float = 1.0
+    warning: str | None = None
 
     def summary(self) -> dict[str, float | None]:
         """Return the scalar fields as a dict (for tables and logs)."""
@@ -69,7 +72,7 @@ class KnowledgePoints:
             "mean_reliable": self.mean_reliable, "r_reliable": self.r_reliable,
             "mean_total_full_grid": float(self.per_image_total_full_grid.mean()) if self.per_image_total_full_grid.size else 0.0,
             "on_object_share": self.on_object_share, "on_object_chance": self.on_object_chance,
-            "kappa_slope": self.kappa_slope,
+            "kappa_slope": self.kappa_slope, "warning": self.warning,
         }
 
 

@@ -29,6 +29,7 @@ from ..results.keys import SAMPLE, Key
 from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, SampleRecord
 from .align import WeightBuffer, apply_rotation, procrustes_rotation
 from .baselines import available_methods, baseline_regions, baseline_samples
+from .diagnostics import key_diagnostics
 from .embed import as_target_probs, fit_sample_embedding, project_samples
 from .knowledge import KnowledgePoints, knowledge_points, sample_kappa_slope
 from .metrics import sample_report
@@ -278,8 +279,10 @@ def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, c
     clean = sk.replace(condition="clean")
     if kappa_slope == "sample" and store.has(clean, SampleEmbedding) and "mu" not in emb.params:
         kappa_slope = sample_kappa_slope(store.get(clean, SampleEmbedding))
-    return knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold,
-                            kappa_slope=kappa_slope)
+    out = knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold,
+                           kappa_slope=kappa_slope)
+    out.warning = key_diagnostics(store, key, float(store.meta.get("temperature", 4.0))).reason
+    return out
 
 
 def study_sample_metrics(study: Study, epoch: int | None = None, condition: str = "clean", model: str | None = None,
