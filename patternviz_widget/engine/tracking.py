@@ -128,7 +128,7 @@ class Tracker:
         self.history: list[Snapshot] = []
         self._last_epoch = 0
         self._steps = 0
-        if self.path is not None:  # an unwritable path fails here, not after the first capture
+        if self.path is not None and _writes(process_group):  # fails here, not after the first capture
             from ..results.io import check_writable
 
             check_writable(self.path)
@@ -267,6 +267,14 @@ def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
                 f"track. {did_you_mean(name, known, 'layer')} Add it to pv.Study(layers=[...])."
             )
     return list(layers)
+
+
+def _writes(process_group: Any) -> bool:
+    """False on the ranks other than 0 of a distributed tracker (only rank 0 writes the file)."""
+    from .distributed import group_rank, resolve_group
+
+    group = resolve_group(process_group)
+    return group is None or group_rank(group)[0] == 0
 
 
 def _capture_layers(study: Study, layers: list[str], epoch: int, condition: str, process_group: Any = None) -> None:

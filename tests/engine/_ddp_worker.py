@@ -67,7 +67,9 @@ def main() -> None:
     study = pv.Study(model, build_probe(), layers=LAYERS, regions_per_image=8, batch_size=16)
     report["layers"] = study.layers
     short_fit = {"fast": True, "steps": 100, "region_epochs": 2, "importance_steps": 2}
-    tracker = study.tracker(path=out / "study.pvz", embed=embed, **(short_fit if embed else {}))
+    # PV_OTHER_RANKS_DIR: the study file's folder as ranks other than 0 see it (another node's disk)
+    folder = Path(env("PV_OTHER_RANKS_DIR")) if rank != 0 and env("PV_OTHER_RANKS_DIR") else out
+    tracker = study.tracker(path=folder / "study.pvz", embed=embed, **(short_fit if embed else {}))
     state = {"epoch": -1, "calls": 0}
 
     def inject(module, inputs, output):

@@ -55,10 +55,13 @@ def _torchrun(out: Path, timeout: float = 150, **env: str) -> tuple[subprocess.C
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
-    """One DDP job: 5 epochs; rank 1 raises at epoch 2 and dies at epoch 5; rank 0 embeds."""
+    """One DDP job: 5 epochs; rank 1 raises at epoch 2 and dies at epoch 5; rank 0 embeds and
+    saves; rank 1's view of the study file's folder cannot be written (only rank 0 writes)."""
     out = tmp_path_factory.mktemp("ddp")
+    (out / "blocked").write_text("a file, so no folder can be made here")  # rank 1 never writes
     proc, seconds = _torchrun(
-        out, PV_EPOCHS="5", PV_EMBED="1", PV_FAIL_RANK="1", PV_RAISE_EPOCH="2", PV_DIE_EPOCH="5", PV_PG_TIMEOUT="30"
+        out, PV_EPOCHS="5", PV_EMBED="1", PV_FAIL_RANK="1", PV_RAISE_EPOCH="2", PV_DIE_EPOCH="5", PV_PG_TIMEOUT="30",
+        PV_OTHER_RANKS_DIR=str(out / "blocked"),
     )
     reports = {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1) if (out / f"rank{r}.json").exists()}
     return out, proc, seconds, reports
