@@ -22,6 +22,11 @@ class CaptureError(PatternVizError, RuntimeError):
     """The model or a hooked layer produced something we cannot use."""
 
 
+class DistributedCaptureError(CaptureError):
+    """A capture sharded over a ``torch.distributed`` group failed on some rank (an error, a dead
+    or hung peer); raised on every rank, with nothing stored (docs: the distributed guide)."""
+
+
 class NotFittedError(PatternVizError, RuntimeError):
     """A result was asked for before the step that produces it ran."""
 

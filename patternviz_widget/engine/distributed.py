@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ..errors import CaptureError, InputError
+from ..errors import DistributedCaptureError, InputError
 from .data import Batch, ProbeData
 from .hooks import model_device
 from .regions import RegionPlan
@@ -73,10 +73,6 @@ __all__ = [
 
 #: Name prefixes that wrappers add to ``named_modules()``: DDP / DataParallel, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-class DistributedCaptureError(CaptureError):
-    """A distributed capture failed on some rank; raised on every rank of the group."""
 
 
 # ---- models --------------------------------------------------------------------------------
