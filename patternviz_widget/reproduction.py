@@ -127,6 +127,11 @@ _FUNCS = {"train": ("train_with_checkpoints", "_stage_train", "_data", "_model",
           "claims": ()}  # fmt: skip
 
 
+#: engine files that never run in a reproduction (multi-process capture, file watching, tracking
+#: hooks): edits to them do not invalidate finished stages
+_NOT_CODE = {"distributed.py", "watch.py", "tracking.py", "checkpoints.py"}
+
+
 def code_fingerprint(stage: str) -> str:
     """A hash of the source files listed for ``stage`` in :data:`_CODE` (folders: their ``*.py``)
     and of this module's functions that compute it."""
@@ -139,7 +144,7 @@ def code_fingerprint(stage: str) -> str:
     for rel in _CODE[stage]:
         p = root / rel
         for f in sorted(p.glob("*.py")) if p.is_dir() else [p]:
-            if f.exists():
+            if f.exists() and f.name not in _NOT_CODE:
                 h.update(f.relative_to(root).as_posix().encode())
                 h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -178,15 +183,16 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _cached(path: Path, cfg: ReproConfig, stage: str) -> dict | None:
-    """The stage's result when its file exists and was written with the same settings."""
+def _cached(path: Path, expected: str) -> dict | None:
+    """The stage's result when its file exists and was written with the same settings and code
+    (its stored hash equals ``expected``)."""
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if data.get("hash") == stage_hash(cfg, stage) else None
+    return data if data.get("hash") == expected else None
 
 
 def _bar(iterable: Any, desc: str, progress: bool, total: int | None = None) -> Any:
@@ -210,8 +216,21 @@ def machine() -> dict:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    git = None
+    try:
+        import subprocess
+
+        root = Path(__file__).resolve().parents[1]
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "patternviz_widget"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")  # fmt: skip
+        changed = sorted({line[3:] for line in dirty if line.strip() and line[3:].endswith(".py")})
+        git = {"commit": head, "uncommitted_package_files": changed} if head else None
+    except (OSError, subprocess.SubprocessError):
+        pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "gpu": gpu}  # fmt: skip
+            "python": platform.python_version(), "gpu": gpu, "git": git}  # fmt: skip
 
 
 # ---- data and model ------------------------------------------------------------------------------
@@ -406,6 +425,13 @@ def _diagnostics(study: Any, temperature: float) -> Any:
         return None
 
 
+def _num(x: Any) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.sum(a * b, axis=-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
@@ -433,7 +459,7 @@ def layer_numbers(study: Any, layer: str, epoch: int, threshold: float) -> dict:
     w = np.asarray(emb.w, np.float64)
     n_img = int(study.store.probe.labels.shape[0])
     uniform_w = np.full_like(w, 1.0 / max(len(w) / n_img, 1.0))
-    out = {**kp.summary(), "mean_norm": float(norm.mean()), "mean_strength": float(emb.mean_strength),
+    out = {**kp.summary(), "kappa_slope": _num(getattr(kp, "kappa_slope", None)), "mean_norm": float(norm.mean()), "mean_strength": float(emb.mean_strength),
            "mean_cos_true": float(cos_true.mean()), "mean_cos_margin": float(margin.mean()),
            "w_l1_from_uniform": float(np.abs(w - uniform_w).sum() / n_img)}  # fmt: skip
     if obj is not None and obj.any():
@@ -875,9 +901,12 @@ def _reproduce(out: Path, cfg: ReproConfig, quick: bool, progress: bool, log: Ca
                "attack": lambda: _stage_attack(out, cfg, progress, log),
                "distill": lambda: _stage_distill(out, cfg, progress, log)}  # fmt: skip
     needs = {"train": ["checkpoints.pt"], "emergence": ["study.pvz"], "attack": [], "distill": []}
+    # hashed once, before any stage runs: the code that runs is the code hashed, even when the
+    # package's files are edited while a long run goes on
+    hashes = {stage: stage_hash(cfg, stage) for stage in STAGES}
     for i, stage in enumerate(STAGES[:-1], 1):
         path = out / f"{stage}.json"
-        cached = _cached(path, cfg, stage)
+        cached = _cached(path, hashes[stage])
         if cached is not None and all((out / f).exists() for f in needs[stage]):
             results[stage] = cached["result"]
             seconds[stage] = float(cached.get("seconds", 0.0))
@@ -888,7 +917,7 @@ def _reproduce(out: Path, cfg: ReproConfig, quick: bool, progress: bool, log: Ca
         t0 = time.perf_counter()
         res = runners[stage]()
         seconds[stage] = time.perf_counter() - t0
-        _write_json(path, {"hash": stage_hash(cfg, stage), "seconds": seconds[stage], "result": res})
+        _write_json(path, {"hash": hashes[stage], "seconds": seconds[stage], "result": res})
         results[stage] = json.loads(path.read_text())["result"]
         log(f"[reproduce] stage {i}/{len(STAGES)} {stage}: done in {seconds[stage]:.1f} s")
     log(f"[reproduce] stage {len(STAGES)}/{len(STAGES)} claims: running")
@@ -906,7 +935,7 @@ def _reproduce(out: Path, cfg: ReproConfig, quick: bool, progress: bool, log: Ca
     doc = {"header": header, "claims": claims, "training": results["train"]["history"],
            "degeneracy": {it: r["degeneracy"] for it, r in results["emergence"]["per_checkpoint"].items()},
            "stages": results}  # fmt: skip
-    _write_json(out / "claims.json", {"hash": stage_hash(cfg, "claims"), "claims": claims})
+    _write_json(out / "claims.json", {"hash": hashes["claims"], "claims": claims})
     _write_json(out / "REPRODUCTION.json", doc)
     (out / "REPRODUCTION.md").write_text(md)
     log(f"[reproduce] stage {len(STAGES)}/{len(STAGES)} claims: {sum(r['verdict'] == 'held' for r in claims)}/"
@@ -938,6 +967,8 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
         f"- **Machine:** {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} torch threads "
         f"(training: {cfg['train_threads']}), Python {m['python']}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
         f"- **Date:** {header['date']}",
+        (f"- **Code:** commit {m['git']['commit']}" + (f", with uncommitted changes to {', '.join(m['git']['uncommitted_package_files'])}"
+         if m["git"]["uncommitted_package_files"] else "") if m.get("git") else "- **Code:** not a git checkout"),
         f"- **Total seconds:** {header['total_seconds']:.1f} (this invocation; stages: "
         + ", ".join(f"{k} {v:.1f}" for k, v in header["stage_seconds"].items()) + ")"
         + (f"; load average at the end {header['load']}" if header.get("load") else "")
