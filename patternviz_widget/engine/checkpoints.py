@@ -97,6 +97,21 @@ def _check_keys(model: torch.nn.Module, state: Mapping[str, Any], name: str) -> 
         )
 
 
+def _strip_wrapper_prefixes(model: torch.nn.Module, state: dict) -> dict:
+    """Drop the ``module.`` / ``_orig_mod.`` prefix that DDP, DataParallel and torch.compile put
+    before every key of their state dict when the model's own keys lack it (a study hooks the
+    plain module inside such wrappers)."""
+    own = list(model.state_dict())
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in ("module.", "_orig_mod."):
+            if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
 def _listing(items: list[str], n: int = 6) -> str:
     if not items:
         return "none"
@@ -159,7 +174,7 @@ def capture_checkpoints(
     states = []
     for i, src in enumerate(sources):
         name = repr(str(src)) if isinstance(src, (str, Path)) else f"#{i}"
-        state = load_state_dict(src, device=device)
+        state = _strip_wrapper_prefixes(model, load_state_dict(src, device=device))
         _check_keys(model, state, name)
         states.append(state)
     original = copy.deepcopy(model.state_dict())

@@ -68,13 +68,13 @@ def ddp_run(tmp_path_factory):
 
 
 def _reference(out: Path, epochs: list[int]) -> pv.Study:
-    """A single-process study of the weights rank 0 saved after each epoch."""
+    """A single-process study of the weights rank 0 saved after each epoch (DDP state dicts, keys
+    "module.*", read by capture_checkpoints into the plain model)."""
     net = worker.build_model()
     study = pv.Study(net, worker.build_probe(), layers=worker.LAYERS, regions_per_image=8, batch_size=64)
-    for e in epochs:
-        state = torch.load(out / f"state{e}.pt", weights_only=True)
-        net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-        study.capture(epoch=e, progress=False)
+    state = torch.load(out / f"state{epochs[0]}.pt", weights_only=True)
+    assert all(k.startswith("module.") for k in state)
+    study.capture_checkpoints([out / f"state{e}.pt" for e in epochs], epochs=epochs, embed=False)
     return study
 
 
