@@ -79,7 +79,7 @@ class ReproConfig:
     threshold: float = 0.4
     attack_eps: float = 8 / 255
     attack_steps: int = 20
-    distill_epochs: int = 3
+    distill_epochs: int = 2
     distill_alpha: float = 0.9
     baselines: tuple[str, ...] = ("pca", "tsne")
     train_threads: int = 1
