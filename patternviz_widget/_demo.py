@@ -31,14 +31,15 @@ DISTILL_FILE = "distill.pvz"
 class DemoConfig:
     """Sizes of the demo run. :meth:`fast` shrinks everything for tests and smoke runs."""
 
-    epochs: int = 10
-    n_train: int = 3000
+    epochs: int = 8
+    n_train: int = 6000
     n_probe: int = 200
     size: int = 32
     num_classes: int = 6
     regions_per_image: int = 48
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 5e-3  # the bundled "shapes" recipe (pv.models.recipe("shapes")): one-cycle peak
+    widths: tuple = (16, 32, 64, 128)
     eps: float = 8 / 255
     attack_steps: int = 10
     distill_epochs: int = 3
@@ -49,7 +50,7 @@ class DemoConfig:
     def fast(cls) -> DemoConfig:
         """Tiny settings: a few seconds per epoch on two CPU cores."""
         return cls(epochs=2, n_train=240, n_probe=36, size=32, num_classes=5, regions_per_image=12,
-                   attack_steps=3, distill_epochs=1, embed={"fast": True})  # fmt: skip
+                   attack_steps=3, distill_epochs=1, widths=(16, 32, 64), embed={"fast": True})  # fmt: skip
 
 
 def _say(log: Callable[[str], None], text: str) -> None:
@@ -116,7 +117,7 @@ def run_demo(
         n=cfg.n_probe, size=cfg.size, num_classes=cfg.num_classes, seed=cfg.seed + 1
     )
     torch.manual_seed(cfg.seed)
-    model = pv.models.SmallVGG(in_channels=3, num_classes=cfg.num_classes)
+    model = pv.models.SmallVGG(in_channels=3, num_classes=cfg.num_classes, widths=cfg.widths)
     layers = list(model.default_layers)
     study = pv.Study(model, probe, layers=layers, device=device, regions_per_image=cfg.regions_per_image,
                      seed=cfg.seed, model_name="main")  # fmt: skip
@@ -205,7 +206,7 @@ def run_demo(
                 students[mode] = pv.Study.load(path)
                 continue
             torch.manual_seed(cfg.seed + 7)
-            student = pv.models.SmallVGG(in_channels=3, num_classes=cfg.num_classes)
+            student = pv.models.SmallVGG(in_channels=3, num_classes=cfg.num_classes, widths=cfg.widths)
             hist = pv.distill(model, student, train, epochs=cfg.distill_epochs, device=study.device,
                               feature_layer=layers[-1] if mode == "feature KD" else None,
                               batch_size=cfg.batch_size, progress=False, seed=cfg.seed)  # fmt: skip
