@@ -135,8 +135,8 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     framedFor = what;
   }
 
-  function paneData(p: PointSet, title: string): PaneData {
-    if (selFlags.length !== p.n) rebuildFlags(p.n);
+  function paneData(p: PointSet, title: string, flags = true): PaneData {
+    if (flags && selFlags.length !== p.n) rebuildFlags(p.n);
     return {
       title,
       key: p.key,
@@ -195,7 +195,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
         const k1 = mainKey(model);
         const k2 = compareKey(model);
         const keys = [k1, ...(k2 ? [k2] : [])];
-        const cached = keys.map((k) => data.peek(k, tau));
+        const cached = keys.map((k) => data.peek(k, tau) ?? data.peekFirst(k, tau));
         if (cached.some((c) => !c)) showStatus(`Loading ${paneTitle(k1, "")} …`, "loading");
         const pts = await Promise.all(keys.map((k, i) => cached[i] ?? (data.exists(k) ? data.points(k, tau) : Promise.reject(new Error(`nothing stored for ${paneTitle(k, "")} yet`)))));
         if (my !== token) return;
@@ -210,6 +210,12 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       // the frame first; side views, strip, prefetch and the layout once it is on screen
       afterFrame(() => {
         if (my !== token) return;
+        if (mainPoints?.partial) {
+          // drawn from the first view: the tooltip and side columns follow, then the full set
+          data.dropFirst();
+          data.points(mainPoints.key, tau).then(() => my === token && void refresh(), () => undefined);
+          return;
+        }
         updateSide();
         updateStrip();
         prefetch();
@@ -238,7 +244,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   function forwardImages(): number[] {
     if (selIds.length && mainPoints && model.get("feature_kind") === "regions") {
       const seen = new Set<number>();
-      for (const id of selIds) if (id < mainPoints.n && !mainPoints.ids) seen.add(mainPoints.image[id]);
+      for (const id of selIds) if (id < mainPoints.n && !mainPoints.ids && !mainPoints.partial) seen.add(mainPoints.image[id]);
       if (seen.size) return [...seen].slice(0, 64);
     }
     return [model.get("probe_image")];
@@ -251,17 +257,16 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     const m = model.get("model"), c = model.get("condition"), l = currentLayer(model);
     const next = [eps[i + 1], eps[i - 1], local.playing ? eps[i + 2] : undefined];
     const mode = model.get("mode");
-    for (const e of next) {
-      if (e === undefined) continue;
-      // neighbouring epochs of the shown layer go to the GPU as they land: a scrub is a bind + draw
-      data.prefetched(keyString(m, c, e, l), tau)?.then(
-        (p) => mode === "embedding" && p.n === mainPoints?.n && emb.preload(paneData(p, "")),
+    // neighbouring epochs and layers go to the GPU as they land: a scrub is a bind + one draw
+    const toGpu = (key: string) =>
+      data.prefetched(key, tau)?.then(
+        (p) => mode === "embedding" && emb.preload({ ...paneData(p, "", false), flag: new Uint8Array(0), hasSelection: false }),
         () => undefined,
       );
-    }
+    for (const e of next) if (e !== undefined) toGpu(keyString(m, c, e, l));
     const layers = embeddedLayers(model);
     const j = layers.indexOf(l);
-    for (const n of [layers[j + 1], layers[j - 1]]) if (n) data.prefetch(keyString(m, c, model.get("epoch"), n), tau);
+    for (const n of [layers[j + 1], layers[j - 1]]) if (n) toGpu(keyString(m, c, model.get("epoch"), n));
     const k2 = compareKey(model);
     if (k2) data.prefetch(k2, tau);
   }
@@ -272,7 +277,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       image: model.get("probe_image"),
       numImages: model.get("catalog")?.num_images ?? 0,
       atlas,
-      points: mainPoints && mainPoints.layer === layer && !mainPoints.ids ? mainPoints : null,
+      points: mainPoints && mainPoints.layer === layer && !mainPoints.ids && !mainPoints.partial ? mainPoints : null,
       selected: selFlags,
       hoverRow: local.hover?.id ?? model.get("hover"),
       classNames: names(),
@@ -331,7 +336,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   function hoverFromView(pane: number, index: number, x: number, y: number): void {
     const src = sources[pane];
     const hit = src && index >= 0 ? locate(src, index) : null;
-    if (!hit || !src) {
+    if (!hit || !src || hit.set.partial) {
       local.hover = null;
       emb.setHover([]);
       tooltip.hide();
@@ -419,7 +424,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   function clickFromView(pane: number, index: number, shift: boolean): void {
     const src = sources[pane];
     const hit = src ? locate(src, index) : null;
-    if (!hit) return;
+    if (!hit || hit.set.partial) return;
     if (shift && hit.set.layer === currentLayer(model)) return toggleRow(hit.row, true);
     setTraits(model, { probe_image: hit.set.image[hit.local] });
   }

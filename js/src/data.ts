@@ -36,6 +36,8 @@ export interface PointSet {
   kpReliable: number;
   /** region geometry (grid, box) of the layer; null until fetched (not needed to draw) */
   layout: Layout | null;
+  /** drawn from the first view alone: image, discrimination and predicted are not here yet */
+  partial?: boolean;
 }
 
 export interface Atlas {
@@ -131,12 +133,68 @@ export class Data {
       const asm = new Assembler();
       const bufs = (head.buffers as [number, number][]).map(([o, n]) => new DataView(bytes.buffer, bytes.byteOffset + o, n));
       asm.add(head.content, bufs);
-      this.cache.put("slice", this.sliceMsg(head.key, head.threshold), { meta: asm.meta, arrays: asm.arrays() });
+      const reply = { meta: asm.meta, arrays: asm.arrays() };
+      if (reply.meta.lean) this.first = { id: JSON.stringify(this.sliceMsg(head.key, head.threshold)), points: this.fromLean(reply, String(head.key)) };
+      else this.cache.put("slice", this.sliceMsg(head.key, head.threshold), reply);
       return String(head.key);
     } catch (e) {
       console.warn("patternviz: the first view could not be read; asking the kernel instead", e);
       return "";
     }
+  }
+
+  private first: { id: string; points: PointSet } | null = null;
+
+  /** The first view's points (partial: drawing columns only) when it shows `key` at `threshold`. */
+  peekFirst(key: string, threshold: number): PointSet | undefined {
+    const f = this.first;
+    return f && f.id === JSON.stringify(this.sliceMsg(key, threshold)) ? f.points : undefined;
+  }
+
+  dropFirst(): void {
+    this.first = null;
+  }
+
+  /** A PointSet from the 8-byte lean layout (see patternviz_widget/_rpc.py lean_points). */
+  private fromLean(reply: Reply, key: string): PointSet {
+    const q = reply.arrays.q.data as Int16Array;
+    const n = q.length / 4;
+    const k = Number(reply.meta.scale) / 32767;
+    const xyz = new Float32Array(3 * n);
+    const label = new Uint8Array(n);
+    const glyph = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const m = q[4 * i + 3];
+      const g = m >> 8;
+      if (g > 2) xyz.fill(NaN, 3 * i, 3 * i + 3);
+      else {
+        xyz[3 * i] = q[4 * i] * k;
+        xyz[3 * i + 1] = q[4 * i + 1] * k;
+        xyz[3 * i + 2] = q[4 * i + 2] * k;
+      }
+      label[i] = m & 255;
+      glyph[i] = g > 2 ? 0 : g;
+    }
+    const meta = reply.meta;
+    return {
+      key,
+      layer: parseKey(key).layer,
+      n,
+      xyz,
+      glyph,
+      discrimination: new Float32Array(0),
+      predicted: new Uint8Array(0),
+      ids: null,
+      label,
+      image: new Uint32Array(0),
+      mu: (meta.mu as number[][] | null) ?? null,
+      ellipsoids: (meta.ellipsoids as PointSet["ellipsoids"]) ?? [],
+      radius: Number(meta.radius) || 1,
+      kpTotal: Number(meta.kp_total) || 0,
+      kpReliable: Number(meta.kp_reliable) || 0,
+      layout: null,
+      partial: true,
+    };
   }
 
   prefetch(key: string, threshold: number, maxPoints?: number): void {

@@ -151,9 +151,16 @@ def test_first_view_travels_with_the_state_and_is_dropped_after_the_first_frame(
     head, a = _read_first_view(widget.first_view)
     assert head["key"] == str(widget.key) and head["threshold"] == widget.threshold
     meta, b = ask(widget, outbox, "slice", key=str(widget.key), threshold=widget.threshold)
-    assert head["content"]["meta"] == meta  # the same points the page would have asked for
-    assert set(a) == set(b)
-    for name in b:
-        np.testing.assert_array_equal(a[name], b[name])
+    first = head["content"]["meta"]
+    assert {k: v for k, v in first.items() if k not in ("scale", "lean")} == meta
+    # the points the page would have asked for, in 8 bytes a point: int16 xyz of the largest
+    # |coordinate|, class in the low byte, glyph in the high byte
+    q = a["q"]
+    assert q.dtype == np.int16 and q.shape == (meta["n"], 4) and q.nbytes == 8 * meta["n"]
+    scale = first["scale"]
+    assert scale == pytest.approx(np.abs(b["xyz"]).max())
+    np.testing.assert_allclose(q[:, :3] * (scale / 32767), b["xyz"], atol=scale / 32767)
+    np.testing.assert_array_equal(q[:, 3] & 255, b["label"])
+    np.testing.assert_array_equal(q[:, 3] >> 8, b["glyph"])
     js_custom(widget, {"kind": "pv:first-frame", "key": head["key"]})
     assert widget.first_view == b""  # saved notebooks do not keep the points
