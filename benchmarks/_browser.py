@@ -134,6 +134,11 @@ def first_upload(page: Any, min_bytes: int, since_ms: float) -> float | None:
     )
 
 
+def received_between(page: Any, t_from: float, t_to: float) -> int:
+    """Bytes received over the kernel websocket between two ``time.time()`` moments."""
+    return sum(n for t, n in getattr(page, "ws_log", []) if t_from <= t <= t_to)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -206,16 +211,22 @@ def chromium(viewport: tuple[int, int] = (1280, 900), device_scale_factor: float
             ctx.add_init_script(INIT_SCRIPT)
             page = ctx.new_page()
             counter = {"received": 0, "sent": 0}
+            log: list[tuple[float, int]] = []  # (time.time(), bytes) of every frame received
 
             def on_ws(ws: Any) -> None:
                 def size(payload: Any) -> int:
                     return len(payload) if isinstance(payload, (bytes, str)) else 0
 
-                ws.on("framereceived", lambda p: counter.__setitem__("received", counter["received"] + size(p)))
+                def received(p: Any) -> None:
+                    counter["received"] += size(p)
+                    log.append((time.time(), size(p)))
+
+                ws.on("framereceived", received)
                 ws.on("framesent", lambda p: counter.__setitem__("sent", counter["sent"] + size(p)))
 
             page.on("websocket", on_ws)
             page.ws_bytes = counter  # type: ignore[attr-defined]  (bytes over the kernel websocket)
+            page.ws_log = log  # type: ignore[attr-defined]
             yield page
         finally:
             browser.close()
@@ -256,6 +267,7 @@ def run_cell(page: Any, index: int, timeout_s: float = 600.0, wait: bool = True)
         cell.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Escape")  # command mode: Ctrl+Enter runs without moving on
         t0 = page.evaluate("() => performance.now()")
+        page.pressed_at = time.time()  # the same moment on this machine's clock (websocket log)
         page.keyboard.press("Control+Enter")
         # a notebook of many cells still laying itself out can swallow the keypress: try again
         # when the prompt shows neither "[*]" nor a new count within a few seconds

@@ -49,12 +49,13 @@ def _canvas_box(page: Any, cell: int) -> dict:
 
 def _measure(page: Any, cell: int, widget: str, n: int, bundle_bytes: int, timeout_s: float,
              drag_steps: int = 40) -> dict:
-    rx0 = page.ws_bytes["received"]
     t0 = B.run_cell(page, cell, timeout_s=timeout_s, wait=False)
+    py0 = page.pressed_at
     frame = B.wait_full_frame(page, n, t0, timeout_s=timeout_s)
-    rx1 = page.ws_bytes["received"]
     B.wait_cell(page, cell, timeout_s)
-    received = rx1 - rx0
+    # what arrived from the keypress until the frame was drawn (the page clock maps onto ours
+    # through the keypress), not until this poll noticed it
+    received = B.received_between(page, py0, py0 + (frame["drawn"] - t0) / 1000)
     out = {
         "first_frame_s": round((frame["presented"] - t0) / 1000, 3),
         "first_draw_call_s": round((frame["drawn"] - t0) / 1000, 3),
