@@ -17,6 +17,7 @@ the same loss and gradient and reach comparable objective values.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -120,6 +121,7 @@ def fit_region_embedding(
     device: str | torch.device | None = "cpu",
     memory_budget_mb: float = 1024.0,
     match_dtype: str = "auto",
+    normalize_features: bool = False,
     threads: int | str = "auto",
     callback: Callable[[str, int, int], None] | None = None,
 ) -> RegionEmbedding:
@@ -145,6 +147,11 @@ def fit_region_embedding(
             h = f @ Λ.T); None draws nn.Linear's default. seed: partners, batches and init
             (paper: 2020). device: where to fit. memory_budget_mb: chunking of the matching.
         match_dtype: precision of the r' argmax search (see ``importance.resolve_match_dtype``).
+        normalize_features: fit Λ on channel-normalised features f^(r)/‖f^(r)‖ instead of raw
+            f^(r) (h = Λ f̂ / s_r; projections of other conditions normalise the same way). The
+            official code does this on a first, uncached run (it normalises the caller's tensor in
+            place while building r'); its attack notebooks use raw f. Default False (raw f, as the
+            paper's formula): bright low-layer activations then dominate ‖h‖.
         threads: torch threads on a CPU for the r' search (its products are large): "auto" = as
             many as the machine has idle cores now, at most torch's count; every other step runs
             on one thread (small operations; see :mod:`.threads`). A number sets the search's.
@@ -166,13 +173,13 @@ def fit_region_embedding(
                                      importance_lr=importance_lr, rematch_every=rematch_every,
                                      batch_size=batch_size, init=init, seed=seed,
                                      memory_budget_mb=memory_budget_mb, match_dtype=match_dtype,
-                                     callback=callback)
+                                     normalize_features=normalize_features, callback=callback)
 
 
 def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads, *, epochs, lr, momentum,
                           weight_decay, lambda_kl, lambda_mi, controller, kappa, kappa_p, kappa_m, partners,
                           importance_steps, importance_lr, rematch_every, batch_size, init, seed,
-                          memory_budget_mb, match_dtype, callback) -> RegionEmbedding:
+                          memory_budget_mb, match_dtype, normalize_features, callback) -> RegionEmbedding:
     g_np = np.asarray(sample_g, dtype=np.float32)
     p_np = np.asarray(probs, dtype=np.float32)
     n = g_np.shape[0]
@@ -194,6 +201,8 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
                                     callback=lambda s: cb("importance", s + 1, importance_steps),
                                     search_threads=search_threads)
     cb("match", 1, 1)  # the table comes with the fit: r' under the returned v
+    if normalize_features:
+        packed = dataclasses.replace(packed, feats=packed.unit)
     lam0 = default_init(k, g_np.shape[1], seed) if init is None else torch.as_tensor(np.asarray(init, np.float32) * controller)
     lam = lam0.to(dev).clone().requires_grad_(True)
     g = torch.as_tensor(g_np, device=dev)
@@ -215,7 +224,7 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
         "importance_steps": int(importance_steps), "importance_lr": float(importance_lr),
         "rematch_every": int(rematch_every), "batch_size": int(batch_size), "seed": int(seed),
         "match_dtype": str(match_dtype), "warm_start": init is not None,
-        "Lambda_includes_controller": True, "loss_per_epoch": losses,
+        "Lambda_includes_controller": True, "normalize_features": bool(normalize_features), "loss_per_epoch": losses,
         "importance_loss_per_step": imp_hist, "partner_group_size": len(pg.groups[0]) if pg.groups else 0,
     }
     return RegionEmbedding(
@@ -263,12 +272,22 @@ def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momen
     return history
 
 
+def unit_rows(f: np.ndarray) -> np.ndarray:
+    """Return the rows of ``f`` divided by their L2 norm (scaled first, as :func:`.packing.pack_regions`
+    does, so that huge activations cannot overflow float32)."""
+    scale = np.maximum(np.abs(f).max(axis=1, keepdims=True), 1e-30)
+    u = f / scale
+    return (u / (np.linalg.norm(u, axis=1, keepdims=True) + 1e-8)).astype(np.float32)
+
+
 def project_regions(features: np.ndarray, emb: RegionEmbedding) -> np.ndarray:
     """Return h = f @ Λ.T (float32 [M, d]) for new features with a fitted embedding's Λ (no fit)."""
     f = np.asarray(features, dtype=np.float32)
     lam = np.asarray(emb.Lambda, dtype=np.float32)
     if f.ndim != 2 or f.shape[1] != lam.shape[1]:
         raise InputError(f"region features must be M×{lam.shape[1]} to use this Λ; got {f.shape}.")
+    if emb.params.get("normalize_features"):
+        f = unit_rows(f)
     h = f @ lam.T
     if emb.params.get("offset") is not None:  # centred linear baselines (PCA)
         h = h - np.asarray(emb.params["offset"], dtype=np.float32)[None, :]

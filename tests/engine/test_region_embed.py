@@ -272,3 +272,22 @@ def test_no_nan_with_zero_regions_and_more_channels_than_regions():
     assert np.isfinite(emb.params["loss_per_epoch"]).all()
     assert np.all(emb.h[feats.sum(1) == 0] == 0)
     assert np.isfinite(emb.mean_strength) and emb.mean_strength > 0
+
+
+def test_normalize_features_fits_lambda_on_unit_features_and_projections_follow():
+    from patternviz_widget.engine.region_embed import fit_region_embedding, project_regions
+
+    rng = np.random.default_rng(3)
+    n, r, c = 12, 4, 6
+    feats = (rng.random((n * r, c)) * rng.choice([0.1, 10.0], size=(n * r, 1))).astype(np.float32)
+    image = np.repeat(np.arange(n), r)
+    g = rng.normal(size=(n, 3)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(3), size=n).astype(np.float32)
+    kw = dict(epochs=2, importance_steps=2, partners=5, batch_size=4)
+    emb = fit_region_embedding(feats, image, g, probs, normalize_features=True, **kw)
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    np.testing.assert_allclose(emb.h, unit @ emb.Lambda.T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(project_regions(feats * 7.0, emb), emb.h, rtol=1e-4, atol=1e-6)  # scale-free
+    raw = fit_region_embedding(feats, image, g, probs, **kw)
+    np.testing.assert_allclose(raw.h, feats @ raw.Lambda.T, rtol=1e-4, atol=1e-5)
+    assert emb.params["normalize_features"] and not raw.params["normalize_features"]
