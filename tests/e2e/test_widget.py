@@ -205,6 +205,16 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     ] == pytest.approx(60, abs=30)
     _wait_py(page, "bool(w.camera.get('target'))", "True")
 
+    # Reset returns to the data-chosen view (the one exported figures use), centred again.
+    page.click("[data-pv=reset]")
+    _wait_py(
+        page,
+        "(lambda c, d: [round(c[k], 3) for k in ('azimuth', 'elevation')] + list(c['target'])"
+        " == [round(d[k], 3) for k in ('azimuth', 'elevation')] + [0, 0, 0])"
+        "(w.camera, next(iter(w.catalog['cameras'].values())))",
+        "True",
+    )
+
     # The live picture as PNG bytes, asked from Python while the page is open.
     out = kernel_exec(
         page, "p = w.snapshot('snap.png'); import PIL.Image as I; print(I.open(p).size)"
