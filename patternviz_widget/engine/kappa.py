@@ -161,6 +161,7 @@ def evaluate(kappa: Callable[[torch.Tensor], torch.Tensor], norms: torch.Tensor)
         k = torch.as_tensor(k, dtype=norms.dtype, device=norms.device)
         if k.shape != norms.shape:
             raise InputError(f"kappa returned shape {tuple(k.shape)} for norms {tuple(norms.shape)}.")
-        cap = k[torch.isfinite(k)].max() if torch.isfinite(k).any() else torch.zeros((), dtype=k.dtype)
-        k = torch.nan_to_num(k, nan=0.0, posinf=float(cap), neginf=0.0).clamp(min=0.0)
+        finite = torch.isfinite(k)
+        cap = torch.where(finite, k, torch.zeros_like(k)).amax() if k.numel() else k.new_zeros(())
+        k = torch.where(finite, k, torch.where(k == float("inf"), cap, torch.zeros_like(k))).clamp(min=0.0)
     return k

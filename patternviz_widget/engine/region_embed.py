@@ -45,16 +45,21 @@ _EPS = 1e-8
 
 def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t: torch.Tensor,
                 pmask: torch.Tensor, w: torch.Tensor, g: torch.Tensor, kappa,
-                lambda_kl: float = 1.0, lambda_mi: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                lambda_kl: float = 1.0, lambda_mi: float = 0.1,
+                mask_kind: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (total, Σ KL, Σ L_align) summed over one partner group's G member images.
 
     h_m: [G, Rm, d] embeddings of the members' regions; h_b: [P, Rm, d] of the group's partner
     block; table [G, Rm, P] r'; log_t [G, P] target log-similarities; pmask [G, P] partners;
-    w [G, Rm] region importance (0 on padding); g [G, d] sample embeddings; kappa: region κ.
+    w [G, Rm] region importance (0 on padding); g [G, d] sample embeddings; kappa: region κ;
+    mask_kind: "none" / "all" / "some" when the caller knows how much of ``pmask`` is set (saves
+    a device-to-host read per call on a GPU), None to look.
     """
     align = -(w * torch.cosine_similarity(h_m, g[:, None, :], dim=2, eps=_EPS)).sum()
     n_b, rm, d = h_b.shape
-    if n_b == 0 or not bool(pmask.any()):
+    if mask_kind is None:
+        mask_kind = _mask_kind(pmask)
+    if n_b == 0 or mask_kind == "none":
         return lambda_mi * align, h_m.new_zeros(()), align
     # unit vectors first (norms detached, as in [C]), then one gather of the matched partner rows
     u_b = (h_b / (h_b.norm(dim=2, keepdim=True).detach() + _EPS)).reshape(n_b * rm, d)
@@ -64,13 +69,17 @@ def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t
     u_i = h_m / (n_i[..., None] + _EPS)
     cos = (u_p * u_i[:, :, None, :]).sum(-1)  # [G, Rm, P] (d = 3: elementwise beats a batched matmul)
     logits = kp.evaluate(kappa, n_i)[..., None] * cos
-    if bool(pmask.all()):
+    if mask_kind == "all":
         log_q = torch.log_softmax((w[:, :, None] * torch.log_softmax(logits, dim=2)).sum(1), dim=1)
         kl = (log_t.exp() * (log_t - log_q)).sum()
     else:
         log_q = product_mixture(masked_log_softmax(logits, pmask), w, pmask)
         kl = masked_kl(log_t, log_q, pmask)
     return lambda_kl * kl + lambda_mi * align, kl, align
+
+
+def _mask_kind(pmask: torch.Tensor) -> str:
+    return "all" if bool(pmask.all()) else "some" if bool(pmask.any()) else "none"
 
 
 def group_loss(packed: PackedRegions, lam_s: torch.Tensor, pg: PartnerGroups, gi: int,
@@ -252,22 +261,23 @@ def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momen
     consts = []
     for m, b in zip(pg.groups, pg.blocks):
         f_m, f_b = (packed.feats[m], packed.feats[b]) if keep_feats else (None, None)
-        consts.append((m, b, f_m, f_b, table[m], log_t[m], pg.pmask[m], w[m], g[m]))
+        pm = pg.pmask[m]
+        consts.append((m, b, f_m, f_b, table[m], log_t[m], pm, w[m], g[m], _mask_kind(pm)))
     for epoch in range(int(epochs)):
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=lam.device)  # read once per epoch
         for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
-            m, b, f_m, f_b, tab, lt, pm, wm, gm = consts[gi]
+            m, b, f_m, f_b, tab, lt, pm, wm, gm, kind = consts[gi]
             lam_s = lam / controller
             h_m = (packed.feats[m] if f_m is None else f_m) @ lam_s.T
             h_b = (packed.feats[b] if f_b is None else f_b) @ lam_s.T
-            loss, _, _ = region_loss(h_m, h_b, tab, lt, pm, wm, gm, kfun, lambda_kl, lambda_mi)
+            loss, _, _ = region_loss(h_m, h_b, tab, lt, pm, wm, gm, kfun, lambda_kl, lambda_mi, kind)
             (grad,) = torch.autograd.grad(loss, lam)
             with torch.no_grad():
                 grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
                 buf.mul_(momentum).add_(grad + weight_decay * pg.groups[gi].numel() * lam)
                 lam.sub_(lr * buf)
-            total += float(loss.detach())
-        history.append(total / max(n, 1))
+            total += loss.detach()
+        history.append(float(total) / max(n, 1))
         callback(epoch)
     return history
 
