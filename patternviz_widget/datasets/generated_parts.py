@@ -12,11 +12,11 @@ hat       the bars as in "tee", the dot above the middle of the crossbar
 elbow     the bars meet at a right angle, the dot outside the corner
 ========  ===================================================================
 
-Each object is rotated by a uniform random angle, mirrored half of the time, scaled by ±10 %,
+Each object is rotated by a uniform random angle, mirrored half of the time, scaled by ±9 %,
 placed at random and painted in one random colour. The background is the cluttered one of
 :func:`~patternviz_widget.datasets.shapes` (two-colour stripes, smooth colour noise, pixel noise)
-plus 2-4 distractor parts — bars and dots of the same size, each in its own random colour, kept
-clear of the object — so the image holds 5-7 parts in all. The mask is 1 exactly on the object's
+plus up to 4 distractor parts (2 or more wherever they fit) — bars and dots of the same size, each
+in its own random colour, kept clear of the object — so the image holds up to 7 parts in all. The mask is 1 exactly on the object's
 three parts.
 
 Why this set exists, beside ``shapes``: in ``shapes`` the class is a silhouette, which a network's
@@ -53,7 +53,7 @@ _TAG = 0x70617274  # "part": keeps parts(seed=s) and shapes(seed=s) independent
 # Part layout of every class in the object's frame, in units of the bar length: rows are
 # (x, y, angle) of bar 1, bar 2 and the dot (angle unused), then re-centred on the parts' mean.
 _HALF_T = 0.11  # bar half-thickness
-_DOT_R = 0.17  # dot radius
+_DOT_R = 0.2  # dot radius
 _LAYOUTS = np.array(
     [
         [[0.0, 0.5, 0.0], [0.0, 0.0, np.pi / 2], [0.0, -0.9, 0.0]],  # tee
@@ -67,7 +67,8 @@ _LAYOUTS = np.array(
 )
 _LAYOUTS[:, :, :2] -= _LAYOUTS[:, :, :2].mean(axis=1, keepdims=True)
 _EXTENT = 1.1  # radius (bar lengths) that holds every class's parts around their mean
-_SCALE = (0.22, 0.27)  # bar length as a share of the side
+_SCALE = (0.26, 0.31)  # bar length as a share of the side
+_DISTRACTORS = (2, 4)  # fewest and most distractor parts
 
 
 def parts(n: int = 2000, size: int = 32, num_classes: int = 6, seed: int = 0) -> ImageDataset:
@@ -157,9 +158,9 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     def col(h, s, v):
         return _hsv(h[:, None, None], (0.55 + 0.45 * s)[:, None, None], (0.75 + 0.25 * v)[:, None, None])
 
-    # distractors: 2 always, up to 2 more; bars or dots in their own colours, clear of the object
+    # distractors: 2 wherever they fit, up to 2 more; bars or dots in their own colours, clear of the object
     L = length[:, None, None]
-    for j in range(4):
+    for j in range(_DISTRACTORS[1]):
         q = extra[j]  # (b, 8, 6): x, y, angle, kind+active, hue, saturation/value
         qx = 0.04 + 0.92 * q[:, :, 0]
         qy = 0.04 + 0.92 * q[:, :, 1]
@@ -167,7 +168,7 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
         first = np.argmax(clear, axis=1)
         pick = np.arange(b)
         dx, dy = qx[pick, first], qy[pick, first]
-        active = clear[pick, first] & ((q[pick, 0, 3] < 0.5) | (j < 2))
+        active = clear[pick, first] & ((q[pick, 0, 3] < 0.5) | (j < _DISTRACTORS[0]))
         kind_bar = (q[pick, 0, 3] * 2) % 1.0 < 0.5
         a_bar = _alpha("bar", xx, yy, dx[:, None, None], dy[:, None, None], (q[pick, first, 2] * np.pi)[:, None, None], L, size)
         a_dot = _alpha("dot", xx, yy, dx[:, None, None], dy[:, None, None], 0.0, L, size)
