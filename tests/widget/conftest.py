@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from page_msgs import js_custom, js_update  # noqa: E402,F401  (tests import them from page_msgs)
 from synth import make_store  # noqa: E402
 
 
@@ -41,21 +42,3 @@ class Outbox:
 @pytest.fixture
 def outbox(widget):
     return Outbox(widget)
-
-
-def js_update(w, state: dict, buffers: dict[str, bytes] | None = None) -> None:
-    """Deliver an 'update' message exactly as the page sends it (binary traits as buffers)."""
-    buffers = buffers or {}
-    msg = {
-        "content": {
-            "data": {"method": "update", "state": state, "buffer_paths": [[k] for k in buffers]}
-        },
-        "buffers": [memoryview(b) for b in buffers.values()],
-    }
-    w._handle_msg(msg)
-
-
-def js_custom(w, content: dict, buffers: list[bytes] | None = None) -> None:
-    """Deliver a custom message from the page."""
-    w._handle_msg({"content": {"data": {"method": "custom", "content": content}},
-                   "buffers": [memoryview(b) for b in buffers or []]})  # fmt: skip

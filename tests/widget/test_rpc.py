@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import js_custom
+from page_msgs import js_custom
 from PIL import Image
 
 from patternviz_widget import _rpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import js_update
+from page_msgs import js_update
 from synth import CLASS_NAMES, add_epoch
 
 import patternviz_widget as pv
