@@ -207,7 +207,8 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
         legend.update(classItems(names(), palette()), "classes", true);
       }
       showStatus("");
-      // the frame first; side views, strip, prefetch and the layout once it is on screen
+      updateStrip(false); // the strip's tiles now, so the plot keeps its size; thumbnails later
+      // the frame first; side views, thumbnails, prefetch and the layout once it is on screen
       afterFrame(() => {
         if (my !== token) return;
         if (mainPoints?.partial) {
@@ -299,7 +300,8 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     stats.update(lines, `τ = ${model.get("threshold").toFixed(2)} · ${emb.backendKind() || "…"}`);
   }
 
-  function updateStrip(): void {
+  /** `fetch` false: lay the tiles out (the page keeps its size) without asking for thumbnails. */
+  function updateStrip(fetch = true): void {
     const tau = model.get("threshold");
     const tiles: StripTile[] = [];
     const m = model.get("model"), c = model.get("condition"), e = model.get("epoch");
@@ -309,7 +311,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       const key = keyString(m, c, e, id);
       const exists = data.exists(key);
       const pts = exists ? data.peek(key, tau, THUMB_POINTS) ?? null : null;
-      if (exists && !pts) data.points(key, tau, THUMB_POINTS).then(() => updateStrip(), () => undefined);
+      if (exists && !pts && fetch) data.points(key, tau, THUMB_POINTS).then(() => updateStrip(), () => undefined);
       const row = summary[id];
       const k = row ? row.epochs.indexOf(e) : -1;
       tiles.push({ id, label: id === SAMPLE ? "samples" : id, points: pts, kp: k >= 0 ? row.total[k] : null, warning: k >= 0 ? row.warning?.[k] ?? null : null, active: id === currentLayer(model), error: exists ? undefined : "not captured" });
