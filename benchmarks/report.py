@@ -196,7 +196,7 @@ def _display(r: dict) -> list[str]:
         "every point (no level-of-detail frames: every frame drew every point). 'data B/pt' = bytes "
         "over the kernel websocket from the keypress to the first frame, less the widget's bundle "
         f"(bundles: ours {b.get('ours', 0) / 2**20:.2f} MiB, jupyter-scatter {b.get('jscatter', 0) / 2**20:.2f} MiB), per point. "
-        f"WebGL: {r.get('webgl_renderer', '?')}. {r.get('load', '')}.",
+        f"WebGL: {r.get('webgl_renderer', '?')}. {r.get('load', '').capitalize()}.",
         "",
         "| n | DPR | widget | plot (CSS px) | first frame (median) | all repeats | ÷ jupyter-scatter | data B/pt | drag: median frame | p95 frame | frame ÷ jupyter-scatter |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -212,7 +212,8 @@ def _display(r: dict) -> list[str]:
         rows.append(
             f"| {x['n']:,} | {x['dpr']} | {x['widget']} | {plot} | {fmt_s(x['first_frame_s'])} | {allr} | "
             f"{'' if ratio is None else f'**{ratio:.2f}**'} | {x.get('data_bytes_per_point', '—')} | "
-            f"{p.get('median_frame_ms', '—')} ms | {p.get('p95_frame_ms', '—')} ms | {'' if fr is None else f'**{fr:.2f}**'} |"
+            + (f"{p['median_frame_ms']} ms | {p['p95_frame_ms']} ms | " if p else "— | — | ")
+            + f"{'' if fr is None else f'**{fr:.2f}**'} |"
         )
     rows += ["", "Targets (ours, every DPR measured):", ""]
     for x in r["rows"]:
@@ -259,7 +260,7 @@ def _display_v1(r: dict) -> list[str]:
 
 
 def _scrub(r: dict) -> list[str]:
-    rows = [r.get("note", "") + (f" {r['load']}." if r.get("load") else ""), "",
+    rows = [r.get("note", "") + (f" {r['load'].capitalize()}." if r.get("load") else ""), "",
             "| widget | prefetch | steps | median latency | p95 latency | max |", "|---|---|---|---|---|---|"]
     for x in r.get("rows", []):
         w = x.get("widget", "ours")
@@ -269,6 +270,8 @@ def _scrub(r: dict) -> list[str]:
         rows.append(f"| {w} | {x['prefetch']} | {x['steps']} | {x['median_ms']} ms | {x['p95_ms']} ms | {x['max_ms']} ms |")
     if r.get("prefetch_speedup"):
         rows += ["", f"Median latency without / with prefetch (ours): **{r['prefetch_speedup']:.1f}x**."]
+    if r.get("floor_note"):
+        rows += ["", r["floor_note"]]
     return rows
 
 
