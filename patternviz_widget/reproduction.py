@@ -79,7 +79,8 @@ class ReproConfig:
     threshold: float = 0.4
     attack_eps: float = 8 / 255
     attack_steps: int = 20
-    distill_epochs: int = 2
+    distill_epochs: int = 8
+    distill_lr: float = 3e-3
     distill_alpha: float = 0.9
     baselines: tuple[str, ...] = ("pca", "tsne")
     train_threads: int = 1
@@ -103,7 +104,7 @@ class ReproConfig:
                       "batch_size", "max_lr", "weight_decay", "checkpoints", "seed"],
             "emergence": ["grid", "embed", "temperature", "threshold", "baselines"],
             "attack": ["attack_eps", "attack_steps", "threshold"],
-            "distill": ["distill_epochs", "distill_alpha", "temperature", "threshold"],
+            "distill": ["distill_epochs", "distill_lr", "distill_alpha", "temperature", "threshold"],
             "claims": ["threshold"],
         }[stage]  # fmt: skip
         return {k: d[k] for k in keys}
@@ -626,7 +627,7 @@ def _stage_distill(out: Path, cfg: ReproConfig, progress: bool, log: Callable[[s
             student = _model(cfg, seed_offset=7 + i)
             t0 = time.perf_counter()
             h = pv.distill(teacher, student, train, epochs=cfg.distill_epochs, temperature=cfg.temperature,
-                           alpha=cfg.distill_alpha, feature_layer=feat, batch_size=cfg.batch_size, device="cpu",
+                           alpha=cfg.distill_alpha, feature_layer=feat, batch_size=cfg.batch_size, device="cpu", lr=cfg.distill_lr,
                            progress=progress, seed=cfg.seed)  # fmt: skip
             student.eval()
             hist[name] = {"feature_layer": feat, "train_accuracy": h.accuracy[-1], "agreement": h.agreement[-1],
@@ -969,7 +970,8 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
         f"- **Date:** {header['date']}",
         (f"- **Code:** commit {m['git']['commit']}" + (f", with uncommitted changes to {', '.join(m['git']['uncommitted_package_files'])}"
          if m["git"]["uncommitted_package_files"] else "") if m.get("git") else "- **Code:** not a git checkout"),
-        f"- **Total seconds:** {header['total_seconds']:.1f} (this invocation; stages: "
+        f"- **Total seconds:** {sum(header['stage_seconds'].values()):.1f} summed over the stages; this invocation "
+        f"{header['total_seconds']:.1f} (stages: "
         + ", ".join(f"{k} {v:.1f}" for k, v in header["stage_seconds"].items()) + ")"
         + (f"; load average at the end {header['load']}" if header.get("load") else "")
         + (f"; stages reused from an earlier run into the same folder with the same settings and code "
@@ -1011,8 +1013,10 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
         f"({regions}); "
         f"fits took {results['emergence']['embed_seconds']:.1f} s.",
         f"- Attack: PGD-ℓ∞ ε = {cfg['attack_eps']:.4f}, {cfg['attack_steps']} steps on the final model; trajectories traced at the top layer.",
-        f"- Distillation: two students (same architecture) for {cfg['distill_epochs']} epochs, α = {cfg['distill_alpha']}, "
-        "T = 4: on the logits, and on the top stage's features (MSE); projected with the teacher's Λ.",
+        f"- Distillation: two students (same architecture) for {cfg['distill_epochs']} epochs of Adam (lr {cfg.get('distill_lr', 1e-3)}), "
+        f"α = {cfg['distill_alpha']}, T = 4: on the logits, and on the top stage's features (MSE); projected with the "
+        "teacher's Λ. Probe accuracy: " + ", ".join(f"{k} {v['probe_accuracy']:.3f}" for k, v in results["distill"]["students"].items())
+        + (" (teacher " + f"{acc[-1]:.3f})." if acc else "."),
         "",
         "## Degeneracy per checkpoint",
         "",
