@@ -15,8 +15,8 @@ elbow     the bars meet at a right angle, the dot outside the corner
 Each object is rotated by a uniform random angle, mirrored half of the time, scaled by ±9 %,
 placed at random and painted in one random colour. The background is the cluttered one of
 :func:`~patternviz_widget.datasets.shapes` (two-colour stripes, smooth colour noise, pixel noise)
-plus up to 4 distractor parts (2 or more wherever they fit) — bars and dots of the same size, each
-in its own random colour, kept clear of the object — so the image holds up to 7 parts in all. The mask is 1 exactly on the object's
+plus 1-3 distractor parts (where they fit) — bars and dots of the same size, each in its own
+random colour, kept clear of the object — so the image holds up to 6 parts in all. The mask is 1 exactly on the object's
 three parts.
 
 Why this set exists, beside ``shapes``: in ``shapes`` the class is a silhouette, which a network's
@@ -68,7 +68,7 @@ _LAYOUTS = np.array(
 _LAYOUTS[:, :, :2] -= _LAYOUTS[:, :, :2].mean(axis=1, keepdims=True)
 _EXTENT = 1.1  # radius (bar lengths) that holds every class's parts around their mean
 _SCALE = (0.26, 0.31)  # bar length as a share of the side
-_DISTRACTORS = (2, 4)  # fewest and most distractor parts
+_DISTRACTORS = (1, 3)  # fewest and most distractor parts
 
 
 def parts(n: int = 2000, size: int = 32, num_classes: int = 6, seed: int = 0) -> ImageDataset:
@@ -158,7 +158,7 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     def col(h, s, v):
         return _hsv(h[:, None, None], (0.55 + 0.45 * s)[:, None, None], (0.75 + 0.25 * v)[:, None, None])
 
-    # distractors: 2 wherever they fit, up to 2 more; bars or dots in their own colours, clear of the object
+    # distractors: 1 wherever it fits, up to 2 more; bars or dots in their own colours, clear of the object
     L = length[:, None, None]
     for j in range(_DISTRACTORS[1]):
         q = extra[j]  # (b, 8, 6): x, y, angle, kind+active, hue, saturation/value

@@ -133,7 +133,7 @@ RECIPES: dict[str, Recipe] = {
         test_data={"n": 1000, "seed": 1, **_PARTS_DATA},
         model={"in_channels": 3, "num_classes": 6, "widths": (16, 32, 64, 128), "hidden": 128},
         train={"epochs": 8, "lr": 5e-3, "batch_size": 64, "schedule": "onecycle"},
-        min_accuracy=0.9,
+        min_accuracy=0.88,
     ),
 }
 
