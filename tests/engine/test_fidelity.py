@@ -1,11 +1,12 @@
-"""PAPER.md §10 claims on real (small) training: a bundled SmallVGG trained on digits and on
+"""The paper's checkable claims (Li, Wang, Zhang, NeurIPS 2021; the docs' Reproduction page) on
+real (small) training: a bundled SmallVGG trained on digits and on
 shapes (with masks) against the same network untrained, captured with ``pv.Study`` and embedded
 with ``study.embed``. Run with ``-s`` to see the measured numbers.
 
 Settings (small on purpose, so the file runs in a few minutes on 2 CPU cores):
-* digits: 16×16 px, SmallVGG(widths=(8, 16, 32), hidden=64), 3 epochs of Adam on the 1,347
-  training images; shapes: 24×24 px, 6 classes, the same network, 5 epochs on 1,500 images
-  (batch 16). Probe: the first 160 held-out images; 16 regions kept per image and layer; the
+* digits: 16×16 px, SmallVGG(widths=(8, 16, 32), hidden=64), 3 epochs of pv.models.train's
+  default one-cycle AdamW (peak lr 5e-3) on the 1,347 training images; shapes: 24×24 px, 6
+  classes, the same network, 5 epochs on 1,500 images (batch 16). Probe: the first 160 held-out images; 16 regions kept per image and layer; the
   three stage outputs ``net.default_layers`` (lowest → highest).
 * embedding: ``study.embed(fast=True, steps=2000)`` — the sample fit with the PAPER's settings
   (2000 SGD steps, lr 1e-3, s = 40, κ_max = 10), the region fit with the ``fast`` preset
@@ -41,13 +42,13 @@ def _run(name: str):
 
     if name == "digits":
         train, probe = pv.datasets.digits("train", size=16), pv.datasets.digits("test", size=16)
-        channels, classes, epochs, lr, batch = 1, 10, 3, 1e-3, 64
+        channels, classes, epochs, lr, batch = 1, 10, 3, 5e-3, 64
     else:
         train, probe = (
             pv.datasets.shapes(n=1500, size=24, seed=0),
             pv.datasets.shapes(n=N_PROBE, size=24, seed=1),
         )
-        channels, classes, epochs, lr, batch = 3, 6, 5, 1e-3, 16
+        channels, classes, epochs, lr, batch = 3, 6, 5, 5e-3, 16
     torch.manual_seed(0)
     net = pv.models.SmallVGG(
         in_channels=channels, num_classes=classes, widths=(8, 16, 32), hidden=64
@@ -137,7 +138,7 @@ def test_claim1_fidelity_of_the_trained_networks_embedding(which, request):
 
 def test_claim2_strength_tracks_certainty_digits(digits):
     """Claim 2 on digits: r(‖g‖, H(P)) < 0, and more negative than the PCA and t-SNE norms.
-    Measured: ours −0.847, PCA −0.813, t-SNE (sklearn) −0.682 — the claim holds."""
+    Measured: ours −0.876, PCA −0.814, t-SNE (sklearn) −0.683 — the claim holds."""
     m = digits["main"]["metrics"]
     ours = m["paper"]["r_strength_entropy"]
     assert ours < -0.5
@@ -147,8 +148,8 @@ def test_claim2_strength_tracks_certainty_digits(digits):
 
 def test_claim2_strength_tracks_certainty_shapes(shapes):
     """Claim 2 on shapes: r(‖g‖, H(P)) < 0 and more negative than t-SNE's, but NOT more negative
-    than PCA's — the paper's claim did not hold against PCA here. Measured: ours −0.838, PCA
-    −0.932, t-SNE (sklearn) −0.752 (network at ~43 % probe accuracy, 6 classes)."""
+    than PCA's — the paper's claim did not hold against PCA here. Measured: ours −0.747, PCA
+    −0.948, t-SNE (sklearn) −0.226 (network at 52 % probe accuracy, 6 classes)."""
     m = shapes["main"]["metrics"]
     ours = m["paper"]["r_strength_entropy"]
     assert ours < -0.5
@@ -161,32 +162,36 @@ def test_claims5_6_trained_net_has_knowledge_points_where_the_untrained_has_none
     """Claims 5/6 (end of training vs initialisation, and depth).
 
     Holds: the highest layer of the trained net has knowledge points, the untrained net has none in
-    any layer (digits 0.275 vs 0 KP per image of 16 kept regions; shapes 0.969 vs 0), and
-    r_reliable rises from the lowest to the highest layer (digits 0.069 → 0.409; shapes 0 → 0.871).
-    Does NOT hold as a monotone trend in depth: the middle layer has 0 knowledge points in both
-    trained nets, and on digits the lowest layer has more KPs per image than the highest once
-    counts are extrapolated to the full grid (2.90 of 256 cells vs 0.28 of 16 cells). Per kept
-    region, the highest layer has the most.
+    any layer (digits 2.82 vs 0 KP per image of 16 kept regions; shapes 2.04 vs 0), the highest
+    layer has more than the middle one (digits 0.45, shapes 0.025), and r_reliable is highest in
+    the highest layer (digits 0.144 / 0.125 / 0.299, shapes 0 / 0 / 0.679 from lowest to highest).
+    Does NOT hold on digits as a monotone trend in depth: the lowest layer has slightly more KPs per
+    kept region than the highest (3.12 vs 2.82 of 16), most of them unreliable (r_reliable 0.144,
+    near the 0.1 of a random class). The counts use the default κ slope (the mean concentration of
+    the sample embedding: 0.5–2.5 here).
     """
     out = request.getfixturevalue(which)
     layers = list(out["main"]["kp"])
     low, mid, high = (out["main"]["kp"][name] for name in layers)
     assert all(out["untrained"]["kp"][name].mean_total == 0 for name in layers)
     assert high.mean_total > 0.1
-    assert high.mean_total > low.mean_total and high.mean_total > mid.mean_total
+    assert high.mean_total > mid.mean_total
     assert high.r_reliable > low.r_reliable and high.r_reliable > mid.r_reliable
     assert high.r_reliable > 1.0 / len(out["study"].store.probe.class_names)  # better than a random class
-    assert mid.mean_total == 0  # as measured: not monotone in depth
+    if which == "digits":  # as measured: not monotone in depth there
+        assert low.mean_total > high.mean_total
+    else:
+        assert high.mean_total > low.mean_total
 
 
 def test_claim8_knowledge_points_of_the_highest_layer_sit_on_the_object(shapes):
     """Claim 8 (our extension), read with grid cells: a region is on the object when ≥ 50 % of its
     grid CELL is mask foreground (:func:`engine.knowledge.cell_boxes`; the receptive field of the
     highest layer covers nearly the whole 24-px image, so with it no region ever counted).
-    Measured on shapes: the highest layer's KPs are on the object 0.355 of the time against a
-    chance rate (all kept regions) of 0.107, i.e. ≈3.3× over-represented. The depth comparison of
-    the claim could NOT be made: the two lower layers have no KPs on this small run (share 0.0 by
-    definition), so the test asserts the part that is measurable."""
+    Measured on shapes: the highest layer's KPs are on the object 0.446 of the time against a
+    chance rate (all kept regions) of 0.107, i.e. ≈4.2× over-represented. The depth comparison of
+    the claim could NOT be made: the lowest layer has no KPs on this small run and the middle one
+    0.025 per image (share 0.0 and 0.25 of 4), so the test asserts the part that is measurable."""
     kp = shapes["main"]["kp"]
     low, mid, high = kp.values()
     for k in (low, mid, high):  # the chance rate is the object's share of cells: similar per layer
