@@ -7,7 +7,10 @@ channel, and the mean absolute difference)::
 
     .venv/bin/python tests/e2e/snapshot_pixels.py OLD.js NEW.js --out /tmp/shots
 
-Exit status 1 when a pair differs by more than ``--max-share`` of its pixels.
+Exit status 1 when a pair differs by more than ``--max-share`` of its pixels. To compare renderers
+alone, build OLD.js from the current sources with only ``js/src/gl/`` taken from the older commit
+(``git show REV:js/src/gl/webgl.ts > copy/src/gl/webgl.ts`` ..., then esbuild the copy): view changes
+made since then (camera, labels, palette) are then in both pictures.
 """
 
 from __future__ import annotations
