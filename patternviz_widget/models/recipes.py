@@ -107,7 +107,7 @@ _PARTS_DATA = {"size": 32}
 RECIPES: dict[str, Recipe] = {
     "digits": Recipe(
         name="digits",
-        description="SmallVGG on scikit-learn's digits (32 px, 1,347 training / 450 test images)",
+        description="SmallVGG (widths 16-32-64) on scikit-learn's digits (32 px, 1,347 training / 450 test images)",
         dataset="digits",
         train_data={"split": "train"},
         test_data={"split": "test"},
@@ -117,17 +117,17 @@ RECIPES: dict[str, Recipe] = {
     ),
     "shapes": Recipe(
         name="shapes",
-        description="SmallVGG on generated shapes (32 px, 6 classes, 6,000 training / 1,000 test images)",
+        description="SmallVGG (widths 8-16-32-64) on generated shapes (32 px, 6 classes, 8,000 training / 1,000 test)",
         dataset="shapes",
-        train_data={"n": 6000, "seed": 0, **_SHAPES_DATA},
+        train_data={"n": 8000, "seed": 0, **_SHAPES_DATA},
         test_data={"n": 1000, "seed": 1, **_SHAPES_DATA},
-        model={"in_channels": 3, "num_classes": 6, "widths": (16, 32, 64, 128), "hidden": 128},
+        model={"in_channels": 3, "num_classes": 6, "widths": (8, 16, 32, 64), "hidden": 128},
         train={"epochs": 8, "lr": 5e-3, "batch_size": 64, "schedule": "onecycle"},
         min_accuracy=0.95,
     ),
     "parts": Recipe(
         name="parts",
-        description="SmallVGG on generated part arrangements (32 px, 6 classes, 6,000 training / 1,000 test)",
+        description="SmallVGG (widths 16-32-64-128) on generated part arrangements (32 px, 6 classes, 6,000 training / 1,000 test)",
         dataset="parts",
         train_data={"n": 6000, "seed": 0, **_PARTS_DATA},
         test_data={"n": 1000, "seed": 1, **_PARTS_DATA},
