@@ -26,9 +26,11 @@ SCHEDULES = ("onecycle", "constant")
 #: Optimisers of :func:`train`.
 OPTIMIZERS = ("adamw", "adam")
 #: Multiply-accumulates per image (forward pass, conv and linear layers) up to which training on a
-#: CPU uses one torch thread. Measured on a 2-core machine under load (6 jobs): 2 threads took 8x
-#: (digits net, 9.6 M) and 9x (32 px shapes net, 13.5 M) as long per step as 1, and 2.8x for the
-#: 64 px shapes net (39.6 M); see ``python -m benchmarks.run --sections training``.
+#: CPU uses one torch thread. Measured on a 2-core machine shared with other jobs (load average
+#: 10-14), per step of 64 images, alternated runs, medians: 2 threads took 8.0x as long as 1 for
+#: the digits net (9.6 M), 9.3x for the 32 px shapes net with widths 16-128 (13.5 M) and 2.8x for
+#: the 64 px one with widths 16-64 (39.6 M); ``python -m benchmarks.run --sections training``
+#: repeats this for every bundled recipe.
 ONE_THREAD_MACS = 20_000_000
 
 
