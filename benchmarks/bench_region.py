@@ -1,6 +1,6 @@
-"""Section "region": the paper's regional-feature fit at the size of PAPER.md §11's bar —
+"""Section "region": the paper's regional-feature fit at the size of the paper's experiments (500 images × 196 regions × 512 channels) —
 500 images × 196 regions (a 14×14 grid) × 512 channels — with the region-matching table r'
-searched once (our default, ``rematch_every=0``, PAPER.md §11) and searched at every importance
+searched once (our default, ``rematch_every=0``; docs/method.md, where we differ) and searched at every importance
 step (``rematch_every=1``, what the official code does), side by side in one run: each schedule in
 a fresh process on the same synthetic features (:mod:`benchmarks.synthetic`), same device, same
 seeds and otherwise the paper's hyper-parameters (20 importance steps, 100 partners, 20 Λ epochs).
@@ -20,7 +20,7 @@ import numpy as np
 
 from ._common import fmt_s, run_worker
 
-SCHEDULES = {0: "r' searched once (default, PAPER.md §11)", 1: "r' searched every step (official code)"}
+SCHEDULES = {0: "r' searched once (default, ours)", 1: "r' searched every step (official code)"}
 
 
 def fit_one(data_path: str, rematch_every: int, out_path: str, device: str | None = None,

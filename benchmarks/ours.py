@@ -26,7 +26,7 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
     """Return (h float32[M, 3], info): the paper's sample embedding, then the region embedding.
 
     ``d`` holds ``features`` [M, C], ``image`` [M], ``sample_features`` [N, C], ``logits`` [N, K]
-    (see :mod:`benchmarks.synthetic`). Defaults are the engine's (PAPER.md §8); ``hyper`` overrides
+    (see :mod:`benchmarks.synthetic`). Defaults are the engine's (the official code's; docs/method.md); ``hyper`` overrides
     the region fit's keyword arguments. ``keep_w``: also return the regions' importance w as
     ``info["w"]`` (an array).
     """

@@ -148,7 +148,7 @@ def _embed(r: dict) -> list[str]:
     rows += ["", "'ours ÷ this' = our fit seconds / this method's at the same n (below 1: ours is faster). "
              "Warm-up (imports, numba JIT) is excluded from 'fit' and stored as `warmup_s`. Ours = sample "
              "embedding (2000 full-batch steps) + importance weights + region matching + Λ fit, engine "
-             "defaults (PAPER.md §8); its stage split is in the JSON (`info.region_stages_s`)."]
+             "defaults (the official code's; docs/method.md); its stage split is in the JSON (`info.region_stages_s`)."]
     return rows
 
 
