@@ -2,7 +2,7 @@
 
 Why synthetic: the embedding benchmark needs 10^4-10^6 regional features of dimension 64-512 on a
 2-core machine in minutes; capturing that many from a trained model would measure capture, not the
-embedding. The generator mimics what a trained conv layer gives (PAPER.md §1, §4):
+embedding. The generator mimics what a trained conv layer gives (paper Sec. 3 and 3.4):
 
 * N images, each of one of K balanced classes, each cut into R = rows x cols regions (a conv grid).
 * Every class c has a non-negative prototype p_c in R^C (a ReLU'd Gaussian, unit norm); a few
@@ -19,7 +19,7 @@ embedding. The generator mimics what a trained conv layer gives (PAPER.md §1, �
 
 * Every region is finally multiplied by ``scale`` (default 20), so object regions have norms of
   ~20, the order of a trained VGG's ReLU conv activations. This matters for the paper's embedding,
-  which is not scale-free (controller s = 40 and κ(‖h‖) in PAPER.md §3): at ``scale=1`` its k-NN
+  which is not scale-free (controller s = 40 and κ(‖h‖) of the paper's Sec. 3.3): at ``scale=1`` its k-NN
   accuracy on object regions fell from 0.78 to 0.59 in a 5,000-region trial, while PCA, t-SNE
   and UMAP do not care.
 

@@ -28,7 +28,7 @@ from .results import (
 from .results.camera import default_camera
 from .study import Study
 
-#: ellipsoid radius in standard deviations (per-class covariance ellipsoids, PAPER.md §9 step 14)
+#: ellipsoid radius in standard deviations (per-class covariance ellipsoids, the paper's learning-process figure)
 ELLIPSOID_SIGMA = 1.5
 
 

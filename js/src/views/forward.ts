@@ -1,4 +1,4 @@
-// Forward construction (PAPER.md §3, spatial emergence): the regions of the chosen images from
+// Forward construction (paper Sec. 3.3, spatial emergence): the regions of the chosen images from
 // every captured layer in ONE frame, coloured by layer, with the path of their centroids.
 import type { PointSet } from "../data";
 import { classColor } from "../lib/colors";
