@@ -15,7 +15,7 @@ CLASS_COLORS = [
 #: Layer colours for forward-construction views (viridis-like, low layer = dark).
 LAYER_COLORS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725", "#f89540", "#cc4778"]
 
-#: The paper's glyphs (PAPER.md §4, lab overview figure): name -> (matplotlib marker, description).
+#: The paper's glyphs (paper Sec. 3.4 and the authors' overview figure): name -> (matplotlib marker, description).
 GLYPHS = {
     "reliable": ("o", "reliable knowledge point (class = truth)"),
     "unreliable": ("^", "unreliable knowledge point (another class)"),

@@ -2,7 +2,7 @@
 
 The attack runs inside ``study.capture(condition="adversarial", images=<attack>)``, so the
 adversarial records use the study's fixed region plan: row m of every layer is the same
-(image, cell) in "clean" and "adversarial" (PAPER.md §6 needs that pairing).
+(image, cell) in "clean" and "adversarial" (the paper's attack measurements need that pairing).
 
 What is stored (all keys ``(model, "adversarial", epoch, ·)``):
 

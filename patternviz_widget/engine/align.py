@@ -1,4 +1,4 @@
-"""Keep embeddings of consecutive epochs in one frame (PAPER.md §2, "Across training checkpoints").
+"""Keep embeddings of consecutive epochs in one frame (paper Sec. 3.2, across training checkpoints).
 
 Two pieces, both pure numpy:
 
@@ -10,8 +10,8 @@ Applying an alignment ``R`` (3×3, orthogonal) to an epoch's results::
 
     g <- g @ R      mu <- mu @ R      h <- h @ R      M <- R.T @ M      Lambda <- R.T @ Lambda
 
-Orthogonal maps keep every norm and every cosine, so the posterior Q (PAPER.md §2) and the
-knowledge points (§4) are unchanged: only the frame in which the points are drawn moves.
+Orthogonal maps keep every norm and every cosine, so the posterior Q (paper Sec. 3.2) and the
+knowledge points (Sec. 3.4) are unchanged: only the frame in which the points are drawn moves.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def procrustes_rotation(
 ) -> np.ndarray:
     """Return the orthogonal d×d matrix ``R`` such that ``current @ R`` ≈ ``previous``.
 
-    PAPER.md §2, step 3 of the per-checkpoint fit (official code): orthogonal Procrustes, SVD of
+    Paper Sec. 3.2, step 3 of the per-checkpoint fit (official code): orthogonal Procrustes, SVD of
     ``G_curᵀ G_prev = U S Vᵀ``, ``R = U Vᵀ``, done twice —
 
     1. on the raw coordinates (least squares in L2), giving ``R1``;
@@ -163,7 +163,7 @@ def apply_rotation(r: np.ndarray, **arrays: np.ndarray | None) -> dict[str, np.n
 class WeightBuffer:
     """The last ``size`` projection matrices of one layer; :meth:`mean` is the next warm start.
 
-    PAPER.md §2, step 1 of the per-checkpoint fit: "initialise M with the mean of the M's of the
+    Paper Sec. 3.2, step 1 of the per-checkpoint fit: "initialise M with the mean of the M's of the
     last ≤3 checkpoints" (official code ``WeightBuffer(3)``). Push the *aligned* matrix of each
     epoch so that the mean is taken in one frame.
 

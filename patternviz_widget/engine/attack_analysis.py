@@ -1,17 +1,17 @@
-"""The paper's adversarial measurements (PAPER.md §6, checklist item 16), on numpy arrays.
+"""The paper's adversarial-attack measurements, on numpy arrays.
 
 Every function takes regional embeddings that were projected with the **clean** Λ and μ (so clean
 and adversarial points live in one frame) and returns a dataclass of numpy arrays that figures and
 the widget read. Strength is always ‖h‖ divided by the layer's clean mean strength (the knowledge
-point convention of PAPER.md §4), so the thresholds below are in units of "the clean mean".
+point convention of paper Sec. 3.4), so the thresholds below are in units of "the clean mean".
 
 * :func:`layer_shift` — Δ_orientation = mean(1 − cos(h_adv, h_clean)) and
-  Δ_strength = mean |‖h_adv‖ − ‖h_clean‖| (INFERRED definitions in PAPER.md §6.3).
+  Δ_strength = mean |‖h_adv‖ − ‖h_clean‖| (our reading of the paper's Δ curves).
 * :func:`kp_shift` — knowledge points of the original class before vs of the adversarial class
   after, their overlap, and the histogram of p(c_ori | h_clean) for the adversarial-class knowledge
-  points (PAPER.md §6.1–2).
+  points (the paper's attack figures).
 * :func:`trajectory_types` — the four trajectory types over the attack iterations with the
-  thresholds of [C] (PAPER.md §6.4).
+  thresholds of the official code.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: PAPER.md §6.4 ([C]) thresholds; strengths are ‖h‖ / clean mean strength.
+#: The official code's trajectory-type thresholds; strengths are ‖h‖ / clean mean strength.
 TYPE_THRESHOLDS = {
     "start_cos": 0.9,  # cos(h_0, μ_ori) above this: starts as an original-class feature
     "start_norm": 1.0,  # ‖h_0‖ above this (Types 1, 2, 4)
@@ -44,7 +44,7 @@ Posterior = Callable[[np.ndarray], np.ndarray]  # h[..., 3] (already ÷ mean str
 
 @dataclass
 class LayerShift:
-    """Δ curves over layers (PAPER.md §6.3): one value per layer, plus per-region values."""
+    """Δ curves over layers (the paper's attack experiment): one value per layer, plus per-region values."""
 
     layers: list[str]
     orientation: np.ndarray  # float32[L] mean(1 − cos)
@@ -55,7 +55,7 @@ class LayerShift:
 
 @dataclass
 class KPShift:
-    """Knowledge points before/after an attack for one layer (PAPER.md §6.1–2).
+    """Knowledge points before/after an attack for one layer (the paper's attack experiment).
 
     attacked: bool[N] images used (clean prediction correct and the attack flipped it).
     c_ori, c_adv: int64[N] the true class and the adversarial prediction.
@@ -87,7 +87,7 @@ class KPShift:
 
 @dataclass
 class Trajectories:
-    """Trajectory types over attack iterations for one layer (PAPER.md §6.4).
+    """Trajectory types over attack iterations for one layer (the paper's attack experiment).
 
     rows: int64[R] the region rows considered (regions of attacked images).
     strength / cos_ori / p_adv: float32[T, R] per iteration.
@@ -168,7 +168,7 @@ def kp_shift(
         p_clean, p_adv: float[M, K] regional posteriors p(c | h) of the clean / adversarial rows.
         image: int[M] image index of each row. labels: int[N] c_ori (the true class).
         adv_pred: int[N] c_adv (the adversarial prediction). attacked: bool[N] images to use.
-        threshold: τ (PAPER.md §4: 0.4); a KP of class c has max p ≥ τ and argmax = c.
+        threshold: τ (paper Sec. 3.4: 0.4); a KP of class c has max p ≥ τ and argmax = c.
         bins: histogram bins over [0, 1].
     """
     image = np.asarray(image, np.int64)
@@ -211,7 +211,7 @@ def trajectory_types(
     attacked: np.ndarray,
     thresholds: dict | None = None,
 ) -> Trajectories:
-    """Return the Types 1–4 of region trajectories over attack iterations (PAPER.md §6.4, [C]).
+    """Return the Types 1–4 of region trajectories over attack iterations (the paper's attack experiment; thresholds of the official code).
 
     Args:
         h: float[T, M, 3] regional embeddings at iterations 0…T−1 (0 = clean), clean Λ.

@@ -1,4 +1,4 @@
-"""``study.attack_report()``: the PAPER.md §6 measurements of a study's last attack.
+"""``study.attack_report()``: the paper's attack measurements of a study's last attack.
 
 Reads what :func:`~patternviz_widget.engine.adversarial.run_attack` stored, projects the adversarial
 records (and the per-iteration trace) with the **clean** Λ, M and μ when that was not done yet, and
@@ -32,7 +32,7 @@ ADV = "adversarial"
 
 @dataclass
 class AttackReport:
-    """PAPER.md §6 for one attack: ``settings`` (method, ε, success rate, …), ``deltas`` (Δ curves
+    """The paper's attack measurements for one attack: ``settings`` (method, ε, success rate, …), ``deltas`` (Δ curves
     over layers, attacked images only), ``kp`` (knowledge points before/after and the p(c_ori)
     histogram at ``layer``) and ``trajectories`` (Types 1–4 at ``layer``, None if not traced)."""
 
@@ -187,7 +187,7 @@ def project_condition(study: Study, condition: str, epoch: int, model: str) -> l
 
 
 def posterior_fn(mu: np.ndarray, emb: RegionEmbedding) -> aa.Posterior:
-    """p(c | h) of the knowledge-point engine (PAPER.md §4, κ of ``emb``) for h already ÷ mean strength."""
+    """p(c | h) of the knowledge-point engine (paper Sec. 3.4, κ of ``emb``) for h already ÷ mean strength."""
     from . import kappa as kp
     from .knowledge import region_posterior
 
