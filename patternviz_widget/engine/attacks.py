@@ -1,4 +1,4 @@
-"""FGSM and PGD adversarial inputs (PAPER.md §6, checklist item 15), written for this package.
+"""FGSM and PGD adversarial inputs (the paper's adversarial-attack experiment), written for this package.
 
 Why not ``torchattacks``: its wheel (3.5.1) requires ``torchvision`` and pins ``requests~=2.25.1``;
 PyPI's torchvision does not import beside our CPU torch build, and the two attacks are ~100 lines.
@@ -82,7 +82,7 @@ def pgd(
     """Return PGD adversarial inputs (projected gradient ascent on the cross-entropy).
 
     Each step moves ``x_adv`` by ``step_size`` along sign(∇) (ℓ∞) or ∇/‖∇‖₂ (ℓ2), then projects
-    back into the ε ball around ``x`` and into ``bounds``. PAPER.md §6 records 20 iterations
+    back into the ε ball around ``x`` and into ``bounds``. The paper records 20 iterations
     ([C] set-up ``pgd_inf_0.1_…``, ``max_adv_iter = 20``).
 
     Args:

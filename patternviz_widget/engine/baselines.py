@@ -1,4 +1,4 @@
-"""Baseline embeddings in the same records as the paper's: PCA, t-SNE, UMAP (PAPER.md §2 table).
+"""Baseline embeddings in the same records as the paper's: PCA, t-SNE, UMAP (the paper's correlation table).
 
 So that knowledge points and the strength/uncertainty metric are defined for baselines too, each
 baseline embedding is CENTRED (its mean removed: these methods have no meaningful origin) and gets

@@ -1,4 +1,4 @@
-"""Capture: sample features f and regional features f^(r) (PAPER.md §1) of a study's layers.
+"""Capture: sample features f and regional features f^(r) (paper Sec. 3) of a study's layers.
 
 Batched forward passes under ``torch.inference_mode()`` on ``study.device``, in eval mode (the
 previous mode is restored, hooks are always removed). Each batch's kept rows leave the device at

@@ -1,4 +1,4 @@
-"""Knowledge distillation (PAPER.md §7, checklist item 17): train a student from a frozen teacher.
+"""Knowledge distillation (the paper's distillation experiment): train a student from a frozen teacher.
 
 Two students as in the paper:
 
@@ -9,8 +9,8 @@ Two students as in the paper:
   and the student's layer and φ is the identity when their shapes match. When only the channel
   count differs, φ is a trainable 1×1 convolution (``nn.Linear`` for N×D outputs) from the student's
   to the teacher's channels; it is returned in ``history.adapter`` and is not part of the student,
-  so comparing the student with the teacher's Λ (PAPER.md §7) needs equal channel counts.
-  PAPER.md §7 does not give the loss, temperature or epochs (NOT FOUND): these are our defaults.
+  so comparing the student with the teacher's Λ (the paper's distillation experiment) needs equal channel counts.
+  The paper does not give the loss, temperature or epochs: these are our defaults.
 
 The teacher runs in eval mode under ``torch.no_grad()`` and gets its mode back afterwards; its
 parameters are never handed to the optimiser.
@@ -76,7 +76,7 @@ def kd_loss(
     """Return (total, T²·KL soft term, CE) of Hinton's KD loss, batch means.
 
     Args:
-        temperature: T (PAPER.md uses T = 4 for P(Y|X); the KD temperature is NOT FOUND).
+        temperature: T (the paper uses T = 4 for P(Y|X) and gives no KD temperature).
         alpha: α, the weight of the soft term.
     """
     t = float(temperature)

@@ -1,13 +1,13 @@
-"""``study.distill_report()``: the PAPER.md §7 measurements of a teacher | students study.
+"""``study.distill_report()``: the paper's distillation measurements of a teacher | students study.
 
 Works on the study that :func:`~patternviz_widget.engine.pairing.compare` returns, whose students
-are projected with the teacher's Λ and μ (INFERRED in PAPER.md §7: "both projected with the same
+are projected with the teacher's Λ and μ (our reading of the paper's distillation experiment: "both projected with the same
 Λ"), so regions of one row are the same image cell for every model:
 
-* knowledge points per image, total and reliable, per layer and model (§7.1), at each model's
+* knowledge points per image, total and reliable, per layer and model (the paper's first distillation measurement), at each model's
   latest epoch;
 * histograms over regions of 1 − cos(h_s, h_t) on [0, 2] and of (‖h_s‖ − ‖h_t‖) / the teacher's mean
-  strength on [−3, 2] (§7.2; the paper's axes), per layer and student;
+  strength on [−3, 2] (the paper's axes), per layer and student;
 * emergence: each model's mean knowledge points per image over its epochs, and the first epoch at
   which half of the final count is reached.
 """
@@ -33,7 +33,7 @@ STRENGTH_RANGE = (-3.0, 2.0)
 
 @dataclass
 class DistillReport:
-    """PAPER.md §7 for a compared study. ``models`` (teacher first) × ``layers`` arrays:
+    """The paper's distillation measurements for a compared study. ``models`` (teacher first) × ``layers`` arrays:
 
     kp_total / kp_reliable: float32[models, layers] mean knowledge points per image (NaN where a
     model has no embedding of a layer). cos_hist / strength_hist: per student, int64[layers, bins]

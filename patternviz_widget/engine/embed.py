@@ -1,4 +1,4 @@
-"""The paper's sample embedding g = M f (PAPER.md §2) and the public ``embed_features``.
+"""The paper's sample embedding g = M f (paper Sec. 3.2) and the public ``embed_features``.
 
 Model: Q_M(y|x) = π_y exp(κ(‖g‖) μ_yᵀ g/‖g‖) / Σ_y' (…), with π and μ recomputed in closed form
 at every step from the targets P(Y|x) = softmax(z/T), and M fitted by minimising the summed
@@ -74,7 +74,7 @@ def check_features(features: np.ndarray, what: str = "features") -> np.ndarray:
 
 
 def class_directions(o: torch.Tensor, p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Return μ (K×d): μ_c ∝ Σ_x P(c|x) κ(l_x) o_x, unit rows (PAPER.md §2 closed form)."""
+    """Return μ (K×d): μ_c ∝ Σ_x P(c|x) κ(l_x) o_x, unit rows (paper Sec. 3.2 closed form)."""
     raw = (p * k[:, None]).T @ o
     return raw / (raw.norm(dim=1, keepdim=True) + _EPS)
 
@@ -121,14 +121,14 @@ def fit_sample_embedding(
     """Return the paper's :class:`SampleEmbedding` (g, μ, π, M, KL) fitted on raw arrays.
 
     Args:
-        features: float[N, D] sample features f (PAPER.md §1).
+        features: float[N, D] sample features f (paper Sec. 3).
         probs: float[N, K] targets P(Y|x) (already softmax(z/T); see :func:`as_target_probs`).
         steps: full-batch SGD steps (paper: 2000).
         lr: SGD learning rate (paper: 1e-3; 1e-4 for warm starts across checkpoints).
         momentum: SGD momentum (paper: 0.9).
         weight_decay: SGD weight decay (paper: 5e-4).
         controller: s in g = M(f/s) (paper: 40).
-        kappa: κ(l) (PAPER.md §2): None = capped linear with κ_max = 10, a number = κ_max, or a
+        kappa: κ(l) (paper Sec. 3.2): None = capped linear with κ_max = 10, a number = κ_max, or a
             callable (see :mod:`patternviz_widget.engine.kappa`).
         dim: d, the embedding dimension (paper: 3).
         init: warm-start M (d×D, stored convention g = f @ M.T); None draws M ~ N(0, init_std²).
@@ -204,7 +204,7 @@ def _run_sgd(opt, w, f_s, p, kfun, steps: int, callback) -> None:
 def project_samples(features: np.ndarray, emb: SampleEmbedding, probs: np.ndarray | None = None,
                     labels: np.ndarray | None = None, temperature: float | None = None) -> SampleEmbedding:
     """Return a SampleEmbedding of new features projected with a fitted one's M, μ and π (no fit;
-    adversarial inputs and students, PAPER.md §9 steps 16 and 18).
+    adversarial inputs and students, as in the paper's attack and distillation experiments).
 
     Args:
         features: float[N, D] sample features of the new inputs.
@@ -252,7 +252,7 @@ def embed_features(
     kind: str = "auto",
     **hyper,
 ) -> SampleEmbedding:
-    """Return a :class:`SampleEmbedding` of raw arrays: the paper's (PAPER.md §2) or a baseline.
+    """Return a :class:`SampleEmbedding` of raw arrays: the paper's (Sec. 3.2) or a baseline.
 
     Args:
         features: float[N, D] sample features (e.g. the input of your classifier head).
