@@ -1,6 +1,6 @@
 """LayerRecorder: forward hooks on named layers that are always removed, and the model's mode restored.
 
-The sample feature f (PAPER.md §1) is the flattened *input* of the classifier head, recorded by a
+The sample feature f (paper Sec. 3) is the flattened *input* of the classifier head, recorded by a
 forward pre-hook. By default the head is found automatically (:func:`find_head`).
 """
 

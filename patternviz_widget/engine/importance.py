@@ -1,12 +1,12 @@
 """Per-image importance weights w (regions), v (channels) and the region-matching table
-(PAPER.md §3 "Importance weights" and "Region alignment between two images").
+(paper Sec. 3.3: the importance weights and the region alignment between two images).
 
-Fast path (ours, PAPER.md §11): every image's problem is independent, so all images take their
+Fast path (ours; docs/method.md, where we differ): every image's problem is independent, so all images take their
 SGD steps together; each image has one FIXED, seeded set of J partners shared with its group
 (:mod:`.packing`; the official code redraws 100 partners at every step); regions are padded per
 image with a mask, so images may keep different numbers of regions. The argmax search runs once,
 at the start, and again at the end only for the images whose returned v it was not run with
-(``rematch_every=0``, PAPER.md §11; the official code searches at every step). Per group, the search
+(``rematch_every=0``, ours; the official code searches at every step). Per group, the search
 r'(r; i, j) = argmax_r' Σ_k v_i^(k) f̂_i^(k,r) f̂_j^(k,r') is ONE matrix product
 (G·Rm × K) @ (K × P·Rm) (bfloat16 where the CPU has native bf16 — see
 :func:`resolve_match_dtype`); the matched scores that enter the loss are recomputed exactly in
@@ -156,7 +156,7 @@ def _quiet_sparse():
 
 def importance_loss_from_scores(s: torch.Tensor, w: torch.Tensor, log_t: torch.Tensor,
                                 pmask: torch.Tensor, kappa_m: float) -> torch.Tensor:
-    """Return KL(P(X2|x_i) ‖ P_i) per image i, a [c] vector (PAPER.md §3), from matched scores s [c, Rm, P], region
+    """Return KL(P(X2|x_i) ‖ P_i) per image i, a [c] vector (paper Sec. 3.3), from matched scores s [c, Rm, P], region
     weights w [c, Rm] (0 on padding), target log-similarities log_t [c, P] and the partner mask
     pmask [c, P]: P_i^(r)(j) = softmax_j(κ_m s_rj), P_i(j) ∝ Π_r P_i^(r)(j)^(w_r)."""
     log_pr = masked_log_softmax(kappa_m * s, pmask)
@@ -278,7 +278,7 @@ def fit_importance(
     """Return (w [N, Rm], v [N, K], loss per step, r' table [N, Rm, P]): per-image importance of
     regions and channels, and the region-matching table searched under the returned v.
 
-    Minimises KL(P(X2|x_i) ‖ P_i) per image i (PAPER.md §3) with P_i(j) ∝ Π_r P_i^(r)(j)^(w_r),
+    Minimises KL(P(X2|x_i) ‖ P_i) per image i (paper Sec. 3.3) with P_i(j) ∝ Π_r P_i^(r)(j)^(w_r),
     P_i^(r)(j) ∝ exp(κ_m Σ_k v_k f̂_i^(k,r) f̂_j^(k,r')), from w = 1/R_i, v = 1/K; after every
     SGD step w and v are projected back onto the simplex (abs + L1 normalisation).
 
@@ -297,7 +297,7 @@ def fit_importance(
         steps: SGD steps per image (paper: 20). lr / momentum / weight_decay: SGD (paper: 0.05,
             0.9, 5e-4). kappa_m: κ_m (paper: 1000).
         match_dtype: see :func:`resolve_match_dtype`.
-        rematch_every: 0 (default, PAPER.md §11: the table is searched once) = search r' at the
+        rematch_every: 0 (default, ours: the table is searched once) = search r' at the
             start (v = 1/K: plain cosine matching) and score every step with that table; k > 0 =
             search again with the current v every k steps (1 = the official code, which searches
             at every step: the O(N·J·R²·K) search then costs ~20× everything else — 507 s vs
@@ -351,7 +351,7 @@ def fit_importance(
 def matching_table(packed: PackedRegions, pg: PartnerGroups, v: torch.Tensor,
                    match_dtype: str = "auto", only: torch.Tensor | None = None,
                    out: torch.Tensor | None = None) -> torch.Tensor:
-    """Return the region-matching table r'(r; i, j) as integers [N, Rm, P] (PAPER.md §3;
+    """Return the region-matching table r'(r; i, j) as integers [N, Rm, P] (paper Sec. 3.3;
     :func:`table_dtype`), searched with the channel weights v, one partner group at a time;
     ``only`` (bool[N]): search these images only; ``out``: write into this table (the rows not
     searched keep their values) instead of a new one whose other rows are 0."""

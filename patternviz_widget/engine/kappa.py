@@ -1,10 +1,10 @@
-"""The concentration function κ(l) of the radial (vMF) model (PAPER.md §2, §4, §11).
+"""The concentration function κ(l) of the radial (vMF) model (paper Sec. 3.1, 3.2, 3.4; our choice: docs/method.md).
 
 κ maps the strength l = ‖g‖ (or ‖h‖) of an embedding to the vMF concentration of its posterior
 over classes. The official code loads a tabulated, linearly interpolated curve whose generator is
-not published (PAPER.md §2, NOT FOUND), so κ is pluggable here:
+not published (the official code's table has no published generator), so κ is pluggable here:
 
-* :class:`LinearKappa` (the default, PAPER.md §11): κ(l) = min(κ_max, a·l).
+* :class:`LinearKappa` (the default, ours): κ(l) = min(κ_max, a·l).
 * :class:`TableKappa`: any monotone table (x, y), linearly interpolated, flat beyond the last x —
   plug in a table like the official code's.
 * any callable ``torch.Tensor -> torch.Tensor`` (element-wise, non-negative, non-decreasing).
@@ -15,7 +15,7 @@ gradient flows through κ; :func:`evaluate` enforces that.
 Choice of ``a`` (default 1). With κ(l) = a·l the posterior is softmax_c(a·μ_cᵀ g) below the cap,
 so during a fit ``a`` only sets the unit of the learned M (or Λ): a fit with another ``a`` reaches
 the same posteriors with M scaled by 1/a. It matters where the scale is *fixed*: knowledge points
-(PAPER.md §4) divide h by the layer's mean strength first, so with a = 1 a region of average
+(paper Sec. 3.4) divide h by the layer's mean strength first, so with a = 1 a region of average
 strength has κ = 1, which cannot reach τ = 0.4 among ten well-spread classes (its posterior peak is
 about 0.2), while a region about 1.5–2× the average strength pointing at one μ_c can. That matches
 the paper's reading "long and aligned = discriminative, near the origin = not".
@@ -31,9 +31,9 @@ import torch
 
 from ..errors import InputError
 
-#: κ_max of the sample-embedding table in the official code (PAPER.md §2).
+#: κ_max of the sample-embedding table in the official code (paper Sec. 3.2).
 SAMPLE_KAPPA_MAX = 10.0
-#: κ_max of the region table in the official code (PAPER.md §3, §4).
+#: κ_max of the region table in the official code (paper Sec. 3.3, 3.4).
 REGION_KAPPA_MAX = 1000.0
 #: κ_m of the importance stage in the official code, calibrated there for K = 512 channels.
 IMPORTANCE_KAPPA_M = 1000.0
@@ -60,7 +60,7 @@ KappaLike = Union["LinearKappa", "TableKappa", Callable[[torch.Tensor], torch.Te
 
 
 class LinearKappa:
-    """κ(l) = min(κ_max, a·l): the capped linear concentration (PAPER.md §11 default).
+    """κ(l) = min(κ_max, a·l): the capped linear concentration (our default).
 
     Args:
         kappa_max: κ_max, the cap (paper tables: 10 for samples, 1000 for regions).

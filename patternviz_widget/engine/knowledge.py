@@ -1,8 +1,8 @@
-"""Knowledge points (PAPER.md §4) and our on-object extension.
+"""Knowledge points (paper Sec. 3.4) and our on-object extension.
 
 A regional embedding h is divided by its layer's mean strength, its posterior over classes is
 p(c|h) = softmax_c(κ(‖h‖) μ_cᵀ h/‖h‖) with the μ_c of the sample embedding and the region κ
-(capped linear, κ_max = 1000; PAPER.md §4 "normalisation before counting"), and it is a knowledge
+(capped linear, κ_max = 1000; the official code's normalisation before counting), and it is a knowledge
 point when max_c p(c|h) ≥ τ (τ = 0.4), reliable when that argmax is the image's true class.
 Nothing here refits: changing τ only re-thresholds (the posterior is cheap to recompute).
 
@@ -80,7 +80,7 @@ def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
                      kappa: kp.KappaLike = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (p(c|h) float32[M, K], strength float32[M]) with h divided by ``mean_strength``.
 
-    p(c|h) = softmax_c(κ(‖h̃‖) μ_cᵀ h̃/‖h̃‖), h̃ = h / mean_strength, no class prior (PAPER.md §4);
+    p(c|h) = softmax_c(κ(‖h̃‖) μ_cᵀ h̃/‖h̃‖), h̃ = h / mean_strength, no class prior (paper Sec. 3.4);
     kappa: None = capped linear with κ_max = 1000 (the region table)."""
     h64 = np.asarray(h, dtype=np.float64)
     mu64 = np.asarray(mu, dtype=np.float64)
@@ -98,7 +98,7 @@ def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
 def cell_boxes(grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
     """Return float64[M, 4]: the grid cell (x0, y0, x1, y1) in input pixels of each region's (row,
     col) on a ``grid_shape`` grid laid over an input of ``input_size`` (H, W) — the image area a
-    region stands for in the paper's highlighted-region figures (PAPER.md §9 step 11)."""
+    region stands for in the paper's highlighted-region figures (paper Sec. 3.4)."""
     rows, cols = grid_shape
     height, width = input_size
     ch, cw = height / rows, width / cols
@@ -164,7 +164,7 @@ def knowledge_points(
     kappa_slope: float | str = "sample",
     min_object_share: float = 0.5,
 ) -> KnowledgePoints:
-    """Return the :class:`KnowledgePoints` of one key from its records (PAPER.md §4).
+    """Return the :class:`KnowledgePoints` of one key from its records (paper Sec. 3.4).
 
     Args:
         region_embedding: the layer's RegionEmbedding (h rows aligned with ``region_record``).
@@ -230,7 +230,7 @@ def knowledge_points_arrays(
     masks: np.ndarray | None = None,
     min_object_share: float = 0.5,
 ) -> KnowledgePoints:
-    """Return the :class:`KnowledgePoints` of raw arrays (PAPER.md §4).
+    """Return the :class:`KnowledgePoints` of raw arrays (paper Sec. 3.4).
 
     Args:
         h: float[M, d] regional embeddings (RegionEmbedding.h). mu: float[K, d] class directions

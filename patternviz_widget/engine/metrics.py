@@ -1,8 +1,8 @@
-"""Sample-level metrics of an embedding (PAPER.md §2 table, §9 step 5, §10 claims 1–3).
+"""Sample-level metrics of an embedding (the paper's correlation table; docs/reproduction.md).
 
 The paper's table correlates the *strength* of a projected sample feature with the *uncertainty*
 of the network's prediction: Pearson r(‖g‖, H(P(Y|x))), more negative = better (INFERRED in
-PAPER.md §2: uncertainty = entropy of P, correlation = Pearson, and for baselines the strength is
+Our reading of the paper's table: uncertainty = entropy of P, correlation = Pearson, and for baselines the strength is
 the norm of the centred embedding).
 """
 
@@ -45,7 +45,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def strength_entropy_r(g: np.ndarray, p: np.ndarray, center: bool = False) -> float:
-    """Return Pearson r(‖g‖, H(P)) (PAPER.md §2 table). ``center`` subtracts the mean of g first
+    """Return Pearson r(‖g‖, H(P)) (the paper's correlation table). ``center`` subtracts the mean of g first
     (used for PCA/t-SNE/UMAP, whose origin is arbitrary)."""
     g = np.asarray(g, dtype=np.float64)
     if center:
@@ -72,11 +72,11 @@ def sample_report(
 ) -> dict[str, float | list]:
     """Return the sample-level metrics of one embedding as a JSON-able dict.
 
-    Keys: ``r_strength_entropy`` (Pearson r(‖g‖, H(P)), PAPER.md §2 table), ``kl`` (mean KL(P‖Q)
+    Keys: ``r_strength_entropy`` (Pearson r(‖g‖, H(P)), the paper's correlation table), ``kl`` (mean KL(P‖Q)
     per sample, when ``q`` is given), ``kl_uniform`` (the same for the uniform posterior, the
     reference of claim 1), ``argmax_agreement`` (share with argmax Q = argmax P), and
     ``label_agreement`` (argmax Q = true label) when ``labels`` are given; ``mu_cos`` (μᵀμ, the
-    class-direction cosines of §9 step 5) when ``mu`` is given.
+    class-direction cosines) when ``mu`` is given.
     """
     p = np.asarray(p, dtype=np.float64)
     out: dict[str, float | list] = {"r_strength_entropy": strength_entropy_r(g, p, center=center)}

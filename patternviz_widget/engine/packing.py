@@ -1,9 +1,9 @@
-"""Regions packed per image, and the fixed partner sets of the region fits (PAPER.md §3, §11).
+"""Regions packed per image, and the fixed partner sets of the region fits (paper Sec. 3.3; our fixed partners: docs/method.md).
 
 Both the importance-weight fit and the Λ fit work per image over the regions kept for it. Here the
 RegionRecord rows (any number per image, e.g. a budgeted sample) are packed into a padded
 [N, Rm, K] tensor with a mask, and every image gets ONE fixed, seeded set of partner images
-(the official code redraws 100 partners at every step; ours is the fast path of PAPER.md §11).
+(the official code redraws 100 partners at every step; ours is a documented deviation, docs/method.md).
 
 Partner groups (ours): images are shuffled into groups of G; a group shares one *block* of P
 partner images so that one matrix product serves all G members. When N is large enough the block
@@ -136,7 +136,7 @@ def draw_partners(n: int, num: int, seed: int, group_size: int = 16,
 
 def target_log_similarity(p: torch.Tensor, pg: PartnerGroups, kappa_p: float) -> torch.Tensor:
     """Return log P(x_j | x_i) [N, P] = log_softmax_j(κ_p cos(p_i, p_j)) over each image's partners
-    (−inf outside them; PAPER.md §3 target similarity, κ_p = 5)."""
+    (−inf outside them; paper Sec. 3.3 target similarity, κ_p = 5)."""
     u = p / (p.norm(dim=1, keepdim=True) + _EPS)
     cos = (u[:, None, :] * u[pg.partners]).sum(-1)
     if pg.p == 0:
@@ -154,7 +154,7 @@ def masked_kl(log_t: torch.Tensor, log_q: torch.Tensor, pmask: torch.Tensor, per
 
 
 def product_mixture(log_pr: torch.Tensor, w: torch.Tensor, pmask: torch.Tensor) -> torch.Tensor:
-    """Return log Q(j) = log_softmax_j(Σ_r w_r log q^(r)(j)) over partners (PAPER.md §3 weighted
+    """Return log Q(j) = log_softmax_j(Σ_r w_r log q^(r)(j)) over partners (paper Sec. 3.3 weighted
     product); log_pr [c, Rm, P] (finite where pmask), w [c, Rm], pmask [c, P]."""
     safe = torch.where(pmask[:, None, :], log_pr, torch.zeros_like(log_pr))
     mix = (w[:, :, None] * safe).sum(1).masked_fill(~pmask, float("-inf"))
