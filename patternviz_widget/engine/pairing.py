@@ -1,10 +1,10 @@
-"""Teacher | student: one study holding both models, layers paired (PAPER.md §7, checklist item 18).
+"""Teacher | student: one study holding both models, layers paired (the paper's distillation experiment).
 
 :func:`compare` copies the records of a teacher study and a student study into one store under the
 models "teacher" and "student". Each paired student layer is stored under its teacher layer's name,
 so the two models' keys line up (``Key("teacher", c, e, L)`` beside ``Key("student", c, e, L)``).
 When the teacher has an embedding, the student's features are projected with the **teacher's**
-Λ, M, μ and π (PAPER.md §7/§9.18: INFERRED, "both projected with the same Λ"), so 1 − cos(h_s, h_t)
+Λ, M, μ and π (our reading of the paper's distillation experiment: "both projected with the same Λ"), so 1 − cos(h_s, h_t)
 and ‖h_s‖ − ‖h_t‖ compare points in one frame. Region rows pair one to one because both studies
 keep the same (image, cell) rows (same probe data, seed, region budget and grid).
 """

@@ -1,4 +1,4 @@
-"""The regional embedding h = Λ f^(r) of one layer (PAPER.md §3): the fast, batched fit.
+"""The regional embedding h = Λ f^(r) of one layer (paper Sec. 3.3): the fast, batched fit.
 
 Objective per image i (official code): λ_kl·KL(P(X2|x_i) ‖ Q_Λ(X2|x_i)) + λ_mi·L_align(i) with
   q_i^(r)(j) ∝ exp(κ(‖h_i^(r)‖) cos(h_i^(r), h_j^(r'))) over the partners j,
@@ -98,7 +98,7 @@ def embed_packed(packed: PackedRegions, lam: torch.Tensor, controller: float) ->
 
 
 def default_init(k: int, dim: int, seed: int) -> torch.Tensor:
-    """Return Λ [d, K] drawn like ``nn.Linear``'s default (U(±1/√K)), seeded (PAPER.md §3 INFERRED)."""
+    """Return Λ [d, K] drawn like ``nn.Linear``'s default (U(±1/√K)), seeded (the paper sets none; nn.Linear's default)."""
     gen = torch.Generator().manual_seed(int(seed) + 1)
     bound = 1.0 / math.sqrt(max(k, 1))
     return (torch.rand(dim, k, generator=gen) * 2 - 1) * bound
@@ -134,7 +134,7 @@ def fit_region_embedding(
     threads: int | str = "auto",
     callback: Callable[[str, int, int], None] | None = None,
 ) -> RegionEmbedding:
-    """Return the paper's :class:`RegionEmbedding` of one layer: w, v, r' and Λ fitted (PAPER.md §3).
+    """Return the paper's :class:`RegionEmbedding` of one layer: w, v, r' and Λ fitted (paper Sec. 3.3).
 
     Args:
         features: float[M, C] regional features f^(r) (RegionRecord rows; any subset per image).
@@ -149,8 +149,8 @@ def fit_region_embedding(
             count K (see :func:`.kappa.importance_kappa_m`); a number is used as given.
             partners: J partners per image (paper: 100, redrawn; here fixed, seeded).
         importance_steps / importance_lr: the w, v fit (paper: 20 steps, lr 0.05, same momentum
-            and weight decay). rematch_every: r' search schedule of that fit — 0 (default, PAPER.md
-            §11): searched once with v = 1/K, then again under the final v; 1: at every step, as
+            and weight decay). rematch_every: r' search schedule of that fit — 0 (default, ours;
+            docs/method.md): searched once with v = 1/K, then again under the final v; 1: at every step, as
             the official code (≈4× slower at 500 × 196 × 512; see ``fit_importance``).
         batch_size: images per Λ step (ours). init: warm-start Λ (d×C, stored convention
             h = f @ Λ.T); None draws nn.Linear's default. seed: partners, batches and init

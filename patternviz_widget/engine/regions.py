@@ -1,4 +1,4 @@
-"""Regions: a layer's output as rows of regional features f^(r) (PAPER.md §1), where each region
+"""Regions: a layer's output as rows of regional features f^(r) (paper Sec. 3), where each region
 sits on the input, and which regions a study keeps (the budget).
 
 * **Conv maps** ``N×C×H×W`` give ``H·W`` regions of ``C`` channels, row-major over the grid.
@@ -11,7 +11,7 @@ sits on the input, and which regions a study keeps (the budget).
   field, clipped to the image (``box_method = "receptive_field"``). Otherwise (residual additions,
   attention, functional ops in ``forward``) the box is the grid cell the region stands for, the
   input split evenly into the grid (``box_method = "grid_cell"``), as the paper draws its patches.
-* **Common grid** (PAPER.md §5): an optional ``(rows, cols)`` to which every layer is adaptively
+* **Common grid** (as the paper's knowledge-point figures): an optional ``(rows, cols)`` to which every layer is adaptively
   average-pooled; a pooled region's box is the union of the boxes it pools.
 * **Budget**: :func:`plan_regions` picks the kept cells of each image once per study, seeded by
   ``(seed, layer name, image index)``, so row m means the same (image, cell) in every capture.

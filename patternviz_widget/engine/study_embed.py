@@ -2,17 +2,17 @@
 
 For every (model, condition, epoch, layer) captured and lacking an embedding:
 
-* clean keys are FITTED in epoch order per model: the sample embedding first (PAPER.md §2; from the
+* clean keys are FITTED in epoch order per model: the sample embedding first (paper Sec. 3.2; from the
   second epoch on warm-started from the mean of the last ≤3 aligned M's with lr 1e-4, then rotated
   onto the previous epoch by the two-pass Procrustes alignment of :mod:`.align`), then each layer's
-  regional embedding (PAPER.md §3), tied to that epoch's aligned g by L_align — so regions share the
+  regional embedding (paper Sec. 3.3), tied to that epoch's aligned g by L_align — so regions share the
   sample frame without a rotation of their own. Λ starts fresh at every epoch by default, as in the
-  paper (§2 warm-starts only M): warm-starting Λ from the mean of the last ≤3 Λ's
+  paper (Sec. 3.2 warm-starts only M): warm-starting Λ from the mean of the last ≤3 Λ's
   (``region_warm_start=True``) carried the fit of an untrained network into the first trained
   epoch and made a spurious burst of knowledge points in the low layers (measured on shapes,
   issue 6: features.5 at epoch 2, 6.95 KPs/image warm vs 0.75 fresh; the two agree later).
 * other conditions (e.g. "adversarial") are PROJECTED with the clean key's M, μ, π and Λ of the
-  same model and epoch (PAPER.md §9 step 16): h = Λ_clean f_adv, the clean importance weights and
+  same model and epoch (as in the paper's attack experiment): h = Λ_clean f_adv, the clean importance weights and
   the clean mean strength, so their knowledge points are read in the clean frame and scale.
 """
 
@@ -177,7 +177,7 @@ def _fit_sample(study: Study, key: Key, method: str, kw: dict, temperature: floa
 
 
 def _warm_init(mats: list[np.ndarray]) -> np.ndarray | None:
-    """Mean of the last ≤3 projections (M or Λ; PAPER.md §2 warm start), or None when there are none."""
+    """Mean of the last ≤3 projections (M or Λ; paper Sec. 3.2 warm start), or None when there are none."""
     if not mats:
         return None
     buf = WeightBuffer(3)
@@ -213,7 +213,7 @@ def _fit_region(study: Study, key: Key, method: str, kw: dict, temperature: floa
 
 
 def _project(study: Study, key: Key, method: str) -> None:
-    """Store the clean key's embedding applied to ``key``'s features (PAPER.md §9 step 16)."""
+    """Store the clean key's embedding applied to ``key``'s features (as in the paper's attack experiment)."""
     store = study.store
     clean = key.replace(condition="clean")
     kind = SampleEmbedding if key.layer == SAMPLE else RegionEmbedding

@@ -1,4 +1,4 @@
-"""Emergence over training: snapshot a study inside any training loop (PAPER.md §2 and §4, §10.4–5).
+"""Emergence over training: snapshot a study inside any training loop (paper Sec. 3.2 and 3.4).
 
 A :class:`Tracker` captures the study's layers on its fixed probe set at chosen epochs, fits the
 embedding of the new epoch (warm start + Procrustes alignment live in ``Study.embed``), counts the
@@ -71,7 +71,7 @@ class Tracker:
     Each snapshot captures the chosen layers on the study's fixed probe images (the same images and
     the same sampled regions at every epoch, so row m of a layer is the same image cell throughout),
     fits the paper's embedding for that epoch (warm-started from the mean of the last ≤3 projections
-    and rotated onto the previous epoch, PAPER.md §2) and counts knowledge points (τ, PAPER.md §4).
+    and rotated onto the previous epoch, paper Sec. 3.2) and counts knowledge points (τ, paper Sec. 3.4).
 
     Args:
         study: the study to fill; its ``model`` is the one being trained.
@@ -369,7 +369,7 @@ def epoch_displacement(
     embedding h of ``layer`` (rows are the same regions at every epoch). With ``relative`` it is
     divided by the mean norm ``||x_e0||``, so a cloud that grows is not mistaken for one that
     jumps. This is how much the picture moves when the timeline is scrubbed: the alignment of
-    PAPER.md §2 exists to make it small when the model barely changed.
+    The paper's alignment (Sec. 3.2) exists to make it small when the model barely changed.
 
     Args:
         store: a ResultStore (``study.store``).

@@ -5,23 +5,21 @@ glyphs and titles (``patternviz_widget._style``); :func:`save` writes PNG (``dpi
 (vector) by the path's suffix. ``source`` is a :class:`~patternviz_widget.Study`, a
 :class:`~patternviz_widget.ResultStore` or the path of a saved study.
 
-=========================  =====================================================  ===========
-function                   shows                                                  PAPER.md
-=========================  =====================================================  ===========
-sample_embedding           g = M f of the probe images with class arrows μ_c      §2, §9.4
-embedding                  regional embeddings h with the paper's glyphs          §3–4
-layer_strip                one small embedding per layer                          §3
-compare                    two views side by side (clean|adv, teacher|student)    §6–7
-knowledge_curve            knowledge points per image vs epoch, per layer         §4, §9.12
-highlighted_regions        knowledge-point cells outlined on probe images         §4, §9.11
-forward_construction       one image's regions across layers, coloured by layer   §3, §9.13
-ellipsoids                 per-class covariance ellipsoids over epochs            §3, §9.14
-attack_deltas              Δ orientation / Δ strength per layer                   §6.3
-attack_histogram           p(c_ori | h_clean) of adversarial-class KPs            §6.2
-trajectory_types           regions' paths over attack iterations, Types 1–4       §6.4
-distill_knowledge          KPs per layer, teacher vs students                     §7.1
-distill_histograms         1 − cos and strength difference, students vs teacher   §7.2
-=========================  =====================================================  ===========
+| function | shows | in the paper |
+|---|---|---|
+| `sample_embedding` | g = M f of the probe images with class arrows μ_c | Sec. 3.2 |
+| `embedding` | regional embeddings h with the paper's glyphs | Sec. 3.3–3.4 |
+| `layer_strip` | one small embedding per layer | Sec. 3.3 |
+| `compare` | two views side by side (clean vs adversarial, teacher vs student) | experiments |
+| `knowledge_curve` | knowledge points per image vs epoch, per layer | Sec. 3.4 |
+| `highlighted_regions` | knowledge-point cells outlined on probe images | Sec. 3.4 |
+| `forward_construction` | one image's regions across layers, coloured by layer | Sec. 3.3 |
+| `ellipsoids` | per-class covariance ellipsoids over epochs | Sec. 3.3 |
+| `attack_deltas` | Δ orientation / Δ strength per layer | attack experiment |
+| `attack_histogram` | p(c_ori ∣ h_clean) of adversarial-class KPs | attack experiment |
+| `trajectory_types` | regions' paths over attack iterations, Types 1–4 | attack experiment |
+| `distill_knowledge` | KPs per layer, teacher vs students | distillation experiment |
+| `distill_histograms` | 1 − cos and strength difference, students vs teacher | distillation experiment |
 
 Example:
     >>> import patternviz_widget as pv                                # doctest: +SKIP
