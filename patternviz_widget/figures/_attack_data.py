@@ -1,5 +1,5 @@
-"""The engine's adversarial measurements for the attack figures: ``study.attack_report`` (PAPER.md
-§6), or the pieces of a report passed in directly."""
+"""The engine's adversarial measurements for the attack figures: ``study.attack_report`` (the paper's
+attack experiment), or the pieces of a report passed in directly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adversarial-attack figures (PAPER.md §6, §9 item 16): Δ curves over layers, the histogram of
+"""Adversarial-attack figures (the paper's adversarial-attack experiment): Δ curves over layers, the histogram of
 p(c_ori | h_clean) for adversarial-class knowledge points, and the four trajectory types.
 
 Each function takes either the engine's measurement (``LayerShift``, ``KPShift``,
@@ -35,7 +35,7 @@ def attack_deltas(
 ) -> Figure:
     """Return Δ_orientation and Δ_strength of regional embeddings per layer under the attack.
 
-    PAPER.md §6.3: Δ_orientation = mean(1 − cos(h_adv, h_clean)), Δ_strength =
+    The paper's attack experiment: Δ_orientation = mean(1 − cos(h_adv, h_clean)), Δ_strength =
     mean |‖h_adv‖ − ‖h_clean‖| / clean mean strength, both with the clean Λ. The paper finds both
     ≈ 0 in low layers and largest in the last conv layer. Lines carry gids ``delta-orientation``
     and ``delta-strength``, one marker per layer.
@@ -76,14 +76,14 @@ def attack_histogram(
 ) -> Figure:
     """Return the histogram of p(c_ori | h_clean) over the adversarial-class knowledge points.
 
-    PAPER.md §6.2: for the regions that are knowledge points of the adversarial class after the
+    The paper's attack histogram: for the regions that are knowledge points of the adversarial class after the
     attack, how strongly did they support the original class before it? The paper's mode is
     ≈ 0.10–0.15: most were not original-class knowledge points. The dashed line is τ. Bars carry
     gid ``hist-bar`` (one per bin).
 
     Args:
         source: a study with "adversarial" results, an ``AttackReport`` or its ``KPShift``.
-        layer: the layer (default: the last one). threshold: τ (PAPER.md §4, default 0.4).
+        layer: the layer (default: the last one). threshold: τ (paper Sec. 3.4, default 0.4).
     """
     threshold = check_probability(threshold, "threshold (τ)")
     shift = _attack_data.kp_shift(source, layer=layer, epoch=epoch, threshold=threshold)
@@ -123,7 +123,7 @@ def trajectory_types(
     seed: int = 0,
     panel_size: float = 1.7,
 ) -> Figure:
-    """Return the four trajectory types of regions over the attack iterations (PAPER.md §6.4).
+    """Return the four trajectory types of regions over the attack iterations (the paper's attack experiment).
 
     Each panel draws up to ``per_type`` regions of one type in the radial plane of the original
     class: x = ‖h‖ cos(h, μ_ori), y = ‖h‖ sin(h, μ_ori) (strength in units of the clean mean, so

@@ -1,4 +1,4 @@
-"""Knowledge-distillation figures (PAPER.md §7, §9 items 17–18): knowledge points per layer for the
+"""Knowledge-distillation figures (the paper's distillation experiment): knowledge points per layer for the
 teacher and its students, and histograms of how far each student's regional embeddings lie from
 the teacher's (1 − cos and the strength difference), all in the teacher's frame (its Λ and μ).
 
@@ -44,12 +44,12 @@ def distill_knowledge(
 ) -> Figure:
     """Return total (light) and reliable (solid) knowledge points per image, per layer and model.
 
-    PAPER.md §7 measurement 1: the teacher and students distilled on logits or on one layer.
+    The paper's distillation measurement 1: the teacher and students distilled on logits or on one layer.
     Bars carry gids ``kp-total-<model>`` and ``kp-reliable-<model>``, one bar per layer.
 
     Args:
         source: a teacher | student study (``pv.Study.compare``) or its ``DistillReport``.
-        layers: a subset of the report's layers. threshold: τ (PAPER.md §4, default 0.4).
+        layers: a subset of the report's layers. threshold: τ (paper Sec. 3.4, default 0.4).
     """
     threshold = check_probability(threshold, "threshold (τ)")
     rep = report(source, epoch, threshold)
@@ -99,7 +99,7 @@ def distill_histograms(
 ) -> Figure:
     """Return histograms of 1 − cos(h_student, h_teacher) and of the strength difference per region.
 
-    PAPER.md §7 measurement 2: a student distilled on layer ℓ is concentrated at 0 at ℓ, a
+    The paper's distillation measurement 2: a student distilled on layer ℓ is concentrated at 0 at ℓ, a
     logit-distilled one has a heavier tail. Strength difference = (‖h_s‖ − ‖h_t‖) / the teacher's
     mean strength of the layer; values beyond the ranges are counted in the end bins. Students are
     projected with the teacher's Λ row for row. Step outlines carry gids ``hist-<model>-cos`` and

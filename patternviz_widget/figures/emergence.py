@@ -1,5 +1,5 @@
 """Emergence figures: forward construction across layers (spatial) and per-class covariance
-ellipsoids over epochs (temporal), PAPER.md §3 and §9 items 13–14."""
+ellipsoids over epochs (temporal), paper Sec. 3.3 and its emergence figures."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def forward_construction(
 ) -> Figure:
     """Return images' regions from every layer in one 3-D frame, coloured by layer.
 
-    The paper's spatial emergence ("forward propagation") figure, PAPER.md §3 / §9 item 13, and
+    The paper's spatial emergence ("forward propagation") figure (paper Sec. 3.3), and
     the widget's forward mode: low-layer regions sit near the origin, high-layer ones far out along
     μ_truth. Glyphs follow the knowledge-point status of each region at its own layer; a dashed path
     joins the layers' mean embeddings (gid ``layer-path``). Each layer's points have gid
@@ -75,7 +75,7 @@ def forward_construction(
         regions: ``"object"`` keeps the cells at least half inside the foreground mask (when the
             data have masks), ``"all"`` every kept region of the images (as the widget does).
         layers: the layers to draw (default: every layer with an embedding), low to high.
-        threshold: τ (PAPER.md §4).
+        threshold: τ (paper Sec. 3.4).
         size: inches; default (6.0, 3.6) with the image panel, (4.2, 4.2) without.
     """
     check_choice(regions, ("object", "all"), "regions")
@@ -188,7 +188,7 @@ def ellipsoids(
     elev: float | None = None,
     azim: float | None = None,
 ) -> Figure:
-    """Return one 3-D panel per epoch with a covariance ellipsoid per class (PAPER.md §3, §9 item 14).
+    """Return one 3-D panel per epoch with a covariance ellipsoid per class (the paper's learning-process figure).
 
     The paper's "learning process" figure: the regional embeddings of one layer (or, with
     ``layer=None``, the sample embeddings) start as a blob at the origin and grow into separated

@@ -1,5 +1,5 @@
 """Knowledge-point figures: counts over epochs per layer and highlighted regions on probe images
-(PAPER.md §4, §9 items 11–12)."""
+(paper Sec. 3.4)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def knowledge_table(
     Rows hold ``model, condition, epoch, layer, total, reliable, r_reliable`` (means per image and
     N_reliable / N_total), ``on_object`` (our mask extension; None without masks) and ``warning``
     (why the counts are empty by construction, e.g. "posterior near uniform: classes not separated
-    yet"; None when they mean something), for every key that has a regional embedding. ``threshold`` is τ of PAPER.md §4 (default 0.4).
+    yet"; None when they mean something), for every key that has a regional embedding. ``threshold`` is τ of paper Sec. 3.4 (default 0.4).
     """
     threshold = check_probability(threshold, "threshold (τ)")
     study = _data.as_study(source)
@@ -105,7 +105,7 @@ def knowledge_curve(
     ratio: bool = True,
     size: tuple[float, float] | None = None,
 ) -> Figure:
-    """Return knowledge points per image vs epoch, one colour per layer (PAPER.md §4, §9 item 12).
+    """Return knowledge points per image vs epoch, one colour per layer (paper Sec. 3.4).
 
     Solid lines: all knowledge points per image; dashed: reliable ones (class = the image's true
     class). With ``ratio`` a second panel shows r_reliable = N_reliable / N_total. Lines carry gids
@@ -198,7 +198,7 @@ def highlighted_regions(
 ) -> Figure:
     """Return probe images with knowledge-point cells outlined in red and every other cell dimmed.
 
-    As the paper's highlighted-region figures (PAPER.md §4, §9 item 11): one row per layer, one
+    As the paper's highlighted-region figures (paper Sec. 3.4): one row per layer, one
     column per image. Reliable knowledge points get solid red outlines (gid
     ``kp-boxes-reliable``), unreliable ones dashed (``kp-boxes-unreliable``); one outline per
     knowledge point.
@@ -206,9 +206,9 @@ def highlighted_regions(
     Args:
         images: probe image indices (default: the first image of each class, at most 8).
         layers: one layer or several (default: every layer with an embedding).
-        threshold: τ (PAPER.md §4, default 0.4).
+        threshold: τ (paper Sec. 3.4, default 0.4).
         kp_class: keep only knowledge points of this class (one int, or one per image), e.g. the
-            original class before an attack and the adversarial class after it (PAPER.md §6).
+            original class before an attack and the adversarial class after it (the paper's attack experiment).
         dim: opacity of the black veil over cells that are not knowledge points.
         panel_size: inches per image panel.
     """

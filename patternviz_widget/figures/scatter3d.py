@@ -1,5 +1,5 @@
 """3-D embedding figures: samples with class arrows, regions with the paper's glyphs, the layer
-strip and side-by-side comparisons (PAPER.md §2–4, §9 items 4, 11)."""
+strip and side-by-side comparisons (paper Sec. 3.2–3.4)."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def embedding(
     Args:
         source: a :class:`~patternviz_widget.Study`, a ResultStore or a saved study's path.
         layer, epoch, condition, model: the view state (``epoch=None``: latest).
-        threshold: τ, the knowledge-point threshold of PAPER.md §4 (default 0.4).
+        threshold: τ, the knowledge-point threshold of paper Sec. 3.4 (default 0.4).
         selection: region rows to highlight (indices or a boolean mask); the rest is dimmed.
         color_by: ``"label"`` (the image's true class) or ``"predicted"`` (the region's class).
         arrows: draw μ_c.
@@ -196,7 +196,7 @@ def sample_embedding(
     azim: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Return the 3-D sample embedding g = M f with class arrows μ_c (PAPER.md §2, §9 item 4).
+    """Return the 3-D sample embedding g = M f with class arrows μ_c (paper Sec. 3.2).
 
     One point per probe image coloured by its true class, with the widget's sample glyphs: ● the
     network predicts the true class with softmax(z/T) ≥ τ, ▲ it predicts another class that
@@ -254,7 +254,7 @@ def layer_strip(
     Each panel shows that layer's regional embeddings with the paper's glyphs (knowledge points
     emphasised over the other regions) and μ_c, titled with its knowledge points per image.
     ``normalize`` (default) divides each layer by its mean strength so panels share one scale, as
-    knowledge points are counted (PAPER.md §4).
+    knowledge points are counted (paper Sec. 3.4).
     Figure size is ``panel_size`` inches per panel wide.
     """
     check_choice(color_by, COLOR_BY, "color_by")
