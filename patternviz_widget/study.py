@@ -137,8 +137,8 @@ class Study:
     ) -> list[Any]:
         """Return the keys written after fitting every captured key that lacks an embedding.
 
-        Clean keys are fitted in epoch order per model: the sample embedding g = M f (PAPER.md §2),
-        then each layer's regional embedding h = Λ f^(r) tied to it (§3); later epochs are
+        Clean keys are fitted in epoch order per model: the sample embedding g = M f (paper Sec. 3.2),
+        then each layer's regional embedding h = Λ f^(r) tied to it (Sec. 3.3); later epochs are
         warm-started (mean of the last ≤3 M's / Λ's, lr 1e-4 for M) and rotated onto the previous
         epoch (two-pass Procrustes). Other conditions ("adversarial") are projected with the clean
         M, μ, Λ of the same model and epoch. Results land in ``self.store``.
@@ -157,7 +157,7 @@ class Study:
                 (capped linear, κ_max 1000), ``kappa_p`` κ_p (5), ``kappa_m`` κ_m (None: 1000·K/512, scaled with the
                 layer's channel count K; a number is used as given),
                 ``partners`` J (100), ``importance_steps`` (20), ``importance_lr`` (0.05),
-                ``rematch_every`` (0: r' searched once, PAPER.md §11; 1: every step, as the
+                ``rematch_every`` (0: r' searched once, ours; 1: every step, as the
                 official code), ``batch_size`` (16), ``memory_budget_mb`` (1024),
                 ``match_dtype`` ("auto"), ``region_warm_start`` (False: Λ starts fresh each epoch,
                 as in the paper; True: from the mean of the last ≤3 Λ's); both — ``seed``
@@ -178,7 +178,7 @@ class Study:
         threshold: float = 0.4,
         kappa_slope: float | str = "sample",
     ) -> Any:
-        """Return the KnowledgePoints of one layer (PAPER.md §4): regions whose posterior peak
+        """Return the KnowledgePoints of one layer (paper Sec. 3.4): regions whose posterior peak
         max_c p(c|h) ≥ τ, the reliable ones (class = true class), counts per image, r_reliable,
         and the on-object share when the probe data have masks (our extension). Nothing is
         refitted; ``epoch=None`` takes the latest embedded epoch.
@@ -219,7 +219,7 @@ class Study:
         model: str | None = None,
         methods: tuple[str, ...] = ("paper", "pca", "tsne"),
     ) -> dict[str, dict]:
-        """Return {method: metrics} of the sample embeddings (PAPER.md §2 table, §10 claims 1–3):
+        """Return {method: metrics} of the sample embeddings (the paper's correlation table; claims 1–3 of docs/reproduction.md):
         ``r_strength_entropy`` = Pearson r(‖g‖, H(P(Y|x))) (more negative = better; baselines use
         the norm of their centred embedding), ``kl`` and ``kl_uniform``, ``argmax_agreement``,
         ``label_agreement``. Baselines are computed on the fly (not stored); methods whose package
@@ -238,7 +238,7 @@ class Study:
         process_group: Any = None,
         **embed_kwargs: Any,
     ) -> Any:
-        """Return a Tracker that snapshots this study inside a training loop (PAPER.md §2, §4).
+        """Return a Tracker that snapshots this study inside a training loop (paper Sec. 3.2, 3.4).
 
         ``tracker.snapshot(epoch)`` (or ``tracker.step()`` once per epoch) captures the layers on
         the fixed probe set, fits that epoch's embedding (warm start + Procrustes alignment), counts
@@ -358,7 +358,7 @@ class Study:
         progress: bool = True,
     ) -> Any:
         """Return an AttackSummary after attacking the probe images and capturing them as the
-        condition "adversarial" (rows paired one to one with "clean"; PAPER.md §6).
+        condition "adversarial" (rows paired one to one with "clean"; the paper's attack experiment).
 
         Args:
             method: "pgd" or "fgsm".
@@ -389,7 +389,7 @@ class Study:
     def attack_report(
         self, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
     ) -> Any:
-        """Return the PAPER.md §6 measurements of the last attack (an AttackReport): Δ curves over
+        """Return the paper's attack measurements of the last attack (an AttackReport): Δ curves over
         layers, knowledge points before/after and the p(c_ori) histogram at ``layer`` (default: the
         last layer) and the trajectory types of the traced layer. Needs ``embed()`` of "clean" and
         "adversarial" first. threshold: τ (paper: 0.4)."""
@@ -406,20 +406,20 @@ class Study:
         by: str = "name",
         project: bool = True,
     ) -> Study:
-        """Return one Study holding both models as "teacher" and "student" (PAPER.md §7);
+        """Return one Study holding both models as "teacher" and "student" (the paper's distillation experiment);
         ``student_study`` may also be ``{name: study}`` to hold several students by name.
 
         Layers pair by equal name (``by="name"``), by relative depth (``by="depth"``) or as given
         (``pairs={teacher_layer: student_layer}``); student records are stored under the teacher
         layer's name. When the teacher has an embedding the student is projected with the teacher's
-        Λ, M, μ (INFERRED in PAPER.md §7). Both studies must use the same probe data.
+        Λ, M, μ (our reading of the paper's distillation experiment). Both studies must use the same probe data.
         """
         from .engine.pairing import compare
 
         return compare(teacher_study, student_study, pairs=pairs, by=by, project=project)
 
     def distill_report(self, epoch: int | None = None, threshold: float = 0.4) -> Any:
-        """Return the PAPER.md §7 measurements of a compared study (a DistillReport): knowledge
+        """Return the paper's distillation measurements of a compared study (a DistillReport): knowledge
         points per layer for both models, histograms of 1 − cos(h_s, h_t) and ‖h_s‖ − ‖h_t‖ per layer,
         and the student's knowledge points over its epochs. threshold: τ (paper: 0.4)."""
         from .engine.distill_analysis import distill_report

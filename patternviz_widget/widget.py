@@ -63,7 +63,7 @@ class PatternViz(anywidget.AnyWidget):
     feature_kind = t.Unicode("regions").tag(sync=True)
 
     # ---- how it is read -------------------------------------------------------------------------
-    #: knowledge-point threshold τ (PAPER.md §4): max_c p(c|h) >= τ
+    #: knowledge-point threshold τ (paper Sec. 3.4): max_c p(c|h) >= τ
     threshold = t.Float(0.4).tag(sync=True)
     #: "embedding" (one key) or "forward" (the selected images' regions from every layer)
     mode = t.Unicode("embedding").tag(sync=True)

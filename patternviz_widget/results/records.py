@@ -81,7 +81,7 @@ class ProbeRecord(Record):
 class SampleRecord(Record):
     """Sample-level capture for one (model, condition, epoch): key.layer == SAMPLE.
 
-    features: float32[N, D], the input of the classifier head (PAPER.md §1, f).
+    features: float32[N, D], the input of the classifier head (paper Sec. 3, f).
     logits: float32[N, K], the model's output. source: the module whose input was taken.
     """
 
@@ -93,7 +93,7 @@ class SampleRecord(Record):
 @register
 @dataclass
 class RegionRecord(Record):
-    """Regional features of one layer for one (model, condition, epoch) (PAPER.md §1, f^(r)).
+    """Regional features of one layer for one (model, condition, epoch) (paper Sec. 3, f^(r)).
 
     features: float32 or float16 [M, C]. image: int32[M] index into the probe set.
     grid: int16[M, 2] (row, col) of the region on the layer's grid. box: float32[M, 4]
@@ -112,7 +112,7 @@ class RegionRecord(Record):
 @register
 @dataclass
 class SampleEmbedding(Record):
-    """The paper's sample embedding g = M f (PAPER.md §2) for one key with layer == SAMPLE.
+    """The paper's sample embedding g = M f (paper Sec. 3.2) for one key with layer == SAMPLE.
 
     g: float32[N, 3]. mu: float32[K, 3] unit class directions. pi: float32[K] class priors.
     M: float32[3, D]. kl: final mean KL(P || Q_M) per sample. method: "paper", "pca", ...
@@ -131,7 +131,7 @@ class SampleEmbedding(Record):
 @register
 @dataclass
 class RegionEmbedding(Record):
-    """The paper's regional embedding h = Λ f^(r) (PAPER.md §3) for one (key, layer).
+    """The paper's regional embedding h = Λ f^(r) (paper Sec. 3.3) for one (key, layer).
 
     h: float32[M, 3], rows aligned with the RegionRecord of the same key. Lambda: float32[3, C].
     w: float32[M] region importance w_i^(r) of each kept region in its image (sums to 1 per image).

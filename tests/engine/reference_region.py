@@ -1,4 +1,4 @@
-"""Slow per-image reference of the region stage (PAPER.md §3), written loop by loop.
+"""Slow per-image reference of the region stage (paper Sec. 3.3), written loop by loop.
 
 It follows the official code's structure — one image i at a time, one partner j at a time, the
 R×R matching computed explicitly, probabilities formed by exp / normalise / power / product — in

@@ -1,4 +1,4 @@
-"""Procrustes alignment and the warm-start buffer (PAPER.md §2, per-checkpoint fit)."""
+"""Procrustes alignment and the warm-start buffer (paper Sec. 3.2, per-checkpoint fit)."""
 
 from __future__ import annotations
 
