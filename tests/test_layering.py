@@ -1,4 +1,4 @@
-"""DESIGN §2: the engine (and the results it feeds) never pull in the widget stack.
+"""The layering of the package: the engine (and the results it feeds) never pull in the widget stack.
 
 Checked in a fresh interpreter, so modules imported by other tests cannot hide a violation.
 """
@@ -65,7 +65,7 @@ def test_engine_and_results_import_no_widget_library():
     offenders = {lib: mods for lib, mods in loaded.items() if mods}
     assert offenders == {}, (
         f"importing patternviz_widget + its engine/results/datasets/models modules loaded {sorted(offenders)}; "
-        "the engine must stay pure torch/numpy (DESIGN §2)"
+        "the engine must stay pure torch/numpy (the package's layering)"
     )
 
 

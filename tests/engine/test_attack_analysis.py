@@ -1,4 +1,4 @@
-"""PAPER.md §6 measurements on hand-made embeddings whose answers are known."""
+"""The paper's attack measurements on hand-made embeddings whose answers are known."""
 
 from __future__ import annotations
 

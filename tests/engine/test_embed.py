@@ -1,4 +1,4 @@
-"""Sample embedding g = M f (PAPER.md §2, §9 steps 4-5, §10 claims 1-2): fidelity on synthetic
+"""Sample embedding g = M f (paper Sec. 3.2; claims 1-2 of docs/reproduction.md): fidelity on synthetic
 class clusters, the strength/uncertainty correlation, the closed-form π and μ against numpy,
 determinism, numerics at the edges, and the raw-array entry point ``pv.embed_features``."""
 
@@ -91,7 +91,7 @@ def test_strength_tracks_certainty(fitted):
 
 
 def test_closed_form_pi_and_mu_match_numpy(fitted):
-    """PAPER.md §2: π_y = mean_x P(y|x); μ_y ∝ Σ_x P(y|x) κ(‖g_x‖) g_x/‖g_x‖ (unit rows)."""
+    """Paper Sec. 3.2: π_y = mean_x P(y|x); μ_y ∝ Σ_x P(y|x) κ(‖g_x‖) g_x/‖g_x‖ (unit rows)."""
     f, p, _, emb = fitted
     np.testing.assert_allclose(emb.pi, p.mean(0), rtol=1e-6)
     g = emb.g.astype(np.float64)

@@ -1,4 +1,4 @@
-"""Knowledge points (PAPER.md §4, §9 step 11) on embeddings of known geometry: which regions are
+"""Knowledge points (paper Sec. 3.4) on embeddings of known geometry: which regions are
 knowledge points, which are reliable, counts per image and r_reliable by hand, the threshold τ
 (monotone, never refits), and the on-object share with masks (our extension) by hand."""
 

@@ -1,4 +1,4 @@
-"""Regional embedding h = Λ f^(r) (PAPER.md §3, §9 steps 9-10): the fast batched loss and its
+"""Regional embedding h = Λ f^(r) (paper Sec. 3.3): the fast batched loss and its
 gradient against the per-image reference (tests/engine/reference_region.py), descent, alignment
 with the sample frame, determinism, and numerics at the edges."""
 
