@@ -83,7 +83,7 @@ def pgd(
 
     Each step moves ``x_adv`` by ``step_size`` along sign(∇) (ℓ∞) or ∇/‖∇‖₂ (ℓ2), then projects
     back into the ε ball around ``x`` and into ``bounds``. The paper records 20 iterations
-    ([C] set-up ``pgd_inf_0.1_…``, ``max_adv_iter = 20``).
+    (the official code's set-up ``pgd_inf_0.1_…``, ``max_adv_iter = 20``).
 
     Args:
         model: a classifier returning logits N×K.

@@ -80,7 +80,7 @@ def class_directions(o: torch.Tensor, p: torch.Tensor, k: torch.Tensor) -> torch
 
 
 def posterior_logits(g: torch.Tensor, mu: torch.Tensor, log_pi: torch.Tensor | None, kappa) -> torch.Tensor:
-    """Return log-unnormalised Q(y|g) = κ(‖g‖)·μ_yᵀ g/‖g‖ (+ log π_y), norms detached as in [C]."""
+    """Return log-unnormalised Q(y|g) = κ(‖g‖)·μ_yᵀ g/‖g‖ (+ log π_y), norms detached as in the official code."""
     n = g.norm(dim=1).detach()
     o = g / (n[:, None] + _EPS)
     logits = kp.evaluate(kappa, n)[:, None] * (o @ mu.T)

@@ -1,9 +1,9 @@
 """Sample-level metrics of an embedding (the paper's correlation table; docs/reproduction.md).
 
 The paper's table correlates the *strength* of a projected sample feature with the *uncertainty*
-of the network's prediction: Pearson r(‖g‖, H(P(Y|x))), more negative = better (INFERRED in
-Our reading of the paper's table: uncertainty = entropy of P, correlation = Pearson, and for baselines the strength is
-the norm of the centred embedding).
+of the network's prediction: Pearson r(‖g‖, H(P(Y|x))), more negative = better (our reading of the paper's table:
+uncertainty = entropy of P, correlation = Pearson, and for baselines the strength is the norm of
+the centred embedding).
 """
 
 from __future__ import annotations

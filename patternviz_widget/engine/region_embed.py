@@ -3,7 +3,7 @@
 Objective per image i (official code): λ_kl·KL(P(X2|x_i) ‖ Q_Λ(X2|x_i)) + λ_mi·L_align(i) with
   q_i^(r)(j) ∝ exp(κ(‖h_i^(r)‖) cos(h_i^(r), h_j^(r'))) over the partners j,
   Q_Λ(j) ∝ Π_r q_i^(r)(j)^(w_i^(r)),   L_align(i) = −Σ_r w_i^(r) cos(h_i^(r), g_i),
-norms detached inside κ and in the first cosine (as in [C]), and the region-matching table r'
+norms detached inside κ and in the first cosine (as in the official code), and the region-matching table r'
 fixed from the importance stage (:mod:`.importance`).
 
 Batching (ours): the official code takes one SGD step per image (20 epochs × N steps). Here a step
@@ -61,7 +61,7 @@ def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t
         mask_kind = _mask_kind(pmask)
     if n_b == 0 or mask_kind == "none":
         return lambda_mi * align, h_m.new_zeros(()), align
-    # unit vectors first (norms detached, as in [C]), then one gather of the matched partner rows
+    # unit vectors first (norms detached, as in the official code), then one gather of the matched partner rows
     u_b = (h_b / (h_b.norm(dim=2, keepdim=True).detach() + _EPS)).reshape(n_b * rm, d)
     flat = (torch.arange(n_b, device=h_b.device) * rm)[None, None, :] + table  # [G, Rm, P]
     u_p = u_b.index_select(0, flat.reshape(-1)).view(*table.shape, d)
