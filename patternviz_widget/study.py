@@ -176,7 +176,7 @@ class Study:
         condition: str = "clean",
         model: str | None = None,
         threshold: float = 0.4,
-        kappa_slope: float | str = "sample",
+        kappa_slope: float | str = 1.0,
     ) -> Any:
         """Return the KnowledgePoints of one layer (paper Sec. 3.4): regions whose posterior peak
         max_c p(c|h) ≥ τ, the reliable ones (class = true class), counts per image, r_reliable,
@@ -186,11 +186,13 @@ class Study:
         Args:
             layer: the layer name. epoch, condition, model: which key (model None: the study's).
             threshold: τ (paper: 0.4).
-            kappa_slope: a in the region κ(l) = min(1000, a·l) applied to h / mean strength:
-                "sample" (default, ours) = the mean concentration κ_s(‖g‖) of the images in the
-                clean sample embedding of that epoch, so a region of average strength is as
-                concentrated as an average image; or a number (the paper's κ table is
-                unpublished; counts depend on a — compare 1, 2, 4).
+            kappa_slope: a in the region κ(l) = min(1000, a·l) applied to h / the layer's mean
+                strength: a number (default 1; the paper's κ table is unpublished and counts
+                depend on a — compare 1, 2, 4), or "sample" = the mean concentration κ_s(‖g‖) of
+                the images in the clean sample embedding of that epoch (a region of average
+                strength then is as concentrated as an average image; on a confident net that
+                makes most low-layer regions knowledge points, because every layer is read
+                relative to its own mean strength).
         """
         from .engine.study_embed import study_knowledge_points
 

@@ -264,7 +264,7 @@ def resolve_key(study: Study, layer: str, epoch: int | None, condition: str, mod
 
 def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, condition: str = "clean",
                            model: str | None = None, threshold: float = 0.4,
-                           kappa_slope: float | str = "sample") -> KnowledgePoints:
+                           kappa_slope: float | str = 1.0) -> KnowledgePoints:
     """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`).
 
     The κ slope "sample" is read from the CLEAN sample embedding of the same model and epoch, so
