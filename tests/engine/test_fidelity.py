@@ -162,13 +162,12 @@ def test_claims5_6_trained_net_has_knowledge_points_where_the_untrained_has_none
     """Claims 5/6 (end of training vs initialisation, and depth).
 
     Holds: the highest layer of the trained net has knowledge points, the untrained net has none in
-    any layer (digits 2.82 vs 0 KP per image of 16 kept regions; shapes 2.04 vs 0), the highest
-    layer has more than the middle one (digits 0.45, shapes 0.025), and r_reliable is highest in
-    the highest layer (digits 0.144 / 0.125 / 0.299, shapes 0 / 0 / 0.679 from lowest to highest).
-    Does NOT hold on digits as a monotone trend in depth: the lowest layer has slightly more KPs per
-    kept region than the highest (3.12 vs 2.82 of 16), most of them unreliable (r_reliable 0.144,
-    near the 0.1 of a random class). The counts use the default κ slope (the mean concentration of
-    the sample embedding: 0.5–2.5 here).
+    any layer (digits 0.338 vs 0 KP per image of 16 kept regions; shapes 1.51 vs 0), the highest
+    layer has more than the middle one (0 in both nets), and r_reliable is highest in the highest
+    layer (digits 0.126 / 0 / 0.333, shapes 0 / 0 / 0.752 from lowest to highest).
+    Does NOT hold on digits as a monotone trend in depth: the lowest layer has more KPs per kept
+    region than the highest (0.744 vs 0.338 of 16), most of them unreliable (r_reliable 0.126, near
+    the 0.1 of a random class). Counted with the default κ slope a = 1.
     """
     out = request.getfixturevalue(which)
     layers = list(out["main"]["kp"])
@@ -188,10 +187,10 @@ def test_claim8_knowledge_points_of_the_highest_layer_sit_on_the_object(shapes):
     """Claim 8 (our extension), read with grid cells: a region is on the object when ≥ 50 % of its
     grid CELL is mask foreground (:func:`engine.knowledge.cell_boxes`; the receptive field of the
     highest layer covers nearly the whole 24-px image, so with it no region ever counted).
-    Measured on shapes: the highest layer's KPs are on the object 0.446 of the time against a
-    chance rate (all kept regions) of 0.107, i.e. ≈4.2× over-represented. The depth comparison of
-    the claim could NOT be made: the lowest layer has no KPs on this small run and the middle one
-    0.025 per image (share 0.0 and 0.25 of 4), so the test asserts the part that is measurable."""
+    Measured on shapes: the highest layer's KPs are on the object 0.504 of the time against a
+    chance rate (all kept regions) of 0.107, i.e. ≈4.7× over-represented. The depth comparison of
+    the claim could NOT be made: the two lower layers have no KPs on this small run (share 0.0 by
+    definition), so the test asserts the part that is measurable."""
     kp = shapes["main"]["kp"]
     low, mid, high = kp.values()
     for k in (low, mid, high):  # the chance rate is the object's share of cells: similar per layer
