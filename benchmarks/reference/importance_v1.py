@@ -1,171 +1,29 @@
-"""Per-image importance weights w (regions), v (channels) and the region-matching table
-(paper Sec. 3.3: the importance weights and the region alignment between two images).
+"""The importance fit as it was before its closed-form, all-images steps: the reference path of
+``benchmarks.bench_quickstart`` (the same objective, the same r' schedule and best-iterate rule).
 
-Fast path (ours; docs/method.md, where we differ): every image's problem is independent, so all images take their
-SGD steps together; each image has one FIXED, seeded set of J partners shared with its group
-(:mod:`.packing`; the official code redraws 100 partners at every step); regions are padded per
-image with a mask, so images may keep different numbers of regions. The argmax search runs once,
-at the start, and again at the end only for the images whose returned v it was not run with
-(``rematch_every=0``, ours; the official code searches at every step). Per group, the search
-r'(r; i, j) = argmax_r' Σ_k v_i^(k) f̂_i^(k,r) f̂_j^(k,r') is ONE matrix product
-(G·Rm × K) @ (K × P·Rm) (bfloat16 where the CPU has native bf16 — see
-:func:`resolve_match_dtype`); the matched scores that enter the loss are recomputed exactly in
-float32 at the chosen r' (a sampled sparse product that addresses the partners' rows in place),
-and the gradient with respect to v is one sparse × dense product — no [Rm, J, K] temporaries and
-no copy of the partner block between searches.
-
-Softmaxes are taken in log space (the official code exponentiates κ_m·s with κ_m = 1000, which
-overflows float32 once v concentrates); the values are the same wherever the official ones are
-finite.
+Per partner group and step it builds the sparse pattern of the matched pairs again (transposed
+layout, one argsort), scores them with a sampled product, takes the gradient of the loss by
+autograd and the gradient of v with a second sparse product. Everything it shares with the engine
+(the group's search and products, the loss, the projection, the matching table) is imported from
+:mod:`patternviz_widget.engine.importance`, so only the step differs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import warnings
 from collections.abc import Callable
 
 import torch
 
 from patternviz_widget._validate import check_positive_int
-from patternviz_widget.engine.packing import (
-    PackedRegions,
-    PartnerGroups,
-    masked_kl,
-    masked_log_softmax,
-    product_mixture,
+from patternviz_widget.engine.importance import (
+    _Group,
+    importance_loss_from_scores,
+    matching_table,
+    project_simplex,
+    resolve_match_dtype,
+    table_dtype,
 )
-from patternviz_widget.errors import InputError
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_match_dtype(match_dtype: str, device: torch.device) -> torch.dtype:
-    """Return the dtype of the argmax search: "float32", "bfloat16", or "auto" (bfloat16 on CPUs
-    with native bf16 matrix units — 3–4× faster there — else float32; float32 on GPUs)."""
-    if match_dtype == "float32":
-        return torch.float32
-    if match_dtype == "bfloat16":
-        return torch.bfloat16
-    if match_dtype == "auto":
-        return torch.bfloat16 if device.type == "cpu" and _cpu_has_bf16() else torch.float32
-    raise InputError(f"match_dtype must be 'auto', 'float32' or 'bfloat16', got {match_dtype!r}.")
-
-
-def group_size_for(rm: int, j: int, memory_budget_mb: float, cap: int = 32) -> int:
-    """Images per partner group so that one group's score matrix (G·Rm × J·Rm, bf16 + float32
-    copies) and its partner block (J·Rm × K) stay within ``memory_budget_mb``."""
-    per_image = 6.0 * rm * j * rm + 1.0
-    return max(1, min(cap, int(memory_budget_mb * 2**20 * 0.7 // per_image)))
-
-
-def table_dtype(rm: int) -> torch.dtype:
-    """The integer type of a region-matching table: r' < Rm, so int16 for up to 32,767 regions
-    per image (a quarter of int64's memory: N·Rm·P entries, ~0.2 GB at 10^6 regions × 100
-    partners instead of 0.8 GB), else int32. Index arithmetic promotes it to int64."""
-    return torch.int16 if rm <= torch.iinfo(torch.int16).max else torch.int32
-
-
-class _Group:
-    """One group's constants: members, the partner block (gathered for the dense search only),
-    pattern. The scores and the gradient address the partners' rows in place (global columns of
-    ``packed.unit``), so a step with a known table copies no partner block."""
-
-    def __init__(self, packed: PackedRegions, members: torch.Tensor, gpart: torch.Tensor,
-                 dtype: torch.dtype) -> None:
-        n, rm, k = packed.shape
-        self.packed, self.gpart = packed, gpart
-        self.members, self.rm, self.j = members, rm, gpart.numel()  # j here is the block size P
-        self.all_rows = packed.unit.view(n * rm, k)
-        self.pmask = packed.mask[gpart]  # [J, Rm]
-        self.full = bool(self.pmask.all())
-        self.a = packed.unit[members]  # [G, Rm, K]
-        self.dtype = dtype
-
-    def match(self, v: torch.Tensor) -> torch.Tensor:
-        """Return r' [G, Rm, J] (:func:`table_dtype`) under channel weights v [G, K]."""
-        g = self.members.numel()
-        b = self.packed.unit[self.gpart].reshape(self.j * self.rm, -1)
-        b = b if self.dtype == torch.float32 else b.to(self.dtype)
-        av = (self.a * v[:, None, :]).reshape(g * self.rm, -1).to(self.dtype)
-        s = (av @ b.T).view(g, self.rm, self.j, self.rm)
-        if not self.full:
-            s = s.masked_fill(~self.pmask[None, None], float("-inf"))
-        # (max is ~3× faster than argmax on bf16 CPU tensors)
-        return s.max(dim=-1).indices.to(table_dtype(self.rm))
-
-    def pattern(self, rp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """CSR pattern of the matched pairs: row (member, r), column = global row of (j, r')."""
-        g = self.members.numel()
-        col = (self.gpart * self.rm)[None, None, :] + rp
-        crow = torch.arange(0, g * self.rm * self.j + 1, self.j, device=rp.device)
-        return crow, col.reshape(-1)
-
-    def scores(self, v: torch.Tensor, rp: torch.Tensor) -> torch.Tensor:
-        """Return s [G, Rm, J] = Σ_k v_k f̂_i^(k,r) f̂_j^(k,r') in float32 at the matched r'.
-
-        Sampled in the transposed layout — rows are the partners' regions (j, r'), columns the
-        members' (i, r) — so each partner row is read once and the columns come from the small
-        member block (~1.6× faster on CPU than the row layout, same values). Its row pointer has
-        one entry per region of ALL images, so with many images (more regions than matched pairs
-        in the group) the row layout is used instead: its cost does not grow with N."""
-        g = self.members.numel()
-        n_rows = self.all_rows.shape[0]
-        crow, col = self.pattern(rp)  # col: global partner row of every (i, r, j), in (i, r, j) order
-        av = (self.a * v[:, None, :]).reshape(g * self.rm, -1)
-        if n_rows > col.numel():
-            with _quiet_sparse():
-                pat = torch.sparse_csr_tensor(crow, col, torch.zeros(col.numel(), device=col.device),
-                                              size=(g * self.rm, n_rows))
-                out = torch.sparse.sampled_addmm(pat, av, self.all_rows.T, beta=0.0)
-            return out.values().view(g, self.rm, self.j)
-        member_col = torch.arange(g * self.rm, device=col.device).repeat_interleave(self.j)
-        perm = torch.argsort(col * (g * self.rm) + member_col)
-        crow = torch.zeros(n_rows + 1, dtype=torch.long, device=col.device)
-        crow[1:] = torch.bincount(col, minlength=n_rows).cumsum(0)
-        with _quiet_sparse():
-            pat = torch.sparse_csr_tensor(crow, member_col[perm], torch.zeros(col.numel(), device=col.device),
-                                          size=(n_rows, g * self.rm))
-            vals = torch.sparse.sampled_addmm(pat, self.all_rows, av.T, beta=0.0).values()
-        out = torch.empty_like(vals)
-        out[perm] = vals
-        return out.view(g, self.rm, self.j)
-
-    def grad_v(self, ds: torch.Tensor, rp: torch.Tensor) -> torch.Tensor:
-        """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r') (exact, one sparse product)."""
-        g = self.members.numel()
-        crow, col = self.pattern(rp)
-        with _quiet_sparse():
-            mat = torch.sparse_csr_tensor(crow, col, ds.reshape(-1).contiguous(),
-                                          size=(g * self.rm, self.all_rows.shape[0]))
-            y = (mat @ self.all_rows).view(g, self.rm, -1)
-        return (self.a * y).sum(1)
-
-
-@contextlib.contextmanager
-def _quiet_sparse():
-    """Silence torch's "sparse CSR is beta / invariant checks" notices for our internal use."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        yield
-
-
-def importance_loss_from_scores(s: torch.Tensor, w: torch.Tensor, log_t: torch.Tensor,
-                                pmask: torch.Tensor, kappa_m: float) -> torch.Tensor:
-    """Return KL(P(X2|x_i) ‖ P_i) per image i, a [c] vector (paper Sec. 3.3), from matched scores s [c, Rm, P], region
-    weights w [c, Rm] (0 on padding), target log-similarities log_t [c, P] and the partner mask
-    pmask [c, P]: P_i^(r)(j) = softmax_j(κ_m s_rj), P_i(j) ∝ Π_r P_i^(r)(j)^(w_r)."""
-    log_pr = masked_log_softmax(kappa_m * s, pmask)
-    return masked_kl(log_t, product_mixture(log_pr, w, pmask), pmask, per_row=True)
+from patternviz_widget.engine.packing import PackedRegions, PartnerGroups
 
 
 def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, v: torch.Tensor,
@@ -193,19 +51,6 @@ def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tenso
         gw[members] = dw * packed.mask[members]  # padding slots: exactly 0 (round-off otherwise)
         losses[members] = loss.detach().double()
     return losses, gv, gw, out_table
-
-
-def project_simplex(x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-    """In place: abs, zero outside ``mask``, L1-normalise each row (the official projection).
-    Rows that sum to 0 become uniform over their mask."""
-    with torch.no_grad():
-        x.abs_()
-        if mask is not None:
-            x.mul_(mask)
-        tot = x.sum(dim=1, keepdim=True)
-        ref = mask.to(x.dtype) if mask is not None else torch.ones_like(x)
-        uni = ref / ref.sum(dim=1, keepdim=True).clamp(min=1)
-        x.copy_(torch.where(tot > 0, x / tot.clamp(min=1e-30), uni))
 
 
 def fit_importance(
@@ -288,26 +133,3 @@ def fit_importance(
     if not bool(best_fresh.all()):
         matching_table(packed, pg, best_v, match_dtype, only=~best_fresh, out=best_table)
     return best_w, best_v, history, best_table
-
-
-def matching_table(packed: PackedRegions, pg: PartnerGroups, v: torch.Tensor,
-                   match_dtype: str = "auto", only: torch.Tensor | None = None,
-                   out: torch.Tensor | None = None) -> torch.Tensor:
-    """Return the region-matching table r'(r; i, j) as integers [N, Rm, P] (paper Sec. 3.3;
-    :func:`table_dtype`), searched with the channel weights v, one partner group at a time;
-    ``only`` (bool[N]): search these images only; ``out``: write into this table (the rows not
-    searched keep their values) instead of a new one whose other rows are 0."""
-    n, rm, _ = packed.shape
-    dtype = resolve_match_dtype(match_dtype, packed.unit.device)
-    if out is None:
-        out = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
-    if pg.j == 0:
-        return out
-    with torch.no_grad():
-        for members, gpart in zip(pg.groups, pg.blocks):
-            if only is not None:
-                members = members[only[members]]
-                if members.numel() == 0:
-                    continue
-            out[members] = _Group(packed, members, gpart, dtype).match(v[members])
-    return out
