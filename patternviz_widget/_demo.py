@@ -32,14 +32,14 @@ class DemoConfig:
     """Sizes of the demo run. :meth:`fast` shrinks everything for tests and smoke runs."""
 
     epochs: int = 8
-    n_train: int = 6000
+    n_train: int = 8000
     n_probe: int = 200
     size: int = 32
     num_classes: int = 6
     regions_per_image: int = 48
     batch_size: int = 64
-    lr: float = 5e-3  # the bundled "shapes" recipe (pv.models.recipe("shapes")): one-cycle peak
-    widths: tuple = (16, 32, 64, 128)
+    lr: float = 5e-3  # as the bundled "shapes" recipe (pv.models.recipe("shapes")): one-cycle peak
+    widths: tuple = (8, 16, 32, 64)
     eps: float = 8 / 255
     attack_steps: int = 10
     distill_epochs: int = 3
