@@ -1,7 +1,7 @@
 """Sections "quickstart" and "contention": the quickstart notebook's first cell, timed as a user
 meets it, against the previous implementation kept as a reference path.
 
-The cell: bundled digits, ``SmallVGG(in_channels=1)``, ``pv.models.train(net, train, epochs=4)``,
+The cell: bundled digits, ``SmallVGG(in_channels=1)``, ``pv.models.train(net, train, epochs=3)``,
 ``pv.Study(net, test, layers=net.default_layers)`` on the 450 test images, ``capture()`` and
 ``embed()`` at the paper's settings. Each variant runs in a fresh process on the same trained
 weights (trained once per run, in its own process, so training is timed once per setting):
@@ -35,7 +35,7 @@ from ._common import ROOT, fmt_s, run_worker
 VARIANTS = ("ours", "reference")
 
 
-def train_net(out_path: str, epochs: int = 4, size: int = 32, smoke: bool = False) -> dict[str, Any]:
+def train_net(out_path: str, epochs: int = 3, size: int = 32, smoke: bool = False) -> dict[str, Any]:
     """Worker: train the quickstart's net and save its weights; return seconds and accuracy."""
     import torch
 
@@ -169,12 +169,12 @@ def run(contention: bool = False, quickstart: bool = True, repeats: int = 1, smo
     """Run the section(s) and return the JSON-able result."""
     size = 16 if smoke else 32
     max_images = 40 if smoke else None
-    result: dict[str, Any] = {"cell": "digits, SmallVGG, train 4 epochs, 450 test images, 3 layers, embed() paper preset",
+    result: dict[str, Any] = {"cell": "digits, SmallVGG, train 3 epochs, 450 test images, 3 layers, embed() paper preset",
                               "variants": {v: v for v in VARIANTS}}
     with tempfile.TemporaryDirectory(prefix="pvbench_qs_") as tmp:
         weights = str(Path(tmp) / "net.pt")
         tr = run_worker("benchmarks.bench_quickstart:train_net",
-                        {"out_path": weights, "epochs": 1 if smoke else 4, "size": size, "smoke": smoke}, timeout_s)
+                        {"out_path": weights, "epochs": 1 if smoke else 3, "size": size, "smoke": smoke}, timeout_s)
         result["train"] = tr
         log(f"[quickstart] train: {tr.get('train_s')} s, accuracy {tr.get('test_accuracy')}")
         if tr.get("status") != "ok":
@@ -231,9 +231,9 @@ def _summary(rs: list[dict]) -> dict[str, Any]:
 
 def describe(res: dict) -> list[str]:
     """Markdown lines for RESULTS.md."""
-    lines = [f"Cell: {res.get('cell')}."]
+    lines = [f"Cell: {res.get('cell')}.", ""]
     tr = res.get("train", {})
-    lines.append(f"Train: {fmt_s(tr.get('train_s'))} (CPU {fmt_s(tr.get('train_cpu_s'))}), test accuracy {tr.get('test_accuracy')}.")
+    lines += [f"Train: {fmt_s(tr.get('train_s'))} (CPU {fmt_s(tr.get('train_cpu_s'))}), test accuracy {tr.get('test_accuracy')}.", ""]
     q = res.get("quiet", {})
     if q:
         lines.append("| variant | capture | embed | embed CPU | whole cell | KP/img per layer |")
@@ -242,6 +242,7 @@ def describe(res: dict) -> list[str]:
             kp = " / ".join(str(x["kp_per_image"]) for x in s.get("layers", {}).values())
             lines.append(f"| {v} | {fmt_s(s.get('capture_s'))} | {fmt_s(s.get('embed_s'))} | "
                          f"{fmt_s(s.get('embed_cpu_s'))} | {fmt_s(res.get('cell_s', {}).get(v))} | {kp} |")
+    lines.append("")
     if "embed_ratio_reference_over_ours" in res:
         lines.append(f"Embed, reference / ours: **{res['embed_ratio_reference_over_ours']}×**.")
     if "loaded_over_quiet" in res:

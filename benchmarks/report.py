@@ -294,7 +294,7 @@ def _memory(r: dict) -> list[str]:
 def _quickstart(r: dict) -> list[str]:
     from .bench_quickstart import describe
 
-    lines = describe(r)
+    lines = describe(r) + [""]
     for layer, a in (r.get("agreement") or {}).items():
         lines.append(f"- {layer}: median cos(h_ours, h_reference) {a['median_cos_h']}, KP/img {a['kp_ours']} vs "
                      f"{a['kp_reference']}")
