@@ -135,3 +135,15 @@ def test_training_section_trains_every_recipe_and_times_threads(tmp_path: Path) 
         t = x["thread_timing"]
         assert t["median_ms_1"] > 0 and t["median_ms_2"] > 0 and t["macs_per_image"] > 1e6
         assert f"| {x['recipe']} | **{x['test_accuracy']:.3f}**" in md
+
+
+def test_quickstart_section_times_ours_against_the_reference_path_on_the_same_weights(tmp_path: Path) -> None:
+    res, md = run_section(tmp_path, "quickstart", timeout=600)
+    assert res["train"]["status"] == "ok"
+    for variant in ("ours", "reference"):
+        q = res["quiet"][variant]
+        assert q["embed_s"] > 0 and q["embed_cpu_s"] > 0 and set(q["layers"]) == set(res["agreement"])
+    for layer, a in res["agreement"].items():  # the same objective, the same seed: the same picture
+        assert a["median_cos_h"] > 0.99, (layer, a)
+        assert a["kp_ours"] == pytest.approx(a["kp_reference"], abs=0.05), (layer, a)
+    assert "reference / ours" in md and "| ours |" in md and "| reference |" in md
