@@ -15,7 +15,7 @@ import patternviz_widget as pv
 
 ROOT = Path(__file__).resolve().parents[1]
 #: planning documents that live outside the repository: citing them sends readers nowhere
-OUTSIDE = ("PAPER.md", "DESIGN.md", "STYLE.md")
+OUTSIDE = tuple(f"{name}.md" for name in ("PAPER", "DESIGN", "STYLE"))
 #: an upper-case Markdown file name (README.md, RESULTS.md, ...), as documents are named here
 DOC_NAME = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_-]*\.md)\b")
 
