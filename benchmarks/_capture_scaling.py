@@ -4,7 +4,7 @@
 
 Every rank builds the same study (:func:`benchmarks.bench_capture.make_model_and_data`, the same
 N images) and times ``study.capture()``: with P > 1 each rank captures its shard and rank 0 gathers
-the records (``patternviz_widget.engine.distributed``); with P = 1 it is the plain single-process
+the records (``patternviz_widget.pipeline.distributed``); with P = 1 it is the plain single-process
 capture. Barriers fence each timed capture, so a time is the slowest rank's plus the gather. Rank 0
 writes the times to OUT.json.
 """

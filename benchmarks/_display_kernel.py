@@ -16,7 +16,7 @@ import torch  # noqa: F401  (a study session has torch loaded already)
 import traitlets
 
 import patternviz_widget as pv
-import patternviz_widget.engine.study_embed  # noqa: F401  (what knowledge_points imports on first use)
+import patternviz_widget.pipeline.embed  # noqa: F401  (what knowledge_points imports on first use)
 
 from .ours import LAYER, make_store
 

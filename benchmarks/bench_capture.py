@@ -11,7 +11,7 @@ When the ratio is above target, one capture is profiled with cProfile and the to
 own time are reported, to show where the extra time goes.
 
 Scaling (:func:`scaling`): the same BenchVGG capture of the same images in 1 process and sharded
-over 2 processes under ``torchrun`` (gloo, CPU; ``patternviz_widget.engine.distributed``): 1
+over 2 processes under ``torchrun`` (gloo, CPU; ``patternviz_widget.pipeline.distributed``): 1
 process with all cores' threads, 1 process with 1 thread, 2 processes with cores / 2 threads each.
 """
 

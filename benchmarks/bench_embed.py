@@ -56,7 +56,7 @@ def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | Non
     warm = 0.0
     t = time.perf_counter()
     if method in ("ours", "ours_fast"):
-        from patternviz_widget.engine import region_embed, study_embed  # noqa: F401
+        from patternviz_widget.pipeline import embed as study_embed  # noqa: F401
 
         from . import ours  # noqa: F401  (imports outside the timed fit)
     elif not smoke:

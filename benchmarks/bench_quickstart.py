@@ -61,7 +61,7 @@ def _use_reference() -> None:
     """Swap in the previous importance fit and torch's default threads (the reference path)."""
     import contextlib
 
-    from patternviz_widget.engine import region_embed
+    from patternviz_widget.engine.method import region_embed
 
     from .reference import importance_v1
 

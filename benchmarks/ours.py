@@ -15,7 +15,7 @@ SMOKE_REGION = {"epochs": 2, "importance_steps": 2, "partners": 8}
 
 def fast_preset() -> tuple[dict, dict]:
     """(sample kwargs, region kwargs) of ``Study.embed(fast=True)`` — a demo preset, not the paper's."""
-    from patternviz_widget.engine.study_embed import FAST
+    from patternviz_widget.pipeline.embed import FAST
 
     region = {("epochs" if k == "region_epochs" else k): v for k, v in FAST.items() if k != "steps"}
     return {k: v for k, v in FAST.items() if k == "steps"}, region
@@ -31,8 +31,8 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
     ``info["w"]`` (an array).
     """
     from patternviz_widget.engine.device import pick_device
-    from patternviz_widget.engine.embed import as_target_probs, fit_sample_embedding
-    from patternviz_widget.engine.region_embed import fit_region_embedding
+    from patternviz_widget.engine.method.embed import as_target_probs, fit_sample_embedding
+    from patternviz_widget.engine.method.region_embed import fit_region_embedding
 
     dev = pick_device(device)
     sample_kw, region_kw = fast_preset() if fast else ({}, {})

@@ -25,8 +25,8 @@ load = Study.load
 _LAZY = {
     "PatternViz": ("patternviz_widget.widget", "PatternViz"),
     "dashboard": ("patternviz_widget.controls", "dashboard"),
-    "embed_features": ("patternviz_widget.engine.embed", "embed_features"),
-    "distill": ("patternviz_widget.engine.distill", "distill"),
+    "embed_features": ("patternviz_widget.engine.method.embed", "embed_features"),
+    "distill": ("patternviz_widget.engine.distill.train", "distill"),
     "datasets": ("patternviz_widget.datasets", None),
     "models": ("patternviz_widget.models", None),
     "figures": ("patternviz_widget.figures", None),

@@ -365,7 +365,7 @@ def _thresholds() -> tuple[float, float]:
     """(share of log K, max cos(μ_a, μ_b)) below/above which a key is degenerate: the engine's
     ``study.diagnostics()`` thresholds when it has them, else this module's."""
     try:
-        from .engine import diagnostics as dg
+        from patternviz_widget.pipeline import diagnostics as dg
 
         return float(dg.NEAR_UNIFORM_SHARE), float(dg.MU_COLLAPSE_COS)
     except (ImportError, AttributeError):
@@ -379,7 +379,8 @@ def degeneracy(study: Any, epoch: int, temperature: float = 4.0, model: str | No
 
     Computed from the stored records; ``diagnostics`` (what ``study.diagnostics()`` returned, when
     the study has it) adds each key's fit diagnostics and its own degenerate verdict."""
-    from .engine.metrics import kl_rows, softmax_t
+    from patternviz_widget.engine.method.metrics import kl_rows, softmax_t
+
     from .results import SAMPLE, Key, SampleEmbedding, SampleRecord
 
     model = model or study.store.meta.get("model_name", "main")
@@ -475,8 +476,8 @@ def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[
     from scipy.stats import spearmanr
 
     import patternviz_widget as pv
+    from patternviz_widget.engine.method.metrics import softmax_t
 
-    from .engine.metrics import softmax_t
     from .results import SAMPLE, Key, SampleEmbedding, SampleRecord
 
     _, probe = _data(cfg)

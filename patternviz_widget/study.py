@@ -15,7 +15,7 @@ from .results import ResultStore
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .engine.capture import CaptureSummary
+    from patternviz_widget.pipeline.capture import CaptureSummary
 
 
 class Study:
@@ -68,7 +68,9 @@ class Study:
         model_name: str = "main",
         max_images: int | None = None,
     ) -> None:
-        from .engine.setup import init_study  # validation lives in the engine (issue 3)
+        from patternviz_widget.pipeline.setup import (
+            init_study,  # validation lives in the engine (issue 3)
+        )
 
         self.store = ResultStore()
         init_study(
@@ -105,17 +107,17 @@ class Study:
     ) -> CaptureSummary:
         """Return a summary after capturing sample and regional features into ``self.store``.
 
-        See :func:`patternviz_widget.engine.capture.capture` for every argument: ``model`` may be
+        See :func:`patternviz_widget.pipeline.capture.capture` for every argument: ``model`` may be
         another ``nn.Module`` (a checkpoint, a student) or a model name; ``images`` other images in
         the same order (or a per-batch function such as an attack).
 
         Inside a ``torchrun`` job (an initialised ``torch.distributed`` group, or ``process_group=``)
         every rank must call it: each captures its shard of the probe images and rank 0 gathers the
         full records; ``process_group=False`` captures on this process alone. See
-        :mod:`patternviz_widget.engine.distributed` and the distributed guide.
+        :mod:`patternviz_widget.pipeline.distributed` and the distributed guide.
         """
-        from .engine import distributed as dist
-        from .engine.capture import capture
+        from patternviz_widget.pipeline import distributed as dist
+        from patternviz_widget.pipeline.capture import capture
 
         group = dist.resolve_group(process_group)
         if group is not None:
@@ -164,7 +166,7 @@ class Study:
                 (study seed), ``device`` (study device);
                 ``fast=True`` a short preset for demos (not the paper's settings).
         """
-        from .engine.study_embed import embed_study
+        from patternviz_widget.pipeline.embed import embed_study
 
         return embed_study(self, method=method, keys=keys, progress=progress, overwrite=overwrite,
                            temperature=temperature, **hyper)
@@ -194,7 +196,7 @@ class Study:
                 makes most low-layer regions knowledge points, because every layer is read
                 relative to its own mean strength).
         """
-        from .engine.study_embed import study_knowledge_points
+        from patternviz_widget.pipeline.embed import study_knowledge_points
 
         return study_knowledge_points(self, layer, epoch=epoch, condition=condition, model=model,
                                       threshold=threshold, kappa_slope=kappa_slope)
@@ -209,7 +211,7 @@ class Study:
         Args:
             temperature: T of P(Y|x) = softmax(z/T) (None: the one the embedding used, else 4).
         """
-        from .engine.diagnostics import study_diagnostics
+        from patternviz_widget.pipeline.diagnostics import study_diagnostics
 
         t = float(temperature if temperature is not None else self.store.meta.get("temperature", 4.0))
         return study_diagnostics(self.store, t)
@@ -226,7 +228,7 @@ class Study:
         the norm of their centred embedding), ``kl`` and ``kl_uniform``, ``argmax_agreement``,
         ``label_agreement``. Baselines are computed on the fly (not stored); methods whose package
         is missing are left out."""
-        from .engine.study_embed import study_sample_metrics
+        from patternviz_widget.pipeline.embed import study_sample_metrics
 
         return study_sample_metrics(self, epoch=epoch, condition=condition, model=model, methods=methods)
     # ==== tracking over training (issue 6: engine/tracking.py) ===================================
@@ -257,9 +259,9 @@ class Study:
             **embed_kwargs: hyper-parameters for :meth:`embed`.
 
         Returns:
-            a :class:`~patternviz_widget.engine.tracking.Tracker`.
+            a :class:`~patternviz_widget.pipeline.tracking.Tracker`.
         """
-        from .engine.tracking import Tracker
+        from patternviz_widget.pipeline.tracking import Tracker
 
         return Tracker(
             self, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs,
@@ -274,10 +276,10 @@ class Study:
             **tracker_kwargs: arguments of :meth:`tracker` (every, path, layers, ...).
 
         Returns:
-            a :class:`~patternviz_widget.engine.tracking.TrackerCallback`; call it once per epoch in
+            a :class:`~patternviz_widget.pipeline.tracking.TrackerCallback`; call it once per epoch in
             a plain loop, or pass it to ``Trainer(callbacks=[...])``.
         """
-        from .engine.tracking import lightning_callback
+        from patternviz_widget.pipeline.tracking import lightning_callback
 
         tracker = tracker if tracker is not None else self.tracker(**tracker_kwargs)
         return lightning_callback(tracker)
@@ -299,9 +301,9 @@ class Study:
             tracker: the tracker to use, or None to make one from ``tracker_kwargs`` (path, ...).
 
         Returns:
-            one :class:`~patternviz_widget.engine.tracking.Snapshot` per checkpoint.
+            one :class:`~patternviz_widget.pipeline.tracking.Snapshot` per checkpoint.
         """
-        from .engine.checkpoints import capture_checkpoints
+        from patternviz_widget.pipeline.checkpoints import capture_checkpoints
 
         tracker = tracker if tracker is not None else self.tracker(**tracker_kwargs)
         return capture_checkpoints(self, paths_or_state_dicts, epochs=epochs, tracker=tracker)
@@ -325,7 +327,7 @@ class Study:
         Returns:
             a :class:`Study` (like :meth:`load`) with a ``watcher`` attribute.
         """
-        from .engine.watch import StudyWatcher
+        from patternviz_widget.pipeline.watch import StudyWatcher
 
         watcher = StudyWatcher(path, ResultStore(), interval=interval)  # stamp before reading
         if watcher._seen is None:  # no file yet: an empty study that the first save fills
@@ -378,9 +380,9 @@ class Study:
                 last layer); record_every: record every k-th iteration (the last always).
             progress: show a progress bar.
 
-        See :mod:`patternviz_widget.engine.adversarial` for what is stored.
+        See :mod:`patternviz_widget.pipeline.attack` for what is stored.
         """
-        from .engine.adversarial import run_attack
+        from patternviz_widget.pipeline.attack import run_attack
 
         return run_attack(
             self, method=method, eps=eps, steps=steps, step_size=step_size, norm=norm,
@@ -395,7 +397,7 @@ class Study:
         layers, knowledge points before/after and the p(c_ori) histogram at ``layer`` (default: the
         last layer) and the trajectory types of the traced layer. Needs ``embed()`` of "clean" and
         "adversarial" first. threshold: τ (paper: 0.4)."""
-        from .engine.attack_report import attack_report
+        from patternviz_widget.pipeline.attack_report import attack_report
 
         return attack_report(self, layer=layer, epoch=epoch, threshold=threshold)
 
@@ -416,7 +418,7 @@ class Study:
         layer's name. When the teacher has an embedding the student is projected with the teacher's
         Λ, M, μ (our reading of the paper's distillation experiment). Both studies must use the same probe data.
         """
-        from .engine.pairing import compare
+        from patternviz_widget.pipeline.compare import compare
 
         return compare(teacher_study, student_study, pairs=pairs, by=by, project=project)
 
@@ -424,7 +426,7 @@ class Study:
         """Return the paper's distillation measurements of a compared study (a DistillReport): knowledge
         points per layer for both models, histograms of 1 − cos(h_s, h_t) and ‖h_s‖ − ‖h_t‖ per layer,
         and the student's knowledge points over its epochs. threshold: τ (paper: 0.4)."""
-        from .engine.distill_analysis import distill_report
+        from patternviz_widget.pipeline.distill_report import distill_report
 
         return distill_report(self, epoch=epoch, threshold=threshold)
 
@@ -437,9 +439,10 @@ class Study:
         another writer (another process or study) since this study last saved or loaded it;
         ``overwrite=True`` replaces that file anyway. See :mod:`patternviz_widget.results.io`.
         After a distributed capture only rank 0 holds the whole study: other ranks return the path
-        without writing (:mod:`patternviz_widget.engine.distributed`).
+        without writing (:mod:`patternviz_widget.pipeline.distributed`).
         """
-        from .engine.distributed import writes_files
+        from patternviz_widget.pipeline.distributed import writes_files
+
         from .results.io import save_store
 
         if not writes_files(self):

@@ -5,7 +5,7 @@ Per partner group and step it builds the sparse pattern of the matched pairs aga
 layout, one argsort), scores them with a sampled product, takes the gradient of the loss by
 autograd and the gradient of v with a second sparse product. Everything it shares with the engine
 (the group's search and products, the loss, the projection, the matching table) is imported from
-:mod:`patternviz_widget.engine.importance`, so only the step differs.
+:mod:`patternviz_widget.engine.method.importance`, so only the step differs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from patternviz_widget._validate import check_positive_int
-from patternviz_widget.engine.importance import (
+from patternviz_widget.engine.method.importance import (
     _Group,
     importance_loss_from_scores,
     matching_table,
@@ -23,7 +23,7 @@ from patternviz_widget.engine.importance import (
     resolve_match_dtype,
     table_dtype,
 )
-from patternviz_widget.engine.packing import PackedRegions, PartnerGroups
+from patternviz_widget.engine.method.packing import PackedRegions, PartnerGroups
 
 
 def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, v: torch.Tensor,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import attack_analysis as aa
+from patternviz_widget.engine.attack import analysis as aa
+
 from ..errors import InputError
 from . import _data
 

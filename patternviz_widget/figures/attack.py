@@ -2,7 +2,7 @@
 p(c_ori | h_clean) for adversarial-class knowledge points, and the four trajectory types.
 
 Each function takes either the engine's measurement (``LayerShift``, ``KPShift``,
-``Trajectories`` from :mod:`patternviz_widget.engine.attack_analysis`) or a study with
+``Trajectories`` from :mod:`patternviz_widget.engine.attack.analysis`) or a study with
 adversarial results, from which the measurement is computed by the engine.
 """
 

@@ -179,7 +179,7 @@ def _cell_boxes(
     grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[int, int]
 ) -> np.ndarray:
     """Grid cells (x0, y0, x1, y1) in input pixels of rows ``grid`` (row, col) on ``grid_shape``."""
-    from ..engine.knowledge import cell_boxes
+    from patternviz_widget.engine.method.knowledge import cell_boxes
 
     return cell_boxes(grid, grid_shape, input_size)
 

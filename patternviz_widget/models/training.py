@@ -16,8 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from patternviz_widget.engine.capture.data import (
+    _split_item,
+    as_probe_data,
+    to_image_tensor,
+    to_labels,
+)
+
 from .._validate import check_choice, check_positive_int
-from ..engine.data import _split_item, as_probe_data, to_image_tensor, to_labels
 from ..engine.device import pick_device
 from ..errors import InputError
 

@@ -2,7 +2,7 @@
 
 It follows the official code's structure — one image i at a time, one partner j at a time, the
 R×R matching computed explicitly, probabilities formed by exp / normalise / power / product — in
-float64, so the fast batched engine (patternviz_widget.engine.importance / region_embed) can be
+float64, so the fast batched engine (patternviz_widget.engine.method.importance / region_embed) can be
 checked against it. Only two things differ from the official code, both on purpose and both shared
 with the fast path: the partners of each image are a given fixed list (instead of 100 redrawn per
 step), and a max is subtracted before each exp (which leaves every normalised value unchanged but

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patternviz_widget.engine.align import WeightBuffer, apply_rotation, procrustes_rotation
+from patternviz_widget.engine.method.align import WeightBuffer, apply_rotation, procrustes_rotation
 from patternviz_widget.errors import InputError
 
 

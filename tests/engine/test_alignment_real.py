@@ -29,7 +29,7 @@ def _mean_disp(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_alignment_lowers_epoch_to_epoch_displacement_on_a_real_run():
     import patternviz_widget as pv
-    from patternviz_widget.engine.align import apply_rotation, procrustes_rotation
+    from patternviz_widget.engine.method.align import apply_rotation, procrustes_rotation
     from patternviz_widget.results import SAMPLE, Key, SampleEmbedding
 
     train = pv.datasets.digits("train", size=16)
@@ -42,7 +42,7 @@ def test_alignment_lowers_epoch_to_epoch_displacement_on_a_real_run():
     for e in range(1, 5):
         pv.models.train(net, train, epochs=1, progress=False)
         tracker.snapshot(e)
-    from patternviz_widget.engine.embed import as_target_probs, fit_sample_embedding
+    from patternviz_widget.engine.method.embed import as_target_probs, fit_sample_embedding
     from patternviz_widget.results import SampleRecord
 
     labels = study.store.probe.labels

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from patternviz_widget.engine.attack_analysis import (
+from patternviz_widget.engine.attack.analysis import (
     attacked_images,
     kp_shift,
     layer_shift,

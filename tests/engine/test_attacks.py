@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from patternviz_widget.engine.attacks import fgsm, pgd, success
+from patternviz_widget.engine.attack.attacks import fgsm, pgd, success
 from patternviz_widget.errors import CaptureError, InputError
 
 

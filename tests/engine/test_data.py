@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from patternviz_widget.engine.data import as_probe_data, to_image_tensor
+from patternviz_widget.engine.capture.data import as_probe_data, to_image_tensor
 from patternviz_widget.errors import InputError
 
 

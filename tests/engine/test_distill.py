@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from patternviz_widget.engine.distill import distill, kd_loss
+from patternviz_widget.engine.distill.train import distill, kd_loss
 from patternviz_widget.errors import InputError, LayerNotFoundError
 
 

@@ -20,15 +20,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
 import patternviz_widget as pv
-from patternviz_widget.engine.data import as_probe_data
-from patternviz_widget.engine.distributed import (
+from patternviz_widget.engine.capture.data import as_probe_data
+from patternviz_widget.errors import InputError
+from patternviz_widget.pipeline.distributed import (
     shard_data,
     shard_plan,
     shard_range,
     strip_wrapper_prefix,
     unwrap_model,
 )
-from patternviz_widget.errors import InputError
 from patternviz_widget.results import (
     SAMPLE,
     Key,

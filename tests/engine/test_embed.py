@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import patternviz_widget as pv
-from patternviz_widget.engine import embed as E
-from patternviz_widget.engine import kappa as kp
-from patternviz_widget.engine.metrics import entropy, kl_rows, softmax_t
+from patternviz_widget.engine.method import embed as E
+from patternviz_widget.engine.method import kappa as kp
+from patternviz_widget.engine.method.metrics import entropy, kl_rows, softmax_t
 from patternviz_widget.errors import InputError
 
 

@@ -36,8 +36,8 @@ EMBED = {"fast": True, "steps": 2000}
 
 def _run(name: str):
     import patternviz_widget as pv
-    from patternviz_widget.engine.embed import as_target_probs
-    from patternviz_widget.engine.metrics import strength_entropy_r
+    from patternviz_widget.engine.method.embed import as_target_probs
+    from patternviz_widget.engine.method.metrics import strength_entropy_r
     from patternviz_widget.results import SAMPLE, Key, SampleRecord
 
     if name == "digits":
@@ -185,7 +185,7 @@ def test_claims5_6_trained_net_has_knowledge_points_where_the_untrained_has_none
 
 def test_claim8_knowledge_points_of_the_highest_layer_sit_on_the_object(shapes):
     """Claim 8 (our extension), read with grid cells: a region is on the object when ≥ 50 % of its
-    grid CELL is mask foreground (:func:`engine.knowledge.cell_boxes`; the receptive field of the
+    grid CELL is mask foreground (:func:`patternviz_widget.engine.method.knowledge.cell_boxes`; the receptive field of the
     highest layer covers nearly the whole 24-px image, so with it no region ever counted).
     Measured on shapes: the highest layer's KPs are on the object 0.504 of the time against a
     chance rate (all kept regions) of 0.107, i.e. ≈4.7× over-represented. The depth comparison of

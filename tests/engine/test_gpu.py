@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from patternviz_widget.engine import importance as imp
-from patternviz_widget.engine.embed import as_target_probs, fit_sample_embedding
-from patternviz_widget.engine.packing import draw_partners, pack_regions, target_log_similarity
-from patternviz_widget.engine.region_embed import fit_region_embedding
+from patternviz_widget.engine.method import importance as imp
+from patternviz_widget.engine.method.embed import as_target_probs, fit_sample_embedding
+from patternviz_widget.engine.method.packing import (
+    draw_partners,
+    pack_regions,
+    target_log_similarity,
+)
+from patternviz_widget.engine.method.region_embed import fit_region_embedding
 
 pytestmark = pytest.mark.gpu
 GPU = "cuda"

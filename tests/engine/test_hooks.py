@@ -7,7 +7,7 @@ import torch
 from helpers.models import BrokenNet, TinyConvNet
 from torch import nn
 
-from patternviz_widget.engine.hooks import LayerRecorder, find_head, on_device, resolve
+from patternviz_widget.engine.capture.hooks import LayerRecorder, find_head, on_device, resolve
 from patternviz_widget.errors import InputError, LayerNotFoundError
 
 

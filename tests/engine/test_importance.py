@@ -8,8 +8,12 @@ import pytest
 import torch
 from engine import reference_region as ref
 
-from patternviz_widget.engine import importance as imp
-from patternviz_widget.engine.packing import draw_partners, pack_regions, target_log_similarity
+from patternviz_widget.engine.method import importance as imp
+from patternviz_widget.engine.method.packing import (
+    draw_partners,
+    pack_regions,
+    target_log_similarity,
+)
 
 COUNTS = [5, 3, 6, 4, 5, 2, 6]  # regions kept per image: uneven on purpose (padding + mask)
 

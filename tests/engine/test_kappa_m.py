@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def layer_problem():
     import patternviz_widget as pv
-    from patternviz_widget.engine import packing as pk
-    from patternviz_widget.engine.embed import as_target_probs
+    from patternviz_widget.engine.method import packing as pk
+    from patternviz_widget.engine.method.embed import as_target_probs
     from patternviz_widget.results import SAMPLE, RegionRecord, SampleRecord
 
     torch.manual_seed(0)
@@ -38,7 +38,7 @@ def layer_problem():
 
 
 def _fit(problem, kappa_m):
-    from patternviz_widget.engine.importance import fit_importance
+    from patternviz_widget.engine.method.importance import fit_importance
 
     packed, pg, log_t = problem
     w, v, hist, _ = fit_importance(packed, pg, log_t, kappa_m=kappa_m)
@@ -47,7 +47,7 @@ def _fit(problem, kappa_m):
 
 
 def test_scaled_kappa_m_makes_the_importance_loss_fall_and_w_leave_uniform(layer_problem):
-    from patternviz_widget.engine.kappa import importance_kappa_m
+    from patternviz_widget.engine.method.kappa import importance_kappa_m
 
     for layer, problem in layer_problem.items():
         k = problem[0].shape[2]
@@ -64,7 +64,7 @@ def test_the_official_kappa_m_at_few_channels_rises_and_returns_the_uniform_star
 
 
 def test_kappa_m_none_is_the_official_value_at_512_channels_and_bad_values_are_refused():
-    from patternviz_widget.engine.kappa import importance_kappa_m
+    from patternviz_widget.engine.method.kappa import importance_kappa_m
     from patternviz_widget.errors import InputError
 
     assert importance_kappa_m(None, 512) == 1000.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patternviz_widget.engine import knowledge as K
+from patternviz_widget.engine.method import knowledge as K
 
 MU = np.eye(3)  # three classes, orthogonal unit class directions μ_c
 

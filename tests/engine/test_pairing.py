@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import patternviz_widget as pv
-from patternviz_widget.engine.pairing import pair_layers
 from patternviz_widget.errors import InputError
+from patternviz_widget.pipeline.compare import pair_layers
 from patternviz_widget.results import SAMPLE, Key, RegionEmbedding, RegionRecord, SampleEmbedding
 
 

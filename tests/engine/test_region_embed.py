@@ -9,10 +9,14 @@ import pytest
 import torch
 from engine import reference_region as ref
 
-from patternviz_widget.engine import kappa as kp
-from patternviz_widget.engine import region_embed as RE
-from patternviz_widget.engine.importance import matching_table
-from patternviz_widget.engine.packing import draw_partners, pack_regions, target_log_similarity
+from patternviz_widget.engine.method import kappa as kp
+from patternviz_widget.engine.method import region_embed as RE
+from patternviz_widget.engine.method.importance import matching_table
+from patternviz_widget.engine.method.packing import (
+    draw_partners,
+    pack_regions,
+    target_log_similarity,
+)
 
 COUNTS = [5, 3, 6, 4, 5, 2, 6]  # regions kept per image: uneven on purpose (padding + mask)
 CONTROLLER = 40.0
@@ -275,7 +279,7 @@ def test_no_nan_with_zero_regions_and_more_channels_than_regions():
 
 
 def test_normalize_features_fits_lambda_on_unit_features_and_projections_follow():
-    from patternviz_widget.engine.region_embed import fit_region_embedding, project_regions
+    from patternviz_widget.engine.method.region_embed import fit_region_embedding, project_regions
 
     rng = np.random.default_rng(3)
     n, r, c = 12, 4, 6

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers.models import ResidualNet, TinyConvNet, TokenNet
 
-from patternviz_widget.engine import regions as R
+from patternviz_widget.engine.capture import regions as R
 
 
 def _geo(kind, native, drop=False, c=4, grid=None):

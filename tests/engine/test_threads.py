@@ -43,7 +43,7 @@ def test_torch_threads_sets_and_restores_the_callers_count_even_on_error():
 def test_a_region_fit_leaves_the_callers_thread_count_as_it_was():
     import numpy as np
 
-    from patternviz_widget.engine.region_embed import fit_region_embedding
+    from patternviz_widget.engine.method.region_embed import fit_region_embedding
 
     rng = np.random.default_rng(0)
     before = torch.get_num_threads()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from patternviz_widget.engine.checkpoints import _check_keys, load_state_dict
-from patternviz_widget.engine.tracking import preserved_rng
 from patternviz_widget.errors import InputError, StudyFileError
+from patternviz_widget.pipeline.checkpoints import _check_keys, load_state_dict
+from patternviz_widget.pipeline.tracking import preserved_rng
 
 
 # -- checkpoint reading ----------------------------------------------------------------------------

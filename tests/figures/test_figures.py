@@ -11,7 +11,7 @@ from figtools import markers, png_size, svg_groups, svg_ids
 
 from patternviz_widget import figures as F
 from patternviz_widget._style import CLASS_COLORS
-from patternviz_widget.engine import attack_analysis as aa
+from patternviz_widget.engine.attack import analysis as aa
 from patternviz_widget.errors import InputError
 from patternviz_widget.results import SAMPLE, Key, RegionRecord
 

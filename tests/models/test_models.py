@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import patternviz_widget as pv
-from patternviz_widget.engine.hooks import find_head
+from patternviz_widget.engine.capture.hooks import find_head
 from patternviz_widget.errors import InputError
 
 MODELS = {

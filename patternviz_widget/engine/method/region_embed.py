@@ -24,11 +24,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..results.records import RegionEmbedding
-from . import kappa as kp
-from .importance import fit_importance, group_size_for
-from .packing import (
+from patternviz_widget.engine.method import kappa as kp
+from patternviz_widget.engine.method.importance import fit_importance, group_size_for
+from patternviz_widget.engine.method.packing import (
     PackedRegions,
     PartnerGroups,
     draw_partners,
@@ -38,7 +36,9 @@ from .packing import (
     product_mixture,
     target_log_similarity,
 )
-from .threads import resolve_threads, torch_threads
+from patternviz_widget.engine.threads import resolve_threads, torch_threads
+from patternviz_widget.errors import InputError
+from patternviz_widget.results.records import RegionEmbedding
 
 _EPS = 1e-8
 

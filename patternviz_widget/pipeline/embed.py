@@ -23,20 +23,37 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validate import check_choice, did_you_mean
-from ..errors import InputError, NotFittedError
-from ..results.keys import SAMPLE, Key
-from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, SampleRecord
-from .align import WeightBuffer, apply_rotation, procrustes_rotation
-from .baselines import available_methods, baseline_regions, baseline_samples
-from .diagnostics import key_diagnostics
-from .embed import as_target_probs, fit_sample_embedding, project_samples
-from .knowledge import KnowledgePoints, knowledge_points, sample_kappa_slope
-from .metrics import sample_report
-from .region_embed import fit_region_embedding, project_regions
+from patternviz_widget._validate import check_choice, did_you_mean
+from patternviz_widget.engine.method.align import WeightBuffer, apply_rotation, procrustes_rotation
+from patternviz_widget.engine.method.baselines import (
+    available_methods,
+    baseline_regions,
+    baseline_samples,
+)
+from patternviz_widget.engine.method.embed import (
+    as_target_probs,
+    fit_sample_embedding,
+    project_samples,
+)
+from patternviz_widget.engine.method.knowledge import (
+    KnowledgePoints,
+    knowledge_points,
+    sample_kappa_slope,
+)
+from patternviz_widget.engine.method.metrics import sample_report
+from patternviz_widget.engine.method.region_embed import fit_region_embedding, project_regions
+from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.pipeline.diagnostics import key_diagnostics
+from patternviz_widget.results.keys import SAMPLE, Key
+from patternviz_widget.results.records import (
+    RegionEmbedding,
+    RegionRecord,
+    SampleEmbedding,
+    SampleRecord,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 _SAMPLE_ARGS = set(inspect.signature(fit_sample_embedding).parameters) - {"features", "probs", "labels", "callback", "init"}
 _REGION_ARGS = set(inspect.signature(fit_region_embedding).parameters) - {"features", "image", "sample_g", "probs", "callback", "init"}
@@ -313,8 +330,8 @@ def study_sample_metrics(study: Study, epoch: int | None = None, condition: str 
 def _paper_posterior(emb: SampleEmbedding) -> np.ndarray:
     import torch
 
-    from . import kappa as kp
-    from .embed import posterior_logits
+    from patternviz_widget.engine.method import kappa as kp
+    from patternviz_widget.engine.method.embed import posterior_logits
 
     kfun = kp.from_description(emb.params.get("kappa"), kp.SAMPLE_KAPPA_MAX)
     log_pi = torch.log(torch.as_tensor(np.asarray(emb.pi, np.float64)).clamp(min=1e-12))

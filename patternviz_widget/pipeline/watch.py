@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError, StudyFileError
+from patternviz_widget.errors import InputError, StudyFileError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..results import Key, ResultStore
-    from ..results.records import Record
+    from patternviz_widget.results import Key, ResultStore
+    from patternviz_widget.results.records import Record
 
 __all__ = ["StudyWatcher"]
 
@@ -79,7 +79,7 @@ class StudyWatcher:
 
     def poll(self) -> list[Key]:
         """Reload the file if it changed since the last poll; return the keys put or dropped."""
-        from ..results.io import load_store
+        from patternviz_widget.results.io import load_store
 
         stamp = self._stamp()
         if stamp is None or stamp == self._seen:

@@ -13,7 +13,7 @@ What is stored (all keys ``(model, "adversarial", epoch, ·)``):
 * ``ArrayRecord(name="attack_trace")`` under each traced layer: the kept regions' features at every
   recorded iteration — ``h`` float32[T, M, 3] already projected with the clean Λ when the clean
   embedding exists at attack time, otherwise ``features`` float16[T, M, C] (projected later by
-  :func:`~patternviz_widget.engine.attack_report.attack_report`). Memory: T·M·C·2 bytes per layer;
+  :func:`~patternviz_widget.pipeline.attack_report.attack_report`). Memory: T·M·C·2 bytes per layer;
   by default only the last layer is traced (the paper traces conv_53 only).
 """
 
@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .._validate import check_choice, check_positive_int
-from ..errors import InputError
-from ..results.keys import SAMPLE, Key
-from ..results.records import ArrayRecord, RegionEmbedding, SampleRecord
-from . import attacks
-from .hooks import LayerRecorder
-from .regions import gather_rows
+from patternviz_widget._validate import check_choice, check_positive_int
+from patternviz_widget.engine.attack import attacks
+from patternviz_widget.engine.capture.hooks import LayerRecorder
+from patternviz_widget.engine.capture.regions import gather_rows
+from patternviz_widget.errors import InputError
+from patternviz_widget.results.keys import SAMPLE, Key
+from patternviz_widget.results.records import ArrayRecord, RegionEmbedding, SampleRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 METHODS = ("pgd", "fgsm")
 #: Refuse a trace larger than this unless record_layers / record_every shrink it.
@@ -241,7 +241,9 @@ def run_attack(
             ),
         )
     summary.keys.append(adv_key)
-    from .attack_report import project_condition  # read with the clean Λ, M, μ when fitted
+    from patternviz_widget.pipeline.attack_report import (
+        project_condition,  # read with the clean Λ, M, μ when fitted
+    )
 
     summary.keys += project_condition(study, "adversarial", int(epoch), name)
     summary.seconds = time.perf_counter() - t0
@@ -292,7 +294,7 @@ def _projector(study: Study, clean_key: Key) -> Any:
     """Return f -> h with the clean Λ of ``clean_key``'s layer, or None before any embedding."""
     if not study.store.has(clean_key, RegionEmbedding):
         return None
-    from .pairing import region_transform
+    from patternviz_widget.pipeline.compare import region_transform
 
     emb = study.store.get(clean_key, RegionEmbedding)
     return lambda f: region_transform(f, emb)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from patternviz_widget.errors import InputError
 
 
 def softmax_t(logits: np.ndarray, temperature: float = 4.0) -> np.ndarray:

@@ -1,6 +1,6 @@
 """``study.distill_report()``: the paper's distillation measurements of a teacher | students study.
 
-Works on the study that :func:`~patternviz_widget.engine.pairing.compare` returns, whose students
+Works on the study that :func:`~patternviz_widget.pipeline.compare.compare` returns, whose students
 are projected with the teacher's Λ and μ (our reading of the paper's distillation experiment: "both projected with the same
 Λ"), so regions of one row are the same image cell for every model:
 
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._validate import check_probability
-from ..errors import InputError, NotFittedError
-from ..results.records import RegionEmbedding
-from .pairing import TEACHER
+from patternviz_widget._validate import check_probability
+from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.pipeline.compare import TEACHER
+from patternviz_widget.results.records import RegionEmbedding
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 COS_RANGE = (0.0, 2.0)
 STRENGTH_RANGE = (-3.0, 2.0)

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..results.records import SampleEmbedding
-from . import kappa as kp
-from .metrics import sample_report, softmax_t
+from patternviz_widget.engine.method import kappa as kp
+from patternviz_widget.engine.method.metrics import sample_report, softmax_t
+from patternviz_widget.errors import InputError
+from patternviz_widget.results.records import SampleEmbedding
 
 _EPS = 1e-8
 
@@ -129,7 +129,7 @@ def fit_sample_embedding(
         weight_decay: SGD weight decay (paper: 5e-4).
         controller: s in g = M(f/s) (paper: 40).
         kappa: κ(l) (paper Sec. 3.2): None = capped linear with κ_max = 10, a number = κ_max, or a
-            callable (see :mod:`patternviz_widget.engine.kappa`).
+            callable (see :mod:`patternviz_widget.engine.method.kappa`).
         dim: d, the embedding dimension (paper: 3).
         init: warm-start M (d×D, stored convention g = f @ M.T); None draws M ~ N(0, init_std²).
         init_std: the std of the initial M entries (paper: 0.1, on the unscaled M of g = M(f/s)).
@@ -284,7 +284,7 @@ def embed_features(
     if method == "paper":
         emb = fit_sample_embedding(f, p, labels=labels, **hyper)
     else:
-        from .baselines import baseline_samples
+        from patternviz_widget.engine.method.baselines import baseline_samples
 
         emb = baseline_samples(f, p, method=method, labels=labels, **hyper)
     emb.params["temperature"] = float(temperature)

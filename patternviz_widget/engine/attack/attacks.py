@@ -21,8 +21,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_choice, check_positive_int
-from ..errors import CaptureError, InputError
+from patternviz_widget._validate import check_choice, check_positive_int
+from patternviz_widget.errors import CaptureError, InputError
 
 NORMS = ("linf", "l2")
 

@@ -21,9 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from ..results.keys import SAMPLE, Key
-from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, SampleRecord
-from .embed import as_target_probs
+from patternviz_widget.engine.method.embed import as_target_probs
+from patternviz_widget.results.keys import SAMPLE, Key
+from patternviz_widget.results.records import (
+    RegionEmbedding,
+    RegionRecord,
+    SampleEmbedding,
+    SampleRecord,
+)
 
 #: mean KL(P ‖ uniform) below this share of log K: the posterior is near uniform
 NEAR_UNIFORM_SHARE = 0.02

@@ -29,15 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CaptureError, InputError
-from ..results.keys import SAMPLE, Key
-from ..results.records import RegionRecord, SampleRecord
-from .data import to_image_tensor
-from .hooks import LayerRecorder, find_head, on_device, resolve
-from .regions import RegionPlan, check_shape, gather_rows
+from patternviz_widget.engine.capture.data import to_image_tensor
+from patternviz_widget.engine.capture.hooks import LayerRecorder, find_head, on_device, resolve
+from patternviz_widget.engine.capture.regions import RegionPlan, check_shape, gather_rows
+from patternviz_widget.errors import CaptureError, InputError
+from patternviz_widget.results.keys import SAMPLE, Key
+from patternviz_widget.results.records import RegionRecord, SampleRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 
 @dataclass

@@ -4,7 +4,7 @@
 Every rank builds the same :class:`~patternviz_widget.Study` (same model architecture, the same
 full probe data, the same seed), so every rank holds the same region plan: the kept cells of image
 i (of the regional features of Li, Wang, Zhang, NeurIPS 2021, Sec. 3.3; which cells a study keeps
-is this project's region budget, :func:`~patternviz_widget.engine.regions.plan_regions`) are drawn
+is this project's region budget, :func:`~patternviz_widget.engine.capture.regions.plan_regions`) are drawn
 by ``numpy.random.default_rng([seed, crc32(layer), i])``, which does not depend on how the images
 are split across processes. A distributed capture then:
 
@@ -49,15 +49,15 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ..errors import DistributedCaptureError, InputError
-from .data import Batch, ProbeData
-from .hooks import model_device
-from .regions import RegionPlan
+from patternviz_widget.engine.capture.data import Batch, ProbeData
+from patternviz_widget.engine.capture.hooks import model_device
+from patternviz_widget.engine.capture.regions import RegionPlan
+from patternviz_widget.errors import DistributedCaptureError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
-    from .capture import CaptureSummary
-    from .tracking import Snapshot, Tracker
+    from patternviz_widget.pipeline.capture import CaptureSummary
+    from patternviz_widget.pipeline.tracking import Snapshot, Tracker
+    from patternviz_widget.study import Study
 
 __all__ = [
     "DistributedCaptureError",
@@ -351,16 +351,16 @@ def capture_distributed(
     """Capture ``study`` sharded over the ranks of ``group``; rank 0's store gets the full records.
 
     Every rank of ``group`` must call this with the same arguments (it is a collective). Arguments
-    as in :func:`patternviz_widget.engine.capture.capture`; ``images`` given as an array holds all
+    as in :func:`patternviz_widget.pipeline.capture.capture`; ``images`` given as an array holds all
     N probe images on every rank (each rank uses its shard), a callable runs on each rank's shard.
     Returns the summary of the whole capture (the same on every rank). Raises
     :class:`DistributedCaptureError` on every rank when any rank fails.
     """
     import torch.distributed as dist
 
-    from ..results import ResultStore
-    from ..results.records import RegionRecord, SampleRecord
-    from .capture import CaptureSummary, capture
+    from patternviz_widget.pipeline.capture import CaptureSummary, capture
+    from patternviz_widget.results import ResultStore
+    from patternviz_widget.results.records import RegionRecord, SampleRecord
 
     t0 = time.perf_counter()
     rank, world = group_rank(group)
@@ -430,7 +430,7 @@ def capture_distributed(
         ) from error
 
     name = model_name or study.model_name
-    from ..results.keys import SAMPLE, Key
+    from patternviz_widget.results.keys import SAMPLE, Key
 
     base = Key(name, condition, int(epoch), SAMPLE)
     all_keys = [base] + [base.replace(layer=x) for x in layers]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InputError
+from patternviz_widget.errors import InputError
 
 _EPS = 1e-8
 

@@ -20,7 +20,7 @@ from collections import deque
 
 import numpy as np
 
-from ..errors import InputError
+from patternviz_widget.errors import InputError
 
 __all__ = ["WeightBuffer", "apply_rotation", "procrustes_rotation"]
 

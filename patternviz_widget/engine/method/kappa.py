@@ -29,7 +29,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from ..errors import InputError
+from patternviz_widget.errors import InputError
 
 #: κ_max of the sample-embedding table in the official code (paper Sec. 3.2).
 SAMPLE_KAPPA_MAX = 10.0

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .._validate import check_positive_int
-from ..errors import InputError, NotFittedError
+from patternviz_widget._validate import check_positive_int
+from patternviz_widget.errors import InputError, NotFittedError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 __all__ = ["Snapshot", "Tracker", "TrackerCallback", "epoch_displacement"]
 
@@ -87,7 +87,7 @@ class Tracker:
         process_group: inside a ``torchrun`` job, the ``torch.distributed`` group each capture is
             sharded over (None: the default group when one is initialised; False: this process
             alone). Every rank calls :meth:`snapshot`; rank 0 embeds and writes ``path``, and every
-            rank gets rank 0's :class:`Snapshot` (:mod:`patternviz_widget.engine.distributed`).
+            rank gets rank 0's :class:`Snapshot` (:mod:`patternviz_widget.pipeline.distributed`).
 
     Example:
         >>> tracker = study.tracker(every=1, path="runs/x.pvz")  # doctest: +SKIP
@@ -117,7 +117,7 @@ class Tracker:
         self.study = study
         self.every = check_positive_int(every, "every")
         self.path = Path(path) if path is not None else None
-        from .distributed import plain_args
+        from patternviz_widget.pipeline.distributed import plain_args
 
         self.layers = _check_layers(study, plain_args(study, None, layers)[1])
         self.process_group = process_group
@@ -129,7 +129,7 @@ class Tracker:
         self._last_epoch = 0
         self._steps = 0
         if self.path is not None and _writes(process_group):  # fails here, not after the first capture
-            from ..results.io import check_writable
+            from patternviz_widget.results.io import check_writable
 
             check_writable(self.path)
 
@@ -162,7 +162,7 @@ class Tracker:
             epoch = self._last_epoch + (1 if self.history else 0)
         epoch = check_positive_int(epoch, "epoch", minimum=0)
         self._last_epoch = epoch
-        from .distributed import group_rank, resolve_group, share_snapshot
+        from patternviz_widget.pipeline.distributed import group_rank, resolve_group, share_snapshot
 
         snap = Snapshot(epoch=epoch)
         group = resolve_group(self.process_group)
@@ -234,7 +234,7 @@ class Tracker:
 
     # -- helpers ------------------------------------------------------------------------------
     def _keys(self, epoch: int) -> list[Any]:
-        from ..results import SAMPLE, Key
+        from patternviz_widget.results import SAMPLE, Key
 
         model = self.study.model_name
         return [Key(model, self.condition, epoch, layer) for layer in [SAMPLE, *self.layers]]
@@ -253,7 +253,7 @@ class Tracker:
 
 
 def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
-    from .._validate import did_you_mean
+    from patternviz_widget._validate import did_you_mean
 
     known = list(study.layers)
     if layers is None:
@@ -271,7 +271,7 @@ def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
 
 def _writes(process_group: Any) -> bool:
     """False on the ranks other than 0 of a distributed tracker (only rank 0 writes the file)."""
-    from .distributed import group_rank, resolve_group
+    from patternviz_widget.pipeline.distributed import group_rank, resolve_group
 
     group = resolve_group(process_group)
     return group is None or group_rank(group)[0] == 0
@@ -380,7 +380,7 @@ def epoch_displacement(
     Returns:
         {(e0, e1): mean displacement}, in epoch order.
     """
-    from ..results import SAMPLE, RegionEmbedding, SampleEmbedding
+    from patternviz_widget.results import SAMPLE, RegionEmbedding, SampleEmbedding
 
     layer = SAMPLE if layer is None else layer
     kind = SampleEmbedding if layer == SAMPLE else RegionEmbedding

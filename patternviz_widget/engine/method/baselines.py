@@ -20,9 +20,9 @@ import importlib.util
 
 import numpy as np
 
-from ..errors import InputError
-from ..results.records import RegionEmbedding, SampleEmbedding
-from .metrics import sample_report
+from patternviz_widget.engine.method.metrics import sample_report
+from patternviz_widget.errors import InputError
+from patternviz_widget.results.records import RegionEmbedding, SampleEmbedding
 
 METHODS = ("pca", "tsne", "umap")
 _PACKAGES = {"tsne": "openTSNE", "umap": "umap"}
@@ -37,7 +37,7 @@ def available_methods() -> list[str]:
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
-        from .._validate import did_you_mean
+        from patternviz_widget._validate import did_you_mean
 
         raise InputError(f"Unknown embedding method {method!r}. {did_you_mean(method, ['paper', *METHODS], 'method')}")
     if method in _PACKAGES and importlib.util.find_spec(_PACKAGES[method]) is None:

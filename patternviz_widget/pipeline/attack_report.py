@@ -1,8 +1,8 @@
 """``study.attack_report()``: the paper's attack measurements of a study's last attack.
 
-Reads what :func:`~patternviz_widget.engine.adversarial.run_attack` stored, projects the adversarial
+Reads what :func:`~patternviz_widget.pipeline.attack.run_attack` stored, projects the adversarial
 records (and the per-iteration trace) with the **clean** Λ, M and μ when that was not done yet, and
-hands the arrays to :mod:`~patternviz_widget.engine.attack_analysis`.
+hands the arrays to :mod:`~patternviz_widget.engine.attack.analysis`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validate import check_probability
-from ..errors import InputError, NotFittedError
-from ..results.keys import SAMPLE, Key
-from ..results.records import (
+from patternviz_widget._validate import check_probability
+from patternviz_widget.engine.attack import analysis as aa
+from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.results.keys import SAMPLE, Key
+from patternviz_widget.results.records import (
     ArrayRecord,
     RegionEmbedding,
     RegionRecord,
     SampleEmbedding,
     SampleRecord,
 )
-from . import attack_analysis as aa
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 ADV = "adversarial"
 
@@ -95,7 +95,7 @@ def attack_report(
         raise NotFittedError("No clean embedding to read the attack with. Run study.embed() first.")
     layer = layers[-1] if layer is None else layer
     if layer not in layers:
-        from .._validate import did_you_mean
+        from patternviz_widget._validate import did_you_mean
 
         raise InputError(
             f"No adversarial embedding of layer {layer!r}. {did_you_mean(layer, layers, 'layer')}"
@@ -137,8 +137,8 @@ def attack_report(
 def project_condition(study: Study, condition: str, epoch: int, model: str) -> list[Key]:
     """Project ``condition``'s records (and attack traces) with the clean embedding of the same
     model and epoch where no embedding is stored yet; return the keys written."""
-    from .embed import project_samples
-    from .region_embed import project_regions
+    from patternviz_widget.engine.method.embed import project_samples
+    from patternviz_widget.engine.method.region_embed import project_regions
 
     store = study.store
     done: list[Key] = []
@@ -188,8 +188,8 @@ def project_condition(study: Study, condition: str, epoch: int, model: str) -> l
 
 def posterior_fn(mu: np.ndarray, emb: RegionEmbedding) -> aa.Posterior:
     """p(c | h) of the knowledge-point engine (paper Sec. 3.4, κ of ``emb``) for h already ÷ mean strength."""
-    from . import kappa as kp
-    from .knowledge import region_posterior
+    from patternviz_widget.engine.method import kappa as kp
+    from patternviz_widget.engine.method.knowledge import region_posterior
 
     desc = emb.params.get("kappa")
     kappa = kp.from_description(desc, kp.REGION_KAPPA_MAX) if isinstance(desc, dict) else None

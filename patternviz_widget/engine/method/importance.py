@@ -28,10 +28,16 @@ from collections.abc import Callable
 
 import torch
 
-from .._validate import check_positive_int
-from ..errors import InputError
-from .packing import PackedRegions, PartnerGroups, masked_kl, masked_log_softmax, product_mixture
-from .threads import torch_threads
+from patternviz_widget._validate import check_positive_int
+from patternviz_widget.engine.method.packing import (
+    PackedRegions,
+    PartnerGroups,
+    masked_kl,
+    masked_log_softmax,
+    product_mixture,
+)
+from patternviz_widget.engine.threads import torch_threads
+from patternviz_widget.errors import InputError
 
 
 @functools.lru_cache(maxsize=1)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..errors import InputError
+from patternviz_widget.errors import InputError
 
 
 def to_image_tensor(x: Any, batched: bool) -> torch.Tensor:

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .hooks import first_tensor, resolve
+from patternviz_widget.engine.capture.hooks import first_tensor, resolve
+from patternviz_widget.errors import InputError
 
 #: Modules that keep the spatial layout pixel for pixel (receptive field unchanged).
 _POINTWISE = (

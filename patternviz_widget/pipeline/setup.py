@@ -16,17 +16,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_choice, check_positive_int
-from ..errors import CaptureError, InputError
-from ..results.records import ProbeRecord
-from .data import ProbeData, as_probe_data
-from .device import pick_device
-from .distributed import eager_compiled, strip_wrapper_prefix, unwrap_model
-from .hooks import LayerRecorder, find_head, first_tensor, on_device, resolve
-from .regions import RegionPlan, geometry, plan_regions, region_boxes, trace_chains
+from patternviz_widget._validate import check_choice, check_positive_int
+from patternviz_widget.engine.capture.data import ProbeData, as_probe_data
+from patternviz_widget.engine.capture.hooks import (
+    LayerRecorder,
+    find_head,
+    first_tensor,
+    on_device,
+    resolve,
+)
+from patternviz_widget.engine.capture.regions import (
+    RegionPlan,
+    geometry,
+    plan_regions,
+    region_boxes,
+    trace_chains,
+)
+from patternviz_widget.engine.device import pick_device
+from patternviz_widget.errors import CaptureError, InputError
+from patternviz_widget.pipeline.distributed import (
+    eager_compiled,
+    strip_wrapper_prefix,
+    unwrap_model,
+)
+from patternviz_widget.results.records import ProbeRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 #: Thumbnails are at most this many pixels on their longer side.
 THUMB_MAX = 64

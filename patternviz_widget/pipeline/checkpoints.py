@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import InputError, StudyFileError
+from patternviz_widget.errors import InputError, StudyFileError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
-    from .tracking import Snapshot, Tracker
+    from patternviz_widget.pipeline.tracking import Snapshot, Tracker
+    from patternviz_widget.study import Study
 
 __all__ = ["capture_checkpoints", "load_state_dict"]
 
@@ -140,9 +140,9 @@ def capture_checkpoints(
         tracker: the tracker doing the snapshots (``study.tracker()`` when None).
 
     Returns:
-        list of :class:`~patternviz_widget.engine.tracking.Snapshot`, one per checkpoint.
+        list of :class:`~patternviz_widget.pipeline.tracking.Snapshot`, one per checkpoint.
     """
-    from .tracking import Tracker
+    from patternviz_widget.pipeline.tracking import Tracker
 
     if isinstance(sources, (str, Path, Mapping)):
         sources = [sources]  # type: ignore[list-item]

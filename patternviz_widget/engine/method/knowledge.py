@@ -26,9 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..results.records import ProbeRecord, RegionEmbedding, RegionRecord, SampleEmbedding
-from . import kappa as kp
+from patternviz_widget.engine.method import kappa as kp
+from patternviz_widget.errors import InputError
+from patternviz_widget.results.records import (
+    ProbeRecord,
+    RegionEmbedding,
+    RegionRecord,
+    SampleEmbedding,
+)
 
 
 @dataclass

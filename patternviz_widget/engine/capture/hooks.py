@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validate import did_you_mean
-from ..errors import CaptureError, InputError, LayerNotFoundError
+from patternviz_widget._validate import did_you_mean
+from patternviz_widget.errors import CaptureError, InputError, LayerNotFoundError
 
 
 def module_names(model: nn.Module) -> list[str]:

@@ -15,14 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validate import check_choice, did_you_mean
-from ..errors import InputError, NotFittedError
-from ..results.keys import SAMPLE
-from ..results.records import RegionEmbedding, RegionRecord, SampleEmbedding, SampleRecord
-from ..results.store import ResultStore
+from patternviz_widget._validate import check_choice, did_you_mean
+from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.results.keys import SAMPLE
+from patternviz_widget.results.records import (
+    RegionEmbedding,
+    RegionRecord,
+    SampleEmbedding,
+    SampleRecord,
+)
+from patternviz_widget.results.store import ResultStore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..study import Study
+    from patternviz_widget.study import Study
 
 TEACHER, STUDENT = "teacher", "student"
 
@@ -109,7 +114,7 @@ def compare(
         InputError: different probe sets, no common layers, region rows that do not pair, or
             channel counts that differ from the teacher's Λ.
     """
-    from ..study import Study
+    from patternviz_widget.study import Study
 
     students = dict(student) if isinstance(student, dict) else {STUDENT: student}
     for name in students:
@@ -225,7 +230,7 @@ def _project_students(store: ResultStore, students: list[str]) -> list[str]:
     s_keys = store.find(SampleEmbedding, model=TEACHER, condition="clean", layer=SAMPLE)
     if not s_keys:
         return done
-    from .embed import project_samples
+    from patternviz_widget.engine.method.embed import project_samples
 
     t_sample = store.get(s_keys[-1], SampleEmbedding)
     for key in [k for m in students for k in store.find(SampleRecord, model=m)]:
@@ -270,6 +275,6 @@ def project_regions(rec: RegionRecord, emb: RegionEmbedding, source: str = "") -
 
 def region_transform(features: np.ndarray, emb: RegionEmbedding) -> np.ndarray:
     """Return h = Λ f (float32[M, 3]) with a fitted embedding's Λ (controller and centring as fitted)."""
-    from .region_embed import project_regions as _project
+    from patternviz_widget.engine.method.region_embed import project_regions as _project
 
     return _project(np.asarray(features, np.float32), emb)

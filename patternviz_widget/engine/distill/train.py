@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_positive_int, check_probability, did_you_mean
-from ..errors import InputError, LayerNotFoundError
-from .attacks import eval_mode, model_device
-from .device import pick_device
+from patternviz_widget._validate import check_positive_int, check_probability, did_you_mean
+from patternviz_widget.engine.attack.attacks import eval_mode, model_device
+from patternviz_widget.engine.device import pick_device
+from patternviz_widget.errors import InputError, LayerNotFoundError
 
 
 @dataclass
@@ -117,7 +117,7 @@ def distill(
         student_layer: student module name matched to ``feature_layer`` (default: the same name).
         lr, batch_size, weight_decay: Adam settings and batch size (ignored for a DataLoader).
         device: where to train; None uses the student's device. Both models are moved there.
-        tracker: optional :class:`~patternviz_widget.engine.tracking.Tracker` of a study of the
+        tracker: optional :class:`~patternviz_widget.pipeline.tracking.Tracker` of a study of the
             student; ``tracker.snapshot(e)`` is called before training (e = 0) and after epoch e.
         progress: show a tqdm bar over epochs.
         seed: seeds the data order and the adapter's initialisation.
