@@ -1,8 +1,8 @@
-"""Study: the object a user holds. It owns the model, the probe data, the chosen layers and a
-:class:`~patternviz_widget.results.ResultStore`, and calls the engine. Orchestration only, no math.
+"""Study: the object a user holds, a facade over a :class:`~patternviz_widget.pipeline.state.StudyState`.
 
-Sections are owned by different parts of the engine; each method is a thin call into
-``patternviz_widget.engine.*``.
+The state holds the model, the probe data, the chosen layers, the typed configuration and the
+:class:`~patternviz_widget.results.ResultStore`; every method is one call into
+``patternviz_widget.pipeline``, which calls the engine. No math and no orchestration live here.
 """
 
 from __future__ import annotations
@@ -10,12 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .results import ResultStore
+from patternviz_widget.defaults import SEED, TEMPERATURE, THRESHOLD
+from patternviz_widget.pipeline.state import StudyConfig, StudyState, save_state
+from patternviz_widget.results import ResultStore
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from patternviz_widget.pipeline.capture import CaptureSummary
+
+
+class _FromState:
+    """A :class:`Study` attribute that reads (and sets) the field of the same name of its state."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, study: Any, owner: type | None = None) -> Any:
+        return self if study is None else getattr(study.state, self.name)
+
+    def __set__(self, study: Any, value: Any) -> None:
+        setattr(study.state, self.name, value)
 
 
 class Study:
@@ -50,6 +65,29 @@ class Study:
         >>> _ = study.capture(progress=False)
     """
 
+    # What the state holds, read as attributes of the study.
+    store = _FromState()
+    model = _FromState()
+    data = _FromState()
+    device = _FromState()
+    region_plans = _FromState()
+    max_images = _FromState()
+    models = _FromState()
+    pairing = _FromState()
+    config = _FromState()
+    layers = _FromState()
+    num_classes = _FromState()
+    class_names = _FromState()
+    model_name = _FromState()
+    seed = _FromState()
+    sample_layer = _FromState()
+    input_size = _FromState()
+    batch_size = _FromState()
+    regions_per_image = _FromState()
+    max_regions = _FromState()
+    grid = _FromState()
+    storage_dtype = _FromState()
+
     def __init__(
         self,
         model: torch.nn.Module | None,
@@ -64,17 +102,13 @@ class Study:
         sample_layer: str | None = None,
         grid: tuple[int, int] | None = None,
         storage_dtype: str = "float32",
-        seed: int = 2020,
+        seed: int = SEED,
         model_name: str = "main",
         max_images: int | None = None,
     ) -> None:
-        from patternviz_widget.pipeline.setup import (
-            init_study,  # validation lives in the engine (issue 3)
-        )
+        from patternviz_widget.pipeline.setup import build_state
 
-        self.store = ResultStore()
-        init_study(
-            self,
+        self.state = build_state(
             model=model,
             data=data,
             layers=layers,
@@ -92,7 +126,7 @@ class Study:
             max_images=max_images,
         )
 
-    # ==== capture (issue 3: engine/capture.py) ===================================================
+    # ---- capture ----
 
     def capture(
         self,
@@ -116,17 +150,13 @@ class Study:
         full records; ``process_group=False`` captures on this process alone. See
         :mod:`patternviz_widget.pipeline.distributed` and the distributed guide.
         """
-        from patternviz_widget.pipeline import distributed as dist
-        from patternviz_widget.pipeline.capture import capture
+        from patternviz_widget.pipeline.capture import run_capture
 
-        group = dist.resolve_group(process_group)
-        if group is not None:
-            return dist.capture_distributed(self, group, epoch, condition, model, images, progress, model_name, layers)
-        model, layers = dist.plain_args(self, model, layers)
-        with dist.eager_compiled(model if model is not None and not isinstance(model, str) else self.model):
-            return capture(self, epoch, condition, model, images, progress, model_name, layers)
+        return run_capture(
+            self.state, epoch, condition, model, images, progress, model_name, layers, process_group
+        )
 
-    # ==== embed + knowledge points (issue 4: engine/embed.py, engine/knowledge.py) ===============
+    # ---- embed + knowledge points ----
 
     def embed(
         self,
@@ -134,7 +164,7 @@ class Study:
         keys: list[Any] | None = None,
         progress: bool = True,
         overwrite: bool = False,
-        temperature: float = 4.0,
+        temperature: float = TEMPERATURE,
         **hyper: Any,
     ) -> list[Any]:
         """Return the keys written after fitting every captured key that lacks an embedding.
@@ -168,7 +198,7 @@ class Study:
         """
         from patternviz_widget.pipeline.embed import embed_study
 
-        return embed_study(self, method=method, keys=keys, progress=progress, overwrite=overwrite,
+        return embed_study(self.state, method=method, keys=keys, progress=progress, overwrite=overwrite,
                            temperature=temperature, **hyper)
 
     def knowledge_points(
@@ -177,7 +207,7 @@ class Study:
         epoch: int | None = None,
         condition: str = "clean",
         model: str | None = None,
-        threshold: float = 0.4,
+        threshold: float = THRESHOLD,
         kappa_slope: float | str = 1.0,
     ) -> Any:
         """Return the KnowledgePoints of one layer (paper Sec. 3.4): regions whose posterior peak
@@ -198,7 +228,7 @@ class Study:
         """
         from patternviz_widget.pipeline.embed import study_knowledge_points
 
-        return study_knowledge_points(self, layer, epoch=epoch, condition=condition, model=model,
+        return study_knowledge_points(self.state, layer, epoch=epoch, condition=condition, model=model,
                                       threshold=threshold, kappa_slope=kappa_slope)
 
     def diagnostics(self, temperature: float | None = None) -> Any:
@@ -213,7 +243,7 @@ class Study:
         """
         from patternviz_widget.pipeline.diagnostics import study_diagnostics
 
-        t = float(temperature if temperature is not None else self.store.meta.get("temperature", 4.0))
+        t = float(temperature if temperature is not None else self.store.meta.get("temperature", TEMPERATURE))
         return study_diagnostics(self.store, t)
 
     def sample_metrics(
@@ -230,8 +260,8 @@ class Study:
         is missing are left out."""
         from patternviz_widget.pipeline.embed import study_sample_metrics
 
-        return study_sample_metrics(self, epoch=epoch, condition=condition, model=model, methods=methods)
-    # ==== tracking over training (issue 6: engine/tracking.py) ===================================
+        return study_sample_metrics(self.state, epoch=epoch, condition=condition, model=model, methods=methods)
+    # ---- tracking over training ----
 
     def tracker(
         self,
@@ -264,7 +294,7 @@ class Study:
         from patternviz_widget.pipeline.tracking import Tracker
 
         return Tracker(
-            self, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs,
+            self.state, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs,
             process_group=process_group,
         )
 
@@ -306,7 +336,7 @@ class Study:
         from patternviz_widget.pipeline.checkpoints import capture_checkpoints
 
         tracker = tracker if tracker is not None else self.tracker(**tracker_kwargs)
-        return capture_checkpoints(self, paths_or_state_dicts, epochs=epochs, tracker=tracker)
+        return capture_checkpoints(self.state, paths_or_state_dicts, epochs=epochs, tracker=tracker)
 
     @classmethod
     def watch(cls, path: str | Path, interval: float = 1.0, start: bool = True) -> Study:
@@ -330,20 +360,16 @@ class Study:
         from patternviz_widget.pipeline.watch import StudyWatcher
 
         watcher = StudyWatcher(path, ResultStore(), interval=interval)  # stamp before reading
-        if watcher._seen is None:  # no file yet: an empty study that the first save fills
-            study = cls.__new__(cls)
-            study.store = watcher.store
-            study._init_detached()
-        else:
-            study = cls.load(path)
+        # no file yet: an empty study that the first save fills
+        study = cls.from_store(watcher.store) if watcher._seen is None else cls.load(path)
         watcher.store = study.store
-        watcher.on_reload = study._init_detached
+        watcher.on_reload = study._reread_config
         study.watcher = watcher
         if start:
             study.watcher.start()
         return study
 
-    # ==== adversarial + distillation (issue 7: engine/attacks.py, engine/distill.py) ============
+    # ---- adversarial + distillation ----
 
     def attack(
         self,
@@ -385,13 +411,13 @@ class Study:
         from patternviz_widget.pipeline.attack import run_attack
 
         return run_attack(
-            self, method=method, eps=eps, steps=steps, step_size=step_size, norm=norm,
+            self.state, method=method, eps=eps, steps=steps, step_size=step_size, norm=norm,
             targeted=targeted, target=target, bounds=bounds, random_start=random_start,
             epoch=epoch, record_layers=record_layers, record_every=record_every, progress=progress,
         )  # fmt: skip
 
     def attack_report(
-        self, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
+        self, layer: str | None = None, epoch: int | None = None, threshold: float = THRESHOLD
     ) -> Any:
         """Return the paper's attack measurements of the last attack (an AttackReport): Δ curves over
         layers, knowledge points before/after and the p(c_ori) histogram at ``layer`` (default: the
@@ -399,7 +425,7 @@ class Study:
         "adversarial" first. threshold: τ (paper: 0.4)."""
         from patternviz_widget.pipeline.attack_report import attack_report
 
-        return attack_report(self, layer=layer, epoch=epoch, threshold=threshold)
+        return attack_report(self.state, layer=layer, epoch=epoch, threshold=threshold)
 
     @classmethod
     def compare(
@@ -420,17 +446,25 @@ class Study:
         """
         from patternviz_widget.pipeline.compare import compare
 
-        return compare(teacher_study, student_study, pairs=pairs, by=by, project=project)
+        def state_of(s: Any) -> Any:
+            return s.state if isinstance(s, Study) else s
 
-    def distill_report(self, epoch: int | None = None, threshold: float = 0.4) -> Any:
+        students = (
+            {name: state_of(s) for name, s in student_study.items()}
+            if isinstance(student_study, dict)
+            else state_of(student_study)
+        )
+        return cls._from_state(compare(state_of(teacher_study), students, pairs=pairs, by=by, project=project))
+
+    def distill_report(self, epoch: int | None = None, threshold: float = THRESHOLD) -> Any:
         """Return the paper's distillation measurements of a compared study (a DistillReport): knowledge
         points per layer for both models, histograms of 1 − cos(h_s, h_t) and ‖h_s‖ − ‖h_t‖ per layer,
         and the student's knowledge points over its epochs. threshold: τ (paper: 0.4)."""
         from patternviz_widget.pipeline.distill_report import distill_report
 
-        return distill_report(self, epoch=epoch, threshold=threshold)
+        return distill_report(self.state, epoch=epoch, threshold=threshold)
 
-    # ==== persistence (issue 3: results/io.py) ====================================================
+    # ---- persistence ----
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the whole study to one file atomically; return its path.
@@ -441,48 +475,37 @@ class Study:
         After a distributed capture only rank 0 holds the whole study: other ranks return the path
         without writing (:mod:`patternviz_widget.pipeline.distributed`).
         """
-        from patternviz_widget.pipeline.distributed import writes_files
-
-        from .results.io import save_store
-
-        if not writes_files(self):
-            return Path(path)
-        return save_store(self.store, path, overwrite=overwrite)
+        return save_state(self.state, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> Study:
         """Restore a study from a file written by :meth:`save`, without its model."""
-        from .results.io import load_store
+        from patternviz_widget.results.io import load_store
 
+        return cls.from_store(load_store(path))
+
+    @classmethod
+    def from_store(cls, store: ResultStore) -> Study:
+        """Return a model-less study over ``store`` (its settings read from ``store.meta``).
+
+        It can embed, count knowledge points, compare and draw; capturing needs a study made from
+        a model, ``pv.Study(model, data, layers=...)``.
+        """
+        return cls._from_state(StudyState.from_store(store))
+
+    @classmethod
+    def _from_state(cls, state: StudyState) -> Study:
         study = cls.__new__(cls)
-        study.store = load_store(path)
-        study._init_detached()
+        study.state = state
         return study
 
-    def _init_detached(self) -> None:
-        """Set the attributes a loaded (model-less) study has."""
-        meta = self.store.meta
-        self.model = None
-        self.data = None
-        self.layers = list(meta.get("layers", []))
-        self.model_name = meta.get("model_name", "main")
-        self.seed = meta.get("seed", 2020)
-        self.device = None
-        self.num_classes = meta.get("num_classes")
-        self.class_names = list(meta.get("class_names", []))
-        self.sample_layer = meta.get("sample_layer")
-        self.input_size = tuple(meta["input_size"]) if meta.get("input_size") else None
-        self.grid = tuple(meta["grid"]) if meta.get("grid") else None
-        self.storage_dtype = meta.get("storage_dtype", "float32")
-        self.batch_size = meta.get("batch_size", 64)
-        self.regions_per_image = meta.get("regions_per_image")
-        self.max_regions = meta.get("max_regions")
-        self.max_images = None
-        self.region_plans = {}  # no model and no data: capture() needs a live study
+    def _reread_config(self) -> None:
+        """Read the settings again from the store's manifest (after a watched file was reloaded)."""
+        self.state.config = StudyConfig.from_meta(self.store.meta)
 
     def __repr__(self) -> str:
         n = self.store.probe.labels.shape[0] if self.store.probe is not None else 0
         return (
-            f"Study(models={self.store.models()}, layers={self.store.layers() or getattr(self, 'layers', [])}, "
+            f"Study(models={self.store.models()}, layers={self.store.layers() or self.layers}, "
             f"images={n}, epochs={self.store.epochs()}, conditions={self.store.conditions()})"
         )

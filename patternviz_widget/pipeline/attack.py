@@ -31,11 +31,12 @@ from patternviz_widget.engine.attack import attacks
 from patternviz_widget.engine.capture.hooks import LayerRecorder
 from patternviz_widget.engine.capture.regions import gather_rows
 from patternviz_widget.errors import InputError
+from patternviz_widget.pipeline.capture import run_capture
 from patternviz_widget.results.keys import SAMPLE, Key
 from patternviz_widget.results.records import ArrayRecord, RegionEmbedding, SampleRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
+    from patternviz_widget.pipeline.state import StudyState
 
 METHODS = ("pgd", "fgsm")
 #: Refuse a trace larger than this unless record_layers / record_every shrink it.
@@ -80,7 +81,7 @@ class AttackSummary:
 
 
 def run_attack(
-    study: Study,
+    state: StudyState,
     method: str = "pgd",
     eps: float = 8 / 255,
     steps: int = 20,
@@ -104,24 +105,24 @@ def run_attack(
     norm = check_choice(norm.lower() if isinstance(norm, str) else norm, attacks.NORMS, "norm")
     steps = 1 if method == "fgsm" else check_positive_int(steps, "steps")
     record_every = check_positive_int(record_every, "record_every")
-    if study.model is None:
+    if state.model is None:
         raise InputError(
             "This study has no model (it was loaded from a file); attacks need the model. "
             "Make the study with pv.Study(model, data, layers=...)."
         )
-    n, k = study.data.n, study.num_classes
-    labels = study.store.probe.labels.astype(np.int64)
+    n, k = state.data.n, state.num_classes
+    labels = state.store.probe.labels.astype(np.int64)
     targets = _targets(target, targeted, n, k)
-    lo, hi = _bounds(study, bounds)
+    lo, hi = _bounds(state, bounds)
     step = (
         eps
         if method == "fgsm"
         else (2.5 * float(eps) / steps if step_size is None else float(step_size))
     )
-    per_image = int(np.prod(next(study.data.batches(1)).images.shape[1:]))
+    per_image = int(np.prod(next(state.data.batches(1)).images.shape[1:]))
     attacks._check_eps(eps, norm, hi - lo, per_image)  # early, before any work
-    name = study.model_name
-    captured = [k.epoch for k in study.store.find(SampleRecord, model=name, condition="clean", layer=SAMPLE)]
+    name = state.model_name
+    captured = [k.epoch for k in state.store.find(SampleRecord, model=name, condition="clean", layer=SAMPLE)]
     if epoch is None:
         epoch = captured[-1] if captured else 0
     elif isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
@@ -134,24 +135,24 @@ def run_attack(
             "attack the latest captured epoch."
         )
     clean_key = Key(name, "clean", int(epoch), SAMPLE)
-    if not study.store.has(clean_key, SampleRecord):  # a fresh study: capture epoch 0 first
-        study.capture(epoch=int(epoch), condition="clean", progress=progress)
-    layers = list(study.layers[-1:] if record_layers is None else record_layers)
+    if not state.store.has(clean_key, SampleRecord):  # a fresh study: capture epoch 0 first
+        run_capture(state, epoch=int(epoch), condition="clean", progress=progress)
+    layers = list(state.layers[-1:] if record_layers is None else record_layers)
     for layer in layers:
-        if layer not in study.region_plans:
+        if layer not in state.region_plans:
             raise InputError(
-                f"record_layers: {layer!r} is not one of this study's layers {study.layers}."
+                f"record_layers: {layer!r} is not one of this study's layers {state.layers}."
             )
     its = sorted(set(range(0, steps + 1, record_every)) | {steps})
-    proj = {layer: _projector(study, clean_key.replace(layer=layer)) for layer in layers}
-    _check_trace_budget(study, layers, proj, len(its))
-    trace = _Trace(study, layers, proj, its, n, k)
+    proj = {layer: _projector(state, clean_key.replace(layer=layer)) for layer in layers}
+    _check_trace_budget(state, layers, proj, len(its))
+    trace = _Trace(state, layers, proj, its, n, k)
     stats = {"linf": np.zeros(n, np.float32), "l2": np.zeros(n, np.float32)}
     bar = _bar(progress, n * steps, f"{method} {norm} ε={float(eps):.4g}")
-    state = {"start": 0}
+    cursor = {"start": 0}
 
     def attack_batch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        s = state["start"]
+        s = cursor["start"]
         e = s + x.shape[0]
         tb = None if targets is None else torch.as_tensor(targets[s:e], device=x.device)
 
@@ -162,27 +163,28 @@ def run_attack(
                 bar.update(x.shape[0])
 
         x_adv = attacks.pgd(
-            study.model, x, y, eps=eps, step_size=step, steps=steps, norm=norm,
+            state.model, x, y, eps=eps, step_size=step, steps=steps, norm=norm,
             random_start=random_start and method == "pgd", targeted=targeted, target=tb,
-            bounds=(lo, hi), record=record, seed=study.seed + s,
+            bounds=(lo, hi), record=record, seed=state.seed + s,
         )  # fmt: skip
         d = (x_adv - x).flatten(1)
         stats["linf"][s:e] = d.abs().amax(1).cpu().numpy()
         stats["l2"][s:e] = d.norm(dim=1).cpu().numpy()
-        state["start"] = e
+        cursor["start"] = e
         return x_adv
 
-    for stale in study.store.find(model=name, condition="adversarial", epoch=int(epoch)):
-        study.store.drop(stale)  # a new attack replaces the last one (records, embeddings, traces)
+    for stale in state.store.find(model=name, condition="adversarial", epoch=int(epoch)):
+        state.store.drop(stale)  # a new attack replaces the last one (records, embeddings, traces)
     try:
-        cap = study.capture(
+        cap = run_capture(
+            state,
             epoch=int(epoch), condition="adversarial", images=attack_batch, progress=False
         )
     finally:
         bar.close()
     adv_key = Key(name, "adversarial", int(epoch), SAMPLE)
-    clean_pred = study.store.get(clean_key, SampleRecord).logits.argmax(1)
-    adv_pred = study.store.get(adv_key, SampleRecord).logits.argmax(1)
+    clean_pred = state.store.get(clean_key, SampleRecord).logits.argmax(1)
+    adv_pred = state.store.get(adv_key, SampleRecord).logits.argmax(1)
     curve_pred = trace.logits.argmax(2)  # T×N
     if targeted:
         ok = adv_pred == targets
@@ -208,7 +210,7 @@ def run_attack(
         "success_rate": rate, "clean_accuracy": summary.clean_accuracy,
         "adversarial_accuracy": summary.adversarial_accuracy, "traced_layers": layers,
     }  # fmt: skip
-    study.store.put(
+    state.store.put(
         adv_key,
         ArrayRecord(
             name="attack",
@@ -228,7 +230,7 @@ def run_attack(
     )
     for layer in layers:
         field_name = summary.trace[layer]
-        study.store.put(
+        state.store.put(
             adv_key.replace(layer=layer),
             ArrayRecord(
                 name="attack_trace",
@@ -245,7 +247,7 @@ def run_attack(
         project_condition,  # read with the clean Λ, M, μ when fitted
     )
 
-    summary.keys += project_condition(study, "adversarial", int(epoch), name)
+    summary.keys += project_condition(state, "adversarial", int(epoch), name)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -254,16 +256,16 @@ class _Trace:
     """Per-iteration logits (T×N×K) and regional rows (T×M×·) of the traced layers."""
 
     def __init__(
-        self, study: Study, layers: list[str], proj: dict, its: list[int], n: int, k: int
+        self, state: StudyState, layers: list[str], proj: dict, its: list[int], n: int, k: int
     ) -> None:
-        self.study = study
+        self.state = state
         self.layers = layers
         self.proj = proj
         self.index = {t: i for i, t in enumerate(its)}
         self.logits = np.zeros((len(its), n, k), np.float32)
         self.regions: dict[str, np.ndarray] = {}
         for layer in layers:
-            plan = study.region_plans[layer]
+            plan = state.region_plans[layer]
             shape = (3,) if proj[layer] is not None else (plan.geometry.channels,)
             dtype = np.float32 if proj[layer] is not None else np.float16
             self.regions[layer] = np.zeros((len(its), plan.size, *shape), dtype)
@@ -272,13 +274,13 @@ class _Trace:
     def put(self, t: int, s: int, xt: torch.Tensor) -> None:
         i = self.index[t]
         e = s + xt.shape[0]
-        net = self.study.model
+        net = self.state.model
         with LayerRecorder(net, self.layers) as rec:
             logits = net(xt)
             outputs = dict(rec.outputs)  # the recorder forgets them on exit
         self.logits[i, s:e] = logits.float().cpu().numpy()
         for layer in self.layers:
-            plan = self.study.region_plans[layer]
+            plan = self.state.region_plans[layer]
             r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
             out = outputs.get(layer)
             if out is None or r1 == r0:
@@ -290,20 +292,20 @@ class _Trace:
             self.regions[layer][i, r0:r1] = rows.astype(np.float16) if p is None else p(rows)
 
 
-def _projector(study: Study, clean_key: Key) -> Any:
+def _projector(state: StudyState, clean_key: Key) -> Any:
     """Return f -> h with the clean Λ of ``clean_key``'s layer, or None before any embedding."""
-    if not study.store.has(clean_key, RegionEmbedding):
+    if not state.store.has(clean_key, RegionEmbedding):
         return None
     from patternviz_widget.pipeline.compare import region_transform
 
-    emb = study.store.get(clean_key, RegionEmbedding)
+    emb = state.store.get(clean_key, RegionEmbedding)
     return lambda f: region_transform(f, emb)
 
 
-def _check_trace_budget(study: Study, layers: list[str], proj: dict, t: int) -> None:
+def _check_trace_budget(state: StudyState, layers: list[str], proj: dict, t: int) -> None:
     total = 0
     for layer in layers:
-        plan = study.region_plans[layer]
+        plan = state.region_plans[layer]
         total += t * plan.size * (12 if proj[layer] is not None else 2 * plan.geometry.channels)
     if total > TRACE_BUDGET_BYTES:
         raise InputError(
@@ -334,11 +336,11 @@ def _targets(target: Any, targeted: bool, n: int, k: int) -> np.ndarray | None:
     return t.astype(np.int64)
 
 
-def _bounds(study: Study, bounds: Any) -> tuple[float, float]:
+def _bounds(state: StudyState, bounds: Any) -> tuple[float, float]:
     if bounds is not None:
         return attacks._check_bounds(bounds)
     lo, hi = np.inf, -np.inf
-    for batch in study.data.batches(study.batch_size):
+    for batch in state.data.batches(state.batch_size):
         lo, hi = min(lo, float(batch.images.min())), max(hi, float(batch.images.max()))
     if lo >= -1e-6 and hi <= 1 + 1e-6:
         return 0.0, 1.0

@@ -15,6 +15,7 @@ import numpy as np
 from patternviz_widget._validate import check_probability
 from patternviz_widget.engine.attack import analysis as aa
 from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.pipeline.embed import study_knowledge_points
 from patternviz_widget.results.keys import SAMPLE, Key
 from patternviz_widget.results.records import (
     ArrayRecord,
@@ -25,7 +26,7 @@ from patternviz_widget.results.records import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
+    from patternviz_widget.pipeline.state import StudyState
 
 ADV = "adversarial"
 
@@ -67,12 +68,12 @@ class AttackReport:
 
 
 def attack_report(
-    study: Study, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
+    state: StudyState, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
 ) -> AttackReport:
     """Return an :class:`AttackReport` (see :meth:`patternviz_widget.Study.attack_report`)."""
     threshold = check_probability(threshold, "threshold (τ)")
-    store = study.store
-    model = store.meta.get("model_name", getattr(study, "model_name", "main"))
+    store = state.store
+    model = store.meta.get("model_name", getattr(state, "model_name", "main"))
     epochs = store.epochs(model=model, condition=ADV)
     if not epochs:
         raise NotFittedError(
@@ -84,7 +85,7 @@ def attack_report(
         raise NotFittedError(
             f"No attack record at epoch {epoch} (have {epochs}). Run study.attack()."
         )
-    project_condition(study, ADV, epoch, model)
+    project_condition(state, ADV, epoch, model)
     info = store.get(info_key, ArrayRecord)
     layers = [
         n
@@ -109,7 +110,7 @@ def attack_report(
         pairs[name] = (e_c.h, e_a.h, float(e_c.mean_strength))
         rows[name] = np.flatnonzero(attacked[image])
     deltas = aa.layer_shift(pairs, rows)
-    kps = {c: study.knowledge_points(layer, epoch=epoch, condition=c, model=model, threshold=threshold)
+    kps = {c: study_knowledge_points(state, layer, epoch=epoch, condition=c, model=model, threshold=threshold)
            for c in ("clean", ADV)}  # fmt: skip
     image = store.get(Key(model, "clean", epoch, layer), RegionRecord).image.astype(np.int64)
     kp = aa.kp_shift(
@@ -134,13 +135,13 @@ def attack_report(
     return AttackReport(layer, epoch, dict(info.meta), deltas, kp, traj)
 
 
-def project_condition(study: Study, condition: str, epoch: int, model: str) -> list[Key]:
+def project_condition(state: StudyState, condition: str, epoch: int, model: str) -> list[Key]:
     """Project ``condition``'s records (and attack traces) with the clean embedding of the same
     model and epoch where no embedding is stored yet; return the keys written."""
     from patternviz_widget.engine.method.embed import project_samples
     from patternviz_widget.engine.method.region_embed import project_regions
 
-    store = study.store
+    store = state.store
     done: list[Key] = []
     s_clean, s_key = Key(model, "clean", epoch, SAMPLE), Key(model, condition, epoch, SAMPLE)
     if (

@@ -37,7 +37,7 @@ from patternviz_widget.results.keys import SAMPLE, Key
 from patternviz_widget.results.records import RegionRecord, SampleRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
+    from patternviz_widget.pipeline.state import StudyState
 
 
 @dataclass
@@ -52,8 +52,35 @@ class CaptureSummary:
     seconds: float = 0.0
 
 
+def run_capture(
+    state: StudyState,
+    epoch: int = 0,
+    condition: str = "clean",
+    model: nn.Module | str | None = None,
+    images: Any = None,
+    progress: bool = True,
+    model_name: str | None = None,
+    layers: list[str] | None = None,
+    process_group: Any = None,
+) -> CaptureSummary:
+    """Capture on this process, or sharded over a ``torch.distributed`` group when one is active.
+
+    The entry point of :meth:`patternviz_widget.Study.capture`: ``process_group`` None uses the
+    initialised default group (every rank must call it), False captures on this process alone.
+    Other arguments as in :func:`capture`.
+    """
+    from patternviz_widget.pipeline import distributed as dist
+
+    group = dist.resolve_group(process_group)
+    if group is not None:
+        return dist.capture_distributed(state, group, epoch, condition, model, images, progress, model_name, layers)
+    model, layers = dist.plain_args(state, model, layers)
+    with dist.eager_compiled(model if model is not None and not isinstance(model, str) else state.model):
+        return capture(state, epoch, condition, model, images, progress, model_name, layers)
+
+
 def capture(
-    study: Study,
+    state: StudyState,
     epoch: int = 0,
     condition: str = "clean",
     model: nn.Module | str | None = None,
@@ -83,52 +110,52 @@ def capture(
     t0 = time.perf_counter()
     if isinstance(model, str):
         model_name, model = model, None
-    net = study.model if model is None else model
+    net = state.model if model is None else model
     if not isinstance(net, nn.Module):
         raise InputError(
             "This study has no model (it was loaded from a file). Pass model=<nn.Module> to capture."
             if net is None
             else f"model must be an nn.Module or a model name, got {type(net).__name__}."
         )
-    name = model_name or study.model_name
+    name = model_name or state.model_name
     if not isinstance(name, str) or not name or "|" in name:
         raise InputError(f"model_name must be a non-empty string without '|', got {name!r}.")
     if not isinstance(condition, str) or not condition or "|" in condition:
         raise InputError(f"condition must be a non-empty string without '|', got {condition!r}.")
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
         raise InputError(f"epoch must be an integer, got {epoch!r}.")
-    layers = list(study.layers if layers is None else layers)
+    layers = list(state.layers if layers is None else layers)
     for layer in layers:
-        if layer not in study.region_plans:
-            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(study.region_plans)}.")
+        if layer not in state.region_plans:
+            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}.")
     resolve(net, layers)
-    head = study.sample_layer
-    if net is not study.model and head not in dict(net.named_modules()):
-        head = find_head(net, study.num_classes)
-    n = study.data.n
+    head = state.sample_layer
+    if net is not state.model and head not in dict(net.named_modules()):
+        head = find_head(net, state.num_classes)
+    n = state.data.n
     if images is not None and not callable(images):
         if not hasattr(images, "shape") or images.shape[0] != n:
             got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
             raise InputError(f"images must hold the study's {n} images in the same order; got {got}.")
 
     base = Key(name, condition, int(epoch), SAMPLE)
-    plans = {layer: study.region_plans[layer] for layer in layers}
-    buf = _Buffers(plans, n, study.num_classes, study.storage_dtype)
+    plans = {layer: state.region_plans[layer] for layer in layers}
+    buf = _Buffers(plans, n, state.num_classes, state.storage_dtype)
     done = 0
     try:
-        with on_device(net, study.device), LayerRecorder(net, layers, head) as rec:
-            done = _run(study, net, rec, plans, buf, images, progress, base)
+        with on_device(net, state.device), LayerRecorder(net, layers, head) as rec:
+            done = _run(state, net, rec, plans, buf, images, progress, base)
     except KeyboardInterrupt:
         done = buf.done
         if done:
-            _store(study, base, plans, buf, head, done)
+            _store(state, base, plans, buf, head, done)
         print(
             f"patternviz: capture of {base.model}|{base.condition}|epoch {base.epoch} interrupted after "
             f"{done} of {n} images; kept the records of those images.",
             file=sys.stderr,
         )
         raise
-    keys = _store(study, base, plans, buf, head, done)
+    keys = _store(state, base, plans, buf, head, done)
     return CaptureSummary(
         keys=keys,
         regions={layer: int(p.offsets[done]) for layer, p in plans.items()},
@@ -164,7 +191,7 @@ class _Buffers:
 
 
 def _run(
-    study: Study,
+    state: StudyState,
     net: nn.Module,
     rec: LayerRecorder,
     plans: dict[str, RegionPlan],
@@ -175,8 +202,8 @@ def _run(
 ) -> int:
     from tqdm.auto import tqdm
 
-    device = study.device
-    n = study.data.n
+    device = state.device
+    n = state.data.n
     bar = tqdm(total=n, disable=not progress, unit="img", desc=f"capture {base.model}|{base.condition}|{base.epoch}")
     idx = {layer: (torch.from_numpy(p.image.astype(np.int64)), torch.from_numpy(p.cell)) for layer, p in plans.items()}
     span = [0, 0, 0]  # start, end, batch number of the batch being captured
@@ -196,7 +223,7 @@ def _run(
 
     rec.on_output = keep_rows
     try:
-        for bi, batch in enumerate(study.data.batches(study.batch_size)):
+        for bi, batch in enumerate(state.data.batches(state.batch_size)):
             s, e = batch.start, batch.start + batch.images.shape[0]
             span[:] = [s, e, bi]
             x = _inputs(batch, images, rec, device)
@@ -204,9 +231,9 @@ def _run(
                 rec.clear()
                 out = net(x)
                 logits = out if isinstance(out, torch.Tensor) else None
-                if logits is None or logits.shape != (e - s, study.num_classes):
+                if logits is None or logits.shape != (e - s, state.num_classes):
                     got = tuple(logits.shape) if logits is not None else type(out).__name__
-                    raise CaptureError(f"The model returned {got} for batch {bi}; expected ({e - s}, {study.num_classes}).")
+                    raise CaptureError(f"The model returned {got} for batch {bi}; expected ({e - s}, {state.num_classes}).")
                 if rec.sample is None:
                     raise CaptureError(f"Sample layer {rec.sample_layer!r} was not called in batch {bi}.")
                 missing = [layer for layer in plans if layer not in rec.outputs]
@@ -267,8 +294,8 @@ def _inputs(batch: Any, images: Any, rec: LayerRecorder, device: torch.device) -
     return to_image_tensor(images[s:e], batched=True).to(device, non_blocking=True)
 
 
-def _store(study: Study, base: Key, plans: dict[str, RegionPlan], buf: _Buffers, head: str, done: int) -> list[Key]:
-    store = study.store
+def _store(state: StudyState, base: Key, plans: dict[str, RegionPlan], buf: _Buffers, head: str, done: int) -> list[Key]:
+    store = state.store
     keys = [base] + [base.replace(layer=layer) for layer in plans]
     partial = store.meta.setdefault("partial", {})
     for k in keys:

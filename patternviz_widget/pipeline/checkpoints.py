@@ -12,8 +12,8 @@ import torch
 from patternviz_widget.errors import InputError, StudyFileError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from patternviz_widget.pipeline.state import StudyState
     from patternviz_widget.pipeline.tracking import Snapshot, Tracker
-    from patternviz_widget.study import Study
 
 __all__ = ["capture_checkpoints", "load_state_dict"]
 
@@ -120,7 +120,7 @@ def _listing(items: list[str], n: int = 6) -> str:
 
 
 def capture_checkpoints(
-    study: Study,
+    state: StudyState,
     sources: Sequence[str | Path | Mapping[str, Any]],
     epochs: Sequence[int] | None = None,
     tracker: Tracker | None = None,
@@ -163,26 +163,26 @@ def capture_checkpoints(
             "epochs must be increasing integers >= 0 (the order the embedding is aligned in); "
             f"got {epochs}."
         )
-    model = study.model
+    model = state.model
     if model is None:
         raise InputError(
             "This study has no model (it was loaded from a file); use pv.Study(model, data, ...)."
         )
-    tracker = tracker if tracker is not None else Tracker(study)
-    device = getattr(study, "device", None) or "cpu"
+    tracker = tracker if tracker is not None else Tracker(state)
+    device = getattr(state, "device", None) or "cpu"
     # read and check every checkpoint before touching the model: a bad file fails fast
     states = []
     for i, src in enumerate(sources):
         name = repr(str(src)) if isinstance(src, (str, Path)) else f"#{i}"
-        state = _strip_wrapper_prefixes(model, load_state_dict(src, device=device))
-        _check_keys(model, state, name)
-        states.append(state)
+        weights = _strip_wrapper_prefixes(model, load_state_dict(src, device=device))
+        _check_keys(model, weights, name)
+        states.append(weights)
     original = copy.deepcopy(model.state_dict())
     was_training = model.training
     snaps = []
     try:
-        for state, epoch in zip(states, epochs):
-            model.load_state_dict(state)
+        for weights, epoch in zip(states, epochs):
+            model.load_state_dict(weights)
             snaps.append(tracker.snapshot(epoch))
     finally:
         model.load_state_dict(original)

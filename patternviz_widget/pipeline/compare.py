@@ -11,12 +11,13 @@ keep the same (image, cell) rows (same probe data, seed, region budget and grid)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from patternviz_widget._validate import check_choice, did_you_mean
 from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.pipeline.state import StudyState
 from patternviz_widget.results.keys import SAMPLE
 from patternviz_widget.results.records import (
     RegionEmbedding,
@@ -25,9 +26,6 @@ from patternviz_widget.results.records import (
     SampleRecord,
 )
 from patternviz_widget.results.store import ResultStore
-
-if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
 
 TEACHER, STUDENT = "teacher", "student"
 
@@ -96,10 +94,10 @@ def check_same_probe(a: ResultStore, b: ResultStore) -> None:
 
 
 def compare(
-    teacher: Study, student: Study | dict[str, Study], pairs: Any = None, by: str = "name",
+    teacher: StudyState, student: StudyState | dict[str, StudyState], pairs: Any = None, by: str = "name",
     project: bool = True,
-) -> Study:  # fmt: skip
-    """Return a new Study holding the teacher as model "teacher" and the student(s) beside it.
+) -> StudyState:  # fmt: skip
+    """Return the state of a new study holding the teacher as model "teacher" and the student(s) beside it.
 
     Args:
         teacher: the study of the teacher.
@@ -114,8 +112,6 @@ def compare(
         InputError: different probe sets, no common layers, region rows that do not pair, or
             channel counts that differ from the teacher's Λ.
     """
-    from patternviz_widget.study import Study
-
     students = dict(student) if isinstance(student, dict) else {STUDENT: student}
     for name in students:
         if not isinstance(name, str) or not name or "|" in name or name == TEACHER:
@@ -153,21 +149,19 @@ def compare(
         "sources": sources,
         "projected_with_teacher": projected,
     }
-    out = Study.__new__(Study)
-    out.store = store
-    out._init_detached()
+    out = StudyState.from_store(store)
     out.models = {TEACHER: teacher.model, **{n: st.model for n, st in students.items()}}
     out.pairing = all_pairs
     return out
 
 
-def _check_study(study: Any, role: str) -> None:
+def _check_study(state: Any, role: str) -> None:
     """Raise InputError unless ``study`` is a Study whose own model has a clean capture."""
-    store = getattr(study, "store", None)
+    store = getattr(state, "store", None)
     if not isinstance(store, ResultStore):
         raise InputError(
             f"The {role} must be a pv.Study (made with pv.Study(model, data, layers=...) or "
-            f"pv.Study.load(path)), got {type(study).__name__}."
+            f"pv.Study.load(path)), got {type(state).__name__}."
         )
     model = store.meta.get("model_name", "main")
     if not store.find(SampleRecord, model=model, layer=SAMPLE):

@@ -22,10 +22,11 @@ import numpy as np
 from patternviz_widget._validate import check_probability
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.compare import TEACHER
+from patternviz_widget.pipeline.embed import study_knowledge_points
 from patternviz_widget.results.records import RegionEmbedding
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
+    from patternviz_widget.pipeline.state import StudyState
 
 COS_RANGE = (0.0, 2.0)
 STRENGTH_RANGE = (-3.0, 2.0)
@@ -83,7 +84,7 @@ class DistillReport:
 
 
 def distill_report(
-    study: Study, epoch: int | None = None, threshold: float = 0.4, bins: int = 40
+    state: StudyState, epoch: int | None = None, threshold: float = 0.4, bins: int = 40
 ) -> DistillReport:
     """Return a :class:`DistillReport` of a study made by ``pv.Study.compare`` (see its docstring).
 
@@ -93,7 +94,7 @@ def distill_report(
         bins: histogram bins on each range.
     """
     threshold = check_probability(threshold, "threshold (τ)")
-    store = study.store
+    store = state.store
     models = list(store.meta.get("compare", {}).get("models", []))
     if TEACHER not in models or len(models) < 2:
         raise InputError(
@@ -121,11 +122,12 @@ def distill_report(
             e = _epoch(store, m, layer, epoch)
             if e is None:
                 continue
-            kp = study.knowledge_points(
+            kp = study_knowledge_points(
+                state,
                 layer, epoch=e, condition="clean", model=m, threshold=threshold
             )
             rep.kp_total[i, j], rep.kp_reliable[i, j] = kp.mean_total, kp.mean_reliable
-        _emergence(study, rep, m, layers, threshold)
+        _emergence(state, rep, m, layers, threshold)
     for m in models[1:]:
         _distances(store, rep, m, layers, epoch)
     return rep
@@ -143,19 +145,20 @@ def _epoch(store, model: str, layer: str, epoch: int | None) -> int | None:
 
 
 def _emergence(
-    study: Study, rep: DistillReport, model: str, layers: list[str], threshold: float
+    state: StudyState, rep: DistillReport, model: str, layers: list[str], threshold: float
 ) -> None:
     epochs = sorted(
-        {k.epoch for k in study.store.find(RegionEmbedding, model=model, condition="clean")}
+        {k.epoch for k in state.store.find(RegionEmbedding, model=model, condition="clean")}
     )
     tot = np.full((len(epochs), len(layers)), np.nan, np.float32)
     rel = np.full_like(tot, np.nan)
     for a, e in enumerate(epochs):
         for j, layer in enumerate(layers):
-            if study.store.find(
+            if state.store.find(
                 RegionEmbedding, model=model, condition="clean", epoch=e, layer=layer
             ):
-                kp = study.knowledge_points(
+                kp = study_knowledge_points(
+                state,
                     layer, epoch=e, condition="clean", model=model, threshold=threshold
                 )
                 tot[a, j], rel[a, j] = kp.mean_total, kp.mean_reliable

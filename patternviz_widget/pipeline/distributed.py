@@ -39,6 +39,7 @@ Python hooks at all and are refused with the fix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import zlib
 from collections.abc import Iterator
@@ -56,8 +57,8 @@ from patternviz_widget.errors import DistributedCaptureError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from patternviz_widget.pipeline.capture import CaptureSummary
+    from patternviz_widget.pipeline.state import StudyState
     from patternviz_widget.pipeline.tracking import Snapshot, Tracker
-    from patternviz_widget.study import Study
 
 __all__ = [
     "DistributedCaptureError",
@@ -127,11 +128,11 @@ def eager_compiled(model: Any = None) -> contextlib.AbstractContextManager:
     return stance("force_eager")
 
 
-def plain_args(study: Any, model: Any, layers: Any) -> tuple[Any, Any]:
+def plain_args(state: Any, model: Any, layers: Any) -> tuple[Any, Any]:
     """Return ``(model, layers)`` of a capture call with wrappers removed: the model unwrapped
     (:func:`unwrap_model`), layer names without ``module.`` / ``_orig_mod.`` prefixes."""
     model = unwrap_model(model) if isinstance(model, nn.Module) else model
-    net = model if isinstance(model, nn.Module) else getattr(study, "model", None)
+    net = model if isinstance(model, nn.Module) else getattr(state, "model", None)
     if isinstance(layers, (list, tuple)) and isinstance(net, nn.Module):
         layers = [strip_wrapper_prefix(x, net) for x in layers]
     return model, layers
@@ -187,10 +188,10 @@ def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
-def writes_files(study: Any) -> bool:
+def writes_files(state: StudyState) -> bool:
     """False on the ranks other than 0 of the study's last distributed capture (they hold only
     their shard's results; rank 0 writes the study file); True everywhere else."""
-    return getattr(study, "_distributed_rank", 0) == 0
+    return state.distributed_rank == 0
 
 
 def _collective(what: str, fn: Any, *args: Any, first: bool = False, **kwargs: Any) -> Any:
@@ -268,10 +269,10 @@ def shard_plan(plan: RegionPlan, start: int, end: int) -> RegionPlan:
     )
 
 
-def _rank_device(study: Study, net: nn.Module) -> torch.device:
+def _rank_device(state: StudyState, net: nn.Module) -> torch.device:
     """This rank's capture device: the study's, with the CUDA index of the rank's model (or of
     ``torch.cuda.current_device()``) when the study's says just "cuda"."""
-    dev = study.device
+    dev = state.device
     if dev.type == "cuda" and dev.index is None:
         md = model_device(net)
         if md is not None and md.type == "cuda":
@@ -280,12 +281,12 @@ def _rank_device(study: Study, net: nn.Module) -> torch.device:
     return dev
 
 
-def _fingerprint(study: Study, net: nn.Module, layers: list[str]) -> dict[str, Any]:
+def _fingerprint(state: StudyState, net: nn.Module, layers: list[str]) -> dict[str, Any]:
     """What every rank must agree on: probe set, region plan, weights."""
-    crc = zlib.crc32(np.ascontiguousarray(study.store.probe.labels).tobytes())
-    crc = zlib.crc32(f"{study.data.n}|{study.seed}".encode(), crc)
+    crc = zlib.crc32(np.ascontiguousarray(state.store.probe.labels).tobytes())
+    crc = zlib.crc32(f"{state.data.n}|{state.seed}".encode(), crc)
     for layer in layers:
-        p = study.region_plans[layer]
+        p = state.region_plans[layer]
         crc = zlib.crc32(np.ascontiguousarray(p.cell).tobytes(), zlib.crc32(layer.encode(), crc))
     total = sq = 0.0
     with torch.no_grad():
@@ -293,7 +294,7 @@ def _fingerprint(study: Study, net: nn.Module, layers: list[str]) -> dict[str, A
             d = p.detach().double()
             total += float(d.sum())
             sq += float((d * d).sum())
-    return {"data": crc, "weights": (total, sq), "n": study.data.n}
+    return {"data": crc, "weights": (total, sq), "n": state.data.n}
 
 
 def _check_fingerprints(prints: list[dict[str, Any]]) -> None:
@@ -338,7 +339,7 @@ def _rank0_buffers(net: nn.Module, group: Any) -> Iterator[None]:
 
 
 def capture_distributed(
-    study: Study,
+    state: StudyState,
     group: Any,
     epoch: int = 0,
     condition: str = "clean",
@@ -366,18 +367,18 @@ def capture_distributed(
     rank, world = group_rank(group)
     if isinstance(model, str):
         model_name, model = model, None
-    net = unwrap_model(study.model if model is None else model)
+    net = unwrap_model(state.model if model is None else model)
     if not isinstance(net, nn.Module):
         raise InputError(
             "This study has no model (it was loaded from a file). Pass model=<nn.Module> to capture."
             if net is None
             else f"model must be an nn.Module or a model name, got {type(net).__name__}."
         )
-    layers = [strip_wrapper_prefix(x, net) for x in (study.layers if layers is None else layers)]
+    layers = [strip_wrapper_prefix(x, net) for x in (state.layers if layers is None else layers)]
     for layer in layers:
-        if layer not in study.region_plans:
-            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(study.region_plans)}.")
-    n = study.data.n
+        if layer not in state.region_plans:
+            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}.")
+    n = state.data.n
     if images is not None and not callable(images):
         if not hasattr(images, "shape") or images.shape[0] != n:
             got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
@@ -389,7 +390,7 @@ def capture_distributed(
 
     prints = [None] * world
     _collective(
-        "comparing the ranks' studies", dist.all_gather_object, prints, _fingerprint(study, net, layers),
+        "comparing the ranks' studies", dist.all_gather_object, prints, _fingerprint(state, net, layers),
         group=group, first=True,
     )
     _check_fingerprints(prints)  # type: ignore[arg-type]
@@ -400,13 +401,14 @@ def capture_distributed(
     with _rank0_buffers(net, group):
         try:
             if end > start:
-                proxy = object.__new__(type(study))
-                proxy.__dict__.update(study.__dict__)
-                proxy.store = ResultStore()
-                proxy.model = unwrap_model(study.model) if model is None else study.model
-                proxy.device = _rank_device(study, net)
-                proxy.data = shard_data(study.data, start, end)
-                proxy.region_plans = {x: shard_plan(study.region_plans[x], start, end) for x in layers}
+                proxy = dataclasses.replace(
+                    state,
+                    store=ResultStore(),
+                    model=unwrap_model(state.model) if model is None else state.model,
+                    device=_rank_device(state, net),
+                    data=shard_data(state.data, start, end),
+                    region_plans={x: shard_plan(state.region_plans[x], start, end) for x in layers},
+                )
                 shard_images = images if images is None or callable(images) else images[start:end]
                 with eager_compiled(net):
                     summary = capture(
@@ -429,7 +431,7 @@ def capture_distributed(
             "this capture and the study file on disk keeps its last good state."
         ) from error
 
-    name = model_name or study.model_name
+    name = model_name or state.model_name
     from patternviz_widget.results.keys import SAMPLE, Key
 
     base = Key(name, condition, int(epoch), SAMPLE)
@@ -453,7 +455,7 @@ def capture_distributed(
                 source=got[0][2],
             )
         else:
-            plan = study.region_plans[key.layer]
+            plan = state.region_plans[key.layer]
             record = RegionRecord(
                 features=np.concatenate(got),
                 image=plan.image,
@@ -462,18 +464,18 @@ def capture_distributed(
                 grid_shape=plan.geometry.grid,
                 kind=plan.geometry.kind,
             )
-        study.store.put(key, record)
+        state.store.put(key, record)
     if rank == 0:
-        partial = study.store.meta.get("partial")
+        partial = state.store.meta.get("partial")
         if isinstance(partial, dict):
             for key in all_keys:
                 partial.pop(str(key), None)
             if not partial:
-                study.store.meta.pop("partial", None)
-    study._distributed_rank = rank
+                state.store.meta.pop("partial", None)
+    state.distributed_rank = rank
     return CaptureSummary(
         keys=all_keys,
-        regions={x: int(study.region_plans[x].size) for x in layers},
+        regions={x: int(state.region_plans[x].size) for x in layers},
         images=n,
         seconds=time.perf_counter() - t0,
     )

@@ -53,7 +53,7 @@ from patternviz_widget.results.records import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
+    from patternviz_widget.pipeline.state import StudyState
 
 _SAMPLE_ARGS = set(inspect.signature(fit_sample_embedding).parameters) - {"features", "probs", "labels", "callback", "init"}
 _REGION_ARGS = set(inspect.signature(fit_region_embedding).parameters) - {"features", "image", "sample_g", "probs", "callback", "init"}
@@ -86,7 +86,7 @@ def split_hyper(hyper: dict[str, Any]) -> tuple[dict, dict]:
     return sample, region
 
 
-def embed_study(study: Study, method: str = "paper", keys: list[Key] | None = None, progress: bool = True,
+def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None = None, progress: bool = True,
                 overwrite: bool = False, temperature: float = 4.0, warm_lr: float = 1e-4,
                 align: bool = True, fast: bool = False, region_warm_start: bool = False,
                 **hyper: Any) -> list[Key]:
@@ -94,14 +94,14 @@ def embed_study(study: Study, method: str = "paper", keys: list[Key] | None = No
 
     See :meth:`patternviz_widget.Study.embed` for the arguments."""
     check_choice(method, available_methods(), "embedding method")
-    store = study.store
+    store = state.store
     if store.probe is None:
         raise NotFittedError("The study has no probe data. Run study.capture() first.")
     hyper = {**(FAST if fast else {}), **hyper}
     sample_kw, region_kw = split_hyper(hyper)
     for kw in (sample_kw, region_kw):
-        kw.setdefault("seed", int(getattr(study, "seed", 2020)))
-        kw.setdefault("device", getattr(study, "device", None) or "cpu")
+        kw.setdefault("seed", int(getattr(state, "seed", 2020)))
+        kw.setdefault("device", getattr(state, "device", None) or "cpu")
     captured = set(store.find(SampleRecord)) | set(store.find(RegionRecord))
     wanted = captured if keys is None else {k for k in keys}
     missing = [k for k in wanted if k not in captured]
@@ -124,16 +124,16 @@ def embed_study(study: Study, method: str = "paper", keys: list[Key] | None = No
             bar.set_postfix_str(str(key), refresh=False)
             sample_key = key.replace(layer=SAMPLE)
             if key.condition != "clean" and method in ("paper", "pca"):
-                _project(study, key, method)
+                _project(state, key, method)
             elif key.layer == SAMPLE:
-                _fit_sample(study, key, method, sample_kw, temperature, warm_lr, align)
+                _fit_sample(state, key, method, sample_kw, temperature, warm_lr, align)
             else:
                 if not store.has(sample_key, SampleEmbedding) or store.get(sample_key, SampleEmbedding).method != method:
                     if sample_key not in captured:
                         raise NotFittedError(f"{key} needs the sample features of {sample_key}; capture them first.")
-                    _fit_sample(study, sample_key, method, sample_kw, temperature, warm_lr, align)
+                    _fit_sample(state, sample_key, method, sample_kw, temperature, warm_lr, align)
                     written.append(sample_key)
-                _fit_region(study, key, method, region_kw, temperature, bar, region_warm_start)
+                _fit_region(state, key, method, region_kw, temperature, bar, region_warm_start)
             written.append(key)
             bar.update(1)
     finally:
@@ -156,28 +156,28 @@ def _bar(total: int, progress: bool) -> Any:
     return _Null()
 
 
-def _probs(study: Study, key: Key, temperature: float) -> np.ndarray:
-    rec = study.store.get(key.replace(layer=SAMPLE), SampleRecord)
+def _probs(state: StudyState, key: Key, temperature: float) -> np.ndarray:
+    rec = state.store.get(key.replace(layer=SAMPLE), SampleRecord)
     return as_target_probs(rec.logits, temperature, "logits")
 
 
-def _previous(study: Study, key: Key, kind: type, method: str, n: int) -> list[Any]:
+def _previous(state: StudyState, key: Key, kind: type, method: str, n: int) -> list[Any]:
     """The ≤ n most recent embeddings of ``kind`` before ``key.epoch`` (same model/condition/layer)."""
-    store = study.store
+    store = state.store
     earlier = [k for k in store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
     recs = [store.get(k, kind) for k in sorted(earlier, key=lambda k: k.epoch)]
     return [r for r in recs if r.method == method][-n:]
 
 
-def _fit_sample(study: Study, key: Key, method: str, kw: dict, temperature: float, warm_lr: float, align: bool) -> None:
-    store = study.store
+def _fit_sample(state: StudyState, key: Key, method: str, kw: dict, temperature: float, warm_lr: float, align: bool) -> None:
+    store = state.store
     rec = store.get(key, SampleRecord)
     p = as_target_probs(rec.logits, temperature, "logits")
     labels = store.probe.labels
     if method != "paper":
         emb = baseline_samples(rec.features, p, method, labels=labels, seed=kw.get("seed", 2020))
     else:
-        prev = _previous(study, key, SampleEmbedding, method, 3)
+        prev = _previous(state, key, SampleEmbedding, method, 3)
         kw = dict(kw)
         prev = [r for r in prev if r.M.shape[1] == np.asarray(rec.features).shape[1]]
         init = _warm_init([r.M for r in prev])
@@ -188,7 +188,7 @@ def _fit_sample(study: Study, key: Key, method: str, kw: dict, temperature: floa
             r = procrustes_rotation(emb.g, prev[-1].g, drop_outliers=0.1)
             rot = apply_rotation(r, g=emb.g, mu=emb.mu, M=emb.M)
             emb.g, emb.mu, emb.M = rot["g"], rot["mu"], rot["M"]
-            emb.params["aligned_to_epoch"] = int(_prev_epoch(study, key, SampleEmbedding))
+            emb.params["aligned_to_epoch"] = int(_prev_epoch(state, key, SampleEmbedding))
     emb.params["temperature"] = float(temperature)
     store.put(key, emb)
 
@@ -203,22 +203,22 @@ def _warm_init(mats: list[np.ndarray]) -> np.ndarray | None:
     return buf.mean()
 
 
-def _prev_epoch(study: Study, key: Key, kind: type) -> int:
-    earlier = [k.epoch for k in study.store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
+def _prev_epoch(state: StudyState, key: Key, kind: type) -> int:
+    earlier = [k.epoch for k in state.store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
     return max(earlier) if earlier else -1
 
 
-def _fit_region(study: Study, key: Key, method: str, kw: dict, temperature: float, bar: Any,
+def _fit_region(state: StudyState, key: Key, method: str, kw: dict, temperature: float, bar: Any,
                 warm_start: bool = False) -> None:
-    store = study.store
+    store = state.store
     rec = store.get(key, RegionRecord)
-    p = _probs(study, key, temperature)
+    p = _probs(state, key, temperature)
     feats = np.asarray(rec.features, dtype=np.float32)
     if method != "paper":
         emb = baseline_regions(feats, rec.image, p, method, seed=kw.get("seed", 2020))
     else:
         g = store.get(key.replace(layer=SAMPLE), SampleEmbedding).g
-        prev = _previous(study, key, RegionEmbedding, method, 3) if warm_start else []
+        prev = _previous(state, key, RegionEmbedding, method, 3) if warm_start else []
         init = _warm_init([r.Lambda for r in prev if r.Lambda.shape[1] == feats.shape[1]])
 
         def cb(stage: str, done: int, total: int) -> None:
@@ -229,9 +229,9 @@ def _fit_region(study: Study, key: Key, method: str, kw: dict, temperature: floa
     store.put(key, emb)
 
 
-def _project(study: Study, key: Key, method: str) -> None:
+def _project(state: StudyState, key: Key, method: str) -> None:
     """Store the clean key's embedding applied to ``key``'s features (as in the paper's attack experiment)."""
-    store = study.store
+    store = state.store
     clean = key.replace(condition="clean")
     kind = SampleEmbedding if key.layer == SAMPLE else RegionEmbedding
     if not store.has(clean, kind) or store.get(clean, kind).method != method:
@@ -256,15 +256,15 @@ def _project(study: Study, key: Key, method: str) -> None:
 
 
 # ---- readers --------------------------------------------------------------------------------
-def resolve_key(study: Study, layer: str, epoch: int | None, condition: str, model: str | None, kind: type) -> Key:
+def resolve_key(state: StudyState, layer: str, epoch: int | None, condition: str, model: str | None, kind: type) -> Key:
     """Return the Key of an existing ``kind`` record, filling model/epoch defaults (latest epoch)."""
-    store = study.store
+    store = state.store
     models = store.models()
-    model = model if model is not None else (getattr(study, "model_name", None) if getattr(study, "model_name", None) in models else (models[0] if models else "main"))
+    model = model if model is not None else (getattr(state, "model_name", None) if getattr(state, "model_name", None) in models else (models[0] if models else "main"))
     check_choice(model, models or [model], "model")
     have = store.find(kind, model=model, condition=condition)
     layers = sorted({k.layer for k in have})
-    known = list(dict.fromkeys([*store.layers(), *(getattr(study, "layers", None) or [])]))
+    known = list(dict.fromkeys([*store.layers(), *(getattr(state, "layers", None) or [])]))
     if layer != SAMPLE and layer not in known:
         raise InputError(f"Unknown layer {layer!r}: this study's layers are {known}. {did_you_mean(str(layer), known, 'layer')}")
     if layer not in layers:
@@ -279,15 +279,15 @@ def resolve_key(study: Study, layer: str, epoch: int | None, condition: str, mod
     return Key(model, condition, int(epoch), layer)
 
 
-def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, condition: str = "clean",
+def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = None, condition: str = "clean",
                            model: str | None = None, threshold: float = 0.4,
                            kappa_slope: float | str = 1.0) -> KnowledgePoints:
     """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`).
 
     The κ slope "sample" is read from the CLEAN sample embedding of the same model and epoch, so
     other conditions (adversarial) are counted on the clean scale, as their h are projected."""
-    key = resolve_key(study, layer, epoch, condition, model, RegionEmbedding)
-    store = study.store
+    key = resolve_key(state, layer, epoch, condition, model, RegionEmbedding)
+    store = state.store
     emb = store.get(key, RegionEmbedding)
     sk = key.replace(layer=SAMPLE)
     if not store.has(sk, SampleEmbedding):
@@ -302,11 +302,11 @@ def study_knowledge_points(study: Study, layer: str, epoch: int | None = None, c
     return out
 
 
-def study_sample_metrics(study: Study, epoch: int | None = None, condition: str = "clean", model: str | None = None,
+def study_sample_metrics(state: StudyState, epoch: int | None = None, condition: str = "clean", model: str | None = None,
                          methods: tuple[str, ...] = ("paper", "pca", "tsne"), temperature: float | None = None) -> dict[str, dict]:
     """Return {method: sample_report dict} (see :meth:`patternviz_widget.Study.sample_metrics`)."""
-    key = resolve_key(study, SAMPLE, epoch, condition, model, SampleRecord)
-    store = study.store
+    key = resolve_key(state, SAMPLE, epoch, condition, model, SampleRecord)
+    store = state.store
     rec = store.get(key, SampleRecord)
     t = float(temperature if temperature is not None else store.meta.get("temperature", 4.0))
     p = as_target_probs(rec.logits, t, "logits")
@@ -322,7 +322,7 @@ def study_sample_metrics(study: Study, epoch: int | None = None, condition: str 
             q = _paper_posterior(emb)
             out[m] = sample_report(emb.g, p, q, labels=labels, mu=emb.mu)
         else:
-            b = baseline_samples(rec.features, p, m, labels=labels, seed=int(getattr(study, "seed", 2020)))
+            b = baseline_samples(rec.features, p, m, labels=labels, seed=int(getattr(state, "seed", 2020)))
             out[m] = b.params["metrics"]
     return out
 

@@ -9,7 +9,7 @@ layer's output shape before any long work starts.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,10 +39,8 @@ from patternviz_widget.pipeline.distributed import (
     strip_wrapper_prefix,
     unwrap_model,
 )
+from patternviz_widget.pipeline.state import StudyConfig, StudyState
 from patternviz_widget.results.records import ProbeRecord
-
-if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
 
 #: Thumbnails are at most this many pixels on their longer side.
 THUMB_MAX = 64
@@ -50,12 +48,11 @@ THUMB_MAX = 64
 LARGE_REGIONS = 200_000
 
 
-def init_study(study: Study, **kw: Any) -> None:
-    """Validate the arguments of :class:`~patternviz_widget.Study` and set up ``study``.
+def build_state(**kw: Any) -> StudyState:
+    """Validate the arguments of :class:`~patternviz_widget.Study` and return the study's state.
 
-    Sets ``model, data (a ProbeData), layers, num_classes, class_names, device, batch_size,
-    regions_per_image, max_regions, sample_layer, grid, storage_dtype, seed, model_name,
-    max_images, input_size, region_plans`` and fills ``study.store.probe`` and ``study.store.meta``.
+    The state holds the unwrapped model, the probe data (a ProbeData), the device, each layer's
+    region plan, the typed configuration, and a store with the probe record and the manifest filled.
     Raises InputError / LayerNotFoundError with a message naming the fix.
     """
     model = kw["model"]
@@ -114,52 +111,38 @@ def init_study(study: Study, **kw: Any) -> None:
     if max_regions is None:
         _warn_large(plans, probe.n, storage_dtype)
 
-    study.model = model
-    study.data = probe
-    study.layers = layers
-    study.num_classes = K
-    study.class_names = class_names
-    study.device = device
-    study.batch_size = batch_size
-    study.regions_per_image = rpi
-    study.max_regions = max_regions
-    study.max_images = max_images
-    study.sample_layer = sample_layer
-    study.grid = grid
-    study.storage_dtype = storage_dtype
-    study.seed = int(seed)
-    study.model_name = model_name
-    study.input_size = input_hw
-    study.region_plans = plans
-    study.store.probe = probe_record
-    study.store.meta.update(
-        {
-            "layers": list(layers),
-            "class_names": list(class_names),
-            "num_classes": K,
-            "model_name": model_name,
-            "seed": int(seed),
-            "sample_layer": sample_layer,
-            "input_size": list(input_hw),
-            "n_images": probe.n,
-            "batch_size": batch_size,
-            "regions_per_image": rpi,
-            "max_regions": max_regions,
-            "grid": list(grid) if grid else None,
-            "storage_dtype": storage_dtype,
-            "layer_info": {
-                name: {
-                    "kind": p.geometry.kind,
-                    "grid_shape": list(p.geometry.grid),
-                    "native_grid": list(p.geometry.native),
-                    "channels": p.geometry.channels,
-                    "box_method": p.box_method,
-                    "regions": p.size,
-                }
-                for name, p in plans.items()
-            },
-        }
+    config = StudyConfig(
+        layers=list(layers),
+        class_names=list(class_names),
+        num_classes=K,
+        model_name=model_name,
+        seed=int(seed),
+        sample_layer=sample_layer,
+        input_size=input_hw,
+        n_images=probe.n,
+        batch_size=batch_size,
+        regions_per_image=rpi,
+        max_regions=max_regions,
+        grid=grid,
+        storage_dtype=storage_dtype,
+        layer_info={
+            name: {
+                "kind": p.geometry.kind,
+                "grid_shape": list(p.geometry.grid),
+                "native_grid": list(p.geometry.native),
+                "channels": p.geometry.channels,
+                "box_method": p.box_method,
+                "regions": p.size,
+            }
+            for name, p in plans.items()
+        },
     )
+    state = StudyState(
+        config=config, model=model, data=probe, device=device, region_plans=plans, max_images=max_images
+    )
+    state.store.probe = probe_record
+    state.write_config()
+    return state
 
 
 def _warn_large(plans: dict[str, RegionPlan], n: int, storage_dtype: str) -> None:

@@ -25,9 +25,12 @@ import torch
 
 from patternviz_widget._validate import check_positive_int
 from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.pipeline.capture import run_capture
+from patternviz_widget.pipeline.embed import embed_study, study_knowledge_points
+from patternviz_widget.pipeline.state import StudyState, save_state
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.study import Study
+    from patternviz_widget.pipeline.state import StudyState
 
 __all__ = ["Snapshot", "Tracker", "TrackerCallback", "epoch_displacement"]
 
@@ -99,7 +102,7 @@ class Tracker:
 
     def __init__(
         self,
-        study: Study,
+        state: StudyState,
         every: int = 1,
         path: str | Path | None = None,
         layers: list[str] | None = None,
@@ -109,17 +112,17 @@ class Tracker:
         embed_kwargs: dict[str, Any] | None = None,
         process_group: Any = None,
     ) -> None:
-        if getattr(study, "model", None) is None:
+        if getattr(state, "model", None) is None:
             raise NotFittedError(
                 "This study has no model (it was loaded from a file). Track training with a study "
                 "made from the model: pv.Study(model, data, layers=...).tracker()."
             )
-        self.study = study
+        self.state = state
         self.every = check_positive_int(every, "every")
         self.path = Path(path) if path is not None else None
         from patternviz_widget.pipeline.distributed import plain_args
 
-        self.layers = _check_layers(study, plain_args(study, None, layers)[1])
+        self.layers = _check_layers(state, plain_args(state, None, layers)[1])
         self.process_group = process_group
         self.embed = bool(embed)
         self.condition = str(condition)
@@ -181,25 +184,25 @@ class Tracker:
         return snap
 
     def _capture(self, snap: Snapshot, group: Any) -> None:
-        study = self.study
-        with preserved_rng(getattr(study, "device", None)):
+        state = self.state
+        with preserved_rng(getattr(state, "device", None)):
             t0 = time.perf_counter()
-            _capture_layers(study, self.layers, epoch=snap.epoch, condition=self.condition, process_group=group)
+            _capture_layers(state, self.layers, epoch=snap.epoch, condition=self.condition, process_group=group)
             snap.seconds["capture"] = time.perf_counter() - t0
 
     def _finish(self, snap: Snapshot) -> None:
         """Embed, count knowledge points and save ``snap.epoch``."""
-        study, epoch = self.study, snap.epoch
-        with preserved_rng(getattr(study, "device", None)):
+        state, epoch = self.state, snap.epoch
+        with preserved_rng(getattr(state, "device", None)):
             t1 = time.perf_counter()
             if self.embed:
                 keys = self._keys(epoch)
-                study.embed(keys=keys, progress=False, **self.embed_kwargs)
+                embed_study(state, keys=keys, progress=False, **self.embed_kwargs)
                 t2 = time.perf_counter()
                 snap.seconds["embed"] = t2 - t1
                 for layer in self.layers:
-                    kp = study.knowledge_points(
-                        layer, epoch=epoch, condition=self.condition, threshold=self.threshold
+                    kp = study_knowledge_points(
+                        state, layer, epoch=epoch, condition=self.condition, threshold=self.threshold
                     )
                     snap.kp_total[layer] = float(kp.mean_total)
                     snap.kp_reliable[layer] = float(kp.mean_reliable)
@@ -207,7 +210,7 @@ class Tracker:
         if self.path is not None:
             t3 = time.perf_counter()
             self._record_meta(snap)
-            snap.path = str(study.save(self.path))
+            snap.path = str(save_state(state, self.path))
             snap.seconds["save"] = time.perf_counter() - t3
 
     # -- reading ------------------------------------------------------------------------------
@@ -236,11 +239,11 @@ class Tracker:
     def _keys(self, epoch: int) -> list[Any]:
         from patternviz_widget.results import SAMPLE, Key
 
-        model = self.study.model_name
+        model = self.state.model_name
         return [Key(model, self.condition, epoch, layer) for layer in [SAMPLE, *self.layers]]
 
     def _record_meta(self, snap: Snapshot) -> None:
-        info = self.study.store.meta.setdefault("tracking", {"every": self.every, "snapshots": []})
+        info = self.state.store.meta.setdefault("tracking", {"every": self.every, "snapshots": []})
         info["snapshots"] = [s for s in info.get("snapshots", []) if s.get("epoch") != snap.epoch]
         info["snapshots"].append(
             {
@@ -252,10 +255,10 @@ class Tracker:
         )
 
 
-def _check_layers(study: Study, layers: list[str] | None) -> list[str]:
+def _check_layers(state: StudyState, layers: list[str] | None) -> list[str]:
     from patternviz_widget._validate import did_you_mean
 
-    known = list(study.layers)
+    known = list(state.layers)
     if layers is None:
         return known
     if isinstance(layers, str):
@@ -277,9 +280,9 @@ def _writes(process_group: Any) -> bool:
     return group is None or group_rank(group)[0] == 0
 
 
-def _capture_layers(study: Study, layers: list[str], epoch: int, condition: str, process_group: Any = None) -> None:
+def _capture_layers(state: StudyState, layers: list[str], epoch: int, condition: str, process_group: Any = None) -> None:
     """Run ``study.capture`` for ``layers`` (regions come from the study's fixed plan)."""
-    study.capture(epoch=epoch, condition=condition, progress=False, layers=list(layers), process_group=process_group)
+    run_capture(state, epoch=epoch, condition=condition, progress=False, layers=list(layers), process_group=process_group)
 
 
 class TrackerCallback:
