@@ -23,8 +23,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 load = Study.load
 
 _LAZY = {
-    "PatternViz": ("patternviz_widget.widget", "PatternViz"),
-    "dashboard": ("patternviz_widget.controls", "dashboard"),
+    "PatternViz": ("patternviz_widget.widget.patternviz", "PatternViz"),
+    "dashboard": ("patternviz_widget.widget.controls", "dashboard"),
     "embed_features": ("patternviz_widget.engine.method.embed", "embed_features"),
     "distill": ("patternviz_widget.engine.distill.train", "distill"),
     "datasets": ("patternviz_widget.datasets", None),

@@ -116,7 +116,7 @@ def test_installed_wheel_imports_without_the_source_tree(wheel: Path, tmp_path: 
         "sys.path[:] = [p for p in sys.path if p not in ('', repo)]\n"
         f"sys.path.insert(0, {str(target)!r})\n"
         "import patternviz_widget as pv\n"
-        "from patternviz_widget import widget\n"
+        "from patternviz_widget.widget import patternviz as widget\n"
         "print(json.dumps({'file': pv.__file__, 'esm': str(widget.PatternViz._esm)[:200], 'version': pv.__version__}))\n"
     )
     out = subprocess.run(

@@ -232,7 +232,7 @@ def sample_view(
     A sample is drawn as a knowledge point when the network's softmax(z / T) peaks at ≥ τ, reliable
     when its prediction is the true class: the rule of the widget (``_payload.Knowledge``), reused.
     """
-    from .._payload import Knowledge
+    from ..widget.payload import Knowledge
 
     key = resolve_key(study, SampleEmbeddingRecord, SAMPLE, epoch, condition, model)
     emb = study.store.get(key, SampleEmbeddingRecord)

@@ -11,7 +11,7 @@ import pytest
 from figure_synth import make_store
 
 from patternviz_widget import figures as F
-from patternviz_widget._payload import catalog
+from patternviz_widget.widget.payload import catalog
 from patternviz_widget.figures._common import MuLabels, camera_angles
 from patternviz_widget.figures._data import as_study
 from patternviz_widget.results.camera import FALLBACK, default_camera, direction, view_for

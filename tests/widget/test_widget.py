@@ -9,7 +9,7 @@ from page_msgs import js_update
 from synth import CLASS_NAMES, add_epoch
 
 import patternviz_widget as pv
-from patternviz_widget import widget as widget_module
+from patternviz_widget.widget import patternviz as widget_module
 from patternviz_widget._style import CLASS_COLORS
 from patternviz_widget.errors import BundleMissingError, InputError, WidgetTimeoutError
 from patternviz_widget.results import SAMPLE, Key, RegionRecord

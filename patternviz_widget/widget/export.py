@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from . import figures
-from ._validate import did_you_mean
-from .errors import InputError, NotFittedError
-from .figures._common import FORMATS, camera_angles
+from .. import figures
+from .._validate import did_you_mean
+from ..errors import InputError, NotFittedError
+from ..figures._common import FORMATS, camera_angles
 
 #: Figure kinds :func:`export_view` draws (``kind=``); "view" is the one the widget's main view shows.
 KINDS = (
@@ -70,8 +70,8 @@ def _forward_images(widget: Any, study: Any, state: dict[str, Any]) -> list[int]
     """The images the widget's forward mode draws: those of the selected regions, else probe_image."""
     ids = state.get("selection")
     if ids is not None and state.get("layer"):
-        from .figures import _data
-        from .results import RegionRecord
+        from ..figures import _data
+        from ..results import RegionRecord
 
         key = _data.resolve_key(study, RegionRecord, state["layer"], state["epoch"], state["condition"],
                                 state["model"])  # fmt: skip

@@ -13,7 +13,7 @@ import threading
 import uuid
 from typing import Any
 
-from .errors import WidgetTimeoutError
+from ..errors import WidgetTimeoutError
 
 _SUBSHELL: dict[int, str] = {}
 

@@ -23,8 +23,8 @@ from typing import Any
 import bqplot as bq
 import ipywidgets as ipw
 
-from .results import RegionEmbedding
-from .widget import PatternViz
+from ..results import RegionEmbedding
+from .patternviz import PatternViz
 
 ACCENT, MUTED = "#1976d2", "#9db7d8"
 

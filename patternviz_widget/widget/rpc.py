@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _payload
-from ._wire import to_wire_array
-from .errors import InputError
-from .results import SAMPLE, Key
+from . import payload
+from .wire import to_wire_array
+from ..errors import InputError
+from ..results import SAMPLE, Key
 
 #: Upper bound of one reply message (Jupyter websocket messages over ~10 MB have failed).
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -48,26 +48,26 @@ def _threshold(w: Any, msg: dict[str, Any]) -> float:
 def handle_slice(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Point columns of one key: xyz float32 N×3, glyph uint8, discrimination float32, predicted."""
     max_points = msg.get("max_points")
-    return _payload.point_slice(
+    return payload.point_slice(
         w._study, w._kp, _key(msg), _threshold(w, msg), int(max_points) if max_points else None
     )
 
 
 def handle_layout(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Region geometry of one layer (the same in every key): image uint32, grid int16, box float32."""
-    return _payload.layout(w._study.store, str(msg.get("layer", SAMPLE)))
+    return payload.layout(w._study.store, str(msg.get("layer", SAMPLE)))
 
 
 def handle_atlas(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """All probe thumbnails as ONE PNG atlas (+ labels), not one message per image."""
-    return _payload.atlas(w._study.store)
+    return payload.atlas(w._study.store)
 
 
 def handle_point(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Details of one point for the tooltip: class probabilities, KP status, strength."""
     key = _key(msg)
     i = int(msg["id"])
-    f = _payload._kp_fields(w._kp.get(key, _threshold(w, msg)))
+    f = payload._kp_fields(w._kp.get(key, _threshold(w, msg)))
     n = f["posterior"].shape[0]
     if not 0 <= i < n:
         raise InputError(f"Point id {i} is outside [0, {n}) for {key}.")
@@ -89,12 +89,12 @@ def handle_patch(w: Any, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     """PNG bytes of the image patch one region sees (from the region -> input box)."""
     layer = str(msg.get("layer", SAMPLE))
     i = int(msg["id"])
-    _, arrays = _payload.layout(w._study.store, layer)
+    _, arrays = payload.layout(w._study.store, layer)
     n = arrays["image"].shape[0]
     if not 0 <= i < n:
         raise InputError(f"Region id {i} is outside [0, {n}) for layer {layer!r}.")
     image = int(arrays["image"][i])
-    png = _payload.patch_png(w._study.store, image, arrays["box"][i], int(msg.get("size", 96)))
+    png = payload.patch_png(w._study.store, image, arrays["box"][i], int(msg.get("size", 96)))
     meta = {"layer": layer, "id": i, "image": image, "box": arrays["box"][i].tolist()}
     return meta, {"png": np.frombuffer(png, np.uint8)}
 
@@ -174,7 +174,7 @@ def first_view(w: Any, key: Key, threshold: float, rev: int = 0) -> bytes:
 
     What drawing needs, 8 bytes a point (:func:`lean_points`); the columns only tooltips and the
     side panel read (image, discrimination, predicted) follow with the page's first request."""
-    meta, arrays = _payload.point_slice(w._study, w._kp, key, threshold)
+    meta, arrays = payload.point_slice(w._study, w._kp, key, threshold)
     if arrays["label"].dtype == np.uint8:  # a class byte holds every class
         meta, arrays = lean_points(meta, arrays)
     [(content, bufs)] = build_replies("first", meta, arrays, max_bytes=1 << 62)

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _payload
-from ._validate import did_you_mean
-from .errors import InputError
-from .results import SAMPLE, Key, RegionEmbedding, RegionRecord, ResultStore, SampleEmbedding
+from . import payload
+from .._validate import did_you_mean
+from ..errors import InputError
+from ..results import SAMPLE, Key, RegionEmbedding, RegionRecord, ResultStore, SampleEmbedding
 
 FEATURE_KINDS = ("regions", "samples")
 MODES = ("embedding", "forward")
@@ -180,7 +180,7 @@ def compare_values(store: ResultStore, compare: str, key: Key) -> list[str]:
 
 
 def kp_summary(
-    study: Any, kn: _payload.Knowledge, model: str, condition: str, threshold: float, cache: dict
+    study: Any, kn: payload.Knowledge, model: str, condition: str, threshold: float, cache: dict
 ) -> dict[str, Any]:
     """Knowledge points per image for every (layer, epoch) of one (model, condition): what the
     sparkline and the dashboard's bqplot charts draw. Cached per (key, revision, τ)."""
@@ -212,11 +212,11 @@ def _finite(x: float) -> float | None:
 
 
 def selected_table(
-    study: Any, kn: _payload.Knowledge, key: Key, ids: np.ndarray, threshold: float
+    study: Any, kn: payload.Knowledge, key: Key, ids: np.ndarray, threshold: float
 ) -> dict[str, np.ndarray]:
     """Columns of the selected points (one row each): see :meth:`PatternViz.selected_regions`."""
     store = study.store
-    names = np.asarray(_payload.class_names(store) or ["?"], dtype=object)
+    names = np.asarray(payload.class_names(store) or ["?"], dtype=object)
     labels = np.asarray(store.probe.labels) if store.probe is not None else None
     ids = np.asarray(ids, dtype=np.int64)
     if key.is_sample:
@@ -229,7 +229,7 @@ def selected_table(
         image = np.asarray(rec.image, np.int64)
         grid = np.asarray(rec.grid, np.int64)
     ids = ids[(ids >= 0) & (ids < n)]
-    f = _payload._kp_fields(kn.get(key, threshold))
+    f = payload._kp_fields(kn.get(key, threshold))
     label = labels[image[ids]] if labels is not None else np.full(ids.size, -1)
     data_index = store.probe.data_index[image[ids]] if store.probe is not None else image[ids]
     pred = np.asarray(f["predicted"])[ids]

@@ -1,7 +1,7 @@
 """PatternViz: the anywidget that shows a study's embeddings and knowledge points in linked views.
 
 Declarations first (bundle, then traits grouped by what they control); the few methods delegate to
-``_payload`` / ``_widget_state`` / ``_rpc`` / ``_snapshot``. No feature math happens here.
+``payload`` / ``view_state`` / ``rpc`` / ``snapshot`` of this package. No feature math happens here.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from . import _payload, _rpc, _snapshot
-from . import _widget_state as ws
-from ._wire import BYTES_SERIALIZERS, decode_indices, encode_indices
-from .errors import BundleMissingError
-from .results import SAMPLE, Key, RegionEmbedding, SampleEmbedding
+from . import payload, rpc, snapshot
+from . import view_state as ws
+from .wire import BYTES_SERIALIZERS, decode_indices, encode_indices
+from ..errors import BundleMissingError
+from ..results import SAMPLE, Key, RegionEmbedding, SampleEmbedding
 
-_STATIC = Path(__file__).parent / "static"
+#: The built bundle (``js/`` -> ``patternviz_widget/static/``, made by ``pip install -e .`` or npm).
+_STATIC = Path(__file__).parent.parent / "static"
 
 
 def _bundle(name: str, required: bool = True) -> Path | str:
@@ -95,7 +96,7 @@ class PatternViz(anywidget.AnyWidget):
     catalog = t.Dict().tag(sync=True)
     summary = t.Dict().tag(sync=True)
     #: the first view's points, travelling with the widget's state so the page draws without a
-    #: request (``_rpc.first_view``); emptied once the page has drawn it, so saved notebooks do not
+    #: request (``rpc.first_view``); emptied once the page has drawn it, so saved notebooks do not
     #: keep it
     first_view = t.Bytes(b"").tag(sync=True, **BYTES_SERIALIZERS)
 
@@ -104,8 +105,8 @@ class PatternViz(anywidget.AnyWidget):
     backend = t.Unicode("").tag(sync=True)
 
     def __init__(self, source: Any, **state: Any) -> None:
-        self._study = _payload.as_study(source)
-        self._kp = _payload.Knowledge(self._study)
+        self._study = payload.as_study(source)
+        self._kp = payload.Knowledge(self._study)
         self._summary_cache: dict = {}
         self._radius_cache: dict = {}
         self._selection_layer = ""  # the layer whose rows `selection` holds
@@ -117,7 +118,7 @@ class PatternViz(anywidget.AnyWidget):
         # data as it arrives, until the user changes the view
         self._auto_view: dict | None = None if store.layers() else dict(start)
         super().__init__(
-            catalog=_payload.catalog(store, self._kp.rev, self._radius_cache),
+            catalog=payload.catalog(store, self._kp.rev, self._radius_cache),
             first_view=self._first_view({**start, **state}),
             **{**start, **state},
         )
@@ -133,7 +134,7 @@ class PatternViz(anywidget.AnyWidget):
             key = Key(model=get("model"), condition=get("condition"), epoch=int(get("epoch")), layer=layer)
             if not self._study.store.has(key, SampleEmbedding if key.is_sample else RegionEmbedding):
                 return b""
-            return _rpc.first_view(self, key, float(get("threshold")))
+            return rpc.first_view(self, key, float(get("threshold")))
         except Exception:  # noqa: BLE001 - the page falls back to its request, which reports errors
             return b""
 
@@ -252,7 +253,7 @@ class PatternViz(anywidget.AnyWidget):
         """Live updates: a new epoch/layer/condition appears without re-displaying the widget."""
         with self._lock:
             self._kp.invalidate(key)
-            self.catalog = _payload.catalog(self._study.store, self._kp.rev, self._radius_cache)
+            self.catalog = payload.catalog(self._study.store, self._kp.rev, self._radius_cache)
             if self._auto_view is not None:
                 self._follow_default_view()
             if key.model == self.model and key.condition == self.condition:
@@ -276,10 +277,10 @@ class PatternViz(anywidget.AnyWidget):
             return
         kind = content.get("kind")
         if kind == "pv:req":
-            for msg, bufs in _rpc.dispatch(self, content):
+            for msg, bufs in rpc.dispatch(self, content):
                 self.send(msg, bufs)
         elif kind == "pv:snapshot-reply":
-            _snapshot.receive(self, content, buffers)
+            snapshot.receive(self, content, buffers)
         elif kind == "pv:first-frame" and self.first_view:
             self.first_view = b""
 
@@ -316,7 +317,7 @@ class PatternViz(anywidget.AnyWidget):
 
     def export(self, path: str | Path | None = None, kind: str = "view", **kwargs: Any) -> Any:
         """Write what the view shows as a matplotlib figure (PNG/SVG/PDF, no browser); see
-        :func:`patternviz_widget.export.export_view`. Returns the path (or the Figure)."""
+        :func:`patternviz_widget.widget.export.export_view`. Returns the path (or the Figure)."""
         from .export import export_view
 
         return export_view(self, path, kind=kind, **kwargs)
@@ -333,7 +334,7 @@ class PatternViz(anywidget.AnyWidget):
         Raises WidgetTimeoutError when no page answers (the widget is not displayed, or the page
         is closed) within ``timeout`` seconds.
         """
-        return _snapshot.request(self, timeout)
+        return snapshot.request(self, timeout)
 
     def close(self) -> None:
         """Close the widget and stop following its store."""

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._style import CLASS_COLORS, GLYPH_CODES, GLYPHS, LAYER_COLORS
-from .errors import InputError, NotFittedError
-from .results import (
+from .._style import CLASS_COLORS, GLYPH_CODES, GLYPHS, LAYER_COLORS
+from ..errors import InputError, NotFittedError
+from ..results import (
     SAMPLE,
     Key,
     RegionEmbedding,
@@ -25,8 +25,8 @@ from .results import (
     SampleEmbedding,
     SampleRecord,
 )
-from .results.camera import default_camera
-from .study import Study
+from ..results.camera import default_camera
+from ..study import Study
 
 #: ellipsoid radius in standard deviations (per-class covariance ellipsoids, the paper's learning-process figure)
 ELLIPSOID_SIGMA = 1.5

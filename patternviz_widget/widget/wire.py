@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 #: dtypes the page can view directly (JS typed-array constructors of the same name exist).
 WIRE_DTYPES = ("float32", "int32", "uint32", "int16", "uint16", "int8", "uint8")
