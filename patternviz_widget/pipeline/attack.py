@@ -296,10 +296,10 @@ def _projector(state: StudyState, clean_key: Key) -> Any:
     """Return f -> h with the clean Λ of ``clean_key``'s layer, or None before any embedding."""
     if not state.store.has(clean_key, RegionEmbedding):
         return None
-    from patternviz_widget.pipeline.compare import region_transform
+    from patternviz_widget.engine.method.region_embed import project_regions
 
     emb = state.store.get(clean_key, RegionEmbedding)
-    return lambda f: region_transform(f, emb)
+    return lambda f: project_regions(np.asarray(f, np.float32), emb)
 
 
 def _check_trace_budget(state: StudyState, layers: list[str], proj: dict, t: int) -> None:

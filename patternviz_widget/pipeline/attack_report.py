@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from patternviz_widget._validate import check_probability
+from patternviz_widget.defaults import THRESHOLD
 from patternviz_widget.engine.attack import analysis as aa
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.embed import study_knowledge_points
@@ -68,12 +69,12 @@ class AttackReport:
 
 
 def attack_report(
-    state: StudyState, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
+    state: StudyState, layer: str | None = None, epoch: int | None = None, threshold: float = THRESHOLD
 ) -> AttackReport:
     """Return an :class:`AttackReport` (see :meth:`patternviz_widget.Study.attack_report`)."""
     threshold = check_probability(threshold, "threshold (τ)")
     store = state.store
-    model = store.meta.get("model_name", getattr(state, "model_name", "main"))
+    model = store.meta.get("model_name", state.model_name)
     epochs = store.epochs(model=model, condition=ADV)
     if not epochs:
         raise NotFittedError(
@@ -138,7 +139,7 @@ def attack_report(
 def project_condition(state: StudyState, condition: str, epoch: int, model: str) -> list[Key]:
     """Project ``condition``'s records (and attack traces) with the clean embedding of the same
     model and epoch where no embedding is stored yet; return the keys written."""
-    from patternviz_widget.engine.method.embed import project_samples
+    from patternviz_widget.engine.method.project import project
     from patternviz_widget.engine.method.region_embed import project_regions
 
     store = state.store
@@ -150,7 +151,7 @@ def project_condition(state: StudyState, condition: str, epoch: int, model: str)
         and not store.has(s_key, SampleEmbedding)
     ):
         rec = store.get(s_key, SampleRecord)
-        emb = project_samples(rec.features, store.get(s_clean, SampleEmbedding), probs=rec.logits)
+        emb = project(rec, store.get(s_clean, SampleEmbedding), source=str(s_clean), labels=store.probe.labels)
         store.put(s_key, emb)
         done.append(s_key)
     for layer in store.layers(model=model):
@@ -159,10 +160,7 @@ def project_condition(state: StudyState, condition: str, epoch: int, model: str)
             continue
         clean = store.get(c_key, RegionEmbedding)
         if store.has(key, RegionRecord) and not store.has(key, RegionEmbedding):
-            h = project_regions(store.get(key, RegionRecord).features, clean)
-            params = dict(clean.params, projected=True, projected_from=str(c_key))
-            store.put(key, RegionEmbedding(h=h, Lambda=clean.Lambda, w=clean.w, mean_strength=clean.mean_strength,
-                                           method=clean.method, params=params))  # fmt: skip
+            store.put(key, project(store.get(key, RegionRecord), clean, source=str(c_key)))
             done.append(key)
         if store.has(key, ArrayRecord):
             trace = store.get(key, ArrayRecord)

@@ -169,7 +169,7 @@ def capture_checkpoints(
             "This study has no model (it was loaded from a file); use pv.Study(model, data, ...)."
         )
     tracker = tracker if tracker is not None else Tracker(state)
-    device = getattr(state, "device", None) or "cpu"
+    device = state.device or "cpu"
     # read and check every checkpoint before touching the model: a bad file fails fast
     states = []
     for i, src in enumerate(sources):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from patternviz_widget._validate import check_choice, did_you_mean
+from patternviz_widget.engine.method.project import project
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.state import StudyState
 from patternviz_widget.results.keys import SAMPLE
@@ -224,19 +225,10 @@ def _project_students(store: ResultStore, students: list[str]) -> list[str]:
     s_keys = store.find(SampleEmbedding, model=TEACHER, condition="clean", layer=SAMPLE)
     if not s_keys:
         return done
-    from patternviz_widget.engine.method.embed import project_samples
-
     t_sample = store.get(s_keys[-1], SampleEmbedding)
     for key in [k for m in students for k in store.find(SampleRecord, model=m)]:
-        rec = store.get(key, SampleRecord)
-        if rec.features.shape[1] != t_sample.M.shape[1]:
-            raise InputError(
-                f"The student's sample features have D = {rec.features.shape[1]} but the teacher's M "
-                f"expects {t_sample.M.shape[1]}. Compare students of the teacher's architecture, or "
-                "pass project=False and embed each model on its own."
-            )
-        emb = project_samples(rec.features, t_sample, probs=rec.logits, labels=store.probe.labels)
-        emb.params["projected_from"] = str(s_keys[-1])
+        fix = "Compare students of the teacher's architecture, or pass project=False and embed each model on its own."
+        emb = project(store.get(key, SampleRecord), t_sample, str(s_keys[-1]), store.probe.labels, fix)
         store.put(key, emb)
         done.append(str(key))
     for layer in store.layers(model=TEACHER):
@@ -246,29 +238,9 @@ def _project_students(store: ResultStore, students: list[str]) -> list[str]:
         t_emb = store.get(r_keys[-1], RegionEmbedding)
         for key in [k for m in students for k in store.find(RegionRecord, model=m, layer=layer)]:
             done.append(str(key))
-            store.put(key, project_regions(store.get(key, RegionRecord), t_emb, str(r_keys[-1])))
+            fix = (
+                "A student layer must have the teacher layer's channel count to be read in the teacher's "
+                "frame. Pair other layers, or pass project=False."
+            )
+            store.put(key, project(store.get(key, RegionRecord), t_emb, str(r_keys[-1]), fix=fix))
     return done
-
-
-def project_regions(rec: RegionRecord, emb: RegionEmbedding, source: str = "") -> RegionEmbedding:
-    """Return ``rec``'s features projected with a fitted RegionEmbedding's Λ (no fit)."""
-    lam = np.asarray(emb.Lambda, np.float32)
-    if rec.features.shape[1] != lam.shape[1]:
-        raise InputError(
-            f"The features have C = {rec.features.shape[1]} channels but the teacher's Λ is "
-            f"{lam.shape[0]}×{lam.shape[1]}: a student layer must have the teacher layer's channel "
-            "count to be read in the teacher's frame. Pair other layers, or pass project=False."
-        )
-    h = region_transform(rec.features, emb)
-    w = emb.w if emb.w.shape[0] == h.shape[0] else np.full(h.shape[0], np.nan, np.float32)
-    params = dict(emb.params, projected=True, projected_from=source)
-    return RegionEmbedding(
-        h=h, Lambda=lam, w=w, mean_strength=emb.mean_strength, method=emb.method, params=params
-    )
-
-
-def region_transform(features: np.ndarray, emb: RegionEmbedding) -> np.ndarray:
-    """Return h = Λ f (float32[M, 3]) with a fitted embedding's Λ (controller and centring as fitted)."""
-    from patternviz_widget.engine.method.region_embed import project_regions as _project
-
-    return _project(np.asarray(features, np.float32), emb)

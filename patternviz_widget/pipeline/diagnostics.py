@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from patternviz_widget.defaults import TEMPERATURE
 from patternviz_widget.engine.method.embed import as_target_probs
 from patternviz_widget.results.keys import SAMPLE, Key
 from patternviz_widget.results.records import (
@@ -162,7 +163,7 @@ def key_diagnostics(store: Any, key: Key, temperature: float) -> KeyDiagnostics:
     return d
 
 
-def study_diagnostics(store: Any, temperature: float = 4.0) -> Diagnostics:
+def study_diagnostics(store: Any, temperature: float = TEMPERATURE) -> Diagnostics:
     """Return the :class:`Diagnostics` of every embedded key of ``store``, in key order."""
     keys = set(store.find(SampleEmbedding)) | set(store.find(RegionEmbedding))
     keys = {k for k in keys if store.has(k.replace(layer=SAMPLE), SampleRecord)}

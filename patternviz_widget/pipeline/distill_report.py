@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from patternviz_widget._validate import check_probability
+from patternviz_widget.defaults import THRESHOLD
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.compare import TEACHER
 from patternviz_widget.pipeline.embed import study_knowledge_points
@@ -84,7 +85,7 @@ class DistillReport:
 
 
 def distill_report(
-    state: StudyState, epoch: int | None = None, threshold: float = 0.4, bins: int = 40
+    state: StudyState, epoch: int | None = None, threshold: float = THRESHOLD, bins: int = 40
 ) -> DistillReport:
     """Return a :class:`DistillReport` of a study made by ``pv.Study.compare`` (see its docstring).
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from patternviz_widget._validate import check_choice, did_you_mean
+from patternviz_widget.defaults import SEED, TEMPERATURE, THRESHOLD
 from patternviz_widget.engine.method.align import WeightBuffer, apply_rotation, procrustes_rotation
 from patternviz_widget.engine.method.baselines import (
     available_methods,
@@ -33,7 +34,6 @@ from patternviz_widget.engine.method.baselines import (
 from patternviz_widget.engine.method.embed import (
     as_target_probs,
     fit_sample_embedding,
-    project_samples,
 )
 from patternviz_widget.engine.method.knowledge import (
     KnowledgePoints,
@@ -41,7 +41,8 @@ from patternviz_widget.engine.method.knowledge import (
     sample_kappa_slope,
 )
 from patternviz_widget.engine.method.metrics import sample_report
-from patternviz_widget.engine.method.region_embed import fit_region_embedding, project_regions
+from patternviz_widget.engine.method.project import project
+from patternviz_widget.engine.method.region_embed import fit_region_embedding
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.diagnostics import key_diagnostics
 from patternviz_widget.results.keys import SAMPLE, Key
@@ -87,7 +88,7 @@ def split_hyper(hyper: dict[str, Any]) -> tuple[dict, dict]:
 
 
 def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None = None, progress: bool = True,
-                overwrite: bool = False, temperature: float = 4.0, warm_lr: float = 1e-4,
+                overwrite: bool = False, temperature: float = TEMPERATURE, warm_lr: float = 1e-4,
                 align: bool = True, fast: bool = False, region_warm_start: bool = False,
                 **hyper: Any) -> list[Key]:
     """Fit (or project) every captured key lacking an embedding; return the keys written.
@@ -100,8 +101,8 @@ def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None
     hyper = {**(FAST if fast else {}), **hyper}
     sample_kw, region_kw = split_hyper(hyper)
     for kw in (sample_kw, region_kw):
-        kw.setdefault("seed", int(getattr(state, "seed", 2020)))
-        kw.setdefault("device", getattr(state, "device", None) or "cpu")
+        kw.setdefault("seed", int(state.seed))
+        kw.setdefault("device", state.device or "cpu")
     captured = set(store.find(SampleRecord)) | set(store.find(RegionRecord))
     wanted = captured if keys is None else {k for k in keys}
     missing = [k for k in wanted if k not in captured]
@@ -175,7 +176,7 @@ def _fit_sample(state: StudyState, key: Key, method: str, kw: dict, temperature:
     p = as_target_probs(rec.logits, temperature, "logits")
     labels = store.probe.labels
     if method != "paper":
-        emb = baseline_samples(rec.features, p, method, labels=labels, seed=kw.get("seed", 2020))
+        emb = baseline_samples(rec.features, p, method, labels=labels, seed=kw.get("seed", SEED))
     else:
         prev = _previous(state, key, SampleEmbedding, method, 3)
         kw = dict(kw)
@@ -215,7 +216,7 @@ def _fit_region(state: StudyState, key: Key, method: str, kw: dict, temperature:
     p = _probs(state, key, temperature)
     feats = np.asarray(rec.features, dtype=np.float32)
     if method != "paper":
-        emb = baseline_regions(feats, rec.image, p, method, seed=kw.get("seed", 2020))
+        emb = baseline_regions(feats, rec.image, p, method, seed=kw.get("seed", SEED))
     else:
         g = store.get(key.replace(layer=SAMPLE), SampleEmbedding).g
         prev = _previous(state, key, RegionEmbedding, method, 3) if warm_start else []
@@ -241,17 +242,13 @@ def _project(state: StudyState, key: Key, method: str) -> None:
         )
     ref = store.get(clean, kind)
     if kind is SampleEmbedding:
-        rec = store.get(key, SampleRecord)
-        emb = project_samples(rec.features, ref, probs=rec.logits, labels=store.probe.labels,
-                              temperature=ref.params.get("temperature", 4.0))
+        emb = project(store.get(key, SampleRecord), ref, source=str(clean), labels=store.probe.labels)
     else:
         rec = store.get(key, RegionRecord)
         clean_rec = store.get(clean, RegionRecord)
         if np.asarray(rec.image).shape != np.asarray(clean_rec.image).shape or not np.array_equal(rec.image, clean_rec.image):
             raise InputError(f"The regions of {key} are not the clean key's regions (row m must be the same image and cell); recapture both with the same study.")
-        emb = RegionEmbedding(h=project_regions(rec.features, ref), Lambda=ref.Lambda, w=ref.w,
-                              mean_strength=ref.mean_strength, method=ref.method, params=dict(ref.params))
-    emb.params["projected_from"] = str(clean)
+        emb = project(rec, ref, source=str(clean))
     store.put(key, emb)
 
 
@@ -260,11 +257,11 @@ def resolve_key(state: StudyState, layer: str, epoch: int | None, condition: str
     """Return the Key of an existing ``kind`` record, filling model/epoch defaults (latest epoch)."""
     store = state.store
     models = store.models()
-    model = model if model is not None else (getattr(state, "model_name", None) if getattr(state, "model_name", None) in models else (models[0] if models else "main"))
+    model = model if model is not None else (state.model_name if state.model_name in models else (models[0] if models else "main"))
     check_choice(model, models or [model], "model")
     have = store.find(kind, model=model, condition=condition)
     layers = sorted({k.layer for k in have})
-    known = list(dict.fromkeys([*store.layers(), *(getattr(state, "layers", None) or [])]))
+    known = list(dict.fromkeys([*store.layers(), *state.layers]))
     if layer != SAMPLE and layer not in known:
         raise InputError(f"Unknown layer {layer!r}: this study's layers are {known}. {did_you_mean(str(layer), known, 'layer')}")
     if layer not in layers:
@@ -280,7 +277,7 @@ def resolve_key(state: StudyState, layer: str, epoch: int | None, condition: str
 
 
 def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = None, condition: str = "clean",
-                           model: str | None = None, threshold: float = 0.4,
+                           model: str | None = None, threshold: float = THRESHOLD,
                            kappa_slope: float | str = 1.0) -> KnowledgePoints:
     """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`).
 
@@ -298,7 +295,7 @@ def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = No
         kappa_slope = sample_kappa_slope(store.get(clean, SampleEmbedding))
     out = knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold,
                            kappa_slope=kappa_slope)
-    out.warning = key_diagnostics(store, key, float(store.meta.get("temperature", 4.0))).reason
+    out.warning = key_diagnostics(store, key, float(store.meta.get("temperature", TEMPERATURE))).reason
     return out
 
 
@@ -308,7 +305,7 @@ def study_sample_metrics(state: StudyState, epoch: int | None = None, condition:
     key = resolve_key(state, SAMPLE, epoch, condition, model, SampleRecord)
     store = state.store
     rec = store.get(key, SampleRecord)
-    t = float(temperature if temperature is not None else store.meta.get("temperature", 4.0))
+    t = float(temperature if temperature is not None else store.meta.get("temperature", TEMPERATURE))
     p = as_target_probs(rec.logits, t, "logits")
     labels = store.probe.labels
     out: dict[str, dict] = {}
@@ -322,7 +319,7 @@ def study_sample_metrics(state: StudyState, epoch: int | None = None, condition:
             q = _paper_posterior(emb)
             out[m] = sample_report(emb.g, p, q, labels=labels, mu=emb.mu)
         else:
-            b = baseline_samples(rec.features, p, m, labels=labels, seed=int(getattr(state, "seed", 2020)))
+            b = baseline_samples(rec.features, p, m, labels=labels, seed=int(state.seed))
             out[m] = b.params["metrics"]
     return out
 

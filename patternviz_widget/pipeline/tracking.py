@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from patternviz_widget._validate import check_positive_int
+from patternviz_widget.defaults import THRESHOLD
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.capture import run_capture
 from patternviz_widget.pipeline.embed import embed_study, study_knowledge_points
@@ -108,11 +109,11 @@ class Tracker:
         layers: list[str] | None = None,
         embed: bool = True,
         condition: str = "clean",
-        threshold: float = 0.4,
+        threshold: float = THRESHOLD,
         embed_kwargs: dict[str, Any] | None = None,
         process_group: Any = None,
     ) -> None:
-        if getattr(state, "model", None) is None:
+        if state.model is None:
             raise NotFittedError(
                 "This study has no model (it was loaded from a file). Track training with a study "
                 "made from the model: pv.Study(model, data, layers=...).tracker()."
@@ -185,7 +186,7 @@ class Tracker:
 
     def _capture(self, snap: Snapshot, group: Any) -> None:
         state = self.state
-        with preserved_rng(getattr(state, "device", None)):
+        with preserved_rng(state.device):
             t0 = time.perf_counter()
             _capture_layers(state, self.layers, epoch=snap.epoch, condition=self.condition, process_group=group)
             snap.seconds["capture"] = time.perf_counter() - t0
@@ -193,7 +194,7 @@ class Tracker:
     def _finish(self, snap: Snapshot) -> None:
         """Embed, count knowledge points and save ``snap.epoch``."""
         state, epoch = self.state, snap.epoch
-        with preserved_rng(getattr(state, "device", None)):
+        with preserved_rng(state.device):
             t1 = time.perf_counter()
             if self.embed:
                 keys = self._keys(epoch)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from patternviz_widget.defaults import THRESHOLD
+
 #: The official code's trajectory-type thresholds; strengths are ‖h‖ / clean mean strength.
 TYPE_THRESHOLDS = {
     "start_cos": 0.9,  # cos(h_0, μ_ori) above this: starts as an original-class feature
@@ -159,7 +161,7 @@ def kp_shift(
     labels: np.ndarray,
     adv_pred: np.ndarray,
     attacked: np.ndarray,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     bins: int = 20,
 ) -> KPShift:
     """Return knowledge points of c_ori before vs c_adv after, and the p(c_ori | h_clean) histogram.

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from patternviz_widget._validate import check_positive_int, check_probability, did_you_mean
+from patternviz_widget.defaults import SEED, TEMPERATURE
 from patternviz_widget.engine.attack.attacks import eval_mode, model_device
 from patternviz_widget.engine.device import pick_device
 from patternviz_widget.errors import InputError, LayerNotFoundError
@@ -70,7 +71,7 @@ def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     labels: torch.Tensor,
-    temperature: float = 4.0,
+    temperature: float = TEMPERATURE,
     alpha: float = 0.9,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (total, T²·KL soft term, CE) of Hinton's KD loss, batch means.
@@ -92,7 +93,7 @@ def distill(
     student: nn.Module,
     data: Any,
     epochs: int,
-    temperature: float = 4.0,
+    temperature: float = TEMPERATURE,
     alpha: float = 0.9,
     feature_layer: str | None = None,
     student_layer: str | None = None,
@@ -102,7 +103,7 @@ def distill(
     device: str | torch.device | None = None,
     tracker: Any = None,
     progress: bool = True,
-    seed: int = 2020,
+    seed: int = SEED,
 ) -> DistillHistory:
     """Return the training history of ``student`` distilled from ``teacher`` (trained in place).
 

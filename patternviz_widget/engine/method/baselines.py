@@ -20,6 +20,7 @@ import importlib.util
 
 import numpy as np
 
+from patternviz_widget.defaults import SEED
 from patternviz_widget.engine.method.metrics import sample_report
 from patternviz_widget.errors import InputError
 from patternviz_widget.results.records import RegionEmbedding, SampleEmbedding
@@ -45,7 +46,7 @@ def _check_method(method: str) -> None:
         raise InputError(f"method={method!r} needs the {pkg} package: pip install {pkg} (or pip install 'patternviz-widget[baselines]').")
 
 
-def reduce(x: np.ndarray, method: str, dim: int = 3, seed: int = 2020, **kw) -> tuple[np.ndarray, np.ndarray | None]:
+def reduce(x: np.ndarray, method: str, dim: int = 3, seed: int = SEED, **kw) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (centred float64 [n, dim] embedding, components [dim, D] or None) of ``x`` by ``method``."""
     _check_method(method)
     x = np.asarray(x, dtype=np.float64)
@@ -85,7 +86,7 @@ def class_directions_plain(g: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def baseline_samples(features: np.ndarray, probs: np.ndarray, method: str = "pca", *,
-                     labels: np.ndarray | None = None, dim: int = 3, seed: int = 2020, **kw) -> SampleEmbedding:
+                     labels: np.ndarray | None = None, dim: int = 3, seed: int = SEED, **kw) -> SampleEmbedding:
     """Return a SampleEmbedding of ``features`` by a baseline (see the module docstring).
 
     probs: P(Y|x) (float[N, K], already softmax(z/T)); labels: reported agreement only."""
@@ -106,7 +107,7 @@ def baseline_samples(features: np.ndarray, probs: np.ndarray, method: str = "pca
 
 
 def baseline_regions(features: np.ndarray, image: np.ndarray, probs: np.ndarray, method: str = "pca", *,
-                     dim: int = 3, seed: int = 2020, **kw) -> RegionEmbedding:
+                     dim: int = 3, seed: int = SEED, **kw) -> RegionEmbedding:
     """Return a RegionEmbedding of regional features by a baseline (see the module docstring).
 
     features float[M, C]; image int[M]; probs float[N, K] P(Y|x) of the probe images."""

@@ -29,16 +29,12 @@ from typing import Union
 import numpy as np
 import torch
 
+# The caps and κ_m, re-exported: the method reads them as kappa.REGION_KAPPA_MAX etc.
+from patternviz_widget.defaults import IMPORTANCE_KAPPA_M as IMPORTANCE_KAPPA_M
+from patternviz_widget.defaults import IMPORTANCE_KAPPA_M_CHANNELS as IMPORTANCE_KAPPA_M_CHANNELS
+from patternviz_widget.defaults import REGION_KAPPA_MAX as REGION_KAPPA_MAX
+from patternviz_widget.defaults import SAMPLE_KAPPA_MAX as SAMPLE_KAPPA_MAX
 from patternviz_widget.errors import InputError
-
-#: κ_max of the sample-embedding table in the official code (paper Sec. 3.2).
-SAMPLE_KAPPA_MAX = 10.0
-#: κ_max of the region table in the official code (paper Sec. 3.3, 3.4).
-REGION_KAPPA_MAX = 1000.0
-#: κ_m of the importance stage in the official code, calibrated there for K = 512 channels.
-IMPORTANCE_KAPPA_M = 1000.0
-#: the channel count the official κ_m was set for (VGG-16's conv_53).
-IMPORTANCE_KAPPA_M_CHANNELS = 512
 
 
 def importance_kappa_m(kappa_m: float | None, channels: int) -> float:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from patternviz_widget.defaults import THRESHOLD
 from patternviz_widget.engine.method import kappa as kp
 from patternviz_widget.errors import InputError
 from patternviz_widget.results.records import (
@@ -165,7 +166,7 @@ def knowledge_points(
     mu: np.ndarray | SampleEmbedding,
     region_record: RegionRecord,
     probe: ProbeRecord,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     *,
     kappa: kp.KappaLike = None,
     kappa_slope: float | str = 1.0,
@@ -230,7 +231,7 @@ def knowledge_points_arrays(
     image: np.ndarray,
     labels: np.ndarray,
     *,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     kappa: kp.KappaLike = None,
     grid_cells: int | None = None,
     box: np.ndarray | None = None,

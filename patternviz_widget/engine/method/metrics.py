@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from patternviz_widget.defaults import TEMPERATURE
 from patternviz_widget.errors import InputError
 
 
-def softmax_t(logits: np.ndarray, temperature: float = 4.0) -> np.ndarray:
+def softmax_t(logits: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
     """Return float64 softmax(logits / T) row-wise (T: the paper's temperature, default 4)."""
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=1, keepdims=True)
