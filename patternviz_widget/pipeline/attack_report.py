@@ -7,6 +7,7 @@ hands the arrays to :mod:`~patternviz_widget.engine.attack.analysis`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from patternviz_widget.results.records import (
     SampleEmbedding,
     SampleRecord,
 )
+from patternviz_widget.results.store import ResultStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from patternviz_widget.pipeline.state import StudyState
@@ -73,6 +75,7 @@ def attack_report(
 ) -> AttackReport:
     """Return an :class:`AttackReport` (see :meth:`patternviz_widget.Study.attack_report`)."""
     threshold = check_probability(threshold, "threshold (τ)")
+    state = _reading_copy(state)  # a report reads: projections it needs never reach the study's store
     store = state.store
     model = store.meta.get("model_name", state.model_name)
     epochs = store.epochs(model=model, condition=ADV)
@@ -134,6 +137,15 @@ def attack_report(
             attacked,
         )
     return AttackReport(layer, epoch, dict(info.meta), deltas, kp, traj)
+
+
+def _reading_copy(state: StudyState) -> StudyState:
+    """Return a state whose store holds the same records (shared, not copied) in a new container."""
+    view = ResultStore()
+    view.probe, view.meta = state.store.probe, state.store.meta
+    for (key, _), rec in state.store.items_with_kind():
+        view.put(key, rec)
+    return dataclasses.replace(state, store=view)
 
 
 def project_condition(state: StudyState, condition: str, epoch: int, model: str) -> list[Key]:

@@ -147,3 +147,17 @@ def test_attack_report_reads_the_attack_in_the_clean_frame(net):
     assert st.attack_report(layer="1").trajectories is None  # not traced
     with pytest.raises(InputError, match="Closest: '3'"):
         st.attack_report(layer="33")
+
+
+def test_a_report_reads_the_study_and_never_writes_into_it(net):
+    st = _study(net)
+    st.capture(progress=False)
+    st.attack(eps=0.3, steps=2, progress=False)  # before any embedding: nothing projected yet
+    st.embed(keys=st.store.find(condition="clean"), progress=False, fast=True)
+    before = sorted(f"{key}|{kind}" for (key, kind), _ in st.store.items_with_kind())
+    assert not st.store.has(Key("main", "adversarial", 0, "3"), pv.results.RegionEmbedding)
+    rep = st.attack_report()  # projects the attack with the clean Λ to read it ...
+    assert rep.deltas.layers == ["1", "3"] and np.all(np.isfinite(rep.deltas.strength))
+    pv.figures.attack_deltas(st)
+    after = sorted(f"{key}|{kind}" for (key, kind), _ in st.store.items_with_kind())
+    assert after == before  # ... but keeps those projections to itself
