@@ -96,7 +96,7 @@ def run_demo(
     """Run the demo into ``out``; return a summary dict (paths, seconds per stage, table rows)."""
     import patternviz_widget as pv
 
-    from .cli import write_figures
+    from .figures.batch import write_figures
 
     cfg = DemoConfig.fast() if fast else DemoConfig()
     if epochs is not None:

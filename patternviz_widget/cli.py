@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from .defaults import THRESHOLD
 from .errors import PatternVizError
 
 DESCRIPTION = """\
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     figs.add_argument("--formats", type=_formats, default=("png", "pdf"), help="default: png,pdf")
     figs.add_argument("--dpi", type=int, default=300, help="PNG resolution (default 300)")
     figs.add_argument(
-        "--threshold", type=float, default=0.4, help="knowledge-point threshold τ (default 0.4)"
+        "--threshold", type=float, default=THRESHOLD, help=f"knowledge-point threshold τ (default {THRESHOLD})"
     )
 
     table = sub.add_parser("table", help="print knowledge points per layer/epoch/condition",
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "r_reliable for every (model, condition, epoch, layer) of STUDY.")  # fmt: skip
     table.add_argument("study", help="a study file")
     table.add_argument(
-        "--threshold", type=float, default=0.4, help="knowledge-point threshold τ (default 0.4)"
+        "--threshold", type=float, default=THRESHOLD, help=f"knowledge-point threshold τ (default {THRESHOLD})"
     )
 
     rep = sub.add_parser("reproduce", help="measure the paper's checkable claims; write REPRODUCTION.md",
@@ -112,86 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     rep.add_argument("--threads", type=int, default=None, help="torch threads for the fits (default: torch's)")
     return parser
-
-
-def _safe(fn: Callable[[], Any], what: str, log: Callable[[str], None]) -> Any:
-    try:
-        return fn()
-    except PatternVizError as e:
-        log(f"[figures] skipped {what}: {e}")
-        return None
-
-
-def figure_specs(study: Any, threshold: float = 0.4) -> list[tuple[str, Callable[[], Any]]]:
-    """(file stem, maker) of every figure ``study`` supports: the distillation figures for a
-    teacher | student study (``pv.Study.compare``); otherwise the training/emergence figures, and
-    the attack figures when it has adversarial results."""
-    from . import figures as F
-    from .results import RegionEmbedding
-
-    store = study.store
-    tau = {"threshold": threshold}
-    if "compare" in store.meta:
-        return [
-            ("distill_knowledge", lambda: F.distill_knowledge(study, **tau)),
-            ("distill_histograms", lambda: F.distill_histograms(study)),
-        ]
-    have = {k.layer for k in store.find(RegionEmbedding, condition="clean")}
-    layers = [name for name in store.layers() if name in have]
-    last = layers[-1] if layers else None
-    specs: list[tuple[str, Callable[[], Any]]] = [
-        ("knowledge_curve", lambda: F.knowledge_curve(study, **tau)),
-        ("sample_embedding", lambda: F.sample_embedding(study, **tau)),
-        (f"embedding_{last}", lambda: F.embedding(study, layer=last, **tau)),
-        ("layer_strip", lambda: F.layer_strip(study, **tau)),
-        ("highlighted_regions", lambda: F.highlighted_regions(study, **tau)),
-        ("forward_construction", lambda: F.forward_construction(study, **tau)),
-        (f"ellipsoids_{last}", lambda: F.ellipsoids(study, layer=last)),
-    ]
-    if "adversarial" in store.conditions():
-        specs += [
-            ("attack_compare", lambda: F.compare(study, layer=last, **tau)),
-            (
-                "attack_highlighted",
-                lambda: F.highlighted_regions(study, layers=[last], condition="adversarial", **tau),
-            ),  # fmt: skip
-            ("attack_deltas", lambda: F.attack_deltas(study)),
-            ("attack_histogram", lambda: F.attack_histogram(study, **tau)),
-            ("attack_trajectory_types", lambda: F.trajectory_types(study)),
-        ]
-    return specs
-
-
-def write_figures(
-    study: Any,
-    out: str | Path,
-    formats: Sequence[str] = ("png", "pdf"),
-    dpi: int = 300,
-    threshold: float = 0.4,
-    log: Callable[[str], None] = print,
-) -> tuple[list[Path], list[str]]:
-    """Write every figure ``study`` supports to ``out``; return (paths written, names skipped).
-
-    A figure the study cannot support (say, no attack trace) is skipped with a logged reason.
-    """
-    from . import figures as F
-    from .figures import _data
-
-    study = _data.as_study(study)
-    out = Path(out)
-    written, skipped = [], []
-    for name, make in figure_specs(study, threshold):
-        fig = _safe(make, name, log)
-        if fig is None:
-            skipped.append(name)
-            continue
-        for fmt in formats:
-            written.append(F.save(fig, out / f"{name.replace('.', '_')}.{fmt}", dpi=dpi))
-    log(
-        f"[figures] wrote {len(written)} files to {out}"
-        + (f"; skipped {skipped}" if skipped else "")
-    )
-    return written, skipped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(out=args.out, epochs=args.epochs, device=args.device, fast=args.fast,
                      attack=args.attack, distill=args.distill, formats=args.formats, log=_print)  # fmt: skip
         elif args.command == "figures":
+            from .figures.batch import write_figures
+
             for path in args.study:
                 out = Path(args.out) if len(args.study) == 1 else Path(args.out) / Path(path).stem
                 write_figures(path, out, formats=args.formats, dpi=args.dpi,

@@ -653,7 +653,7 @@ def _stage_distill(out: Path, cfg: ReproConfig, progress: bool, log: Callable[[s
 
 def _figures(study: Any, out: Path, cfg: ReproConfig, names: list[str], log: Callable[[str], None]) -> None:
     from . import figures as F
-    from .cli import figure_specs
+    from .figures.batch import figure_specs
 
     folder = out / "figures"
     folder.mkdir(exist_ok=True)

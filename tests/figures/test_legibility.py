@@ -11,10 +11,10 @@ import pytest
 from figure_synth import make_store
 
 from patternviz_widget import figures as F
-from patternviz_widget.widget.payload import catalog
 from patternviz_widget.figures._common import MuLabels, camera_angles
 from patternviz_widget.figures._data import as_study
 from patternviz_widget.results.camera import FALLBACK, default_camera, direction, view_for
+from patternviz_widget.widget.payload import catalog
 
 LAST = "features.9"
 LONG = "a class name of exactly sixty characters, far too long to ft"
@@ -127,7 +127,7 @@ def test_class_direction_labels_never_overlap(k):
 def test_dollar_names_are_drawn_verbatim_in_every_format(tmp_path):
     from matplotlib.text import Text
 
-    from patternviz_widget.cli import write_figures
+    from patternviz_widget.figures.batch import write_figures
 
     names = ["$x$", "cost $5 and $6", "plain"]
     study = _study(names)
