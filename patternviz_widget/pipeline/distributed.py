@@ -1,5 +1,8 @@
-"""Capture and tracking inside ``torchrun`` / ``DistributedDataParallel`` jobs (docs: the
-"Distributed (torchrun)" guide, ``docs/guides/distributed.md``).
+"""Process groups, shards and collectives for capture and tracking inside ``torchrun`` /
+``DistributedDataParallel`` jobs (docs: the "Distributed (torchrun)" guide,
+``docs/guides/distributed.md``). The sharded capture itself is
+:func:`patternviz_widget.pipeline.capture.capture_distributed`; a tracker's snapshot is shared by
+:func:`patternviz_widget.pipeline.tracking.share_snapshot`.
 
 Every rank builds the same :class:`~patternviz_widget.Study` (same model architecture, the same
 full probe data, the same seed), so every rank holds the same region plan: the kept cells of image
@@ -39,34 +42,30 @@ Python hooks at all and are refused with the fix.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import time
-import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
 from patternviz_widget.engine.capture.data import Batch, ProbeData
-from patternviz_widget.engine.capture.hooks import model_device
 from patternviz_widget.engine.capture.regions import RegionPlan
 from patternviz_widget.errors import DistributedCaptureError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from patternviz_widget.pipeline.capture import CaptureSummary
     from patternviz_widget.pipeline.state import StudyState
-    from patternviz_widget.pipeline.tracking import Snapshot, Tracker
 
 __all__ = [
     "DistributedCaptureError",
-    "capture_distributed",
+    "collective",
     "eager_compiled",
     "plain_args",
     "resolve_group",
+    "shard_data",
+    "shard_plan",
     "shard_range",
+    "source_rank",
     "strip_wrapper_prefix",
     "unwrap_model",
     "writes_files",
@@ -194,7 +193,7 @@ def writes_files(state: StudyState) -> bool:
     return state.distributed_rank == 0
 
 
-def _collective(what: str, fn: Any, *args: Any, first: bool = False, **kwargs: Any) -> Any:
+def collective(what: str, fn: Any, *args: Any, first: bool = False, **kwargs: Any) -> Any:
     """Run one collective; turn a backend failure (a dead peer, a timeout) into our error."""
     try:
         return fn(*args, **kwargs)
@@ -216,7 +215,7 @@ def _collective(what: str, fn: Any, *args: Any, first: bool = False, **kwargs: A
         ) from e
 
 
-def _src(group: Any) -> int:
+def source_rank(group: Any) -> int:
     """The global rank of ``group``'s rank 0 (the destination of gathers, the broadcast source)."""
     import torch.distributed as dist
 
@@ -267,239 +266,3 @@ def shard_plan(plan: RegionPlan, start: int, end: int) -> RegionPlan:
         plan.offsets[start : end + 1] - r0,
         plan.box_method,
     )
-
-
-def _rank_device(state: StudyState, net: nn.Module) -> torch.device:
-    """This rank's capture device: the study's, with the CUDA index of the rank's model (or of
-    ``torch.cuda.current_device()``) when the study's says just "cuda"."""
-    dev = state.device
-    if dev.type == "cuda" and dev.index is None:
-        md = model_device(net)
-        if md is not None and md.type == "cuda":
-            return md
-        return torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
-def _fingerprint(state: StudyState, net: nn.Module, layers: list[str]) -> dict[str, Any]:
-    """What every rank must agree on: probe set, region plan, weights."""
-    crc = zlib.crc32(np.ascontiguousarray(state.store.probe.labels).tobytes())
-    crc = zlib.crc32(f"{state.data.n}|{state.seed}".encode(), crc)
-    for layer in layers:
-        p = state.region_plans[layer]
-        crc = zlib.crc32(np.ascontiguousarray(p.cell).tobytes(), zlib.crc32(layer.encode(), crc))
-    total = sq = 0.0
-    with torch.no_grad():
-        for p in net.parameters():
-            d = p.detach().double()
-            total += float(d.sum())
-            sq += float((d * d).sum())
-    return {"data": crc, "weights": (total, sq), "n": state.data.n}
-
-
-def _check_fingerprints(prints: list[dict[str, Any]]) -> None:
-    ref = prints[0]
-    for r, fp in enumerate(prints[1:], start=1):
-        if fp["data"] != ref["data"]:
-            raise DistributedCaptureError(
-                f"Rank {r} holds other probe data or another region plan than rank 0 ({fp['n']} vs "
-                f"{ref['n']} images, or other labels, seed or layers). Build the Study on every rank "
-                "with the same full probe set and seed (not a DistributedSampler shard): the capture "
-                "shards the probe images across ranks itself."
-            )
-        a, b = np.array(fp["weights"]), np.array(ref["weights"])
-        if not np.allclose(a, b, rtol=1e-6, atol=1e-9):
-            raise DistributedCaptureError(
-                f"Rank {r}'s model weights differ from rank 0's (sum {a[0]:.6g} vs {b[0]:.6g}): a "
-                "distributed capture shows one model sharded over ranks. Wrap the model in "
-                "DistributedDataParallel (it keeps the ranks in sync), or capture each rank's own "
-                "model with process_group=False."
-            )
-
-
-@contextlib.contextmanager
-def _rank0_buffers(net: nn.Module, group: Any) -> Iterator[None]:
-    """Within the block the model's buffers are rank 0's (broadcast); each rank's own come back after."""
-    import torch.distributed as dist
-
-    bufs = [b for b in net.buffers()]
-    saved = [b.detach().clone() for b in bufs]
-    try:
-        with torch.no_grad():
-            for b in bufs:
-                _collective("broadcasting rank 0's buffers", dist.broadcast, b, src=_src(group), group=group)
-        yield
-    finally:
-        with torch.no_grad():
-            for b, s in zip(bufs, saved):
-                b.copy_(s)
-
-
-# ---- capture -------------------------------------------------------------------------------
-
-
-def capture_distributed(
-    state: StudyState,
-    group: Any,
-    epoch: int = 0,
-    condition: str = "clean",
-    model: nn.Module | str | None = None,
-    images: Any = None,
-    progress: bool = True,
-    model_name: str | None = None,
-    layers: list[str] | None = None,
-) -> CaptureSummary:
-    """Capture ``study`` sharded over the ranks of ``group``; rank 0's store gets the full records.
-
-    Every rank of ``group`` must call this with the same arguments (it is a collective). Arguments
-    as in :func:`patternviz_widget.pipeline.capture.capture`; ``images`` given as an array holds all
-    N probe images on every rank (each rank uses its shard), a callable runs on each rank's shard.
-    Returns the summary of the whole capture (the same on every rank). Raises
-    :class:`DistributedCaptureError` on every rank when any rank fails.
-    """
-    import torch.distributed as dist
-
-    from patternviz_widget.pipeline.capture import CaptureSummary, capture
-    from patternviz_widget.results import ResultStore
-    from patternviz_widget.results.records import RegionRecord, SampleRecord
-
-    t0 = time.perf_counter()
-    rank, world = group_rank(group)
-    if isinstance(model, str):
-        model_name, model = model, None
-    net = unwrap_model(state.model if model is None else model)
-    if not isinstance(net, nn.Module):
-        raise InputError(
-            "This study has no model (it was loaded from a file). Pass model=<nn.Module> to capture."
-            if net is None
-            else f"model must be an nn.Module or a model name, got {type(net).__name__}."
-        )
-    layers = [strip_wrapper_prefix(x, net) for x in (state.layers if layers is None else layers)]
-    for layer in layers:
-        if layer not in state.region_plans:
-            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}.")
-    n = state.data.n
-    if images is not None and not callable(images):
-        if not hasattr(images, "shape") or images.shape[0] != n:
-            got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
-            raise InputError(
-                f"images must hold the study's {n} images in the same order on every rank (each rank "
-                f"captures its shard); got {got}."
-            )
-    start, end = shard_range(n, rank, world)
-
-    prints = [None] * world
-    _collective(
-        "comparing the ranks' studies", dist.all_gather_object, prints, _fingerprint(state, net, layers),
-        group=group, first=True,
-    )
-    _check_fingerprints(prints)  # type: ignore[arg-type]
-
-    error: BaseException | None = None
-    part: ResultStore | None = None
-    keys: list[Any] = []
-    with _rank0_buffers(net, group):
-        try:
-            if end > start:
-                proxy = dataclasses.replace(
-                    state,
-                    store=ResultStore(),
-                    model=unwrap_model(state.model) if model is None else state.model,
-                    device=_rank_device(state, net),
-                    data=shard_data(state.data, start, end),
-                    region_plans={x: shard_plan(state.region_plans[x], start, end) for x in layers},
-                )
-                shard_images = images if images is None or callable(images) else images[start:end]
-                with eager_compiled(net):
-                    summary = capture(
-                        proxy, epoch, condition, None if model is None else net, shard_images,
-                        progress and rank == 0, model_name, layers,
-                    )
-                part, keys = proxy.store, summary.keys
-        except (Exception, KeyboardInterrupt) as e:
-            error = e
-    status = [None] * world
-    mine = None if error is None else f"{type(error).__name__}: {error}"
-    _collective("agreeing on the capture's outcome", dist.all_gather_object, status, mine, group=group)
-    failed = [(r, msg) for r, msg in enumerate(status) if msg is not None]
-    if failed:
-        if isinstance(error, KeyboardInterrupt):
-            raise error
-        r, msg = failed[0]
-        raise DistributedCaptureError(
-            f"The capture failed on rank {r} of {world}: {msg}. Every rank stops here: no rank stored "
-            "this capture and the study file on disk keeps its last good state."
-        ) from error
-
-    name = model_name or state.model_name
-    from patternviz_widget.results.keys import SAMPLE, Key
-
-    base = Key(name, condition, int(epoch), SAMPLE)
-    all_keys = [base] + [base.replace(layer=x) for x in layers]
-    dst = _src(group)
-    for key in all_keys:
-        rec = part.get(key, SampleRecord if key.layer == SAMPLE else RegionRecord) if part is not None and keys else None
-        if key.layer == SAMPLE:
-            payload = None if rec is None else (rec.features, rec.logits, rec.source)
-        else:
-            payload = None if rec is None else rec.features
-        parts = [None] * world if rank == 0 else None
-        _collective(f"gathering {key} to rank 0", dist.gather_object, payload, parts, dst=dst, group=group)
-        if rank != 0:
-            continue
-        got = [p for p in parts if p is not None]  # type: ignore[union-attr]
-        if key.layer == SAMPLE:
-            record: Any = SampleRecord(
-                features=np.concatenate([p[0] for p in got]),
-                logits=np.concatenate([p[1] for p in got]),
-                source=got[0][2],
-            )
-        else:
-            plan = state.region_plans[key.layer]
-            record = RegionRecord(
-                features=np.concatenate(got),
-                image=plan.image,
-                grid=plan.grid,
-                box=plan.box,
-                grid_shape=plan.geometry.grid,
-                kind=plan.geometry.kind,
-            )
-        state.store.put(key, record)
-    if rank == 0:
-        partial = state.store.meta.get("partial")
-        if isinstance(partial, dict):
-            for key in all_keys:
-                partial.pop(str(key), None)
-            if not partial:
-                state.store.meta.pop("partial", None)
-    state.distributed_rank = rank
-    return CaptureSummary(
-        keys=all_keys,
-        regions={x: int(state.region_plans[x].size) for x in layers},
-        images=n,
-        seconds=time.perf_counter() - t0,
-    )
-
-
-# ---- tracking ------------------------------------------------------------------------------
-
-
-def share_snapshot(tracker: Tracker, group: Any, snap: Snapshot | None, error: BaseException | None) -> Snapshot:
-    """After rank 0 embedded and saved (or failed to), give every rank rank 0's Snapshot, or raise
-    :class:`DistributedCaptureError` on every rank when rank 0 failed."""
-    import torch.distributed as dist
-
-    rank, world = group_rank(group)
-    box: list[Any] = [None]
-    if rank == 0:
-        box[0] = ("error", f"{type(error).__name__}: {error}") if error is not None else ("ok", snap)
-    _collective("sharing rank 0's snapshot", dist.broadcast_object_list, box, src=_src(group), group=group)
-    what, value = box[0]
-    if what == "error":
-        if rank == 0 and error is not None:
-            raise error
-        raise DistributedCaptureError(
-            f"Rank 0 failed while embedding or saving the snapshot: {value}. Every rank stops here; the "
-            "study file on disk keeps its last good state."
-        )
-    return value

@@ -25,7 +25,8 @@ import torch
 
 from patternviz_widget._validate import check_positive_int
 from patternviz_widget.defaults import THRESHOLD
-from patternviz_widget.errors import InputError, NotFittedError
+from patternviz_widget.errors import DistributedCaptureError, InputError, NotFittedError
+from patternviz_widget.pipeline import distributed as dist
 from patternviz_widget.pipeline.capture import run_capture
 from patternviz_widget.pipeline.embed import embed_study, study_knowledge_points
 from patternviz_widget.pipeline.state import StudyState, save_state
@@ -166,7 +167,7 @@ class Tracker:
             epoch = self._last_epoch + (1 if self.history else 0)
         epoch = check_positive_int(epoch, "epoch", minimum=0)
         self._last_epoch = epoch
-        from patternviz_widget.pipeline.distributed import group_rank, resolve_group, share_snapshot
+        from patternviz_widget.pipeline.distributed import group_rank, resolve_group
 
         snap = Snapshot(epoch=epoch)
         group = resolve_group(self.process_group)
@@ -180,7 +181,7 @@ class Tracker:
                     self._finish(snap)
                 except Exception as e:
                     error = e
-            snap = share_snapshot(self, group, snap, error)
+            snap = share_snapshot(group, snap, error)
         self.history.append(snap)
         return snap
 
@@ -407,3 +408,24 @@ def epoch_displacement(
             d /= max(float(np.linalg.norm(x0.astype(np.float64), axis=1).mean()), 1e-12)
         out[(k0.epoch, k1.epoch)] = d
     return out
+
+
+def share_snapshot(group: Any, snap: Snapshot | None, error: BaseException | None) -> Snapshot:
+    """After rank 0 embedded and saved (or failed to), give every rank rank 0's Snapshot, or raise
+    :class:`DistributedCaptureError` on every rank when rank 0 failed."""
+    import torch.distributed as tdist
+
+    rank, world = dist.group_rank(group)
+    box: list[Any] = [None]
+    if rank == 0:
+        box[0] = ("error", f"{type(error).__name__}: {error}") if error is not None else ("ok", snap)
+    dist.collective("sharing rank 0's snapshot", tdist.broadcast_object_list, box, src=dist.source_rank(group), group=group)
+    what, value = box[0]
+    if what == "error":
+        if rank == 0 and error is not None:
+            raise error
+        raise DistributedCaptureError(
+            f"Rank 0 failed while embedding or saving the snapshot: {value}. Every rank stops here; the "
+            "study file on disk keeps its last good state."
+        )
+    return value
