@@ -31,6 +31,12 @@ class NotFittedError(PatternVizError, RuntimeError):
     """A result was asked for before the step that produces it ran."""
 
 
+class ResultNotFoundError(InputError, NotFittedError):
+    """No result at the key a view or a call names (an epoch or layer without that record); the
+    message lists what exists and names the step that makes the missing one. Both an InputError
+    (the name asked for) and a NotFittedError (the step not run)."""
+
+
 class StudyFileError(PatternVizError, OSError):
     """A study file is corrupt, truncated, from a newer version, or not ours."""
 

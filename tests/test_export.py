@@ -15,9 +15,9 @@ from figure_synth import make_store  # noqa: E402
 
 from patternviz_widget import figures as F  # noqa: E402
 from patternviz_widget.errors import InputError  # noqa: E402
-from patternviz_widget.widget.export import export_view, snapshot_view, view_state  # noqa: E402
 from patternviz_widget.figures._common import camera_angles  # noqa: E402
 from patternviz_widget.figures._data import as_study  # noqa: E402
+from patternviz_widget.widget.export import export_view, snapshot_view, view_state  # noqa: E402
 
 GLYPHS = ("reliable", "unreliable", "non_discriminative")
 

@@ -7,12 +7,13 @@ from typing import Any
 
 from patternviz_widget.engine.attack import analysis as aa
 
+from ..defaults import THRESHOLD
 from ..errors import InputError
 from . import _data
 
 
 def report(
-    source: Any, layer: str | None = None, epoch: int | None = None, threshold: float = 0.4
+    source: Any, layer: str | None = None, epoch: int | None = None, threshold: float = THRESHOLD
 ) -> Any:
     """Return an ``AttackReport``: ``source`` itself, or ``attack_report`` of a study/store/file."""
     if hasattr(source, "deltas") and hasattr(source, "kp"):

@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 
 from .._style import GLYPH_CODES
-from .._validate import did_you_mean
+from ..defaults import THRESHOLD
 from ..errors import InputError, NotFittedError
-from ..results import SAMPLE, Key, ProbeRecord, RegionEmbedding, RegionRecord, ResultStore
+from ..results import SAMPLE, Key, ProbeRecord, RegionEmbedding, RegionRecord, ResultStore, query
 from ..results import SampleEmbedding as SampleEmbeddingRecord
+from ..results.query import SAMPLE_NAMES as SAMPLE_NAMES  # the figures read them from here
+from ..results.query import is_sample_layer as is_sample_layer
 from ..study import Study
-
-#: Names a user may give for the sample-level (whole-image) view instead of a layer.
-SAMPLE_NAMES = (SAMPLE, "sample", "samples")
 
 
 def as_study(source: Any) -> Study:
@@ -29,10 +28,7 @@ def as_study(source: Any) -> Study:
     if isinstance(source, Study):
         return source
     if isinstance(source, ResultStore):
-        study = Study.__new__(Study)
-        study.store = source
-        study._init_detached()
-        return study
+        return Study.from_store(source)
     if isinstance(source, (str, Path)):
         return Study.load(source)
     raise InputError(
@@ -48,19 +44,8 @@ def probe(study: Study) -> ProbeRecord:
 
 
 def class_names(study: Study) -> list[str]:
-    """Class names from the probe record (or the store's meta, or "0".."K-1")."""
-    store = study.store
-    if store.probe is not None and store.probe.class_names:
-        return [str(c) for c in store.probe.class_names]
-    names = store.meta.get("class_names")
-    if names:
-        return [str(c) for c in names]
-    return [str(c) for c in range(int(store.meta.get("num_classes", 0)))]
-
-
-def is_sample_layer(layer: str | None) -> bool:
-    """True when ``layer`` names the sample-level view."""
-    return layer is None or layer in SAMPLE_NAMES
+    """Class names (:func:`patternviz_widget.results.query.class_names`)."""
+    return query.class_names(study.store)
 
 
 def resolve_key(
@@ -71,71 +56,18 @@ def resolve_key(
     condition: str = "clean",
     model: str | None = None,
 ) -> Key:
-    """Return the :class:`Key` a view state names, checking that a ``kind`` record exists there.
-
-    ``layer=None`` means the sample-level view; ``epoch=None`` the latest epoch that has a ``kind``
-    record; ``model=None`` the study's own model name. Unknown names raise an error listing the
-    closest valid ones.
-    """
-    store = study.store
-    layer_name = SAMPLE if is_sample_layer(layer) else str(layer)
-    if model is None:
-        model = default_model(study)
-    found = store.find(kind)
-    if not found:
-        raise NotFittedError(
-            f"This study has no {kind.__name__} records yet. "
-            + (
-                "Run study.embed() first."
-                if "Embedding" in kind.__name__
-                else "Run study.capture() first."
-            )
-        )
-    _check_field("model", model, sorted({k.model for k in found}))
-    found = [k for k in found if k.model == model]
-    _check_field("condition", condition, sorted({k.condition for k in found}))
-    found = [k for k in found if k.condition == condition]
-    layers = [k.layer for k in found]
-    if layer_name != SAMPLE:
-        _check_field("layer", layer_name, [n for n in store.layers(model) if n in layers] or layers)
-    elif SAMPLE not in layers:
-        raise NotFittedError(
-            f"No sample-level {kind.__name__} for model {model!r}, condition {condition!r}."
-        )
-    epochs = sorted({k.epoch for k in found if k.layer == layer_name})
-    if epoch is None:
-        epoch = epochs[-1]
-    elif int(epoch) not in epochs:
-        raise InputError(
-            f"No {kind.__name__} at epoch {epoch} for layer {layer_name!r} ({model}, {condition}). "
-            f"Epochs available: {epochs}."
-        )
-    return Key(model=model, condition=condition, epoch=int(epoch), layer=layer_name)
+    """The :class:`Key` a view state names (:func:`patternviz_widget.results.query.resolve_key`)."""
+    return query.resolve_key(study.store, kind, layer, epoch, condition, model)
 
 
 def default_model(study: Study) -> str:
     """The model a view shows when none is named: the study's own, else the first stored."""
-    store = study.store
-    model = store.meta.get("model_name") or getattr(study, "model_name", None) or "main"
-    if model not in store.models() and store.models():
-        model = store.models()[0]
-    return str(model)
-
-
-def _check_field(what: str, value: str, valid: list[str]) -> None:
-    if value not in valid:
-        raise InputError(f"Unknown {what} {value!r}. {did_you_mean(str(value), valid, what)}")
+    return query.default_model(study.store)
 
 
 def mu_for(study: Study, key: Key) -> np.ndarray:
     """The class directions μ_c (K×3) that frame ``key``: its own sample embedding, else the clean one."""
-    store = study.store
-    for cand in (key.replace(layer=SAMPLE), key.replace(layer=SAMPLE, condition="clean")):
-        if store.has(cand, SampleEmbeddingRecord):
-            return np.asarray(store.get(cand, SampleEmbeddingRecord).mu, dtype=np.float32)
-    raise NotFittedError(
-        f"No sample embedding (μ_c) for {key.replace(layer=SAMPLE)}. Run study.embed()."
-    )
+    return query.mu_for(study.store, key)  # type: ignore[return-value]
 
 
 @dataclass
@@ -184,7 +116,7 @@ def region_view(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
 ) -> RegionView:
     """Read the regional embedding, regions and knowledge points of one view state."""
     key = resolve_key(study, RegionEmbedding, layer, epoch, condition, model)
@@ -225,19 +157,18 @@ def sample_view(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
 ) -> SampleView:
     """Read the sample embedding g = M f and μ_c of one view state, with the widget's sample glyphs.
 
     A sample is drawn as a knowledge point when the network's softmax(z / T) peaks at ≥ τ, reliable
-    when its prediction is the true class: the rule of the widget (``_payload.Knowledge``), reused.
+    when its prediction is the true class: the widget's rule
+    (:func:`patternviz_widget.results.query.sample_knowledge`).
     """
-    from ..widget.payload import Knowledge
-
     key = resolve_key(study, SampleEmbeddingRecord, SAMPLE, epoch, condition, model)
     emb = study.store.get(key, SampleEmbeddingRecord)
     labels = np.asarray(probe(study).labels, dtype=np.int64)
-    fields = Knowledge(study).get(key, threshold)
+    fields = query.sample_knowledge(study.store, key, threshold)
     return SampleView(
         key=key,
         g=np.asarray(emb.g, np.float32),

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
 from .._validate import check_positive_int, check_probability
+from ..defaults import THRESHOLD
 from . import _attack_data
 from ._common import new_figure, style
 
@@ -71,7 +72,7 @@ def attack_histogram(
     source: Any,
     layer: str | None = None,
     epoch: int | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     size: tuple[float, float] = (3.4, 2.4),
 ) -> Figure:
     """Return the histogram of p(c_ori | h_clean) over the adversarial-class knowledge points.

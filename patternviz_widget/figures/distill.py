@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._validate import check_probability, did_you_mean
+from ..defaults import THRESHOLD
 from ..errors import InputError
 from . import _data
 from ._common import legend_rows, new_figure, style
@@ -23,7 +24,7 @@ from ._common import legend_rows, new_figure, style
 MODEL_COLORS = ["#555555", "#4e79a7", "#e15759", "#59a14f", "#b07aa1", "#f28e2b"]
 
 
-def report(source: Any, epoch: int | None = None, threshold: float = 0.4) -> Any:
+def report(source: Any, epoch: int | None = None, threshold: float = THRESHOLD) -> Any:
     """The ``DistillReport`` of ``source`` (itself when it already is one)."""
     if hasattr(source, "kp_total") and hasattr(source, "cos_hist"):
         return source
@@ -39,7 +40,7 @@ def distill_knowledge(
     source: Any,
     layers: Sequence[str] | None = None,
     epoch: int | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     size: tuple[float, float] = (4.2, 2.6),
 ) -> Figure:
     """Return total (light) and reliable (solid) knowledge points per image, per layer and model.

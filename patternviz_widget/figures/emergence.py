@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 
 from .._style import GLYPH_CODES, GLYPHS, class_color
 from .._validate import check_choice, check_positive_int, check_probability
+from ..defaults import THRESHOLD
 from ..errors import InputError
 from ..results import RegionEmbedding
 from ..results import SampleEmbedding as SampleEmbeddingRecord
@@ -56,7 +57,7 @@ def forward_construction(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     size: tuple[float, float] | None = None,
     elev: float | None = None,
     azim: float | None = None,

@@ -14,6 +14,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from .._style import LAYER_COLORS
 from .._validate import check_probability, did_you_mean
+from ..defaults import THRESHOLD
 from ..errors import InputError
 from ..results import RegionEmbedding
 from . import _data
@@ -30,7 +31,7 @@ def layer_color(i: int) -> str:
 
 def knowledge_table(
     source: Any,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     models: Sequence[str] | None = None,
     conditions: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
@@ -101,7 +102,7 @@ def knowledge_curve(
     layers: Sequence[str] | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     ratio: bool = True,
     size: tuple[float, float] | None = None,
 ) -> Figure:
@@ -191,7 +192,7 @@ def highlighted_regions(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     kp_class: int | Sequence[int] | None = None,
     dim: float = 0.6,
     panel_size: float = 1.5,

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from .._style import GLYPH_CODES, GLYPHS, class_color
 from .._validate import check_choice, check_probability
+from ..defaults import THRESHOLD
 from ..errors import InputError
 from ..results import RegionEmbedding
 from . import _data
@@ -132,7 +133,7 @@ def embedding(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     selection: Any = None,
     color_by: str = "label",
     arrows: bool = True,
@@ -188,7 +189,7 @@ def sample_embedding(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     selection: Any = None,
     arrows: bool = True,
     size: tuple[float, float] = (4.2, 4.4),
@@ -241,7 +242,7 @@ def layer_strip(
     epoch: int | None = None,
     condition: str = "clean",
     model: str | None = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     layers: Sequence[str] | None = None,
     color_by: str = "label",
     normalize: bool = True,
@@ -304,7 +305,7 @@ def compare(
     left: dict | None = None,
     right: dict | None = None,
     other: Any = None,
-    threshold: float = 0.4,
+    threshold: float = THRESHOLD,
     selection: Any = None,
     color_by: str = "label",
     size: tuple[float, float] = (7.0, 4.0),

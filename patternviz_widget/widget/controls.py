@@ -23,6 +23,7 @@ from typing import Any
 import bqplot as bq
 import ipywidgets as ipw
 
+from ..defaults import TEMPERATURE
 from ..results import RegionEmbedding
 from .patternviz import PatternViz
 
@@ -69,7 +70,7 @@ class Dashboard(ipw.VBox):
                               continuous_update=False, style=style, layout=lay, readout_format=".2f")  # fmt: skip
         ipw.link((tau, "value"), (self.viz, "threshold"))
         params = _fit_params(self.study.store)
-        temp = ipw.FloatSlider(value=float(params.get("temperature", 4.0)), min=0.5, max=10, step=0.5, description="T (temp.)",
+        temp = ipw.FloatSlider(value=float(params.get("temperature", TEMPERATURE)), min=0.5, max=10, step=0.5, description="T (temp.)",
                                continuous_update=False, style=style, layout=lay)  # fmt: skip
         lam = ipw.FloatSlider(value=float(params.get("lambda_mi", 0.1)), min=0.0, max=1.0, step=0.05, description="λ_mi",
                               continuous_update=False, style=style, layout=lay)  # fmt: skip

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import figures
 from .._validate import did_you_mean
+from ..defaults import THRESHOLD
 from ..errors import InputError, NotFittedError
 from ..figures._common import FORMATS, camera_angles
 
@@ -57,7 +58,7 @@ def view_state(widget: Any) -> dict[str, Any]:
         "epoch": getattr(widget, "epoch", None),
         "condition": getattr(widget, "condition", "clean") or "clean",
         "model": getattr(widget, "model", None) or None,
-        "threshold": float(getattr(widget, "threshold", 0.4)),
+        "threshold": float(getattr(widget, "threshold", THRESHOLD)),
     }
     ids = _ids(getattr(widget, "selection", None))
     if ids.size:
@@ -70,11 +71,11 @@ def _forward_images(widget: Any, study: Any, state: dict[str, Any]) -> list[int]
     """The images the widget's forward mode draws: those of the selected regions, else probe_image."""
     ids = state.get("selection")
     if ids is not None and state.get("layer"):
-        from ..figures import _data
         from ..results import RegionRecord
+        from ..results.query import resolve_key
 
-        key = _data.resolve_key(study, RegionRecord, state["layer"], state["epoch"], state["condition"],
-                                state["model"])  # fmt: skip
+        key = resolve_key(study.store, RegionRecord, state["layer"], state["epoch"], state["condition"],
+                          state["model"])  # fmt: skip
         image = np.asarray(study.store.get(key, RegionRecord).image)
         ids = ids[ids < len(image)]
         if ids.size:

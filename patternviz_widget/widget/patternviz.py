@@ -14,11 +14,12 @@ import anywidget
 import numpy as np
 import traitlets as t
 
+from ..defaults import THRESHOLD
+from ..errors import BundleMissingError
+from ..results import SAMPLE, Key, RegionEmbedding, SampleEmbedding
 from . import payload, rpc, snapshot
 from . import view_state as ws
 from .wire import BYTES_SERIALIZERS, decode_indices, encode_indices
-from ..errors import BundleMissingError
-from ..results import SAMPLE, Key, RegionEmbedding, SampleEmbedding
 
 #: The built bundle (``js/`` -> ``patternviz_widget/static/``, made by ``pip install -e .`` or npm).
 _STATIC = Path(__file__).parent.parent / "static"
@@ -65,7 +66,7 @@ class PatternViz(anywidget.AnyWidget):
 
     # ---- how it is read -------------------------------------------------------------------------
     #: knowledge-point threshold τ (paper Sec. 3.4): max_c p(c|h) >= τ
-    threshold = t.Float(0.4).tag(sync=True)
+    threshold = t.Float(THRESHOLD).tag(sync=True)
     #: "embedding" (one key) or "forward" (the selected images' regions from every layer)
     mode = t.Unicode("embedding").tag(sync=True)
     #: draw per-class covariance ellipsoids

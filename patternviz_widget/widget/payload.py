@@ -1,7 +1,8 @@
 """What the widget sends: readers that turn store records into the columns the page draws.
 
-No feature math happens here: embeddings come from the store and knowledge points from the engine
-(``study.knowledge_points``); this module only selects, reorders and packs them.
+No feature math happens here: embeddings come from the store, knowledge points from the engine
+(``study.knowledge_points``) and the shared readings (class names, μ_c, the sample rule) from
+:mod:`patternviz_widget.results.query`; this module only selects, reorders and packs them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from ..results import (
     RegionRecord,
     ResultStore,
     SampleEmbedding,
-    SampleRecord,
 )
 from ..results.camera import default_camera
+from ..results.query import class_names, mu_for, sample_knowledge
 from ..study import Study
 
 #: ellipsoid radius in standard deviations (per-class covariance ellipsoids, the paper's learning-process figure)
@@ -37,24 +38,12 @@ def as_study(source: Any) -> Study:
     if isinstance(source, Study):
         return source
     if isinstance(source, ResultStore):
-        study = Study.__new__(Study)
-        study.store = source
-        study._init_detached()
-        return study
+        return Study.from_store(source)
     if isinstance(source, (str, Path)):
         return Study.load(source)
     raise InputError(
         f"PatternViz needs a pv.Study, a ResultStore or the path of a saved study, got {type(source).__name__}."
     )
-
-
-def class_names(store: ResultStore) -> list[str]:
-    """K class names as plain strings (probe record, else meta, else "0".."K-1")."""
-    if store.probe is not None and store.probe.class_names:
-        return [str(c) for c in store.probe.class_names]
-    if store.meta.get("class_names"):
-        return [str(c) for c in store.meta["class_names"]]
-    return [str(c) for c in range(int(store.meta.get("num_classes", 0)))]
 
 
 def glyph_codes(is_kp: np.ndarray, is_reliable: np.ndarray) -> np.ndarray:
@@ -98,12 +87,7 @@ class Knowledge:
         return value
 
     def _regions(self, key: Key, threshold: float) -> Any:
-        fn = getattr(self.study, "knowledge_points", None)
-        if fn is None:
-            raise NotFittedError(
-                "Knowledge points need the engine (study.knowledge_points, issue 4)."
-            )
-        return fn(
+        return self.study.knowledge_points(
             key.layer,
             epoch=key.epoch,
             condition=key.condition,
@@ -112,32 +96,9 @@ class Knowledge:
         )
 
     def _samples(self, key: Key, threshold: float) -> dict[str, np.ndarray]:
-        """Sample glyphs: the model's own prediction (argmax logits) vs the true class; a sample
-        whose softmax(logits / T) peak is below τ is drawn as non-discriminative."""
-        store = self.study.store
-        labels = np.asarray(store.probe.labels) if store.probe is not None else None
-        n = store.get(key, SampleEmbedding).g.shape[0]
-        if store.has(key, SampleRecord):
-            logits = np.asarray(store.get(key, SampleRecord).logits, dtype=np.float64)
-            t = float(store.meta.get("temperature", 4.0))
-            z = logits / t
-            z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            p /= p.sum(axis=1, keepdims=True)
-        else:
-            k = max(len(class_names(store)), 1)
-            p = np.full((n, k), 1.0 / k)
-        predicted = p.argmax(axis=1)
-        conf = p.max(axis=1)
-        is_kp = conf >= threshold
-        truth = labels if labels is not None and labels.shape[0] == n else predicted
-        return {
-            "posterior": p.astype(np.float32),
-            "predicted": predicted,
-            "discrimination": conf.astype(np.float32),
-            "is_kp": is_kp,
-            "is_reliable": is_kp & (predicted == truth),
-        }
+        """Sample glyphs: the model's own prediction vs the true class, non-discriminative below τ
+        (:func:`patternviz_widget.results.query.sample_knowledge`)."""
+        return sample_knowledge(self.study.store, key, threshold)
 
 
 def _kp_fields(kp: Any) -> dict[str, np.ndarray]:
@@ -152,14 +113,6 @@ def _kp_fields(kp: Any) -> dict[str, np.ndarray]:
         "is_reliable": np.asarray(kp.is_reliable, bool),
         "strength": np.asarray(getattr(kp, "strength", np.zeros(0)), np.float32),
     }
-
-
-def mu_for(store: ResultStore, key: Key) -> np.ndarray | None:
-    """μ_c (K×3) framing ``key``: the sample embedding of the same key, else the clean one."""
-    for cand in (key.replace(layer=SAMPLE), key.replace(layer=SAMPLE, condition="clean")):
-        if store.has(cand, SampleEmbedding):
-            return np.asarray(store.get(cand, SampleEmbedding).mu, dtype=np.float32)
-    return None
 
 
 def ellipsoids(xyz: np.ndarray, labels: np.ndarray, k: int) -> list[dict[str, Any] | None]:
@@ -225,7 +178,7 @@ def point_slice(
         if n
         else 1.0,
     }
-    mu = mu_for(store, key)
+    mu = mu_for(store, key, required=False)
     if mu is not None:
         meta["mu"] = mu.round(6).tolist()
     pred = np.asarray(f["predicted"])

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from . import payload
-from .wire import to_wire_array
 from ..errors import InputError
 from ..results import SAMPLE, Key
+from . import payload
+from .wire import to_wire_array
 
 #: Upper bound of one reply message (Jupyter websocket messages over ~10 MB have failed).
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024

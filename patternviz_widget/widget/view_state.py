@@ -1,4 +1,4 @@
-"""View-state logic of :class:`~patternviz_widget.widget.PatternViz`: defaults, checks, the
+"""View-state logic of :class:`~patternviz_widget.widget.patternviz.PatternViz`: defaults, checks, the
 knowledge-point summary the charts draw, and the tidy table of a selection."""
 
 from __future__ import annotations
@@ -7,10 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from . import payload
+from .._validate import check_choice as check_choice  # the widget's validators
 from .._validate import did_you_mean
+from ..defaults import THRESHOLD
 from ..errors import InputError
 from ..results import SAMPLE, Key, RegionEmbedding, RegionRecord, ResultStore, SampleEmbedding
+from ..results.query import class_names
+from . import payload
 
 FEATURE_KINDS = ("regions", "samples")
 MODES = ("embedding", "forward")
@@ -25,14 +28,6 @@ def check_name(value: str, valid: list[str], what: str) -> str:
     return value
 
 
-def check_choice(value: str, valid: tuple[str, ...], what: str) -> str:
-    """Return ``value`` if it is one of ``valid``, else raise listing them."""
-    if value not in valid:
-        shown = ", ".join(repr(v) for v in valid)
-        raise InputError(f"{what} must be one of {shown}, got {value!r}.")
-    return value
-
-
 def check_threshold(value: object) -> float:
     """Return τ as a float in [0, 1] or raise naming the fix."""
     try:
@@ -40,7 +35,7 @@ def check_threshold(value: object) -> float:
     except (TypeError, ValueError):
         raise InputError(f"threshold (τ) must be a number in [0, 1], got {value!r}.") from None
     if not 0.0 <= v <= 1.0 or not np.isfinite(v):
-        raise InputError(f"threshold (τ) must be in [0, 1] (the paper uses 0.4), got {v}.")
+        raise InputError(f"threshold (τ) must be in [0, 1] (the paper uses {THRESHOLD}), got {v}.")
     return v
 
 
@@ -216,7 +211,7 @@ def selected_table(
 ) -> dict[str, np.ndarray]:
     """Columns of the selected points (one row each): see :meth:`PatternViz.selected_regions`."""
     store = study.store
-    names = np.asarray(payload.class_names(store) or ["?"], dtype=object)
+    names = np.asarray(class_names(store) or ["?"], dtype=object)
     labels = np.asarray(store.probe.labels) if store.probe is not None else None
     ids = np.asarray(ids, dtype=np.int64)
     if key.is_sample:

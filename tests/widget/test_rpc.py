@@ -10,8 +10,8 @@ import pytest
 from page_msgs import js_custom
 from PIL import Image
 
-from patternviz_widget.widget import rpc as _rpc
 from patternviz_widget.results import SAMPLE, Key, RegionEmbedding, RegionRecord, SampleEmbedding
+from patternviz_widget.widget import rpc as _rpc
 
 
 def ask(w, outbox, name, **msg):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from patternviz_widget.errors import InputError
 from patternviz_widget.widget import rpc as _rpc
 from patternviz_widget.widget import wire as _wire
-from patternviz_widget.errors import InputError
 
 
 @pytest.mark.parametrize(
