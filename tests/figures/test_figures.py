@@ -10,6 +10,7 @@ import pytest
 from figtools import markers, png_size, svg_groups, svg_ids
 
 from patternviz_widget import figures as F
+from patternviz_widget import results as pv_results
 from patternviz_widget._style import CLASS_COLORS
 from patternviz_widget.engine.attack import analysis as aa
 from patternviz_widget.errors import InputError
@@ -241,3 +242,27 @@ def test_sample_key_layer_aliases(study):
     fig = F.embedding(study, layer="sample")
     assert fig._suptitle.get_text().startswith("samples · epoch 2 · clean")
     assert Key("main", "clean", 2, SAMPLE) in study.store.find()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_drawing_a_figure_never_writes_into_the_store(kind):
+    from figure_synth import make_store
+
+    from patternviz_widget.figures._data import as_study
+
+    study = as_study(make_store(conditions=("clean", "adversarial")))
+    distill = as_study(make_store(models=("teacher", "student"), epochs=(0, 1)))
+    # the trace as an attack before study.embed() leaves it: features only, projected when read
+    trace_key = Key("main", "adversarial", 2, LAST)
+    trace = study.store.get(trace_key, pv_results.ArrayRecord)
+    feats = study.store.get(trace_key.replace(condition="clean"), RegionRecord).features
+    study.store.put(trace_key, pv_results.ArrayRecord(
+        name="attack_trace", arrays={"features": np.stack([feats] * trace.arrays["h"].shape[0])}))  # fmt: skip
+    puts: list[str] = []
+    for s in (study, distill):
+        s.store.observe(lambda key: puts.append(str(key)))
+    before = [sorted(f"{k}|{n}" for (k, n), _ in s.store.items_with_kind()) for s in (study, distill)]
+    KINDS[kind](study, distill)
+    after = [sorted(f"{k}|{n}" for (k, n), _ in s.store.items_with_kind()) for s in (study, distill)]
+    assert puts == [] and after == before
+    assert "h" not in study.store.get(trace_key, pv_results.ArrayRecord).arrays
