@@ -154,6 +154,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       path: null,
       radius: frameRadius(p.layer, p.radius),
       hasSelection: selIds.length > 0,
+      packed: p.packed,
     };
   }
 
@@ -233,12 +234,15 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
 
   let afterTimer: ReturnType<typeof setTimeout> | undefined;
   let afterRaf = 0;
-  /** Run `fn` once the frame requested now has been drawn (the latest request wins). */
+  /** Run `fn` once the frame requested now has been presented (the latest request wins): the
+   * animation frame after the one that draws it, so side work does not compete with its raster. */
   function afterFrame(fn: () => void): void {
     cancelAnimationFrame(afterRaf);
     clearTimeout(afterTimer);
     afterRaf = requestAnimationFrame(() => {
-      afterTimer = setTimeout(fn, 0);
+      afterRaf = requestAnimationFrame(() => {
+        afterTimer = setTimeout(fn, 0);
+      });
     });
   }
 
@@ -300,7 +304,8 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     stats.update(lines, `τ = ${model.get("threshold").toFixed(2)} · ${emb.backendKind() || "…"}`);
   }
 
-  /** `fetch` false: lay the tiles out (the page keeps its size) without asking for thumbnails. */
+  /** `fetch` false: lay the tiles out (the page keeps its size) without asking for thumbnails or
+   * drawing them (they follow once the frame is on screen). */
   function updateStrip(fetch = true): void {
     const tau = model.get("threshold");
     const tiles: StripTile[] = [];
@@ -316,7 +321,7 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
       const k = row ? row.epochs.indexOf(e) : -1;
       tiles.push({ id, label: id === SAMPLE ? "samples" : id, points: pts, kp: k >= 0 ? row.total[k] : null, warning: k >= 0 ? row.warning?.[k] ?? null : null, active: id === currentLayer(model), error: exists ? undefined : "not captured" });
     }
-    strip.update(tiles, emb.camera(), theme, palette());
+    strip.update(tiles, emb.camera(), theme, palette(), fetch);
   }
 
   function updateTimeline(): void {

@@ -38,6 +38,15 @@ export interface PointSet {
   layout: Layout | null;
   /** drawn from the first view alone: image, discrimination and predicted are not here yet */
   partial?: boolean;
+  /** the points already in the GPU layout (the first view's lean array), see gl/pack.ts */
+  packed?: PackedPoints;
+}
+
+/** Points in the 8-byte GPU layout of gl/pack.ts, with the largest class index they hold. */
+export interface PackedPoints {
+  q: Int16Array;
+  scale: number;
+  maxClass: number;
 }
 
 export interface Atlas {
@@ -163,9 +172,11 @@ export class Data {
     const xyz = new Float32Array(3 * n);
     const label = new Uint8Array(n);
     const glyph = new Uint8Array(n);
+    let maxClass = 0;
     for (let i = 0; i < n; i++) {
       const m = q[4 * i + 3];
       const g = m >> 8;
+      if ((m & 255) > maxClass) maxClass = m & 255;
       if (g > 2) xyz.fill(NaN, 3 * i, 3 * i + 3);
       else {
         xyz[3 * i] = q[4 * i] * k;
@@ -194,6 +205,7 @@ export class Data {
       kpReliable: Number(meta.kp_reliable) || 0,
       layout: null,
       partial: true,
+      packed: { q, scale: Number(reply.meta.scale) || 1, maxClass },
     };
   }
 

@@ -1,4 +1,5 @@
 // What a renderer draws in one pane, and the contract both renderers (WebGL, Canvas2D) implement.
+import type { PackedPoints } from "../data";
 import type { CameraState } from "../lib/camera";
 import type { Theme } from "../lib/theme";
 
@@ -27,6 +28,8 @@ export interface PaneData {
   path: Float32Array | null;
   radius: number;
   hasSelection: boolean;
+  /** xyz, cidx and glyph already in the GPU layout (uploaded as is when the palette covers it) */
+  packed?: PackedPoints;
 }
 
 export interface Viewport {

@@ -147,7 +147,8 @@ export class WebGLBackend implements Backend {
       return hit;
     }
     if (hit) this.evict(hit);
-    const { packed, scale } = packPoints(data.xyz, data.cidx, data.glyph, palLen);
+    const pre = data.packed;
+    const { packed, scale } = pre && pre.maxClass < palLen && pre.q.length === 4 * data.n ? { packed: pre.q, scale: pre.scale } : packPoints(data.xyz, data.cidx, data.glyph, palLen);
     const buffer = new InterleavedBuffer(packed, 4);
     const geo = () => {
       const g = new BufferGeometry();
@@ -240,6 +241,7 @@ export class WebGLBackend implements Backend {
       index.needsUpdate = true;
     }
     geo.setDrawRange(0, count);
+    pane.selected.visible = count > 0; // an empty pass is skipped whole (no program, no state)
   }
 
   private makePane(data: PaneData, res: Resident): PaneGL {
@@ -358,8 +360,9 @@ export class WebGLBackend implements Backend {
       pane.main.material = this.materials[0][flat];
       pane.selected.material = this.materials[1][flat];
       const h = opts.hover[i] ?? -1;
-      if (h >= 0 && h < pane.data.n) pane.res.hover.setDrawRange(h, 1);
-      else pane.res.hover.setDrawRange(0, 0);
+      const hovered = h >= 0 && h < pane.data.n;
+      pane.res.hover.setDrawRange(hovered ? h : 0, hovered ? 1 : 0);
+      pane.hover.visible = hovered;
       pane.ellipsoids.visible = !!pane.data.ellipsoids;
       const axes = this.axesFor(Math.max(pane.data.radius, 1e-6), this.border);
       if (axes.parent !== pane.scene) pane.scene.add(axes);

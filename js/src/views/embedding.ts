@@ -131,6 +131,9 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     return { camera: cam, viewports: viewports(), hover, theme: cb.theme(), pointSize: pointSize(), showAxes };
   }
   function renderNow(): void {
+    // a frame drawn now (resize, snapshot, probe) replaces the one requested for the next
+    // animation frame: two draws of every point before one is presented cost twice the raster
+    if (frame) cancelAnimationFrame(frame);
     frame = 0;
     if (!backend) return;
     const t0 = performance.now();

@@ -18,7 +18,8 @@ export interface StripTile {
 
 export interface LayerStripView {
   el: HTMLElement;
-  update(tiles: StripTile[], cam: CameraState, theme: Theme, palette: string[]): void;
+  /** `draw` false: lay the tiles out (names, counts, state) and leave their pictures as they are */
+  update(tiles: StripTile[], cam: CameraState, theme: Theme, palette: string[], draw?: boolean): void;
   redraw(cam: CameraState): void;
   destroy(): void;
 }
@@ -88,7 +89,7 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
     }
   }
 
-  function build(cam: CameraState): void {
+  function build(cam: CameraState, drawTiles: boolean): void {
     const ids = tiles.map((t) => t.id).join("\n");
     if (el.dataset.ids !== ids) {
       el.replaceChildren();
@@ -113,17 +114,17 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
       kp.title = t.warning ?? "";
       tile.classList.toggle("pv-loading", !t.points && !t.error);
       const canvas = canvases.get(t.id);
-      if (canvas) draw(canvas, t, cam);
+      if (canvas && drawTiles) draw(canvas, t, cam);
     });
   }
 
   return {
     el,
-    update(next, cam, th, pal) {
+    update(next, cam, th, pal, drawTiles = true) {
       tiles = next;
       theme = th;
       palette = pal;
-      build(cam);
+      build(cam, drawTiles);
     },
     redraw(cam) {
       tiles.forEach((t) => {
