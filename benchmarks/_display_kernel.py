@@ -3,6 +3,7 @@ timed cells stay one line): the study, the floor widget, the previous bundle, an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,10 @@ import patternviz_widget.pipeline.embed  # noqa: F401  (what knowledge_points im
 
 from .ours import LAYER, make_store
 
-__all__ = ["LAYER", "Floor", "close_shown", "jscatter", "old_widget", "plot", "pv", "setup", "show"]
+__all__ = ["LAYER", "LAYERS", "Floor", "close_shown", "jscatter", "old_widget", "plot", "pv", "setup", "show"]
+
+#: the layers of a multi-layer store (``setup(..., layers=3)``), low to high; LAYER is the middle one
+LAYERS = ("features.4", LAYER, "features.12")
 
 FLOOR_ESM = """
 export default { render({ model, el }) {
@@ -32,15 +36,21 @@ export default { render({ model, el }) {
   const gl = c.getContext("webgl2");
   const sh = (type, src) => { const s = gl.createShader(type); gl.shaderSource(s, src); gl.compileShader(s); return s; };
   const p = gl.createProgram();
-  gl.attachShader(p, sh(gl.VERTEX_SHADER, "#version 300 es\\nvoid main() { float i = float(gl_VertexID);"
-    + " gl_Position = vec4(fract(i * 0.618034) * 2.0 - 1.0, fract(i * 0.414214) * 2.0 - 1.0, 0.0, 1.0); gl_PointSize = 1.0; }"));
+  gl.attachShader(p, sh(gl.VERTEX_SHADER, "#version 300 es\\nuniform vec2 off; void main() { float i = float(gl_VertexID);"
+    + " gl_Position = vec4(fract(i * 0.618034) * 2.0 - 1.0 + off.x, fract(i * 0.414214) * 2.0 - 1.0, 0.0, 1.0); gl_PointSize = 1.0; }"));
   gl.attachShader(p, sh(gl.FRAGMENT_SHADER, "#version 300 es\\nprecision mediump float; out vec4 o;"
     + " void main() { o = vec4(0.2, 0.4, 0.8, 1.0); }"));
   gl.linkProgram(p);
-  requestAnimationFrame(() => {
+  const off = gl.getUniformLocation(p, "off");
+  let x = 0, raf = 0;
+  const draw = () => {
+    raf = 0;
     gl.clearColor(1, 1, 1, 1); gl.clear(gl.COLOR_BUFFER_BIT);
-    gl.useProgram(p); gl.drawArrays(gl.POINTS, 0, model.get("n"));
-  });
+    gl.useProgram(p); gl.uniform2f(off, x, 0); gl.drawArrays(gl.POINTS, 0, model.get("n"));
+  };
+  // a drag redraws every point, offset by the pointer: the floor of one frame of n points
+  c.addEventListener("pointermove", (e) => { if (e.buttons) { x = (e.offsetX / w) * 0.1; if (!raf) raf = requestAnimationFrame(draw); } });
+  raf = requestAnimationFrame(draw);
 } };
 """
 
@@ -58,9 +68,30 @@ PatternVizOld: Any = None
 _shown: list = []
 
 
-def setup(n: int, epochs: int, old: str = "") -> tuple[Any, pd.DataFrame, int, float]:
+def _add_layers(store: Any, epochs: int) -> None:
+    """Give the store the layers of LAYERS: the other two are LAYER's points turned and scaled
+    (each its own shape and radius, so a layer switch reframes and redraws every point)."""
+    from patternviz_widget.results import Key
+    from patternviz_widget.results.records import RegionEmbedding, RegionRecord
+
+    for j, name in enumerate(LAYERS):
+        if name == LAYER:
+            continue
+        a = 0.9 * (j - 1)
+        rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32)
+        for e in range(epochs):
+            k = Key(epoch=e, layer=LAYER)
+            rec, emb = store.get(k, RegionRecord), store.get(k, RegionEmbedding)
+            h = (emb.h @ rot * (0.6 + 0.4 * j)).astype(np.float32)
+            store.put(Key(epoch=e, layer=name), dataclasses.replace(rec))
+            store.put(Key(epoch=e, layer=name), dataclasses.replace(
+                emb, h=h, mean_strength=float(np.linalg.norm(h, axis=1).mean())))
+    store.meta["layers"] = list(LAYERS)
+
+
+def setup(n: int, epochs: int, old: str = "", layers: int = 1) -> tuple[Any, pd.DataFrame, int, float]:
     """(store, x/y/class frame for jupyter-scatter, n, our point size in CSS px); prints the bundle
-    sizes as ``BUNDLES {...}``."""
+    sizes as ``BUNDLES {...}``. ``layers`` 3: the store holds the three layers of LAYERS."""
     global PatternVizOld
     from jscatter.widget import JupyterScatter
 
@@ -68,6 +99,8 @@ def setup(n: int, epochs: int, old: str = "") -> tuple[Any, pd.DataFrame, int, f
     from patternviz_widget.results.records import RegionEmbedding, RegionRecord
 
     store = make_store(n, epochs=epochs)
+    if layers > 1:
+        _add_layers(store, epochs)
     k = Key(epoch=0, layer=LAYER)
     xyz = store.get(k, RegionEmbedding).h
     lab = store.probe.labels[store.get(k, RegionRecord).image]

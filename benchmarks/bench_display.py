@@ -9,12 +9,17 @@ plot and report frame times while it redraws (pan for jupyter-scatter; the drag 
 other, on the same points (our 3-D xyz; jupyter-scatter gets x, y of them), coloured by class;
 each size gets a fresh JupyterLab server and browser.
 
-Section 4 ("scrub"): see :func:`scrub` (epoch change -> new frame, prefetch on and off).
+Section 4 ("scrub"): see :func:`scrub` (epoch change -> new frame, prefetch on and off; layer
+change -> new frame at 10^5 and 10^6 points).
+
+Every measurement records the machine's 1-minute load average when it starts; each section reports
+their range (the machine is shared: a timing is read as a ratio within one run).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -26,7 +31,7 @@ from ._common import fmt_s
 
 SETUP = """
 from benchmarks._display_kernel import *  # noqa
-store, df, N, PS = setup({n}, epochs={epochs}, old={old!r})
+store, df, N, PS = setup({n}, epochs={epochs}, old={old!r}, layers={layers})
 """
 
 CELLS = {
@@ -37,7 +42,23 @@ CELLS = {
     "floor": 'PW, PH = plot()\nshow(Floor(n=N, width=PW, height=PH))',
 }
 CLOSE_CELL = "close_shown()"
-DRAGGED = ("ours", "old", "jscatter")
+#: widgets dragged after their first frame; the floor widget redraws its n points on every move
+#: (no data, one-pixel points): the floor of a frame of n points in this browser
+DRAGGED = ("ours", "old", "jscatter", "floor")
+
+
+def _load1() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _load_summary(values: list[float]) -> tuple[dict, str]:
+    """The range of 1-minute load averages seen at the start of each measurement, and its sentence."""
+    if not values:
+        return {}, "the machine was shared with other jobs (2 cores): timings under load"
+    lo, med, hi = min(values), statistics.median(values), max(values)
+    return ({"min": lo, "median": round(med, 2), "max": hi, "samples": len(values)},
+            f"the machine was shared with other jobs (2 cores): load average (1 min) {lo:.1f}-{hi:.1f}, "
+            f"median {med:.1f}, at the start of the {len(values)} measurements")
 
 
 def _canvas_box(page: Any, cell: int) -> dict:
@@ -49,6 +70,7 @@ def _canvas_box(page: Any, cell: int) -> dict:
 
 def _measure(page: Any, cell: int, widget: str, n: int, bundle_bytes: int, timeout_s: float,
              drag_steps: int = 40) -> dict:
+    load = _load1()
     t0 = B.run_cell(page, cell, timeout_s=timeout_s, wait=False)
     py0 = page.pressed_at
     frame = B.wait_full_frame(page, n, t0, timeout_s=timeout_s)
@@ -62,6 +84,7 @@ def _measure(page: Any, cell: int, widget: str, n: int, bundle_bytes: int, timeo
         "received_mb_to_first_frame": round(received / 2**20, 2),
         "bundle_mb": round(bundle_bytes / 2**20, 3),
         "data_bytes_per_point": round(max(received - bundle_bytes, 0) / n, 2),
+        "load_1min": load,
     }
     time.sleep(1.0)
     box = _canvas_box(page, cell)
@@ -142,7 +165,7 @@ def display(
                 plan = [(w, None) for w in order]
                 for r in range(repeats):
                     plan += [(w, r) for w in (order if r % 2 == 0 else order[::-1])]
-                cells = [SETUP.format(n=n, epochs=1, old=old_bundle or "")]
+                cells = [SETUP.format(n=n, epochs=1, old=old_bundle or "", layers=1)]
                 for w, _ in plan:
                     cells += [CLOSE_CELL, CELLS[w]]
                 with B.jupyterlab(root) as url, B.chromium(device_scale_factor=dpr) as page:
@@ -172,10 +195,10 @@ def display(
                             + _line(res))
     rows = _median_rows(runs)
     _ratios(rows)
+    load, load_text = _load_summary([r["load_1min"] for r in runs if "load_1min" in r])
     return {"sizes": list(sizes), "dprs": list(dprs), "repeats": repeats, "rows": rows, "runs": runs,
             "webgl_renderer": renderer, "drag_steps": drag_steps, "bundle_bytes": bundles,
-            "load": "the machine was shared with other jobs (2 cores): timings under load",
-            "old_bundle": old_bundle}
+            "load": load_text, "load_avg_1min": load, "old_bundle": old_bundle}
 
 
 def _line(r: dict) -> str:
@@ -197,6 +220,10 @@ def _ratios(rows: list[dict]) -> None:
             a, b = r.get("pan", {}).get("median_frame_ms"), js.get("pan", {}).get("median_frame_ms")
             if a and b:
                 r["frame_time_vs_jscatter"] = round(a / b, 3)
+        fl = ok.get(("floor", n, dpr))
+        a, b = r.get("pan", {}).get("median_frame_ms"), (fl or {}).get("pan", {}).get("median_frame_ms")
+        if w != "floor" and a and b:
+            r["frame_time_vs_floor"] = round(a / b, 3)
 
 
 SCRUB_JS = """([cell, value]) => {
@@ -210,13 +237,25 @@ SCRUB_JS = """([cell, value]) => {
 }"""
 
 
-PROBE_JS = """([cell, epoch, since]) => {
-  // our frame probe: [time, points, ms, key] per frame; the first frame that drew `epoch`, and the
-  // time the browser presented it (the draw-call clock of the init script)
+LAYER_JS = """([cell, layer]) => {
+  const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+  const t = c && c.querySelector('[data-pv=layer-tile][data-layer="' + CSS.escape(layer) + '"]');
+  if (!t) return null;
+  const t0 = performance.now();
+  t.click();
+  return t0;
+}"""
+
+
+PROBE_JS = """([cell, part, value, since]) => {
+  // our frame probe: [time, points, ms, key] per frame; the first frame whose key (model |
+  // condition | epoch | layer) has `value` at `part` (2 = epoch, 3 = layer), and the time the
+  // browser presented it (the draw-call clock of the init script)
   const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
   const root = c && c.querySelector('[data-pv=root]');
   if (!root || !root.__pv) return null;
-  const f = root.__pv.frames(since).find((f) => f[3] && f[3].split('|')[2] === String(epoch));
+  const at = (k) => { const s = k.split('|'); return part === 3 ? s.slice(3).join('|') : s[part]; };
+  const f = root.__pv.frames(since).find((f) => f[3] && at(f[3]) === String(value));
   if (!f) return null;
   const p = window.__pv;
   const d = p.draws.find(([seq, t]) => t >= f[0]);
@@ -236,7 +275,7 @@ def _step(page: Any, cell: int, index: int, epoch: int, n: int, timeout_s: float
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if probe:
-            t = page.evaluate(PROBE_JS, [cell, epoch, t0])
+            t = page.evaluate(PROBE_JS, [cell, 2, epoch, t0])
             if t is not None:
                 return t - t0
         else:
@@ -249,9 +288,69 @@ def _step(page: Any, cell: int, index: int, epoch: int, n: int, timeout_s: float
     raise TimeoutError(f"no new frame within {timeout_s} s of moving the scrubber to {index}")
 
 
+def _switch_layer(page: Any, cell: int, layer: str, timeout_s: float) -> float:
+    """Click cell's layer-strip tile of ``layer``; return ms until the first presented frame that
+    drew that layer, read from the widget's frame probe (tagged with the key drawn)."""
+    t0 = page.evaluate(LAYER_JS, [cell, layer])
+    if t0 is None:
+        raise RuntimeError(f"no layer tile for {layer!r} ([data-pv=layer-tile]) in the widget")
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        t = page.evaluate(PROBE_JS, [cell, 3, layer, t0])
+        if t is not None:
+            return t - t0
+        time.sleep(0.01)
+    raise TimeoutError(f"no frame of layer {layer} within {timeout_s} s of clicking its tile")
+
+
+def _latency_row(widget: str, what: str, lat: list[float], loads: list[float], **extra: Any) -> dict:
+    lat_s = sorted(lat)
+    return {"widget": widget, "prefetch": what, "status": "ok", "steps": len(lat),
+            "latencies_ms": [round(x, 1) for x in lat], "median_ms": round(statistics.median(lat_s), 1),
+            "p95_ms": round(lat_s[min(len(lat_s) - 1, int(0.95 * len(lat_s)))], 1),
+            "max_ms": round(lat_s[-1], 1), "load_1min": loads, **extra}
+
+
+#: layer-strip clicks from the middle layer, each to a neighbour of the layer shown (prefetched)
+LAYER_STEPS = ("features.4", "features.8", "features.12", "features.8", "features.4", "features.8")
+
+
+def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=print) -> dict:
+    """Layer change -> new frame: a fresh server, kernel and browser; a store of the three layers
+    of ``_display_kernel.LAYERS`` (one epoch); the widget opens on the middle one, which prefetches
+    both neighbours; then ``steps`` clicks on the strip tile of a neighbouring layer, ``settle_s``
+    after each frame (the prefetch of the next neighbours lands)."""
+    with tempfile.TemporaryDirectory(prefix="pvbench_layers_") as tmp:
+        root = Path(tmp)
+        with B.jupyterlab(root) as url, B.chromium() as page:
+            B.write_notebook(root / "layers.ipynb", [SETUP.format(n=n, epochs=1, old="", layers=3), CELLS["ours"]])
+            B.open_notebook(page, url, "layers.ipynb")
+            B.run_cell(page, 0, timeout_s=timeout_s)
+            try:
+                t0 = B.run_cell(page, 1, timeout_s=timeout_s, wait=False)
+                B.wait_full_frame(page, n, t0, timeout_s)
+                B.wait_cell(page, 1, timeout_s)
+                time.sleep(settle_s)
+                lat, loads = [], []
+                for layer in LAYER_STEPS[:steps]:
+                    loads.append(_load1())
+                    lat.append(_switch_layer(page, 1, layer, timeout_s))
+                    time.sleep(settle_s)
+                row = _latency_row("ours", f"layer switch at {n:,} points (prefetched neighbour)", lat, loads,
+                                   n=n, kind="layer")
+            except Exception as e:  # noqa: BLE001
+                row = {"widget": "ours", "prefetch": f"layer switch at {n:,} points", "status": "error", "n": n,
+                       "kind": "layer", "error": f"{type(e).__name__}: {e}"[-800:], "cell_output": B.cell_text(page, 1)}
+    log(f"[scrub] layer switch n={n:,}: " + (f"median {row['median_ms']} ms, max {row['max_ms']} ms over "
+                                            f"{row['steps']} steps" if row["status"] == "ok" else row["error"][:300]))
+    return row
+
+
 def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: float = 300.0,
-          old_bundle: str | None = None, log=print) -> dict:
-    """Run section 4: epoch change -> new frame, on a cache miss and on a prefetched neighbour.
+          old_bundle: str | None = None, log=print, layer_sizes: tuple[int, ...] | None = None) -> dict:
+    """Run section 4: epoch change -> new frame, on a cache miss and on a prefetched neighbour; and
+    layer change -> new frame (:func:`layer_switches`) at each of ``layer_sizes`` (default: ``n``
+    and 10^6 points, or ``n`` alone below 10^5 points, the smoke run).
 
     The widget prefetches the neighbouring epochs (±1) of what it shows, and has no switch to turn
     that off; so "without prefetch" is measured as what every step costs when the epoch is not in
@@ -259,6 +358,8 @@ def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: f
     prefetch": a second fresh widget steps 0 -> 1 -> 2 ..., waiting ``settle_s`` after each frame so
     that the prefetch of the next epoch has landed (what scrubbing at human pace gets).
     """
+    if layer_sizes is None:
+        layer_sizes = (n, 1_000_000) if n >= 100_000 else (n,)
     rows = []
     plan = [("ours", False, range(2, epochs, 2)), ("ours", True, range(1, epochs))]
     if old_bundle:
@@ -266,7 +367,7 @@ def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: f
     with tempfile.TemporaryDirectory(prefix="pvbench_scrub_") as tmp:
         root = Path(tmp)
         with B.jupyterlab(root) as url, B.chromium() as page:
-            cells = [SETUP.format(n=n, epochs=epochs, old=old_bundle or "")]
+            cells = [SETUP.format(n=n, epochs=epochs, old=old_bundle or "", layers=1)]
             for w, _, _ in plan:
                 cells += [CLOSE_CELL, CELLS[w]]
             B.write_notebook(root / "scrub.ipynb", cells)
@@ -280,17 +381,13 @@ def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: f
                     B.wait_full_frame(page, n, t0, timeout_s)
                     B.wait_cell(page, cell, timeout_s)
                     time.sleep(settle_s)
-                    lat = []
+                    lat, loads = [], []
                     for e in targets:  # the study's epochs are 0..epochs-1: index = epoch
+                        loads.append(_load1())
                         lat.append(_step(page, cell, e, e, n, timeout_s, probe=widget == "ours"))
                         time.sleep(settle_s)
-                    lat_s = sorted(lat)
-                    row = {"widget": widget,
-                           "prefetch": "on (prefetched neighbour)" if prefetch else "off (cache miss)",
-                           "status": "ok", "steps": len(lat), "latencies_ms": [round(x, 1) for x in lat],
-                           "median_ms": round(statistics.median(lat_s), 1),
-                           "p95_ms": round(lat_s[min(len(lat_s) - 1, int(0.95 * len(lat_s)))], 1),
-                           "max_ms": round(lat_s[-1], 1)}
+                    row = _latency_row(widget, "on (prefetched neighbour)" if prefetch else "off (cache miss)",
+                                       lat, loads, n=n, kind="epoch")
                 except Exception as e:  # noqa: BLE001
                     row = {"widget": widget, "prefetch": "on" if prefetch else "off", "status": "error",
                            "error": f"{type(e).__name__}: {e}"[-800:], "cell_output": B.cell_text(page, cell)}
@@ -298,15 +395,23 @@ def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: f
                 log(f"[scrub] n={n:,} {widget} prefetch {row['prefetch']}: "
                     + (f"median {row['median_ms']} ms, max {row['max_ms']} ms over {row['steps']} steps"
                        if row["status"] == "ok" else row["error"][:300]))
-    out = {"n": n, "epochs": epochs, "rows": rows, "old_bundle": old_bundle,
-           "load": "the machine was shared with other jobs (2 cores): timings under load",
+    for m in layer_sizes:
+        big = m >= 1_000_000
+        rows.append(layer_switches(m, steps=4 if big else len(LAYER_STEPS), settle_s=max(settle_s, 12.0) if big else settle_s,
+                                   timeout_s=max(timeout_s, 600.0) if big else timeout_s, log=log))
+    load, load_text = _load_summary([x for r in rows for x in r.get("load_1min", [])])
+    out = {"n": n, "epochs": epochs, "rows": rows, "old_bundle": old_bundle, "layer_sizes": list(layer_sizes),
+           "load": load_text, "load_avg_1min": load,
            "note": (
         f"{n:,} points, {epochs} epochs; latency = scrubber input event → first presented frame that "
         "drew the new epoch, read from the widget's frame probe (each frame tagged with the key it "
         "drew; 'old' = the previous bundle, which has no tag: first presented full frame after an "
         "upload of its float32 xyz). 'off' = epoch not in the page cache (what every step costs "
-        "without prefetch); 'on' = the widget's prefetched neighbour.")}
-    ok = {(r["widget"], r["prefetch"].split()[0]): r for r in rows if r["status"] == "ok"}
+        "without prefetch); 'on' = the widget's prefetched neighbour. 'layer switch' = a click on the "
+        "layer strip's tile of a neighbouring layer → first presented frame tagged with that layer (a "
+        "store of three layers, one epoch, the widget opened on the middle one; a fresh server, kernel "
+        "and browser per size).")}
+    ok = {(r["widget"], r["prefetch"].split()[0]): r for r in rows if r["status"] == "ok" and r.get("kind") != "layer"}
     if ("ours", "off") in ok and ("ours", "on") in ok and ok[("ours", "on")]["median_ms"] > 0:
         out["prefetch_speedup"] = round(ok[("ours", "off")]["median_ms"] / ok[("ours", "on")]["median_ms"], 2)
     return out
