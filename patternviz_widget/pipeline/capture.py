@@ -1,6 +1,7 @@
 """Capture: sample features f and regional features f^(r) (paper Sec. 3) of a study's layers.
 
-Batched forward passes under ``torch.inference_mode()`` on ``study.device``, in eval mode (the
+The batched loop is :func:`patternviz_widget.engine.capture.loop.run_batches`; this module checks
+the request, stores the records and handles interruption and ``torchrun`` sharding. Batched forward passes under ``torch.inference_mode()`` on ``study.device``, in eval mode (the
 previous mode is restored, hooks are always removed). Each batch's kept rows leave the device at
 once as float32 (or float16 when ``study.storage_dtype == "float16"``) into arrays preallocated for
 the study's region budget, so memory is bounded by the budget, not by the data set size, and
@@ -24,7 +25,7 @@ import dataclasses
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from patternviz_widget.engine.capture.data import to_image_tensor
 from patternviz_widget.engine.capture.hooks import (
     LayerRecorder,
     find_head,
@@ -40,8 +40,9 @@ from patternviz_widget.engine.capture.hooks import (
     on_device,
     resolve,
 )
-from patternviz_widget.engine.capture.regions import RegionPlan, check_shape, gather_rows
-from patternviz_widget.errors import CaptureError, DistributedCaptureError, InputError
+from patternviz_widget.engine.capture.loop import CaptureBuffers, run_batches
+from patternviz_widget.engine.capture.regions import RegionPlan
+from patternviz_widget.errors import DistributedCaptureError, InputError
 from patternviz_widget.pipeline import distributed as dist
 from patternviz_widget.results.keys import SAMPLE, Key
 from patternviz_widget.results.records import RegionRecord, SampleRecord
@@ -149,11 +150,15 @@ def capture(
 
     base = Key(name, condition, int(epoch), SAMPLE)
     plans = {layer: state.region_plans[layer] for layer in layers}
-    buf = _Buffers(plans, n, state.num_classes, state.storage_dtype)
+    buf = CaptureBuffers(plans, n, state.num_classes, state.storage_dtype)
     done = 0
     try:
         with on_device(net, state.device), LayerRecorder(net, layers, head) as rec:
-            done = _run(state, net, rec, plans, buf, images, progress, base)
+            what = f"{base.model}|{base.condition}|epoch {base.epoch}"
+            done = run_batches(
+                net, rec, state.data, state.batch_size, state.num_classes, plans, buf, images, state.device,
+                what, progress, bar_label=f"{base.model}|{base.condition}|{base.epoch}",
+            )
     except KeyboardInterrupt:
         done = buf.done
         if done:
@@ -173,137 +178,7 @@ def capture(
     )
 
 
-class _Buffers:
-    """CPU arrays sized by the region budget, filled batch by batch."""
-
-    def __init__(self, plans: dict[str, RegionPlan], n: int, k: int, dtype: str) -> None:
-        self.plans = plans
-        self.dtype = torch.float16 if dtype == "float16" else torch.float32
-        self.regions: dict[str, np.ndarray | None] = {layer: None for layer in plans}
-        self.sample: np.ndarray | None = None
-        self.logits = np.empty((n, k), np.float32)
-        self.n = n
-        self.done = 0
-
-    def put_regions(self, layer: str, r0: int, rows: torch.Tensor) -> None:
-        arr = rows.to(self.dtype).cpu().numpy()
-        if self.regions[layer] is None:
-            self.regions[layer] = np.empty((self.plans[layer].size, arr.shape[1]), arr.dtype)
-        self.regions[layer][r0 : r0 + arr.shape[0]] = arr  # type: ignore[index]
-
-    def put_sample(self, s: int, f: torch.Tensor, logits: torch.Tensor) -> None:
-        f_np = f.float().cpu().numpy()
-        if self.sample is None:
-            self.sample = np.empty((self.n, f_np.shape[1]), np.float32)
-        self.sample[s : s + f_np.shape[0]] = f_np
-        self.logits[s : s + f_np.shape[0]] = logits.float().cpu().numpy()
-
-
-def _run(
-    state: StudyState,
-    net: nn.Module,
-    rec: LayerRecorder,
-    plans: dict[str, RegionPlan],
-    buf: _Buffers,
-    images: Any,
-    progress: bool,
-    base: Key,
-) -> int:
-    from tqdm.auto import tqdm
-
-    device = state.device
-    n = state.data.n
-    bar = tqdm(total=n, disable=not progress, unit="img", desc=f"capture {base.model}|{base.condition}|{base.epoch}")
-    idx = {layer: (torch.from_numpy(p.image.astype(np.int64)), torch.from_numpy(p.cell)) for layer, p in plans.items()}
-    span = [0, 0, 0]  # start, end, batch number of the batch being captured
-
-    def keep_rows(layer: str, t: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """Inside the hook: check the map, return (first row, kept rows, all-finite flag)."""
-        s, e, bi = span
-        plan = plans[layer]
-        why = check_shape(layer, t, plan.geometry)
-        if why:
-            raise CaptureError(f"In batch {bi}, {why}. Capture models whose layers have the study's shapes.")
-        r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
-        b_idx, c_idx = idx[layer]
-        rows = gather_rows(t, plan.geometry, (b_idx[r0:r1] - s).to(t.device), c_idx[r0:r1].to(t.device))
-        # a NaN or Inf anywhere makes the sum non-finite; one reduction, no full-size bool map
-        return r0, rows.to(buf.dtype), torch.isfinite(t.sum(dtype=torch.float32))
-
-    rec.on_output = keep_rows
-    try:
-        for bi, batch in enumerate(state.data.batches(state.batch_size)):
-            s, e = batch.start, batch.start + batch.images.shape[0]
-            span[:] = [s, e, bi]
-            x = _inputs(batch, images, rec, device)
-            with torch.inference_mode():
-                rec.clear()
-                out = net(x)
-                logits = out if isinstance(out, torch.Tensor) else None
-                if logits is None or logits.shape != (e - s, state.num_classes):
-                    got = tuple(logits.shape) if logits is not None else type(out).__name__
-                    raise CaptureError(f"The model returned {got} for batch {bi}; expected ({e - s}, {state.num_classes}).")
-                if rec.sample is None:
-                    raise CaptureError(f"Sample layer {rec.sample_layer!r} was not called in batch {bi}.")
-                missing = [layer for layer in plans if layer not in rec.outputs]
-                if missing:
-                    raise CaptureError(f"Layer {missing[0]!r} was not called in batch {bi}.")
-                # report the earliest culprit: layers in the order they ran, then head input, output
-                fired = [layer for layer in rec.outputs if layer in plans]
-                names = [f"layer {layer!r}" for layer in fired]
-                names += [f"the input of sample layer {rec.sample_layer!r}", "the model output (logits)"]
-                flags = [rec.outputs[layer][2] for layer in fired]
-                flags += [torch.isfinite(rec.sample.sum(dtype=torch.float32)), torch.isfinite(logits.sum(dtype=torch.float32))]
-                finite = torch.stack(flags).cpu()
-                if not bool(finite.all()):
-                    what = names[int((~finite).nonzero()[0, 0])]
-                    raise CaptureError(
-                        f"{what[0].upper() + what[1:]} produced NaN or Inf in batch {bi} (images {s}..{e - 1}) "
-                        "(or values so large that their sum overflows float32) "
-                        f"of {base.model}|{base.condition}|epoch {base.epoch}. Check the model's weights "
-                        "(a diverged training step?) and the input normalisation."
-                    )
-                if buf.dtype == torch.float16:  # finite in float32, but beyond float16's range?
-                    fits = torch.stack([torch.isfinite(rec.outputs[layer][1].sum(dtype=torch.float32)) for layer in plans])
-                    if not bool(fits.cpu().all()):
-                        layer = list(plans)[int((~fits.cpu()).nonzero()[0, 0])]
-                        raise CaptureError(
-                            f"Layer {layer!r} has values beyond float16's range (|x| > 65504) in batch {bi} "
-                            f"(images {s}..{e - 1}) of {base.model}|{base.condition}|epoch {base.epoch}; "
-                            "stored as float16 they would become ±inf. Make the study with "
-                            "storage_dtype='float32'."
-                        )
-                for layer in plans:
-                    r0, rows, _ = rec.outputs[layer]
-                    buf.put_regions(layer, r0, rows)
-                buf.put_sample(s, rec.sample, logits)
-            buf.done = e
-            bar.update(e - s)
-    finally:
-        bar.close()
-    return buf.done
-
-
-def _inputs(batch: Any, images: Any, rec: LayerRecorder, device: torch.device) -> torch.Tensor:
-    s, e = batch.start, batch.start + batch.images.shape[0]
-    if images is None:
-        return batch.images.to(device, non_blocking=True)
-    if callable(images):
-        fn: Callable[..., Any] = images
-        rec.active = False
-        try:
-            with torch.enable_grad():
-                x = fn(batch.images.to(device), batch.labels.to(device))
-        finally:
-            rec.active = True
-        if not isinstance(x, torch.Tensor) or tuple(x.shape) != tuple(batch.images.shape):
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"images(x, y) must return a tensor shaped like x {tuple(batch.images.shape)}; got {got}.")
-        return x.detach().to(device)
-    return to_image_tensor(images[s:e], batched=True).to(device, non_blocking=True)
-
-
-def _store(state: StudyState, base: Key, plans: dict[str, RegionPlan], buf: _Buffers, head: str, done: int) -> list[Key]:
+def _store(state: StudyState, base: Key, plans: dict[str, RegionPlan], buf: CaptureBuffers, head: str, done: int) -> list[Key]:
     store = state.store
     keys = [base] + [base.replace(layer=layer) for layer in plans]
     partial = store.meta.setdefault("partial", {})
