@@ -3,6 +3,8 @@ so a figure and the live view of the same state look the same."""
 
 from __future__ import annotations
 
+import numpy as np
+
 #: Class colours, colour-blind safe: the Okabe–Ito palette (Okabe & Ito, "Color Universal Design",
 #: 2008) for the first 8 classes (strong on white, the paper's figure background), then 12 from
 #: tab20 that none of them resembles (the dark half first). Class c uses CLASS_COLORS[c % 20].
@@ -24,6 +26,20 @@ GLYPHS = {
 
 #: Glyph codes on the wire (uint8), same order in JS.
 GLYPH_CODES = {"non_discriminative": 0, "reliable": 1, "unreliable": 2}
+
+#: Radius of the per-class covariance ellipsoids (the paper's learning-process figure), in σ.
+ELLIPSOID_SIGMA = 1.5
+
+
+def glyph_codes(is_kp: np.ndarray, is_reliable: np.ndarray) -> np.ndarray:
+    """uint8 glyph code per point (:data:`GLYPH_CODES`): reliable knowledge point, unreliable
+    knowledge point, or non-discriminative."""
+    is_kp = np.asarray(is_kp, bool)
+    is_reliable = np.asarray(is_reliable, bool)
+    codes = np.full(is_kp.shape[0], GLYPH_CODES["non_discriminative"], dtype=np.uint8)
+    codes[is_kp & is_reliable] = GLYPH_CODES["reliable"]
+    codes[is_kp & ~is_reliable] = GLYPH_CODES["unreliable"]
+    return codes
 
 
 def class_color(c: int) -> str:

@@ -58,8 +58,6 @@ STYLE: dict[str, Any] = {
 GLYPH_LABELS = {name: desc.replace("knowledge point", "KP") for name, (_, desc) in GLYPHS.items()}
 #: Draw order of the glyph groups: background first, so knowledge points stay on top.
 GLYPH_ORDER = ("non_discriminative", "unreliable", "reliable")
-#: Ellipsoid radius in standard deviations, as the widget draws them (``widget.payload.ELLIPSOID_SIGMA``).
-ELLIPSOID_SIGMA = 1.5
 #: Neutral colour of legend glyphs (the point colour itself carries the class).
 LEGEND_GREY = "#555555"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._style import GLYPH_CODES
+from .._style import glyph_codes
 from ..defaults import THRESHOLD
 from ..errors import InputError, NotFittedError
 from ..results import SAMPLE, Key, ProbeRecord, RegionEmbedding, RegionRecord, ResultStore, query
@@ -100,14 +100,6 @@ def knowledge(study: Study, key: Key, threshold: float) -> Any:
     return study.knowledge_points(
         key.layer, epoch=key.epoch, condition=key.condition, model=key.model, threshold=threshold
     )
-
-
-def glyph_codes(is_kp: np.ndarray, is_reliable: np.ndarray) -> np.ndarray:
-    """uint8 glyph code per region: reliable KP, unreliable KP, or non-discriminative."""
-    codes = np.full(len(is_kp), GLYPH_CODES["non_discriminative"], dtype=np.uint8)
-    codes[np.asarray(is_kp) & np.asarray(is_reliable)] = GLYPH_CODES["reliable"]
-    codes[np.asarray(is_kp) & ~np.asarray(is_reliable)] = GLYPH_CODES["unreliable"]
-    return codes
 
 
 def region_view(

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .._style import GLYPH_CODES, GLYPHS, class_color
+from .._style import ELLIPSOID_SIGMA, GLYPH_CODES, GLYPHS, class_color
 from .._validate import check_choice, check_positive_int, check_probability
 from ..defaults import THRESHOLD
 from ..errors import InputError
@@ -18,7 +18,6 @@ from ..results import RegionEmbedding
 from ..results import SampleEmbedding as SampleEmbeddingRecord
 from . import _data
 from ._common import (
-    ELLIPSOID_SIGMA,
     GLYPH_ORDER,
     class_handles,
     draw_class_arrows,

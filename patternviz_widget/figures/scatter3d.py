@@ -9,14 +9,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .._style import GLYPH_CODES, GLYPHS, class_color
+from .._style import ELLIPSOID_SIGMA, GLYPH_CODES, GLYPHS, class_color
 from .._validate import check_choice, check_probability
 from ..defaults import THRESHOLD
 from ..errors import InputError
 from ..results import RegionEmbedding
 from . import _data
 from ._common import (
-    ELLIPSOID_SIGMA,
     GLYPH_ORDER,
     class_handles,
     draw_class_arrows,

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from .._style import CLASS_COLORS, GLYPH_CODES, GLYPHS, LAYER_COLORS
+from .._style import (
+    CLASS_COLORS,
+    ELLIPSOID_SIGMA,
+    GLYPH_CODES,
+    GLYPHS,
+    LAYER_COLORS,
+    glyph_codes,
+)
 from ..errors import InputError, NotFittedError
 from ..results import (
     SAMPLE,
@@ -29,9 +36,6 @@ from ..results.camera import default_camera
 from ..results.query import class_names, mu_for, sample_knowledge
 from ..study import Study
 
-#: ellipsoid radius in standard deviations (per-class covariance ellipsoids, the paper's learning-process figure)
-ELLIPSOID_SIGMA = 1.5
-
 
 def as_study(source: Any) -> Study:
     """Return ``source`` as a :class:`Study`: a Study, a ResultStore, or the path of a study file."""
@@ -44,16 +48,6 @@ def as_study(source: Any) -> Study:
     raise InputError(
         f"PatternViz needs a pv.Study, a ResultStore or the path of a saved study, got {type(source).__name__}."
     )
-
-
-def glyph_codes(is_kp: np.ndarray, is_reliable: np.ndarray) -> np.ndarray:
-    """uint8 glyph code per point (see ``_style.GLYPH_CODES``)."""
-    is_kp = np.asarray(is_kp, bool)
-    is_reliable = np.asarray(is_reliable, bool)
-    codes = np.full(is_kp.shape[0], GLYPH_CODES["non_discriminative"], dtype=np.uint8)
-    codes[is_kp & is_reliable] = GLYPH_CODES["reliable"]
-    codes[is_kp & ~is_reliable] = GLYPH_CODES["unreliable"]
-    return codes
 
 
 class Knowledge:
