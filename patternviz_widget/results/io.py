@@ -239,6 +239,7 @@ def _key(e: dict[str, Any], path: Path) -> Key:
     )
     if not ok:
         raise StudyFileError(f"{str(path)!r}: a record has a malformed key {k!r}; the file is corrupt.")
+    assert isinstance(k, dict)
     return Key(k["model"], k["condition"], k["epoch"], k["layer"])
 
 
@@ -295,7 +296,8 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale_tmp(path: Path) -> list[Path]:
     """Remove the temporary files that earlier saves to ``path`` left behind (their process was
     killed mid-save); return the paths removed. Temporary files of running processes are kept."""
-    head, removed = f".{path.name}.", []
+    head = f".{path.name}."
+    removed: list[Path] = []
     try:
         names = os.listdir(path.parent)
     except OSError:

@@ -106,7 +106,7 @@ class RegionRecord(Record):
     grid: np.ndarray
     box: np.ndarray
     grid_shape: tuple[int, int]
-    kind: str = "conv"
+    kind: str = "conv"  # type: ignore[misc]  # the file format names this field "kind" too
 
 
 @register

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from patternviz_widget._validate import check_choice, check_positive_int
+from patternviz_widget.engine.capture import hooks
 from patternviz_widget.errors import CaptureError, InputError
 
 NORMS = ("linf", "l2")
@@ -138,7 +139,7 @@ def pgd(
         )
 
     x0 = x.detach().to(device)
-    goal = (target if targeted else y).to(device)
+    goal = (target if target is not None else y).to(device)
     gen = None
     if random_start:
         gen = torch.Generator(device=device)
@@ -203,7 +204,7 @@ def success(
     device = model_device(model)
     with eval_mode(model), torch.no_grad():
         pred = model(x_adv.to(device)).argmax(1).cpu()
-    goal = (target if targeted else y).to("cpu")
+    goal = (target if targeted and target is not None else y).to("cpu")
     return pred == goal if targeted else pred != goal
 
 
@@ -221,16 +222,12 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """Return the device of the model's first parameter or buffer (CPU for a stateless model)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
+    return hooks.model_device(model) or torch.device("cpu")
 
 
 def _check_bounds(bounds: object) -> tuple[float, float]:
     try:
-        lo, hi = (float(b) for b in bounds)  # type: ignore[union-attr]
+        lo, hi = (float(b) for b in bounds)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         raise InputError(f"bounds must be a pair (low, high), got {bounds!r}.") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):

@@ -75,11 +75,11 @@ def token_grid(t: int, input_hw: tuple[int, int]) -> tuple[bool, tuple[int, int]
 def geometry(layer: str, out: Any, input_hw: tuple[int, int], grid: tuple[int, int] | None) -> LayerGeometry:
     """Return the :class:`LayerGeometry` of a layer from one output; raise if unsupported."""
     t = first_tensor(out)
-    shape = tuple(t.shape) if t is not None else None
+    shape: tuple[int, ...] = tuple(t.shape) if t is not None else ()
     if t is not None and t.ndim == 4:
         geo = LayerGeometry("conv", (shape[2], shape[3]), False, shape[1], (shape[2], shape[3]))
     elif t is not None and t.ndim == 3 and token_grid(shape[1], input_hw) is not None:
-        drop, hw = token_grid(shape[1], input_hw)  # type: ignore[misc]
+        drop, hw = token_grid(shape[1], input_hw)  # type: ignore[misc]  # not None: checked above
         geo = LayerGeometry("tokens", hw, drop, shape[2], hw)
     else:
         what = f"a tensor of shape {shape}" if t is not None else f"a {type(out).__name__}"

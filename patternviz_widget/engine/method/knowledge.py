@@ -71,7 +71,7 @@ class KnowledgePoints:
     kappa_slope: float = 1.0
     warning: str | None = None
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> dict[str, float | str | None]:
         """Return the scalar fields as a dict (for tables and logs)."""
         return {
             "threshold": self.threshold, "mean_total": self.mean_total,
