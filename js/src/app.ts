@@ -110,7 +110,20 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     updateTimeline();
     void refresh();
   };
-  for (const name of ["model", "condition", "epoch", "layer", "feature_kind", "threshold", "mode", "compare", "compare_with", "catalog", "ellipsoids"]) on(`change:${name}`, all);
+  for (const name of [
+    "model",
+    "condition",
+    "epoch",
+    "layer",
+    "feature_kind",
+    "threshold",
+    "mode",
+    "compare",
+    "compare_with",
+    "catalog",
+    "ellipsoids",
+  ])
+    on(`change:${name}`, all);
   on("change:summary", () => {
     updateTimeline();
     updateStrip();
@@ -179,7 +192,12 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
     frameMs: () => emb.lastFrameMs(),
     frames: (since = 0) => emb.frames().filter((f) => f[0] >= since),
     renderNow: () => emb.renderNow(),
-    cache: () => ({ entries: shared.cache.size, bytes: shared.cache.totalBytes, hits: shared.cache.hits, misses: shared.cache.misses }),
+    cache: () => ({
+      entries: shared.cache.size,
+      bytes: shared.cache.totalBytes,
+      hits: shared.cache.hits,
+      misses: shared.cache.misses,
+    }),
   };
 
   // ---- first paint ---------------------------------------------------------------------------------

@@ -16,13 +16,21 @@ function sizeOf(reply: Reply): number {
 export class Cache {
   private entries = new Map<string, Entry>();
   private inflight = new Map<string, Promise<Reply>>();
-  private queue: { id: string; name: string; msg: Record<string, unknown>; waiters?: [(r: Reply) => void, (e: unknown) => void][] }[] = [];
+  private queue: {
+    id: string;
+    name: string;
+    msg: Record<string, unknown>;
+    waiters?: [(r: Reply) => void, (e: unknown) => void][];
+  }[] = [];
   private prefetching = false;
   private bytes = 0;
   hits = 0;
   misses = 0;
 
-  constructor(private rpc: Rpc, private maxBytes = 512 * 1024 * 1024) {}
+  constructor(
+    private rpc: Rpc,
+    private maxBytes = 512 * 1024 * 1024,
+  ) {}
 
   static id(name: string, msg: Record<string, unknown>): string {
     return `${name}:${JSON.stringify(msg)}`;

@@ -70,7 +70,10 @@ export function parseKey(key: string): { model: string; condition: string; epoch
 const built = new WeakMap<Reply, PointSet>();
 
 export class Data {
-  constructor(private cache: Cache, private model: Model) {}
+  constructor(
+    private cache: Cache,
+    private model: Model,
+  ) {}
 
   private rev(key: string): number {
     return this.model.get("catalog")?.rev?.[key] ?? 0;
@@ -140,10 +143,16 @@ export class Data {
       const head = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + len)));
       if ((this.model.get("catalog")?.rev?.[head.key] ?? 0) !== head.rev) return "";
       const asm = new Assembler();
-      const bufs = (head.buffers as [number, number][]).map(([o, n]) => new DataView(bytes.buffer, bytes.byteOffset + o, n));
+      const bufs = (head.buffers as [number, number][]).map(
+        ([o, n]) => new DataView(bytes.buffer, bytes.byteOffset + o, n),
+      );
       asm.add(head.content, bufs);
       const reply = { meta: asm.meta, arrays: asm.arrays() };
-      if (reply.meta.lean) this.first = { id: JSON.stringify(this.sliceMsg(head.key, head.threshold)), points: this.fromLean(reply, String(head.key)) };
+      if (reply.meta.lean)
+        this.first = {
+          id: JSON.stringify(this.sliceMsg(head.key, head.threshold)),
+          points: this.fromLean(reply, String(head.key)),
+        };
       else this.cache.put("slice", this.sliceMsg(head.key, head.threshold), reply);
       return String(head.key);
     } catch (e) {
@@ -274,14 +283,29 @@ export class Data {
 }
 
 /** Draw the part of probe image `image` that `box` (input px) covers into a w×h area of ctx. */
-export function drawPatch(ctx: CanvasRenderingContext2D, atlas: Atlas, image: number, box: ArrayLike<number> | null, x: number, y: number, w: number, h: number): void {
+export function drawPatch(
+  ctx: CanvasRenderingContext2D,
+  atlas: Atlas,
+  image: number,
+  box: ArrayLike<number> | null,
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+): void {
   const [th, tw] = atlas.tile;
-  const col = image % atlas.cols, row = Math.floor(image / atlas.cols);
-  let sx = col * tw, sy = row * th, sw = tw, sh = th;
+  const col = image % atlas.cols,
+    row = Math.floor(image / atlas.cols);
+  let sx = col * tw,
+    sy = row * th,
+    sw = tw,
+    sh = th;
   if (box) {
     const [ih, iw] = atlas.inputSize;
-    const x0 = Math.max(0, Math.min(iw, box[0])), y0 = Math.max(0, Math.min(ih, box[1]));
-    const x1 = Math.max(x0 + 1e-3, Math.min(iw, box[2])), y1 = Math.max(y0 + 1e-3, Math.min(ih, box[3]));
+    const x0 = Math.max(0, Math.min(iw, box[0])),
+      y0 = Math.max(0, Math.min(ih, box[1]));
+    const x1 = Math.max(x0 + 1e-3, Math.min(iw, box[2])),
+      y1 = Math.max(y0 + 1e-3, Math.min(ih, box[3]));
     sx += (x0 / iw) * tw;
     sy += (y0 / ih) * th;
     sw = ((x1 - x0) / iw) * tw;

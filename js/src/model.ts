@@ -73,7 +73,7 @@ export interface Traits {
   backend: string;
 }
 
-type Callback = (...args: any[]) => void;
+type Callback = (...args: never[]) => void;
 
 /** The subset of anywidget's AnyModel we use, typed by trait. */
 export interface Model {

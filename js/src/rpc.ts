@@ -4,7 +4,7 @@ import type { Model } from "./model";
 import { Assembler, type Decoded } from "./wire";
 
 export interface Reply {
-  meta: Record<string, any>;
+  meta: Record<string, unknown>;
   arrays: Record<string, Decoded>;
 }
 
@@ -19,11 +19,17 @@ interface Pending {
 
 let counter = 0;
 
+/** One part of a reply as the kernel sends it (see wire.ts for the parts' layout). */
+type ReplyMessage = Parameters<Assembler["add"]>[0] & { kind?: string; id: string; error?: unknown };
+
 export class Rpc {
   private pending = new Map<string, Pending>();
-  private readonly onMsg: (content: any, buffers: (DataView | ArrayBuffer)[]) => void;
+  private readonly onMsg: (content: ReplyMessage | null, buffers: (DataView | ArrayBuffer)[]) => void;
 
-  constructor(private model: Model, private defaultTimeout = 60_000) {
+  constructor(
+    private model: Model,
+    private defaultTimeout = 60_000,
+  ) {
     this.onMsg = (content, buffers) => {
       if (!content || content.kind !== "pv:rep") return;
       const p = this.pending.get(content.id);
@@ -58,7 +64,9 @@ export class Rpc {
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new RpcError(`no answer to "${name}" from the kernel within ${Math.round(timeout / 1000)} s (is it busy?)`));
+        reject(
+          new RpcError(`no answer to "${name}" from the kernel within ${Math.round(timeout / 1000)} s (is it busy?)`),
+        );
       }, timeout);
       this.pending.set(id, { asm: new Assembler(), resolve, reject, timer });
       this.model.send({ kind: "pv:req", id, name, msg });

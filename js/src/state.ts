@@ -56,7 +56,10 @@ export function compareKey(model: Model): string | null {
   const what = model.get("compare");
   const other = model.get("compare_with");
   if (!what || other === "") return null;
-  const m = model.get("model"), c = model.get("condition"), e = model.get("epoch"), l = currentLayer(model);
+  const m = model.get("model"),
+    c = model.get("condition"),
+    e = model.get("epoch"),
+    l = currentLayer(model);
   if (what === "condition") return keyString(m, other, e, l);
   if (what === "model") return keyString(other, c, e, l);
   if (what === "epoch") return keyString(m, c, Number(other), l);
@@ -77,7 +80,9 @@ export function paneTitle(key: string, what: string): string {
 export function epochsFor(model: Model): number[] {
   const cat = model.get("catalog");
   if (!cat?.entries) return [];
-  const m = model.get("model"), c = model.get("condition"), l = currentLayer(model);
+  const m = model.get("model"),
+    c = model.get("condition"),
+    l = currentLayer(model);
   const rec = l === SAMPLE ? "SampleEmbedding" : "RegionEmbedding";
   const out: number[] = [];
   for (const [key, kinds] of Object.entries(cat.entries)) {
@@ -91,7 +96,8 @@ export function epochsFor(model: Model): number[] {
 export function embeddedLayers(model: Model): string[] {
   const cat = model.get("catalog");
   if (!cat?.entries) return [];
-  const m = model.get("model"), c = model.get("condition");
+  const m = model.get("model"),
+    c = model.get("condition");
   const have = new Set<string>();
   for (const [key, kinds] of Object.entries(cat.entries)) {
     const [km, kc, , ...kl] = key.split("|");

@@ -1,14 +1,7 @@
 // Decode {dtype, shape, buffer} and RPC chunks into typed-array VIEWS (byteOffset respected).
 // Never Array.from: numbers stay in typed arrays from the socket to the GPU.
 
-export type TypedArray =
-  | Float32Array
-  | Int32Array
-  | Uint32Array
-  | Int16Array
-  | Uint16Array
-  | Int8Array
-  | Uint8Array;
+export type TypedArray = Float32Array | Int32Array | Uint32Array | Int16Array | Uint16Array | Int8Array | Uint8Array;
 
 type Ctor = {
   new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): TypedArray;
@@ -54,7 +47,11 @@ export function view(bytes: Uint8Array, dtype: string): TypedArray {
 }
 
 /** Decode one {dtype, shape, buffer} payload. */
-export function decode(payload: { dtype: string; shape: number[]; buffer: DataView | ArrayBuffer | ArrayBufferView }): Decoded {
+export function decode(payload: {
+  dtype: string;
+  shape: number[];
+  buffer: DataView | ArrayBuffer | ArrayBufferView;
+}): Decoded {
   const data = view(bytesOf(payload.buffer), payload.dtype);
   const expected = payload.shape.reduce((a, b) => a * b, 1);
   if (data.length !== expected) {
@@ -98,7 +95,16 @@ export class Assembler {
   meta: Record<string, unknown> = {};
 
   /** Feed one message; returns true when every part has arrived. */
-  add(content: { part: number; parts: number; chunks: { name: string; offset: number }[]; meta?: Record<string, unknown>; arrays?: Record<string, ArraySpec> }, buffers: (DataView | ArrayBuffer)[]): boolean {
+  add(
+    content: {
+      part: number;
+      parts: number;
+      chunks: { name: string; offset: number }[];
+      meta?: Record<string, unknown>;
+      arrays?: Record<string, ArraySpec>;
+    },
+    buffers: (DataView | ArrayBuffer)[],
+  ): boolean {
     if (content.part === 0) {
       this.meta = content.meta ?? {};
       this.specs = content.arrays ?? {};

@@ -12,7 +12,9 @@ describe("packPoints", () => {
     expect(packed.length).toBe(4 * n); // 8 bytes a point
     expect(packed.byteLength / n).toBe(8);
     let worst = 0;
-    for (let i = 0; i < n; i++) for (let d = 0; d < 3; d++) worst = Math.max(worst, Math.abs((packed[4 * i + d] / 32767) * scale - xyz[3 * i + d]));
+    for (let i = 0; i < n; i++)
+      for (let d = 0; d < 3; d++)
+        worst = Math.max(worst, Math.abs((packed[4 * i + d] / 32767) * scale - xyz[3 * i + d]));
     expect(worst).toBeLessThanOrEqual(scale / 32767);
     for (let i = 0; i < n; i++) {
       expect(packed[4 * i + 3] & 255).toBe(i % 10);

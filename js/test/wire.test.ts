@@ -39,8 +39,14 @@ describe("wire", () => {
     const bytes = new Uint8Array(whole.buffer);
     const asm = new Assembler();
     const spec = { xyz: { dtype: "float32", shape: [2, 3], nbytes: 24 } };
-    expect(asm.add({ part: 0, parts: 2, chunks: [{ name: "xyz", offset: 0 }], meta: { n: 2 }, arrays: spec }, [new DataView(bytes.buffer, 0, 16)])).toBe(false);
-    expect(asm.add({ part: 1, parts: 2, chunks: [{ name: "xyz", offset: 16 }] }, [new DataView(bytes.buffer, 16, 8)])).toBe(true);
+    expect(
+      asm.add({ part: 0, parts: 2, chunks: [{ name: "xyz", offset: 0 }], meta: { n: 2 }, arrays: spec }, [
+        new DataView(bytes.buffer, 0, 16),
+      ]),
+    ).toBe(false);
+    expect(
+      asm.add({ part: 1, parts: 2, chunks: [{ name: "xyz", offset: 16 }] }, [new DataView(bytes.buffer, 16, 8)]),
+    ).toBe(true);
     const out = asm.arrays();
     expect(Array.from(out.xyz.data)).toEqual([0, 1, 2, 3, 4, 5]);
     expect(asm.meta).toEqual({ n: 2 });

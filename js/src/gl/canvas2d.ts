@@ -81,11 +81,16 @@ export class Canvas2DBackend implements Backend {
       p.ellipsoids.forEach((e, k) => {
         if (!e) return;
         const color = rgbCss(hexToRgb(p.muColors[k] ?? "#888"), 0.45);
-        for (const [u, v] of [[0, 1], [1, 2], [0, 2]]) {
+        for (const [u, v] of [
+          [0, 1],
+          [1, 2],
+          [0, 2],
+        ]) {
           const ring = new Float32Array(3 * 49);
           for (let s = 0; s <= 48; s++) {
             const t = (s / 48) * Math.PI * 2;
-            for (let d = 0; d < 3; d++) ring[3 * s + d] = e.centre[d] + Math.cos(t) * e.axes[u][d] + Math.sin(t) * e.axes[v][d];
+            for (let d = 0; d < 3; d++)
+              ring[3 * s + d] = e.centre[d] + Math.cos(t) * e.axes[u][d] + Math.sin(t) * e.axes[v][d];
           }
           const { xy } = project(ring, cam, w, h);
           ctx.strokeStyle = color;
@@ -124,7 +129,15 @@ export class Canvas2DBackend implements Backend {
     }
   }
 
-  private drawPoints(p: PaneData, w: number, h: number, cam: ReturnType<typeof makeCamera>, opts: RenderOptions, hover: number, bg: RGB): void {
+  private drawPoints(
+    p: PaneData,
+    w: number,
+    h: number,
+    cam: ReturnType<typeof makeCamera>,
+    opts: RenderOptions,
+    hover: number,
+    bg: RGB,
+  ): void {
     const ctx = this.ctx;
     const n = p.n;
     if (this.xy.length !== 2 * n) {
@@ -141,24 +154,30 @@ export class Canvas2DBackend implements Backend {
     };
     const size = opts.pointSize;
     if (n > GLYPH_LIMIT) {
-      const W = Math.round(w * this.dpr), H = Math.round(h * this.dpr);
+      const W = Math.round(w * this.dpr),
+        H = Math.round(h * this.dpr);
       const out = ctx.createImageData(W, H); // transparent: axes and ellipsoids show through
       const px = out.data;
       const s = Math.max(1, Math.round((size * this.dpr) / 2));
       for (let i = 0; i < n; i++) {
-        const x = Math.round(xy[2 * i] * this.dpr), y = Math.round(xy[2 * i + 1] * this.dpr);
+        const x = Math.round(xy[2 * i] * this.dpr),
+          y = Math.round(xy[2 * i + 1] * this.dpr);
         if (!(x >= 0 && y >= 0 && x < W && y < H)) continue;
         const c = colorOf(i);
-        const R = c[0] * 255, G = c[1] * 255, B = c[2] * 255;
-        for (let dy = 0; dy < s; dy++) for (let dx = 0; dx < s; dx++) {
-          const xx = x + dx, yy = y + dy;
-          if (xx >= W || yy >= H) continue;
-          const o = 4 * (yy * W + xx);
-          px[o] = R;
-          px[o + 1] = G;
-          px[o + 2] = B;
-          px[o + 3] = 255;
-        }
+        const R = c[0] * 255,
+          G = c[1] * 255,
+          B = c[2] * 255;
+        for (let dy = 0; dy < s; dy++)
+          for (let dx = 0; dx < s; dx++) {
+            const xx = x + dx,
+              yy = y + dy;
+            if (xx >= W || yy >= H) continue;
+            const o = 4 * (yy * W + xx);
+            px[o] = R;
+            px[o + 1] = G;
+            px[o + 2] = B;
+            px[o + 3] = 255;
+          }
       }
       const tmp = document.createElement("canvas");
       tmp.width = W;
@@ -171,13 +190,28 @@ export class Canvas2DBackend implements Backend {
       order.sort((a, b) => depth[b] - depth[a]); // far first
       for (let k = 0; k < n; k++) {
         const i = order[k];
-        const x = xy[2 * i], y = xy[2 * i + 1];
+        const x = xy[2 * i],
+          y = xy[2 * i + 1];
         if (!Number.isFinite(x)) continue;
-        this.glyph(x, y, p.glyph[i], size * (p.glyph[i] === 0 ? 0.78 : 1), rgbCss(colorOf(i)), p.hasSelection && (p.flag[i] & 1) ? rgbCss(opts.theme.accent) : null);
+        this.glyph(
+          x,
+          y,
+          p.glyph[i],
+          size * (p.glyph[i] === 0 ? 0.78 : 1),
+          rgbCss(colorOf(i)),
+          p.hasSelection && p.flag[i] & 1 ? rgbCss(opts.theme.accent) : null,
+        );
       }
     }
     if (hover >= 0 && hover < n && Number.isFinite(xy[2 * hover])) {
-      this.glyph(xy[2 * hover], xy[2 * hover + 1], p.glyph[hover], Math.max(size * 2, 12), rgbCss(colorOf(hover)), rgbCss(opts.theme.foreground));
+      this.glyph(
+        xy[2 * hover],
+        xy[2 * hover + 1],
+        p.glyph[hover],
+        Math.max(size * 2, 12),
+        rgbCss(colorOf(hover)),
+        rgbCss(opts.theme.foreground),
+      );
     }
   }
 

@@ -107,7 +107,15 @@ export class WebGLBackend implements Backend {
   private paletteFor = "";
   private clear = new Color();
   private border = new Color();
-  private msaa: { fb: WebGLFramebuffer; rb: WebGLRenderbuffer; resolve: WebGLFramebuffer; rb2: WebGLRenderbuffer; depth: WebGLRenderbuffer; w: number; h: number } | null = null;
+  private msaa: {
+    fb: WebGLFramebuffer;
+    rb: WebGLRenderbuffer;
+    resolve: WebGLFramebuffer;
+    rb2: WebGLRenderbuffer;
+    depth: WebGLRenderbuffer;
+    w: number;
+    h: number;
+  } | null = null;
 
   constructor() {
     this.canvas = document.createElement("canvas");
@@ -148,7 +156,10 @@ export class WebGLBackend implements Backend {
     }
     if (hit) this.evict(hit);
     const pre = data.packed;
-    const { packed, scale } = pre && pre.maxClass < palLen && pre.q.length === 4 * data.n ? { packed: pre.q, scale: pre.scale } : packPoints(data.xyz, data.cidx, data.glyph, palLen);
+    const { packed, scale } =
+      pre && pre.maxClass < palLen && pre.q.length === 4 * data.n
+        ? { packed: pre.q, scale: pre.scale }
+        : packPoints(data.xyz, data.cidx, data.glyph, palLen);
     const buffer = new InterleavedBuffer(packed, 4);
     const geo = () => {
       const g = new BufferGeometry();
@@ -162,7 +173,18 @@ export class WebGLBackend implements Backend {
     selected.setDrawRange(0, 0);
     const hover = geo();
     hover.setDrawRange(0, 0);
-    const res: Resident = { xyz: data.xyz, cidx: data.cidx, glyph: data.glyph, palLen, scale, bytes: packed.byteLength, buffer, main, selected, hover };
+    const res: Resident = {
+      xyz: data.xyz,
+      cidx: data.cidx,
+      glyph: data.glyph,
+      palLen,
+      scale,
+      bytes: packed.byteLength,
+      buffer,
+      main,
+      selected,
+      hover,
+    };
     this.resident.set(data.xyz, res);
     this.residentBytes += res.bytes;
     const inUse = new Set(this.panes.map((p) => p?.res));
@@ -260,7 +282,19 @@ export class WebGLBackend implements Backend {
     ellipsoids.renderOrder = 4;
     scene.add(decor);
     scene.add(ellipsoids);
-    const pane: PaneGL = { data, res, scene, main, selected, hover, decor, ellipsoids, flagVersion: -1, flagArray: null, axesFor: "" };
+    const pane: PaneGL = {
+      data,
+      res,
+      scene,
+      main,
+      selected,
+      hover,
+      decor,
+      ellipsoids,
+      flagVersion: -1,
+      flagArray: null,
+      axesFor: "",
+    };
     this.syncSelection(pane);
     this.buildDecor(pane);
     return pane;
@@ -281,7 +315,14 @@ export class WebGLBackend implements Backend {
         const len = dir.length();
         if (!(len > 0)) return;
         dir.normalize();
-        const arrow = new ArrowHelper(dir, new Vector3(), r * 1.15, new Color(d.muColors[c] ?? "#888"), r * 0.12, r * 0.05);
+        const arrow = new ArrowHelper(
+          dir,
+          new Vector3(),
+          r * 1.15,
+          new Color(d.muColors[c] ?? "#888"),
+          r * 0.12,
+          r * 0.05,
+        );
         pane.decor.add(arrow);
       });
     }
@@ -294,11 +335,32 @@ export class WebGLBackend implements Backend {
       const sphere = new WireframeGeometry(new SphereGeometry(1, 18, 10));
       d.ellipsoids.forEach((e, c) => {
         if (!e) return;
-        const mat = new LineBasicMaterial({ color: new Color(d.muColors[c] ?? d.palette[c % d.palette.length]), transparent: true, opacity: 0.28 });
+        const mat = new LineBasicMaterial({
+          color: new Color(d.muColors[c] ?? d.palette[c % d.palette.length]),
+          transparent: true,
+          opacity: 0.28,
+        });
         const seg = new LineSegments(sphere, mat);
         const [a, b, cc] = e.axes;
         seg.matrixAutoUpdate = false;
-        seg.matrix = new Matrix4().set(a[0], b[0], cc[0], e.centre[0], a[1], b[1], cc[1], e.centre[1], a[2], b[2], cc[2], e.centre[2], 0, 0, 0, 1);
+        seg.matrix = new Matrix4().set(
+          a[0],
+          b[0],
+          cc[0],
+          e.centre[0],
+          a[1],
+          b[1],
+          cc[1],
+          e.centre[1],
+          a[2],
+          b[2],
+          cc[2],
+          e.centre[2],
+          0,
+          0,
+          0,
+          1,
+        );
         pane.ellipsoids.add(seg);
       });
     }
@@ -387,7 +449,8 @@ export class WebGLBackend implements Backend {
   capture(opts: RenderOptions): ImageData {
     const r = this.renderer;
     const gl = r.getContext() as WebGL2RenderingContext;
-    const w = this.canvas.width, h = this.canvas.height;
+    const w = this.canvas.width,
+      h = this.canvas.height;
     if (!this.msaa || this.msaa.w !== w || this.msaa.h !== h) {
       this.dropMsaa(gl);
       const samples = Math.min(4, gl.getParameter(gl.MAX_SAMPLES) as number);

@@ -42,7 +42,12 @@ export function fromTrait(t: CameraTrait | undefined, fallback: CameraState): Ca
 
 export function toTrait(c: CameraState): CameraTrait {
   const r = (x: number) => Math.round(x * 1e5) / 1e5;
-  return { azimuth: r(c.azimuth), elevation: r(c.elevation), distance: r(c.distance), target: c.target.map(r) as [number, number, number] };
+  return {
+    azimuth: r(c.azimuth),
+    elevation: r(c.elevation),
+    distance: r(c.distance),
+    target: c.target.map(r) as [number, number, number],
+  };
 }
 
 /** A three.js camera placed by `c` for a pane of `aspect` (w/h). */
@@ -53,7 +58,11 @@ export function makeCamera(c: CameraState, aspect: number, cam?: PerspectiveCame
   camera.aspect = aspect;
   const ce = Math.cos(c.elevation);
   const t = new Vector3(...c.target);
-  camera.position.set(t.x + c.distance * ce * Math.sin(c.azimuth), t.y + c.distance * Math.sin(c.elevation), t.z + c.distance * ce * Math.cos(c.azimuth));
+  camera.position.set(
+    t.x + c.distance * ce * Math.sin(c.azimuth),
+    t.y + c.distance * Math.sin(c.elevation),
+    t.z + c.distance * ce * Math.cos(c.azimuth),
+  );
   camera.near = Math.max(c.distance / 1000, 1e-4);
   camera.far = c.distance * 20 + 10;
   camera.up.set(0, 1, 0);
@@ -70,7 +79,8 @@ export function orbit(c: CameraState, dx: number, dy: number): CameraState {
 
 export function pan(c: CameraState, dx: number, dy: number, paneHeight: number, paneWidth?: number): CameraState {
   const cam = makeCamera(c, 1);
-  const perPx = (2 * c.distance * Math.tan((FOV * Math.PI) / 360)) / Math.max(Math.min(paneHeight, paneWidth ?? paneHeight), 1);
+  const perPx =
+    (2 * c.distance * Math.tan((FOV * Math.PI) / 360)) / Math.max(Math.min(paneHeight, paneWidth ?? paneHeight), 1);
   const right = new Vector3().setFromMatrixColumn(cam.matrixWorld, 0).multiplyScalar(-dx * perPx);
   const up = new Vector3().setFromMatrixColumn(cam.matrixWorld, 1).multiplyScalar(dy * perPx);
   const t = new Vector3(...c.target).add(right).add(up);
@@ -85,14 +95,24 @@ export function zoom(c: CameraState, factor: number): CameraState {
  * Project xyz (interleaved) to pane pixels: out xy interleaved (NaN behind the camera) and depth.
  * This is the CPU twin of the vertex shader, used for hover, lasso and the Canvas2D fallback.
  */
-export function project(xyz: Float32Array, camera: PerspectiveCamera, width: number, height: number, out?: Float32Array, depth?: Float32Array): { xy: Float32Array; depth: Float32Array } {
+export function project(
+  xyz: Float32Array,
+  camera: PerspectiveCamera,
+  width: number,
+  height: number,
+  out?: Float32Array,
+  depth?: Float32Array,
+): { xy: Float32Array; depth: Float32Array } {
   const n = xyz.length / 3;
   const xy = out && out.length === 2 * n ? out : new Float32Array(2 * n);
   const z = depth && depth.length === n ? depth : new Float32Array(n);
   const m = new Matrix4().multiplyMatrices(camera.projectionMatrix, camera.matrixWorldInverse).elements;
-  const hw = width / 2, hh = height / 2;
+  const hw = width / 2,
+    hh = height / 2;
   for (let i = 0; i < n; i++) {
-    const x = xyz[3 * i], y = xyz[3 * i + 1], zz = xyz[3 * i + 2];
+    const x = xyz[3 * i],
+      y = xyz[3 * i + 1],
+      zz = xyz[3 * i + 2];
     const cw = m[3] * x + m[7] * y + m[11] * zz + m[15];
     if (cw <= 1e-9) {
       xy[2 * i] = NaN;

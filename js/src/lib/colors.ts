@@ -3,7 +3,13 @@ export type RGB = [number, number, number];
 
 export function hexToRgb(hex: string): RGB {
   const h = hex.replace("#", "");
-  const v = h.length === 3 ? h.split("").map((c) => c + c).join("") : h.padEnd(6, "0");
+  const v =
+    h.length === 3
+      ? h
+          .split("")
+          .map((c) => c + c)
+          .join("")
+      : h.padEnd(6, "0");
   return [parseInt(v.slice(0, 2), 16) / 255, parseInt(v.slice(2, 4), 16) / 255, parseInt(v.slice(4, 6), 16) / 255];
 }
 
@@ -22,9 +28,26 @@ export function luminance(c: RGB): number {
 
 // patternviz_widget/_style.py CLASS_COLORS: Okabe–Ito for the first 8 classes, then 12 from tab20
 export const DEFAULT_PALETTE = [
-  "#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000",
-  "#8c564b", "#9467bd", "#bcbd22", "#17becf", "#e377c2", "#7f7f7f",
-  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+  "#0072b2",
+  "#e69f00",
+  "#009e73",
+  "#d55e00",
+  "#cc79a7",
+  "#56b4e9",
+  "#f0e442",
+  "#000000",
+  "#8c564b",
+  "#9467bd",
+  "#bcbd22",
+  "#17becf",
+  "#e377c2",
+  "#7f7f7f",
+  "#aec7e8",
+  "#ffbb78",
+  "#98df8a",
+  "#ff9896",
+  "#c5b0d5",
+  "#c49c94",
 ];
 
 function relLum(c: RGB): number {
@@ -34,7 +57,8 @@ function relLum(c: RGB): number {
 
 /** WCAG contrast ratio (1–21) of two colours. */
 export function contrast(a: RGB, b: RGB): number {
-  const la = relLum(a), lb = relLum(b);
+  const la = relLum(a),
+    lb = relLum(b);
   return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
 }
 
@@ -77,7 +101,10 @@ export function parseCssColor(value: string, fallback: RGB): RGB {
   if (v.startsWith("#")) return hexToRgb(v);
   const m = v.match(/rgba?\(([^)]+)\)/);
   if (m) {
-    const parts = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+    const parts = m[1]
+      .split(/[ ,/]+/)
+      .filter(Boolean)
+      .map(Number);
     if (parts.length >= 3 && parts.slice(0, 3).every((x) => Number.isFinite(x))) {
       return [parts[0] / 255, parts[1] / 255, parts[2] / 255];
     }

@@ -2,7 +2,11 @@
 
 type Attrs = Record<string, string | number | boolean | undefined>;
 
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, opts: { cls?: string; text?: string; attrs?: Attrs; title?: string } = {}, children: (Node | null | undefined)[] = []): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  opts: { cls?: string; text?: string; attrs?: Attrs; title?: string } = {},
+  children: (Node | null | undefined)[] = [],
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   if (opts.cls) el.className = opts.cls;
   if (opts.text !== undefined) el.textContent = opts.text;
@@ -17,7 +21,11 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, opts: { cls?: s
 
 const SVG = "http://www.w3.org/2000/svg";
 
-export function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Attrs = {}, children: SVGElement[] = []): SVGElementTagNameMap[K] {
+export function svg<K extends keyof SVGElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  children: SVGElement[] = [],
+): SVGElementTagNameMap[K] {
   const el = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) if (v !== undefined) el.setAttribute(k, String(v));
   for (const c of children) el.appendChild(c);
@@ -39,7 +47,14 @@ const ICONS: Record<string, string> = {
 };
 
 export function icon(name: string): SVGSVGElement {
-  const path = svg("path", { d: ICONS[name] ?? "", fill: name === "play" || name === "pause" ? "currentColor" : "none", stroke: "currentColor", "stroke-width": 1.8, "stroke-linecap": "round", "stroke-linejoin": "round" });
+  const path = svg("path", {
+    d: ICONS[name] ?? "",
+    fill: name === "play" || name === "pause" ? "currentColor" : "none",
+    stroke: "currentColor",
+    "stroke-width": 1.8,
+    "stroke-linecap": "round",
+    "stroke-linejoin": "round",
+  });
   return svg("svg", { viewBox: "0 0 24 24", width: 16, height: 16, class: "pv-icon", "aria-hidden": "true" }, [path]);
 }
 
@@ -48,13 +63,25 @@ export function glyphIcon(code: number, color: string, size = 12): SVGSVGElement
   const s = size;
   let shape: SVGElement;
   if (code === 1) shape = svg("circle", { cx: s / 2, cy: s / 2, r: s * 0.42, fill: color, stroke: "rgba(0,0,0,.35)" });
-  else if (code === 2) shape = svg("path", { d: `M${s / 2} ${s * 0.08}L${s * 0.94} ${s * 0.9}H${s * 0.06}Z`, fill: color, stroke: "rgba(0,0,0,.55)" });
+  else if (code === 2)
+    shape = svg("path", {
+      d: `M${s / 2} ${s * 0.08}L${s * 0.94} ${s * 0.9}H${s * 0.06}Z`,
+      fill: color,
+      stroke: "rgba(0,0,0,.55)",
+    });
   else shape = svg("rect", { x: s * 0.14, y: s * 0.14, width: s * 0.72, height: s * 0.72, fill: color, opacity: 0.6 });
   return svg("svg", { viewBox: `0 0 ${s} ${s}`, width: s, height: s, class: "pv-glyph" }, [shape]);
 }
 
-export function button(opts: { icon?: string; text?: string; title: string; pv: string; cls?: string }, onClick: (e: MouseEvent) => void): HTMLButtonElement {
-  const b = h("button", { cls: `pv-btn ${opts.cls ?? ""}`.trim(), title: opts.title, attrs: { "data-pv": opts.pv, type: "button", "aria-label": opts.title } });
+export function button(
+  opts: { icon?: string; text?: string; title: string; pv: string; cls?: string },
+  onClick: (e: MouseEvent) => void,
+): HTMLButtonElement {
+  const b = h("button", {
+    cls: `pv-btn ${opts.cls ?? ""}`.trim(),
+    title: opts.title,
+    attrs: { "data-pv": opts.pv, type: "button", "aria-label": opts.title },
+  });
   if (opts.icon) b.appendChild(icon(opts.icon));
   if (opts.text) b.appendChild(h("span", { text: opts.text }));
   b.addEventListener("click", onClick);

@@ -52,9 +52,15 @@ export function readTheme(el: Element): Theme {
     bg = behind && behind[0] >= 0 ? behind : prefersDark ? [0.11, 0.11, 0.12] : [1, 1, 1];
   }
   const dark = luminance(bg) < 0.45;
-  const fg = parseCssColor(hostVar(el, ["--jp-ui-font-color1", "--vscode-editor-foreground"]), dark ? [0.9, 0.9, 0.9] : [0.13, 0.13, 0.13]);
+  const fg = parseCssColor(
+    hostVar(el, ["--jp-ui-font-color1", "--vscode-editor-foreground"]),
+    dark ? [0.9, 0.9, 0.9] : [0.13, 0.13, 0.13],
+  );
   const muted = parseCssColor(hostVar(el, ["--jp-ui-font-color2"]), dark ? [0.62, 0.62, 0.62] : [0.45, 0.45, 0.45]);
-  const border = parseCssColor(hostVar(el, ["--jp-border-color2", "--jp-border-color1"]), dark ? [0.3, 0.3, 0.3] : [0.87, 0.87, 0.87]);
+  const border = parseCssColor(
+    hostVar(el, ["--jp-border-color2", "--jp-border-color1"]),
+    dark ? [0.3, 0.3, 0.3] : [0.87, 0.87, 0.87],
+  );
   const accent = parseCssColor(hostVar(el, ["--jp-brand-color1"]), dark ? [0.4, 0.65, 1] : [0.1, 0.46, 0.82]);
   const font = hostVar(el, ["--jp-ui-font-family"]) || "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
   return { dark, background: bg, foreground: fg, muted, border, accent, font };
@@ -63,7 +69,10 @@ export function readTheme(el: Element): Theme {
 /** Call `cb` when the host switches theme (JupyterLab sets data-jp-theme-* on <body>). */
 export function watchTheme(cb: () => void): () => void {
   const obs = new MutationObserver(cb);
-  obs.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class", "style"] });
+  obs.observe(document.body, {
+    attributes: true,
+    attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class", "style"],
+  });
   const mq = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
   mq?.addEventListener?.("change", cb);
   return () => {

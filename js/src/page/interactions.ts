@@ -71,7 +71,11 @@ export function createInteractions(page: Page, side: SideViews): Interactions {
     const got = probCache.get(ck);
     const sample = set.layer === SAMPLE;
     const lay = set.layout;
-    const where = sample ? `image ${set.image[li]}` : lay ? `${set.layer} · image ${set.image[li]} · cell (${lay.grid[2 * row]}, ${lay.grid[2 * row + 1]})` : `${set.layer} · image ${set.image[li]}`;
+    const where = sample
+      ? `image ${set.image[li]}`
+      : lay
+        ? `${set.layer} · image ${set.image[li]} · cell (${lay.grid[2 * row]}, ${lay.grid[2 * row + 1]})`
+        : `${set.layer} · image ${set.image[li]}`;
     const er = emb.el.getBoundingClientRect();
     const rr = root.getBoundingClientRect();
     tooltip.show(
@@ -96,7 +100,10 @@ export function createInteractions(page: Page, side: SideViews): Interactions {
       page.shared.rpc
         .request("point", { key: set.key, id: row, threshold: model.get("threshold") }, { timeout: 15_000 })
         .then((r) => {
-          probCache.set(ck, { probs: r.arrays.posterior.data as Float32Array, strength: typeof r.meta.strength === "number" ? r.meta.strength : null });
+          probCache.set(ck, {
+            probs: r.arrays.posterior.data as Float32Array,
+            strength: typeof r.meta.strength === "number" ? r.meta.strength : null,
+          });
           if (probCache.size > 500) probCache.delete(probCache.keys().next().value as string);
           if (local.hover && local.hover.key === set.key && local.hover.id === row) showTooltip();
         })

@@ -83,21 +83,37 @@ export function createPanes(page: Page, side: SideViews): Panes {
       if (model.get("mode") === "forward" && model.get("feature_kind") === "regions") {
         const layers = embeddedLayers(model);
         const keys = layers.map((l) => keyString(model.get("model"), model.get("condition"), model.get("epoch"), l));
-        if (hasSamples(model)) keys.push(keyString(model.get("model"), model.get("condition"), model.get("epoch"), SAMPLE));
+        if (hasSamples(model))
+          keys.push(keyString(model.get("model"), model.get("condition"), model.get("epoch"), SAMPLE));
         const have = keys.filter((k) => data.exists(k));
         const sets = have.map((k) => data.peek(k, tau));
         if (sets.some((s) => !s)) showStatus("Loading every layer …", "loading");
-        const all = await Promise.all(have.map((k, i) => (sets[i] ? Promise.resolve(sets[i]!) : data.points(k, tau)).then((p) => data.attachLayout(p))));
+        const all = await Promise.all(
+          have.map((k, i) =>
+            (sets[i] ? Promise.resolve(sets[i]!) : data.points(k, tau)).then((p) => data.attachLayout(p)),
+          ),
+        );
         if (my !== token) return;
         state.mainPoints = all.find((p) => p.layer === currentLayer(model)) ?? all[0] ?? null;
         const images = forwardImages();
-        const src = buildForward(all, images, model.get("catalog")?.layer_colors ?? [], classNames(model), classPalette(model));
+        const src = buildForward(
+          all,
+          images,
+          model.get("catalog")?.layer_colors ?? [],
+          classNames(model),
+          classPalette(model),
+        );
         src.data.radius = Math.max(...all.map((p) => frameRadius(p.layer, p.radius)));
         state.sources = [src];
         frameIfNewLayer(src.data.radius);
-        emb.setSources(state.sources, [`forward construction · ${images.length === 1 ? `image ${images[0]}` : `${images.length} images`} · epoch ${model.get("epoch")}`]);
+        emb.setSources(state.sources, [
+          `forward construction · ${images.length === 1 ? `image ${images[0]}` : `${images.length} images`} · epoch ${model.get("epoch")}`,
+        ]);
         legend.update(
-          all.map((p, i) => ({ color: src.data.palette[i % src.data.palette.length], label: p.layer === SAMPLE ? "sample feature g" : p.layer })),
+          all.map((p, i) => ({
+            color: src.data.palette[i % src.data.palette.length],
+            label: p.layer === SAMPLE ? "sample feature g" : p.layer,
+          })),
           "layers (low → high)",
           true,
         );
@@ -107,7 +123,15 @@ export function createPanes(page: Page, side: SideViews): Panes {
         const keys = [k1, ...(k2 ? [k2] : [])];
         const cached = keys.map((k) => data.peek(k, tau) ?? data.peekFirst(k, tau));
         if (cached.some((c) => !c)) showStatus(`Loading ${paneTitle(k1, "")} …`, "loading");
-        const pts = await Promise.all(keys.map((k, i) => cached[i] ?? (data.exists(k) ? data.points(k, tau) : Promise.reject(new Error(`nothing stored for ${paneTitle(k, "")} yet`)))));
+        const pts = await Promise.all(
+          keys.map(
+            (k, i) =>
+              cached[i] ??
+              (data.exists(k)
+                ? data.points(k, tau)
+                : Promise.reject(new Error(`nothing stored for ${paneTitle(k, "")} yet`))),
+          ),
+        );
         if (my !== token) return;
         state.mainPoints = pts[0];
         const what = model.get("compare");
@@ -166,7 +190,8 @@ export function createPanes(page: Page, side: SideViews): Panes {
     const mainPoints = state.mainPoints;
     if (selection.size && mainPoints && model.get("feature_kind") === "regions") {
       const seen = new Set<number>();
-      for (const id of selection.ids) if (id < mainPoints.n && !mainPoints.ids && !mainPoints.partial) seen.add(mainPoints.image[id]);
+      for (const id of selection.ids)
+        if (id < mainPoints.n && !mainPoints.ids && !mainPoints.partial) seen.add(mainPoints.image[id]);
       if (seen.size) return [...seen].slice(0, 64);
     }
     return [model.get("probe_image")];
@@ -184,7 +209,9 @@ export function createPanes(page: Page, side: SideViews): Panes {
     // neighbouring epochs and layers go to the GPU as they land: a scrub is a bind + one draw
     const toGpu = (key: string) =>
       data.prefetched(key, tau)?.then(
-        (p) => mode === "embedding" && emb.preload({ ...paneData(p, "", false), flag: new Uint8Array(0), hasSelection: false }),
+        (p) =>
+          mode === "embedding" &&
+          emb.preload({ ...paneData(p, "", false), flag: new Uint8Array(0), hasSelection: false }),
         () => undefined,
       );
     for (const e of next) if (e !== undefined) toGpu(keyString(m, c, e, l));

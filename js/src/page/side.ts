@@ -37,10 +37,15 @@ export function createSideViews(page: Page): SideViews {
     });
     const row = model.get("summary")?.layers?.[layer];
     const k = row ? row.epochs.indexOf(model.get("epoch")) : -1;
-    const fmt = (v: number | null | undefined, pct = false) => (v === null || v === undefined ? "–" : pct ? `${(v * 100).toFixed(1)} %` : v.toFixed(2));
+    const fmt = (v: number | null | undefined, pct = false) =>
+      v === null || v === undefined ? "–" : pct ? `${(v * 100).toFixed(1)} %` : v.toFixed(2);
     const lines: [string, string][] = [];
     if (layer !== SAMPLE) {
-      lines.push(["KP / image", fmt(k >= 0 ? row!.total[k] : null)], ["reliable / image", fmt(k >= 0 ? row!.reliable[k] : null)], ["r_reliable", fmt(k >= 0 ? row!.r_reliable[k] : null, true)]);
+      lines.push(
+        ["KP / image", fmt(k >= 0 ? row!.total[k] : null)],
+        ["reliable / image", fmt(k >= 0 ? row!.reliable[k] : null)],
+        ["r_reliable", fmt(k >= 0 ? row!.r_reliable[k] : null, true)],
+      );
       const warning = k >= 0 ? row!.warning?.[k] : null;
       if (warning) lines.push(["note", warning]);
     }
@@ -68,7 +73,15 @@ export function createSideViews(page: Page): SideViews {
         );
       const row = summary[id];
       const k = row ? row.epochs.indexOf(e) : -1;
-      tiles.push({ id, label: id === SAMPLE ? "samples" : id, points: pts, kp: k >= 0 ? row.total[k] : null, warning: k >= 0 ? (row.warning?.[k] ?? null) : null, active: id === currentLayer(model), error: exists ? undefined : "not captured" });
+      tiles.push({
+        id,
+        label: id === SAMPLE ? "samples" : id,
+        points: pts,
+        kp: k >= 0 ? row.total[k] : null,
+        warning: k >= 0 ? (row.warning?.[k] ?? null) : null,
+        active: id === currentLayer(model),
+        error: exists ? undefined : "not captured",
+      });
     }
     views.strip.update(tiles, views.emb.camera(), state.theme, classPalette(model), fetch);
   }

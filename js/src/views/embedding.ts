@@ -84,7 +84,9 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
   let camSet = false;
   let hover: number[] = [];
   let showAxes = true;
-  let width = 1, height = 1, dpr = 1;
+  let width = 1,
+    height = 1,
+    dpr = 1;
   let frame = 0;
   let frameMs = 0;
   let projVersion = 0;
@@ -154,7 +156,8 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
   // legend (lib/labels.ts); their colour is the class colour made readable on the background.
   const pool: HTMLDivElement[] = [];
   let labelSpecs: { x: number; y: number; text: string; color: string; cls: string }[] = [];
-  const LABEL_H = 14, LABEL_MAX = 24;
+  const LABEL_H = 14,
+    LABEL_MAX = 24;
   const widths = new Map<string, number>();
   let measure: CanvasRenderingContext2D | null = null;
   function textWidth(text: string, font: string): number {
@@ -174,7 +177,8 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     const r0 = el.getBoundingClientRect();
     el.querySelectorAll(".pv-legend, .pv-pane-title").forEach((n) => {
       const r = (n as HTMLElement).getBoundingClientRect();
-      if (r.width > 0 && r.height > 0) out.push({ x0: r.left - r0.left, y0: r.top - r0.top, x1: r.right - r0.left, y1: r.bottom - r0.top });
+      if (r.width > 0 && r.height > 0)
+        out.push({ x0: r.left - r0.left, y0: r.top - r0.top, x1: r.right - r0.left, y1: r.bottom - r0.top });
     });
     return out;
   }
@@ -198,10 +202,16 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
       });
       const { xy } = project(tips, makeCamera(cam, vp.w / vp.h), vp.w, vp.h);
       const o = d.mu.length;
-      const centre: [number, number] = Number.isFinite(xy[2 * o]) ? [vp.x + xy[2 * o], xy[2 * o + 1]] : [vp.x + vp.w / 2, vp.h / 2];
-      const anchors: [number, number][] = [], sizes: [number, number][] = [], texts: string[] = [], colors: string[] = [];
+      const centre: [number, number] = Number.isFinite(xy[2 * o])
+        ? [vp.x + xy[2 * o], xy[2 * o + 1]]
+        : [vp.x + vp.w / 2, vp.h / 2];
+      const anchors: [number, number][] = [],
+        sizes: [number, number][] = [],
+        texts: string[] = [],
+        colors: string[] = [];
       d.mu.forEach((_, k) => {
-        const x = xy[2 * k], y = xy[2 * k + 1];
+        const x = xy[2 * k],
+          y = xy[2 * k + 1];
         if (!Number.isFinite(x) || x < 0 || y < 0 || x > vp.w || y > vp.h || k >= 24) return;
         const full = d.muLabels[k] ?? String(k);
         const text = full.length > LABEL_MAX ? full.slice(0, LABEL_MAX - 1).trimEnd() + "…" : full;
@@ -259,7 +269,17 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
   }
 
   // -- pointer interactions ---------------------------------------------------------------------
-  type Drag = { mode: "orbit" | "pan" | "lasso" | "box"; x0: number; y0: number; x: number; y: number; pane: number; path: number[]; moved: boolean; how: "replace" | "add" | "remove" };
+  type Drag = {
+    mode: "orbit" | "pan" | "lasso" | "box";
+    x0: number;
+    y0: number;
+    x: number;
+    y: number;
+    pane: number;
+    path: number[];
+    moved: boolean;
+    how: "replace" | "add" | "remove";
+  };
   let drag: Drag | null = null;
   let hoverFrame = 0;
   let lastPointer: { x: number; y: number } | null = null;
@@ -282,7 +302,10 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     ctx.setLineDash([5, 4]);
     ctx.beginPath();
     if (drag.mode === "box") ctx.rect(drag.x0, drag.y0, drag.x - drag.x0, drag.y - drag.y0);
-    else drag.path.forEach((v, k) => (k % 2 === 0 ? (k === 0 ? ctx.moveTo(v, drag!.path[1]) : ctx.lineTo(v, drag!.path[k + 1])) : null));
+    else
+      drag.path.forEach((v, k) =>
+        k % 2 === 0 ? (k === 0 ? ctx.moveTo(v, drag!.path[1]) : ctx.lineTo(v, drag!.path[k + 1])) : null,
+      );
     ctx.closePath();
     ctx.fill();
     ctx.stroke();
@@ -293,7 +316,8 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
     const p = local(e);
     const tool = cb.tool();
     let mode: Drag["mode"] = tool;
-    if (e.button === 2 || (e.button === 0 && e.shiftKey && (tool === "orbit" || tool === "pan"))) mode = tool === "pan" ? "orbit" : "pan";
+    if (e.button === 2 || (e.button === 0 && e.shiftKey && (tool === "orbit" || tool === "pan")))
+      mode = tool === "pan" ? "orbit" : "pan";
     if (e.button === 1) mode = "pan";
     const how = e.altKey ? "remove" : e.shiftKey ? "add" : "replace";
     drag = { mode, x0: p.x, y0: p.y, x: p.x, y: p.y, pane: paneAt(p.x), path: [p.x, p.y], moved: false, how };
@@ -309,7 +333,8 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
       if (!hoverFrame) hoverFrame = requestAnimationFrame(pickHover);
       return;
     }
-    const dx = p.x - drag.x, dy = p.y - drag.y;
+    const dx = p.x - drag.x,
+      dy = p.y - drag.y;
     if (Math.abs(p.x - drag.x0) + Math.abs(p.y - drag.y0) > 3) drag.moved = true;
     drag.x = p.x;
     drag.y = p.y;
@@ -339,7 +364,11 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
       if (!vp || !pr) return;
       let hit: Uint32Array;
       if (d.mode === "box") hit = pointsInBox(pr.xy, d.x0 - vp.x, d.y0, d.x - vp.x, d.y);
-      else hit = pointsInPolygon(pr.xy, d.path.map((v, k) => (k % 2 === 0 ? v - vp.x : v)));
+      else
+        hit = pointsInPolygon(
+          pr.xy,
+          d.path.map((v, k) => (k % 2 === 0 ? v - vp.x : v)),
+        );
       cb.onSelect(pane, hit, d.how);
     }
   };
@@ -385,7 +414,8 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
 
   const ro = new ResizeObserver(() => {
     const r = el.getBoundingClientRect();
-    const w = Math.max(1, Math.round(r.width)), h = Math.max(1, Math.round(r.height));
+    const w = Math.max(1, Math.round(r.width)),
+      h = Math.max(1, Math.round(r.height));
     const d = Math.min(window.devicePixelRatio || 1, 2);
     if (w === width && h === height && d === dpr) return;
     width = w;
@@ -478,7 +508,9 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
         ctx.fillStyle = rgbCss(th.muted);
         ctx.fillText(title, 10, height - 14 * legend.length - 26);
       }
-      const blob: Blob = await new Promise((res, rej) => c.toBlob((b) => (b ? res(b) : rej(new Error("toBlob failed"))), "image/png"));
+      const blob: Blob = await new Promise((res, rej) =>
+        c.toBlob((b) => (b ? res(b) : rej(new Error("toBlob failed"))), "image/png"),
+      );
       return new Uint8Array(await blob.arrayBuffer());
     },
     backendKind: () => backend?.kind ?? "",

@@ -27,7 +27,13 @@ function subset(p: PointSet, rows: number[]): PointSet {
   return { ...p, n, xyz, glyph, discrimination: disc, predicted: pred, label, image, ids };
 }
 
-export function buildForward(all: PointSet[], images: number[], layerColors: string[], classNames: string[], classPalette: string[]): PaneSource {
+export function buildForward(
+  all: PointSet[],
+  images: number[],
+  layerColors: string[],
+  classNames: string[],
+  classPalette: string[],
+): PaneSource {
   const want = new Set(images);
   const sets = all.map((p) => {
     const rows: number[] = [];
@@ -69,7 +75,10 @@ export function buildForward(all: PointSet[], images: number[], layerColors: str
       glyph,
       flag: new Uint8Array(total),
       flagVersion: 0,
-      palette: sets.map((_, k) => palette[Math.min(palette.length - 1, Math.round((k / Math.max(sets.length - 1, 1)) * (palette.length - 1)))]),
+      palette: sets.map(
+        (_, k) =>
+          palette[Math.min(palette.length - 1, Math.round((k / Math.max(sets.length - 1, 1)) * (palette.length - 1)))],
+      ),
       mu,
       muLabels: classNames,
       muColors: classNames.map((_, c) => classColor(classPalette, c)),

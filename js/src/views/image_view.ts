@@ -38,8 +38,14 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
   const el = h("div", { cls: "pv-image", attrs: { "data-pv": "image-view" } });
   parent.appendChild(el);
   let state: ImageViewState | null = null;
-  const prev = button({ icon: "prev", title: "Previous image", pv: "image-prev" }, () => state && cb.seek(Math.max(0, state.image - 1)));
-  const next = button({ icon: "next", title: "Next image", pv: "image-next" }, () => state && cb.seek(Math.min(state.numImages - 1, state.image + 1)));
+  const prev = button(
+    { icon: "prev", title: "Previous image", pv: "image-prev" },
+    () => state && cb.seek(Math.max(0, state.image - 1)),
+  );
+  const next = button(
+    { icon: "next", title: "Next image", pv: "image-next" },
+    () => state && cb.seek(Math.min(state.numImages - 1, state.image + 1)),
+  );
   const title = h("div", { cls: "pv-image-title", attrs: { "data-pv": "image-title" } });
   const canvas = h("canvas", { cls: "pv-image-canvas", attrs: { "data-pv": "image-canvas" } });
   const caption = h("div", { cls: "pv-image-caption", attrs: { "data-pv": "image-caption" } });
@@ -50,7 +56,8 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
   function cellRect(p: PointSet, row: number): [number, number, number, number] {
     const lay = p.layout!;
     const [gr, gc] = lay.gridShape;
-    const r = lay.grid[2 * row], c = lay.grid[2 * row + 1];
+    const r = lay.grid[2 * row],
+      c = lay.grid[2 * row + 1];
     return [(c / gc) * SIZE, (r / gr) * SIZE, SIZE / gc, SIZE / gr];
   }
 
@@ -79,7 +86,8 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
     ctx.fillRect(0, 0, SIZE, SIZE);
     if (s.atlas) drawPatch(ctx, s.atlas, s.image, null, 0, 0, SIZE, SIZE);
     const p = s.points;
-    let kp = 0, reliable = 0;
+    let kp = 0,
+      reliable = 0;
     if (rowsFor.p !== p || rowsFor.image !== s.image) {
       rows = [];
       if (p) for (let i = 0; i < p.n; i++) if (p.image[i] === s.image) rows.push(i);
@@ -117,7 +125,12 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
         ctx.setLineDash([4, 3]);
         ctx.strokeStyle = "rgba(255,255,255,0.85)";
         ctx.lineWidth = 1;
-        ctx.strokeRect((b[0] / iw) * SIZE, (b[1] / ih) * SIZE, ((b[2] - b[0]) / iw) * SIZE, ((b[3] - b[1]) / ih) * SIZE);
+        ctx.strokeRect(
+          (b[0] / iw) * SIZE,
+          (b[1] / ih) * SIZE,
+          ((b[2] - b[0]) / iw) * SIZE,
+          ((b[3] - b[1]) / ih) * SIZE,
+        );
         ctx.setLineDash([]);
       }
     }
@@ -126,7 +139,10 @@ export function createImageView(parent: HTMLElement, cb: ImageViewCallbacks): Im
     caption.replaceChildren(
       h("span", { cls: "pv-swatch", attrs: { style: `background:${classColor(s.palette, Math.max(label, 0))}` } }),
       h("span", { text: label >= 0 ? (s.classNames[label] ?? String(label)) : "" }),
-      h("span", { cls: "pv-muted", text: s.samples || !p ? "" : `  ${kp} KP · ${reliable} reliable · ${rows.length} regions` }),
+      h("span", {
+        cls: "pv-muted",
+        text: s.samples || !p ? "" : `  ${kp} KP · ${reliable} reliable · ${rows.length} regions`,
+      }),
     );
   }
 

@@ -34,7 +34,8 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
 
   function draw(canvas: HTMLCanvasElement, tile: StripTile, cam: CameraState): void {
     const dpr = Math.min(window.devicePixelRatio || 1, 2);
-    const w = canvas.clientWidth || 132, hgt = canvas.clientHeight || 78;
+    const w = canvas.clientWidth || 132,
+      hgt = canvas.clientHeight || 78;
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(hgt * dpr);
     const ctx = canvas.getContext("2d");
@@ -79,7 +80,8 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
       for (let i = 0; i < p.n; i++) {
         const kp = p.glyph[i] !== 0;
         if ((pass === 0) === kp) continue; // non-discriminative first, knowledge points on top
-        const x = xy[2 * i], y = xy[2 * i + 1];
+        const x = xy[2 * i],
+          y = xy[2 * i + 1];
         if (!(x >= 0 && y >= 0 && x < w && y < hgt)) continue;
         const base = colorOf(p.label[i]);
         ctx.fillStyle = rgbCss(kp ? base : mix(base, bg, fade));
@@ -98,7 +100,15 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
         const canvas = h("canvas", { cls: "pv-tile-canvas" });
         const name = h("div", { cls: "pv-tile-name", text: t.label, title: t.label });
         const kp = h("div", { cls: "pv-tile-kp" });
-        const tile = h("button", { cls: "pv-tile", title: `Show ${t.label}`, attrs: { type: "button", "data-pv": "layer-tile", "data-layer": t.id } }, [canvas, name, kp]);
+        const tile = h(
+          "button",
+          {
+            cls: "pv-tile",
+            title: `Show ${t.label}`,
+            attrs: { type: "button", "data-pv": "layer-tile", "data-layer": t.id },
+          },
+          [canvas, name, kp],
+        );
         tile.addEventListener("click", () => onPick(t.id));
         el.appendChild(tile);
         canvases.set(t.id, canvas);
@@ -110,7 +120,13 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
       tile.classList.toggle("pv-on", t.active);
       tile.setAttribute("aria-pressed", String(t.active));
       const kp = tile.querySelector(".pv-tile-kp") as HTMLElement;
-      kp.textContent = t.error ? "—" : t.warning ? "posterior ≈ uniform" : t.kp === null ? "" : `${t.kp.toFixed(1)} KP/img`;
+      kp.textContent = t.error
+        ? "—"
+        : t.warning
+          ? "posterior ≈ uniform"
+          : t.kp === null
+            ? ""
+            : `${t.kp.toFixed(1)} KP/img`;
       kp.title = t.warning ?? "";
       tile.classList.toggle("pv-loading", !t.points && !t.error);
       const canvas = canvases.get(t.id);

@@ -28,9 +28,24 @@ export function createLegend(parent: HTMLElement): LegendView {
     update(items, heading, glyphs) {
       current = items;
       const list = h("div", { cls: "pv-legend-list" });
-      items.slice(0, MAX_ITEMS).forEach((it) => list.append(h("div", { cls: "pv-legend-item" }, [h("span", { cls: "pv-swatch", attrs: { style: `background:${it.color}` } }), h("span", { cls: "pv-legend-name", text: it.label, title: it.label })])));
-      if (items.length > MAX_ITEMS) list.append(h("div", { cls: "pv-legend-item pv-muted", text: `+ ${items.length - MAX_ITEMS} more` }));
-      const head = h("div", { cls: "pv-legend-head", text: `${heading}  ▾`, title: "Show / hide the legend", attrs: { "data-pv": "legend-toggle" } });
+      items
+        .slice(0, MAX_ITEMS)
+        .forEach((it) =>
+          list.append(
+            h("div", { cls: "pv-legend-item" }, [
+              h("span", { cls: "pv-swatch", attrs: { style: `background:${it.color}` } }),
+              h("span", { cls: "pv-legend-name", text: it.label, title: it.label }),
+            ]),
+          ),
+        );
+      if (items.length > MAX_ITEMS)
+        list.append(h("div", { cls: "pv-legend-item pv-muted", text: `+ ${items.length - MAX_ITEMS} more` }));
+      const head = h("div", {
+        cls: "pv-legend-head",
+        text: `${heading}  ▾`,
+        title: "Show / hide the legend",
+        attrs: { "data-pv": "legend-toggle" },
+      });
       head.addEventListener("click", () => el.classList.toggle("pv-collapsed"));
       const parts: HTMLElement[] = [head, list];
       if (glyphs) {
@@ -67,7 +82,12 @@ export function createStats(parent: HTMLElement): StatsView {
     el,
     update(lines, note) {
       el.replaceChildren(
-        ...lines.map(([k, v]) => h("div", { cls: "pv-stat" }, [h("span", { cls: "pv-stat-k", text: k }), h("span", { cls: "pv-stat-v", text: v })])),
+        ...lines.map(([k, v]) =>
+          h("div", { cls: "pv-stat" }, [
+            h("span", { cls: "pv-stat-k", text: k }),
+            h("span", { cls: "pv-stat-v", text: v }),
+          ]),
+        ),
         ...(note ? [h("div", { cls: "pv-stat-note", text: note })] : []),
       );
     },
