@@ -4,12 +4,13 @@ Every ``import`` / ``from ... import`` in ``patternviz_widget`` (at module level
 and under ``TYPE_CHECKING`` alike) is an arrow from one module to another. The rooms, lowest first:
 
     shared leaves   errors, defaults, _validate, _style
-    results         typed records, the store and the study file (results.query is a reader: below)
+    results         typed records, the store and the study file (results.query is higher: below)
     engine          engine.device / threads, then capture, method, attack, distill
     extras          datasets, models (bundled data and demo networks, pure torch)
+    query           results.query: reading a store with the method's rules (keys, μ, sample KPs)
     pipeline        orchestration over a StudyState
     study           the user's facade
-    readers         results.query, figures
+    figures         matplotlib figures of a study
     widget          everything that imports the widget stack
     apps            cli, the demo, reproduction, the package's __init__ and __main__
 
@@ -35,9 +36,10 @@ ROOMS: list[tuple[str, tuple[str, ...]]] = [
     ("engine.attack", ("engine.attack",)),
     ("engine.distill", ("engine.distill",)),
     ("extras", ("datasets", "models")),
+    ("query", ("results.query",)),
     ("pipeline", ("pipeline",)),
     ("study", ("study",)),
-    ("readers", ("results.query", "figures")),
+    ("figures", ("figures",)),
     ("widget", ("widget",)),
     ("apps", ("cli", "_demo", "reproduction", "__main__", "")),
 ]
