@@ -1,4 +1,4 @@
-"""Bad input to Study / capture (issue 3): each case raises our error type with a message that names
+"""Bad input to Study / capture: each case raises our error type with a message that names
 the fix. (Study files: tests/results/test_io.py.)"""
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ For every (model, condition, epoch, layer) captured and lacking an embedding:
   sample frame without a rotation of their own. Λ starts fresh at every epoch by default, as in the
   paper (Sec. 3.2 warm-starts only M): warm-starting Λ from the mean of the last ≤3 Λ's
   (``region_warm_start=True``) carried the fit of an untrained network into the first trained
-  epoch and made a spurious burst of knowledge points in the low layers (measured on shapes,
-  issue 6: features.5 at epoch 2, 6.95 KPs/image warm vs 0.75 fresh; the two agree later).
+  epoch and made a spurious burst of knowledge points in the low layers (measured on shapes:
+  features.5 at epoch 2, 6.95 KPs/image warm vs 0.75 fresh; the two agree later).
 * other conditions (e.g. "adversarial") are PROJECTED with the clean key's M, μ, π and Λ of the
   same model and epoch (as in the paper's attack experiment): h = Λ_clean f_adv, the clean importance weights and
   the clean mean strength, so their knowledge points are read in the clean frame and scale.

@@ -1,4 +1,4 @@
-"""Issue 6: the Procrustes alignment (paper Sec. 3.2) keeps the picture from jumping between epochs on
+"""The Procrustes alignment (paper Sec. 3.2) keeps the picture from jumping between epochs on
 a REAL tracked run, not only on synthetic rotations (tests/engine/test_align.py).
 
 A SmallVGG is trained on digits for 4 epochs with a tracker capturing epochs 0..4. Each trained
