@@ -235,7 +235,8 @@ def project_samples(features: np.ndarray, emb: SampleEmbedding, probs: np.ndarra
             mu = torch.as_tensor(np.asarray(emb.mu, np.float64))
             q = torch.softmax(posterior_logits(torch.as_tensor(g), mu, log_pi, kfun), 1).numpy()
         rep = sample_report(g, p, q, labels=labels, center=emb.method != "paper")
-        kl = float(rep.get("kl", float("nan")))
+        kl_rep = rep.get("kl")
+        kl = float(kl_rep) if isinstance(kl_rep, (int, float)) else float("nan")
         params["metrics"] = rep
     return SampleEmbedding(g=g.astype(np.float32), mu=np.asarray(emb.mu, np.float32),
                            pi=np.asarray(emb.pi, np.float32), M=np.asarray(emb.M, np.float32),
