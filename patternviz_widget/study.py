@@ -30,7 +30,13 @@ class _FromState:
         return self if study is None else getattr(study.state, self.name)
 
     def __set__(self, study: Any, value: Any) -> None:
-        setattr(study.state, self.name, value)
+        try:
+            setattr(study.state, self.name, value)
+        except AttributeError:
+            raise AttributeError(
+                f"Study.{self.name} is part of the study's configuration, fixed when it is made; "
+                f"make a new pv.Study(..., {self.name}=...) instead."
+            ) from None
 
 
 class Study:
