@@ -93,10 +93,6 @@ class RegionView:
 
 def knowledge(study: Study, key: Key, threshold: float) -> Any:
     """The engine's knowledge points of ``key`` at threshold τ (``study.knowledge_points``)."""
-    if not hasattr(study, "knowledge_points"):
-        raise NotFittedError(
-            "This installation has no knowledge-point engine (engine/knowledge.py)."
-        )
     return study.knowledge_points(
         key.layer, epoch=key.epoch, condition=key.condition, model=key.model, threshold=threshold
     )
