@@ -229,3 +229,44 @@ def test_paper_settings_find_the_object_regions_on_structured_features():
           f"w on object {on_share:.3f} (uniform {on.mean():.3f})")
     assert float(final.mean()) < 0.5 * hist[0]
     assert on_share > on.mean() + 0.1
+
+
+@pytest.mark.parametrize("group, rematch_every", [(2, 0), (4, 0), (2, 3)])  # outsiders / block = everyone
+def test_the_cpu_group_path_computes_what_the_chunked_path_does(group, rematch_every):
+    """On a CPU each partner group runs all its steps on its own gathered rows, on 1 or 2 worker
+    threads; every image's problem is independent, so w, v, the table and the loss history are
+    the chunked all-images path's."""
+    feats, image, p, _ = make_case()
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=group)
+    log_t = target_log_similarity(p, pg, 5.0)
+    kw = dict(steps=6, lr=0.05, match_dtype="float32", rematch_every=rematch_every)
+    ref_w, ref_v, ref_hist, ref_table = imp.fit_importance(packed, pg, log_t, path="chunks", **kw)
+    for workers in (1, 2):
+        seen = []
+        w, v, hist, table = imp.fit_importance(packed, pg, log_t, path="groups", workers=workers,
+                                               callback=seen.append, **kw)
+        assert torch.allclose(w, ref_w, atol=1e-6) and torch.allclose(v, ref_v, atol=1e-6)
+        live = packed.mask[:, :, None] & pg.pmask[:, None, :]
+        assert torch.equal(table[live], ref_table[live])
+        assert np.allclose(hist, ref_hist, rtol=1e-5) and seen == list(range(6))
+
+
+def test_early_stopping_keeps_the_step_count_as_the_maximum_and_stops_flat_groups():
+    feats, image, p, _ = make_case()
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=2)
+    log_t = target_log_similarity(p, pg, 5.0)
+    stats: dict = {}
+    imp.fit_importance(packed, pg, log_t, steps=8, match_dtype="float32", stats=stats)
+    assert stats["steps_taken"] == [8] * len(pg.groups)
+    # lr 0: the loss changes by round-off only, so every group stops after its second step
+    for tol in (1e-5, 1e-3):
+        stats = {}
+        w, v, hist, _ = imp.fit_importance(packed, pg, log_t, steps=8, lr=0.0, match_dtype="float32",
+                                           tol=tol, stats=stats)
+        assert stats["steps_taken"] == [2] * len(pg.groups) and len(hist) == 2
+    with pytest.raises(ValueError, match="tol"):
+        imp.fit_importance(packed, pg, log_t, steps=2, tol=-1.0)

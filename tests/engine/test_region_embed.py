@@ -295,3 +295,16 @@ def test_normalize_features_fits_lambda_on_unit_features_and_projections_follow(
     raw = fit_region_embedding(feats, image, g, probs, **kw)
     np.testing.assert_allclose(raw.h, feats @ raw.Lambda.T, rtol=1e-4, atol=1e-5)
     assert emb.params["normalize_features"] and not raw.params["normalize_features"]
+
+
+def test_early_stopping_is_bounded_by_the_paper_counts_and_recorded(structured_fit):
+    feats, image, g, p, kw, emb = structured_fit
+    assert emb.params["tol"] is None and emb.params["epochs_taken"] == kw["epochs"]
+    assert set(emb.params["importance_steps_taken"]) == {kw["importance_steps"]}
+    # a tol no change can miss: every stage stops at its first check (after its second step / epoch)
+    quick = RE.fit_region_embedding(feats, image, g, p, **{**kw, "tol": 1e9})
+    assert quick.params["epochs_taken"] == 2 and len(quick.params["loss_per_epoch"]) == 2
+    assert set(quick.params["importance_steps_taken"]) == {2} and len(quick.params["importance_loss_per_step"]) == 2
+    # tol 0 never stops on a changing loss: the paper's counts, the same fit
+    exact = RE.fit_region_embedding(feats, image, g, p, **{**kw, "tol": 0.0})
+    assert exact.params["epochs_taken"] == kw["epochs"] and np.array_equal(exact.h, emb.h)

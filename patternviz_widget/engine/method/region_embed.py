@@ -143,6 +143,7 @@ def fit_region_embedding(
     match_dtype: str = "auto",
     normalize_features: bool = False,
     threads: int | str = "auto",
+    tol: float | None = None,
     callback: Callable[[str, int, int], None] | None = None,
 ) -> RegionEmbedding:
     """Return the paper's :class:`RegionEmbedding` of one layer: w, v, r' and Λ fitted (paper Sec. 3.3).
@@ -175,6 +176,13 @@ def fit_region_embedding(
         threads: torch threads on a CPU for the r' search (its products are large): "auto" = as
             many as the machine has idle cores now, at most torch's count; every other step runs
             on one thread (small operations; see :mod:`.threads`). A number sets the search's.
+            On a CPU the importance fit's partner groups also run this many at once, one thread
+            each (independent problems: the values do not change).
+        tol: early stopping (ours; the paper's step counts stay the maximum): a partner group's
+            importance fit stops once its summed loss changes by at most ``tol`` times its previous
+            value between two steps, and the Λ fit once an epoch's mean loss does. None (default):
+            the paper's counts (``importance_steps``, ``epochs``) always. The steps taken are in
+            ``params["importance_steps_taken"]`` and ``params["epochs_taken"]``.
         callback: ``callback(stage, done, total)`` for progress ("importance", "match", "fit").
 
     Returns:
@@ -193,13 +201,13 @@ def fit_region_embedding(
                                      importance_lr=importance_lr, rematch_every=rematch_every,
                                      batch_size=batch_size, init=init, seed=seed,
                                      memory_budget_mb=memory_budget_mb, match_dtype=match_dtype,
-                                     normalize_features=normalize_features, callback=callback)
+                                     normalize_features=normalize_features, tol=tol, callback=callback)
 
 
 def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads, *, epochs, lr, momentum,
                           weight_decay, lambda_kl, lambda_mi, controller, kappa, kappa_p, kappa_m, partners,
                           importance_steps, importance_lr, rematch_every, batch_size, init, seed,
-                          memory_budget_mb, match_dtype, normalize_features, callback) -> RegionEmbedding:
+                          memory_budget_mb, match_dtype, normalize_features, tol, callback) -> RegionEmbedding:
     g_np = np.asarray(sample_g, dtype=np.float32)
     p_np = np.asarray(probs, dtype=np.float32)
     n = g_np.shape[0]
@@ -215,11 +223,13 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
     log_t = target_log_similarity(torch.as_tensor(p_np, device=dev), pg, kappa_p)
     cb = callback or (lambda *_: None)
     km = kp.importance_kappa_m(kappa_m, k)
+    imp_stats: dict = {}
     w, v, imp_hist, table = fit_importance(packed, pg, log_t, steps=importance_steps, lr=importance_lr,
                                     momentum=momentum, weight_decay=weight_decay, kappa_m=km,
                                     match_dtype=match_dtype, rematch_every=rematch_every,
                                     callback=lambda s: cb("importance", s + 1, importance_steps),
-                                    search_threads=search_threads)
+                                    search_threads=search_threads, workers=search_threads, tol=tol,
+                                    stats=imp_stats)
     cb("match", 1, 1)  # the table comes with the fit: r' under the returned v
     if normalize_features:
         packed = dataclasses.replace(packed, feats=packed.unit)
@@ -229,7 +239,7 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
     losses = _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, epochs=epochs, lr=lr,
                           momentum=momentum, weight_decay=weight_decay, lambda_kl=lambda_kl,
                           lambda_mi=lambda_mi, controller=controller, seed=seed,
-                          callback=lambda e: cb("fit", e + 1, epochs), cache_mb=memory_budget_mb / 2)
+                          callback=lambda e: cb("fit", e + 1, epochs), cache_mb=memory_budget_mb / 2, tol=tol)
     with torch.no_grad():
         h_all = embed_packed(packed, lam, controller)
         h = packed.unpack(h_all).cpu().numpy()
@@ -246,6 +256,8 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
         "match_dtype": str(match_dtype), "warm_start": init is not None,
         "Lambda_includes_controller": True, "normalize_features": bool(normalize_features), "loss_per_epoch": losses,
         "importance_loss_per_step": imp_hist, "partner_group_size": len(pg.groups[0]) if pg.groups else 0,
+        "tol": None if tol is None else float(tol), "epochs_taken": len(losses),
+        "importance_steps_taken": imp_stats.get("steps_taken"),
     }
     return RegionEmbedding(
         h=h.astype(np.float32),
@@ -258,7 +270,8 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
 
 
 def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momentum, weight_decay,
-                 lambda_kl, lambda_mi, controller, seed, callback, cache_mb: float = 512.0) -> list[float]:
+                 lambda_kl, lambda_mi, controller, seed, callback, cache_mb: float = 512.0,
+                 tol: float | None = None) -> list[float]:
     """Minibatch SGD with momentum on Λ, one partner group per step (see the module docstring);
     returns the mean loss per image of every epoch.
 
@@ -267,7 +280,8 @@ def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momen
     and the table rewritten to index them. h = (Λ/s_r) fᵀ is taken as the [d, K] × [K, U] product
     (its backward then reads f once more in the same layout; ~2× faster on CPU than f Λᵀ).
     ``cache_mb``: the groups' feature rows are sliced once when they fit in this many MiB, else
-    gathered at every step."""
+    gathered at every step. ``tol``: stop after an epoch whose mean loss changed by at most
+    ``tol`` times the previous epoch's (None: all ``epochs``)."""
     n, rm, k = packed.shape
     buf = torch.zeros_like(lam)
     gen = torch.Generator().manual_seed(int(seed) + 2)
@@ -303,6 +317,10 @@ def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momen
             total += loss.detach()
         history.append(float(total) / max(n, 1))
         callback(epoch)
+        if tol is not None and epoch > 0 and abs(history[-1] - history[-2]) <= tol * abs(history[-2]):
+            if epoch + 1 < int(epochs):
+                callback(int(epochs) - 1)  # (progress: the stage is done)
+            break
     return history
 
 
