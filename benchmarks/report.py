@@ -153,6 +153,10 @@ def _embed(r: dict) -> list[str]:
 
 
 def _region(r: dict) -> list[str]:
+    if "variants" in r:  # results with the reference path and CPU times
+        from .bench_region import describe
+
+        return describe(r)
     rows = [
         f"The paper's regional-feature fit on {r['n_images']:,} synthetic images x {r['regions_per_image']} regions "
         f"({r['grid'][0]}x{r['grid'][1]}) x {r['channels']} channels, preset: "
