@@ -45,6 +45,7 @@ from patternviz_widget.engine.method.project import project
 from patternviz_widget.engine.method.region_embed import fit_region_embedding
 from patternviz_widget.errors import InputError, NotFittedError
 from patternviz_widget.pipeline.diagnostics import key_diagnostics
+from patternviz_widget.results import query
 from patternviz_widget.results.keys import SAMPLE, Key
 from patternviz_widget.results.records import (
     RegionEmbedding,
@@ -253,27 +254,6 @@ def _project(state: StudyState, key: Key, method: str) -> None:
 
 
 # ---- readers --------------------------------------------------------------------------------
-def resolve_key(state: StudyState, layer: str, epoch: int | None, condition: str, model: str | None, kind: type) -> Key:
-    """Return the Key of an existing ``kind`` record, filling model/epoch defaults (latest epoch)."""
-    store = state.store
-    models = store.models()
-    model = model if model is not None else (state.model_name if state.model_name in models else (models[0] if models else "main"))
-    check_choice(model, models or [model], "model")
-    have = store.find(kind, model=model, condition=condition)
-    layers = sorted({k.layer for k in have})
-    known = list(dict.fromkeys([*store.layers(), *state.layers]))
-    if layer != SAMPLE and layer not in known:
-        raise InputError(f"Unknown layer {layer!r}: this study's layers are {known}. {did_you_mean(str(layer), known, 'layer')}")
-    if layer not in layers:
-        what = "layer" if kind is RegionEmbedding else "key"
-        raise NotFittedError(f"No {kind.__name__} for layer {layer!r} (model {model!r}, condition {condition!r}). "
-                             + (did_you_mean(layer, layers, what) if layers else "Run study.capture() and study.embed() first."))
-    epochs = sorted(k.epoch for k in have if k.layer == layer)
-    if epoch is None:
-        epoch = epochs[-1]
-    elif epoch not in epochs:
-        raise NotFittedError(f"No {kind.__name__} for {layer!r} at epoch {epoch}. Embedded epochs: {epochs}.")
-    return Key(model, condition, int(epoch), layer)
 
 
 def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = None, condition: str = "clean",
@@ -283,7 +263,7 @@ def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = No
 
     The κ slope "sample" is read from the CLEAN sample embedding of the same model and epoch, so
     other conditions (adversarial) are counted on the clean scale, as their h are projected."""
-    key = resolve_key(state, layer, epoch, condition, model, RegionEmbedding)
+    key = query.resolve_key(state.store, RegionEmbedding, layer, epoch, condition, model)
     store = state.store
     emb = store.get(key, RegionEmbedding)
     sk = key.replace(layer=SAMPLE)
@@ -302,7 +282,7 @@ def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = No
 def study_sample_metrics(state: StudyState, epoch: int | None = None, condition: str = "clean", model: str | None = None,
                          methods: tuple[str, ...] = ("paper", "pca", "tsne"), temperature: float | None = None) -> dict[str, dict]:
     """Return {method: sample_report dict} (see :meth:`patternviz_widget.Study.sample_metrics`)."""
-    key = resolve_key(state, SAMPLE, epoch, condition, model, SampleRecord)
+    key = query.resolve_key(state.store, SampleRecord, SAMPLE, epoch, condition, model)
     store = state.store
     rec = store.get(key, SampleRecord)
     t = float(temperature if temperature is not None else store.meta.get("temperature", TEMPERATURE))
