@@ -500,6 +500,25 @@ class Study:
         return cls._from_state(StudyState.from_store(store))
 
     @classmethod
+    def from_source(cls, source: Any, needed_by: str = "This") -> Study:
+        """Return ``source`` as a Study: a Study itself, a ResultStore, or the path of a study file.
+
+        ``needed_by`` names the caller in the error for anything else (e.g. "PatternViz").
+        """
+        if isinstance(source, Study):
+            return source
+        if isinstance(source, ResultStore):
+            return cls.from_store(source)
+        if isinstance(source, (str, Path)):
+            return cls.load(source)
+        from patternviz_widget.errors import InputError
+
+        raise InputError(
+            f"{needed_by} needs a pv.Study, a ResultStore or the path of a saved study, "
+            f"got {type(source).__name__}."
+        )
+
+    @classmethod
     def _from_state(cls, state: StudyState) -> Study:
         study = cls.__new__(cls)
         study.state = state

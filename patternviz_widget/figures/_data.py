@@ -8,7 +8,6 @@ Figures never compute features or embeddings; they read records from the study's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from .._style import glyph_codes
 from ..defaults import THRESHOLD
 from ..errors import InputError, NotFittedError
-from ..results import SAMPLE, Key, ProbeRecord, RegionEmbedding, RegionRecord, ResultStore, query
+from ..results import SAMPLE, Key, ProbeRecord, RegionEmbedding, RegionRecord, query
 from ..results import SampleEmbedding as SampleEmbeddingRecord
 from ..results.query import SAMPLE_NAMES as SAMPLE_NAMES  # the figures read them from here
 from ..results.query import is_sample_layer as is_sample_layer
@@ -24,16 +23,8 @@ from ..study import Study
 
 
 def as_study(source: Any) -> Study:
-    """Return ``source`` as a :class:`Study`: a Study, a ResultStore, or the path of a study file."""
-    if isinstance(source, Study):
-        return source
-    if isinstance(source, ResultStore):
-        return Study.from_store(source)
-    if isinstance(source, (str, Path)):
-        return Study.load(source)
-    raise InputError(
-        f"Expected a pv.Study, a ResultStore or the path of a saved study, got {type(source).__name__}."
-    )
+    """Return ``source`` as a :class:`Study` (see :meth:`Study.from_source`)."""
+    return Study.from_source(source, needed_by="A figure")
 
 
 def probe(study: Study) -> ProbeRecord:

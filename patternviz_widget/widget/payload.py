@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from .._style import (
     LAYER_COLORS,
     glyph_codes,
 )
-from ..errors import InputError, NotFittedError
+from ..errors import NotFittedError
 from ..results import (
     SAMPLE,
     Key,
@@ -38,16 +37,8 @@ from ..study import Study
 
 
 def as_study(source: Any) -> Study:
-    """Return ``source`` as a :class:`Study`: a Study, a ResultStore, or the path of a study file."""
-    if isinstance(source, Study):
-        return source
-    if isinstance(source, ResultStore):
-        return Study.from_store(source)
-    if isinstance(source, (str, Path)):
-        return Study.load(source)
-    raise InputError(
-        f"PatternViz needs a pv.Study, a ResultStore or the path of a saved study, got {type(source).__name__}."
-    )
+    """Return ``source`` as a :class:`Study` (see :meth:`Study.from_source`)."""
+    return Study.from_source(source, needed_by="PatternViz")
 
 
 class Knowledge:
