@@ -153,7 +153,10 @@ def jupyterlab(root: Path, timeout_s: float = 90.0):
     settings = cfg / "settings" / "@jupyterlab"
     for ext, body in {
         "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+        "apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
     }.items():
         f = settings / ext
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -163,19 +166,32 @@ def jupyterlab(root: Path, timeout_s: float = 90.0):
         JUPYTERLAB_SETTINGS_DIR=str(cfg / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(cfg / "workspaces"),
         JUPYTER_RUNTIME_DIR=str(cfg / "runtime"),
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent)
+        + os.pathsep
+        + os.environ.get("PYTHONPATH", ""),
     )
     log = open(cfg / "server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-            "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--ServerApp.disable_check_xsrf=True",
-            f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--allow-root",
+            "--ServerApp.disable_check_xsrf=True",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=None",
             # unix sockets under the short runtime dir above (paths < ~107 chars), not TCP ports
             # that another process can take before the kernel binds them
             "--KernelManager.transport=ipc",
         ],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -186,7 +202,9 @@ def jupyterlab(root: Path, timeout_s: float = 90.0):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() - t0 > timeout_s:
-                    raise RuntimeError("JupyterLab did not start:\n" + (cfg / "server.log").read_text()[-2000:]) from None
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n" + (cfg / "server.log").read_text()[-2000:]
+                    ) from None
                 time.sleep(0.3)
         yield url
     finally:
@@ -206,8 +224,10 @@ def chromium(viewport: tuple[int, int] = (1280, 900), device_scale_factor: float
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
-                                      device_scale_factor=device_scale_factor)
+            ctx = browser.new_context(
+                viewport={"width": viewport[0], "height": viewport[1]},
+                device_scale_factor=device_scale_factor,
+            )
             ctx.add_init_script(INIT_SCRIPT)
             page = ctx.new_page()
             counter = {"received": 0, "sent": 0}
@@ -236,10 +256,18 @@ def write_notebook(path: Path, cells: list[str]) -> None:
     """Write a notebook of code cells (python3 kernel)."""
     nb = {
         "cells": [
-            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": src,
+            }
             for src in cells
         ],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }
@@ -283,7 +311,9 @@ def run_cell(page: Any, index: int, timeout_s: float = 600.0, wait: bool = True)
 
 def wait_cell(page: Any, index: int, timeout_s: float = 600.0) -> None:
     """Wait until cell ``index`` shows an execution count; raise with its error output if it failed."""
-    prompt = page.locator(".jp-Notebook:visible .jp-Cell").nth(index).locator(".jp-InputArea-prompt")
+    prompt = (
+        page.locator(".jp-Notebook:visible .jp-Cell").nth(index).locator(".jp-InputArea-prompt")
+    )
     t0 = time.time()
     while time.time() - t0 < timeout_s:
         text = prompt.inner_text()
@@ -292,7 +322,13 @@ def wait_cell(page: Any, index: int, timeout_s: float = 600.0) -> None:
         time.sleep(0.05)
     else:
         raise TimeoutError(f"cell {index} did not finish in {timeout_s} s")
-    err = page.locator(".jp-Notebook:visible .jp-Cell").nth(index).locator("[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type*='error']")
+    err = (
+        page.locator(".jp-Notebook:visible .jp-Cell")
+        .nth(index)
+        .locator(
+            "[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type*='error']"
+        )
+    )
     if err.count():
         txt = err.first.inner_text()
         if "Traceback" in txt or "Error" in txt:
@@ -317,7 +353,11 @@ def wait_full_frame(page: Any, n_points: int, since_ms: float, timeout_s: float 
 
 def largest_canvas_box(page: Any, cell_index: int) -> dict:
     """Bounding box of the largest canvas in the output of cell ``cell_index``."""
-    canvases = page.locator(".jp-Notebook:visible .jp-Cell").nth(cell_index).locator(".jp-OutputArea canvas")
+    canvases = (
+        page.locator(".jp-Notebook:visible .jp-Cell")
+        .nth(cell_index)
+        .locator(".jp-OutputArea canvas")
+    )
     boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
     boxes = [b for b in boxes if b and b["width"] * b["height"] > 0]
     if not boxes:
@@ -342,8 +382,12 @@ def drag_frames(page: Any, box: dict, n_points: int, steps: int = 40, button: st
     any_points = [f for f in full_frames(page, 1000, since) if f["presented"] is not None]
     times = [f["presented"] for f in frames]
     gaps = sorted(b - a for a, b in zip(times, times[1:]))
-    out: dict[str, Any] = {"frames": len(frames), "frames_with_points": len(any_points), "moves": steps,
-                           "span_ms": round(end - since, 1)}
+    out: dict[str, Any] = {
+        "frames": len(frames),
+        "frames_with_points": len(any_points),
+        "moves": steps,
+        "span_ms": round(end - since, 1),
+    }
     if gaps:
         out.update(
             median_frame_ms=round(statistics.median(gaps), 1),

@@ -50,9 +50,18 @@ def main(out: str, n_images: int, size: int, width: int, batch_size: int, repeat
     if rank == 0:
         regions = {layer: int(study.region_plans[layer].size) for layer in layers}
         with open(out, "w") as fh:
-            json.dump({"processes": world, "torch_threads": torch.get_num_threads(), "n_images": n_images,
-                       "capture_s": [round(x, 4) for x in times], "capture_median_s": round(statistics.median(times), 4),
-                       "study_setup_s": round(setup_s, 3), "regions_kept": regions}, fh)
+            json.dump(
+                {
+                    "processes": world,
+                    "torch_threads": torch.get_num_threads(),
+                    "n_images": n_images,
+                    "capture_s": [round(x, 4) for x in times],
+                    "capture_median_s": round(statistics.median(times), 4),
+                    "study_setup_s": round(setup_s, 3),
+                    "regions_kept": regions,
+                },
+                fh,
+            )
     if world > 1:
         dist.destroy_process_group()
 

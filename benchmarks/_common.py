@@ -90,7 +90,11 @@ def run_worker(func: str, kwargs: dict[str, Any], timeout_s: float) -> dict[str,
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "benchmarks._worker", str(spec)],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
             )
         except subprocess.TimeoutExpired:
             return {"status": "timeout", "limit_s": timeout_s, "wall_s": time.perf_counter() - t0}

@@ -21,7 +21,18 @@ import patternviz_widget.pipeline.embed  # noqa: F401  (what knowledge_points im
 
 from .ours import LAYER, make_store
 
-__all__ = ["LAYER", "LAYERS", "Floor", "close_shown", "jscatter", "old_widget", "plot", "pv", "setup", "show"]
+__all__ = [
+    "LAYER",
+    "LAYERS",
+    "Floor",
+    "close_shown",
+    "jscatter",
+    "old_widget",
+    "plot",
+    "pv",
+    "setup",
+    "show",
+]
 
 #: the layers of a multi-layer store (``setup(..., layers=3)``), low to high; LAYER is the middle one
 LAYERS = ("features.4", LAYER, "features.12")
@@ -78,18 +89,26 @@ def _add_layers(store: Any, epochs: int) -> None:
         if name == LAYER:
             continue
         a = 0.9 * (j - 1)
-        rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32)
+        rot = np.array(
+            [[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], np.float32
+        )
         for e in range(epochs):
             k = Key(epoch=e, layer=LAYER)
             rec, emb = store.get(k, RegionRecord), store.get(k, RegionEmbedding)
             h = (emb.h @ rot * (0.6 + 0.4 * j)).astype(np.float32)
             store.put(Key(epoch=e, layer=name), dataclasses.replace(rec))
-            store.put(Key(epoch=e, layer=name), dataclasses.replace(
-                emb, h=h, mean_strength=float(np.linalg.norm(h, axis=1).mean())))
+            store.put(
+                Key(epoch=e, layer=name),
+                dataclasses.replace(
+                    emb, h=h, mean_strength=float(np.linalg.norm(h, axis=1).mean())
+                ),
+            )
     store.meta["layers"] = list(LAYERS)
 
 
-def setup(n: int, epochs: int, old: str = "", layers: int = 1) -> tuple[Any, pd.DataFrame, int, float]:
+def setup(
+    n: int, epochs: int, old: str = "", layers: int = 1
+) -> tuple[Any, pd.DataFrame, int, float]:
     """(store, x/y/class frame for jupyter-scatter, n, our point size in CSS px); prints the bundle
     sizes as ``BUNDLES {...}``. ``layers`` 3: the store holds the three layers of LAYERS."""
     global PatternVizOld
@@ -107,19 +126,27 @@ def setup(n: int, epochs: int, old: str = "", layers: int = 1) -> tuple[Any, pd.
     df = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "c": pd.Categorical(lab)})
     if old:
         # the previous page, and the previous kernel side: no first view in the initial state
-        PatternVizOld = type("PatternVizOld", (pv.PatternViz,), {
-            "_esm": Path(old).read_text(), "_first_view": lambda self, state: b""})
+        PatternVizOld = type(
+            "PatternVizOld",
+            (pv.PatternViz,),
+            {"_esm": Path(old).read_text(), "_first_view": lambda self, state: b""},
+        )
     size = max(2.2, min(9.0, 14 - 2 * math.log10(max(len(xyz), 1))))  # js/src/gl/types.ts
 
     def nbytes(x: Any) -> int:
         return len(str(x)) if x else 0
 
-    print("BUNDLES " + json.dumps({
-        "ours": nbytes(pv.PatternViz._esm) + nbytes(pv.PatternViz._css),
-        "old": (nbytes(Path(old).read_text()) + nbytes(pv.PatternViz._css)) if old else 0,
-        "jscatter": nbytes(JupyterScatter._esm) + nbytes(JupyterScatter._css),
-        "floor": nbytes(Floor._esm),
-    }))
+    print(
+        "BUNDLES "
+        + json.dumps(
+            {
+                "ours": nbytes(pv.PatternViz._esm) + nbytes(pv.PatternViz._css),
+                "old": (nbytes(Path(old).read_text()) + nbytes(pv.PatternViz._css)) if old else 0,
+                "jscatter": nbytes(JupyterScatter._esm) + nbytes(JupyterScatter._css),
+                "floor": nbytes(Floor._esm),
+            }
+        )
+    )
     print("ready", len(xyz))
     return store, df, len(xyz), size
 

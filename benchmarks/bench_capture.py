@@ -37,7 +37,11 @@ class BenchVGG(nn.Module):
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for i in range(4):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1), nn.BatchNorm2d(chans[i + 1]), nn.ReLU()]
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.ReLU(),
+            ]
             layers += [nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1), nn.ReLU()]
             if i < 3:
                 layers.append(nn.MaxPool2d(2))
@@ -135,11 +139,23 @@ def run(
     Configurations: "bench_vgg" = :class:`BenchVGG` (width 32, 64x64 RGB from a uint8 tensor);
     "demo" = the bundled SmallVGG on the shapes Dataset (cheaper per image, so capture's fixed
     costs weigh more). ``scaling_configs``: (processes, threads) of :func:`scaling` (None: skip it)."""
-    out = {"runs": [_run_one(c, n_images, batch_size, size, width, repeats, device, profile, log) for c in configs],
-           "target": TARGET}
+    out = {
+        "runs": [
+            _run_one(c, n_images, batch_size, size, width, repeats, device, profile, log)
+            for c in configs
+        ],
+        "target": TARGET,
+    }
     if scaling_configs:
-        out["scaling"] = scaling(n_images, scaling_configs, size=size, width=width, batch_size=batch_size,
-                                 repeats=repeats, log=log)
+        out["scaling"] = scaling(
+            n_images,
+            scaling_configs,
+            size=size,
+            width=width,
+            batch_size=batch_size,
+            repeats=repeats,
+            log=log,
+        )
     return out
 
 
@@ -175,20 +191,30 @@ def scaling(
                    str(batch_size), str(repeats)]  # fmt: skip
             env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             t = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(
+                cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s
+            )
             wall = time.perf_counter() - t
             if proc.returncode != 0 or not out.exists():
-                raise RuntimeError(f"capture scaling with {p} processes failed:\n{proc.stderr[-3000:]}")
+                raise RuntimeError(
+                    f"capture scaling with {p} processes failed:\n{proc.stderr[-3000:]}"
+                )
             res = json.loads(out.read_text())
         res["launch_wall_s"] = round(wall, 2)
         runs.append(res)
-        log(f"[capture] scaling: {n_images} images, {p} process(es) x {res['torch_threads']} threads: "
-            f"capture {fmt_s(res['capture_median_s'])} (launch {wall:.1f} s)")
+        log(
+            f"[capture] scaling: {n_images} images, {p} process(es) x {res['torch_threads']} threads: "
+            f"capture {fmt_s(res['capture_median_s'])} (launch {wall:.1f} s)"
+        )
     base = runs[0]["capture_median_s"]
     for r in runs:
         r["speedup"] = round(base / r["capture_median_s"], 3)
-    return {"model": f"BenchVGG(width={width}), input 3x{size}x{size}, batch {batch_size}, cpu, gloo",
-            "n_images": n_images, "cores": cores, "runs": runs}
+    return {
+        "model": f"BenchVGG(width={width}), input 3x{size}x{size}, batch {batch_size}, cpu, gloo",
+        "n_images": n_images,
+        "cores": cores,
+        "runs": runs,
+    }
 
 
 def _run_one(config, n_images, batch_size, size, width, repeats, device, profile, log) -> dict:
@@ -204,7 +230,9 @@ def _run_one(config, n_images, batch_size, size, width, repeats, device, profile
         desc = "pv.models.SmallVGG on pv.datasets.shapes (Dataset with masks)"
         shape = list(data[0][0].shape)
     t = time.perf_counter()
-    study = pv.Study(model, data, layers=layers, num_classes=None, batch_size=batch_size, device=device)
+    study = pv.Study(
+        model, data, layers=layers, num_classes=None, batch_size=batch_size, device=device
+    )
     setup_s = time.perf_counter() - t
     plain_forward(study)  # warm-up (allocator, kernels)
     timed_capture(study)
@@ -241,5 +269,8 @@ def _run_one(config, n_images, batch_size, size, width, repeats, device, profile
     )
     if profile and ratio > TARGET:
         res["profile_top_tottime"] = profile_capture(study)
-        log("[capture] above target; cProfile top by own time:\n  " + "\n  ".join(res["profile_top_tottime"][:12]))
+        log(
+            "[capture] above target; cProfile top by own time:\n  "
+            + "\n  ".join(res["profile_top_tottime"][:12])
+        )
     return res

@@ -35,11 +35,11 @@ store, df, N, PS = setup({n}, epochs={epochs}, old={old!r}, layers={layers})
 """
 
 CELLS = {
-    "ours": 'show(pv.PatternViz(store, layer=LAYER, epoch=0, height=480))',
-    "old": 'show(old_widget(store, layer=LAYER, epoch=0, height=480))',
-    "jscatter": 'PW, PH = plot()\n'
-                'show(jscatter.Scatter(data=df, x="x", y="y", color_by="c", size=PS, width=PW, height=PH).show())',
-    "floor": 'PW, PH = plot()\nshow(Floor(n=N, width=PW, height=PH))',
+    "ours": "show(pv.PatternViz(store, layer=LAYER, epoch=0, height=480))",
+    "old": "show(old_widget(store, layer=LAYER, epoch=0, height=480))",
+    "jscatter": "PW, PH = plot()\n"
+    'show(jscatter.Scatter(data=df, x="x", y="y", color_by="c", size=PS, width=PW, height=PH).show())',
+    "floor": "PW, PH = plot()\nshow(Floor(n=N, width=PW, height=PH))",
 }
 CLOSE_CELL = "close_shown()"
 #: widgets dragged after their first frame; the floor widget redraws its n points on every move
@@ -56,20 +56,31 @@ def _load_summary(values: list[float]) -> tuple[dict, str]:
     if not values:
         return {}, "the machine was shared with other jobs (2 cores): timings under load"
     lo, med, hi = min(values), statistics.median(values), max(values)
-    return ({"min": lo, "median": round(med, 2), "max": hi, "samples": len(values)},
-            f"the machine was shared with other jobs (2 cores): load average (1 min) {lo:.1f}-{hi:.1f}, "
-            f"median {med:.1f}, at the start of the {len(values)} measurements")
+    return (
+        {"min": lo, "median": round(med, 2), "max": hi, "samples": len(values)},
+        f"the machine was shared with other jobs (2 cores): load average (1 min) {lo:.1f}-{hi:.1f}, "
+        f"median {med:.1f}, at the start of the {len(values)} measurements",
+    )
 
 
 def _canvas_box(page: Any, cell: int) -> dict:
-    canvases = page.locator(".jp-Notebook:visible .jp-Cell").nth(cell).locator(".jp-OutputArea canvas")
+    canvases = (
+        page.locator(".jp-Notebook:visible .jp-Cell").nth(cell).locator(".jp-OutputArea canvas")
+    )
     if canvases.count():
         canvases.first.scroll_into_view_if_needed()
     return B.largest_canvas_box(page, cell)
 
 
-def _measure(page: Any, cell: int, widget: str, n: int, bundle_bytes: int, timeout_s: float,
-             drag_steps: int = 40) -> dict:
+def _measure(
+    page: Any,
+    cell: int,
+    widget: str,
+    n: int,
+    bundle_bytes: int,
+    timeout_s: float,
+    drag_steps: int = 40,
+) -> dict:
     load = _load1()
     t0 = B.run_cell(page, cell, timeout_s=timeout_s, wait=False)
     py0 = page.pressed_at
@@ -107,25 +118,48 @@ def _median_rows(runs: list[dict]) -> list[dict]:
     rows = []
     for (n, dpr, w), rs in groups.items():
         ok = [r for r in rs if r.get("status") == "ok"]
-        row: dict[str, Any] = {"n": n, "dpr": dpr, "widget": w, "repeats": len(ok), "failed": len(rs) - len(ok)}
+        row: dict[str, Any] = {
+            "n": n,
+            "dpr": dpr,
+            "widget": w,
+            "repeats": len(ok),
+            "failed": len(rs) - len(ok),
+        }
         if not ok:
             row.update(status="error", error=rs[0].get("error", ""))
             rows.append(row)
             continue
+
         def med(k: str, ok: list[dict] = ok) -> float:
             return statistics.median(r[k] for r in ok)
 
-        row.update(status="ok", first_frame_s=round(med("first_frame_s"), 3),
-                   first_frame_all_s=[r["first_frame_s"] for r in ok],
-                   first_draw_call_s=round(med("first_draw_call_s"), 3),
-                   received_mb_to_first_frame=round(med("received_mb_to_first_frame"), 2),
-                   bundle_mb=ok[0]["bundle_mb"], data_bytes_per_point=round(med("data_bytes_per_point"), 2),
-                   plot_css_px=ok[0]["plot_css_px"])
+        row.update(
+            status="ok",
+            first_frame_s=round(med("first_frame_s"), 3),
+            first_frame_all_s=[r["first_frame_s"] for r in ok],
+            first_draw_call_s=round(med("first_draw_call_s"), 3),
+            received_mb_to_first_frame=round(med("received_mb_to_first_frame"), 2),
+            bundle_mb=ok[0]["bundle_mb"],
+            data_bytes_per_point=round(med("data_bytes_per_point"), 2),
+            plot_css_px=ok[0]["plot_css_px"],
+        )
         pans = [r["pan"] for r in ok if r.get("pan", {}).get("median_frame_ms") is not None]
         if pans:
-            row["pan"] = {k: round(statistics.median(p[k] for p in pans), 1)
-                          for k in ("median_frame_ms", "p95_frame_ms", "mean_frame_ms", "frames", "frames_with_points")}
-            row["pan"]["fps"] = round(1000.0 / row["pan"]["mean_frame_ms"], 2) if row["pan"]["mean_frame_ms"] else None
+            row["pan"] = {
+                k: round(statistics.median(p[k] for p in pans), 1)
+                for k in (
+                    "median_frame_ms",
+                    "p95_frame_ms",
+                    "mean_frame_ms",
+                    "frames",
+                    "frames_with_points",
+                )
+            }
+            row["pan"]["fps"] = (
+                round(1000.0 / row["pan"]["mean_frame_ms"], 2)
+                if row["pan"]["mean_frame_ms"]
+                else None
+            )
             row["pan_median_frame_all_ms"] = [p["median_frame_ms"] for p in pans]
         rows.append(row)
     return rows
@@ -181,34 +215,56 @@ def display(
                         cell = 2 + 2 * k
                         B.run_cell(page, cell - 1, timeout_s=timeout_s)
                         try:
-                            res = _measure(page, cell, w, n, bundles.get(w, 0), timeout_s, drag_steps)
+                            res = _measure(
+                                page, cell, w, n, bundles.get(w, 0), timeout_s, drag_steps
+                            )
                             res["status"] = "ok"
                             if rep is None and w == "ours":
                                 (root / "plot.json").write_text(json.dumps(res["plot_css_px"]))
                         except Exception as e:  # noqa: BLE001  (report, keep going)
-                            res = {"status": "error", "error": f"{type(e).__name__}: {e}"[-800:],
-                                   "cell_output": B.cell_text(page, cell)}
+                            res = {
+                                "status": "error",
+                                "error": f"{type(e).__name__}: {e}"[-800:],
+                                "cell_output": B.cell_text(page, cell),
+                            }
                         res.update(widget=w, n=n, dpr=dpr, repeat=rep)
                         if rep is not None:
                             runs.append(res)
-                        log(f"[display] n={n:,} dpr={dpr} {w:9s} {'warm-up' if rep is None else f'repeat {rep}'}: "
-                            + _line(res))
+                        log(
+                            f"[display] n={n:,} dpr={dpr} {w:9s} {'warm-up' if rep is None else f'repeat {rep}'}: "
+                            + _line(res)
+                        )
     rows = _median_rows(runs)
     _ratios(rows)
     load, load_text = _load_summary([r["load_1min"] for r in runs if "load_1min" in r])
-    return {"sizes": list(sizes), "dprs": list(dprs), "repeats": repeats, "rows": rows, "runs": runs,
-            "webgl_renderer": renderer, "drag_steps": drag_steps, "bundle_bytes": bundles,
-            "load": load_text, "load_avg_1min": load, "old_bundle": old_bundle}
+    return {
+        "sizes": list(sizes),
+        "dprs": list(dprs),
+        "repeats": repeats,
+        "rows": rows,
+        "runs": runs,
+        "webgl_renderer": renderer,
+        "drag_steps": drag_steps,
+        "bundle_bytes": bundles,
+        "load": load_text,
+        "load_avg_1min": load,
+        "old_bundle": old_bundle,
+    }
 
 
 def _line(r: dict) -> str:
     if r.get("status") != "ok":
         return f"error: {r.get('error', '')[:300]}"
     p = r.get("pan")
-    drag = (f"; drag: {p['frames']} frames, median {p.get('median_frame_ms', float('nan'))} ms"
-            if p else "")
-    return (f"first frame {fmt_s(r['first_frame_s'])}, {r['data_bytes_per_point']} B/pt data, "
-            f"plot {r['plot_css_px']} CSS px{drag}")
+    drag = (
+        f"; drag: {p['frames']} frames, median {p.get('median_frame_ms', float('nan'))} ms"
+        if p
+        else ""
+    )
+    return (
+        f"first frame {fmt_s(r['first_frame_s'])}, {r['data_bytes_per_point']} B/pt data, "
+        f"plot {r['plot_css_px']} CSS px{drag}"
+    )
 
 
 def _ratios(rows: list[dict]) -> None:
@@ -221,7 +277,10 @@ def _ratios(rows: list[dict]) -> None:
             if a and b:
                 r["frame_time_vs_jscatter"] = round(a / b, 3)
         fl = ok.get(("floor", n, dpr))
-        a, b = r.get("pan", {}).get("median_frame_ms"), (fl or {}).get("pan", {}).get("median_frame_ms")
+        a, b = (
+            r.get("pan", {}).get("median_frame_ms"),
+            (fl or {}).get("pan", {}).get("median_frame_ms"),
+        )
         if w != "floor" and a and b:
             r["frame_time_vs_floor"] = round(a / b, 3)
 
@@ -265,7 +324,9 @@ PROBE_JS = """([cell, part, value, since]) => {
 }"""
 
 
-def _step(page: Any, cell: int, index: int, epoch: int, n: int, timeout_s: float, probe: bool = True) -> float:
+def _step(
+    page: Any, cell: int, index: int, epoch: int, n: int, timeout_s: float, probe: bool = True
+) -> float:
     """Move cell's epoch scrubber to ``index``; return ms until the first presented frame that drew
     ``epoch``, read from the widget's frame probe (tagged with the key drawn). ``probe=False`` (a
     bundle without the tag): the first full frame after a buffer upload of float32 xyz."""
@@ -303,12 +364,22 @@ def _switch_layer(page: Any, cell: int, layer: str, timeout_s: float) -> float:
     raise TimeoutError(f"no frame of layer {layer} within {timeout_s} s of clicking its tile")
 
 
-def _latency_row(widget: str, what: str, lat: list[float], loads: list[float], **extra: Any) -> dict:
+def _latency_row(
+    widget: str, what: str, lat: list[float], loads: list[float], **extra: Any
+) -> dict:
     lat_s = sorted(lat)
-    return {"widget": widget, "prefetch": what, "status": "ok", "steps": len(lat),
-            "latencies_ms": [round(x, 1) for x in lat], "median_ms": round(statistics.median(lat_s), 1),
-            "p95_ms": round(lat_s[min(len(lat_s) - 1, int(0.95 * len(lat_s)))], 1),
-            "max_ms": round(lat_s[-1], 1), "load_1min": loads, **extra}
+    return {
+        "widget": widget,
+        "prefetch": what,
+        "status": "ok",
+        "steps": len(lat),
+        "latencies_ms": [round(x, 1) for x in lat],
+        "median_ms": round(statistics.median(lat_s), 1),
+        "p95_ms": round(lat_s[min(len(lat_s) - 1, int(0.95 * len(lat_s)))], 1),
+        "max_ms": round(lat_s[-1], 1),
+        "load_1min": loads,
+        **extra,
+    }
 
 
 #: layer-strip clicks from the middle layer, each to a neighbour of the layer shown (prefetched)
@@ -323,7 +394,10 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
     with tempfile.TemporaryDirectory(prefix="pvbench_layers_") as tmp:
         root = Path(tmp)
         with B.jupyterlab(root) as url, B.chromium() as page:
-            B.write_notebook(root / "layers.ipynb", [SETUP.format(n=n, epochs=1, old="", layers=3), CELLS["ours"]])
+            B.write_notebook(
+                root / "layers.ipynb",
+                [SETUP.format(n=n, epochs=1, old="", layers=3), CELLS["ours"]],
+            )
             B.open_notebook(page, url, "layers.ipynb")
             B.run_cell(page, 0, timeout_s=timeout_s)
             try:
@@ -336,18 +410,44 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
                     loads.append(_load1())
                     lat.append(_switch_layer(page, 1, layer, timeout_s))
                     time.sleep(settle_s)
-                row = _latency_row("ours", f"layer switch at {n:,} points (prefetched neighbour)", lat, loads,
-                                   n=n, kind="layer")
+                row = _latency_row(
+                    "ours",
+                    f"layer switch at {n:,} points (prefetched neighbour)",
+                    lat,
+                    loads,
+                    n=n,
+                    kind="layer",
+                )
             except Exception as e:  # noqa: BLE001
-                row = {"widget": "ours", "prefetch": f"layer switch at {n:,} points", "status": "error", "n": n,
-                       "kind": "layer", "error": f"{type(e).__name__}: {e}"[-800:], "cell_output": B.cell_text(page, 1)}
-    log(f"[scrub] layer switch n={n:,}: " + (f"median {row['median_ms']} ms, max {row['max_ms']} ms over "
-                                            f"{row['steps']} steps" if row["status"] == "ok" else row["error"][:300]))
+                row = {
+                    "widget": "ours",
+                    "prefetch": f"layer switch at {n:,} points",
+                    "status": "error",
+                    "n": n,
+                    "kind": "layer",
+                    "error": f"{type(e).__name__}: {e}"[-800:],
+                    "cell_output": B.cell_text(page, 1),
+                }
+    log(
+        f"[scrub] layer switch n={n:,}: "
+        + (
+            f"median {row['median_ms']} ms, max {row['max_ms']} ms over {row['steps']} steps"
+            if row["status"] == "ok"
+            else row["error"][:300]
+        )
+    )
     return row
 
 
-def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: float = 300.0,
-          old_bundle: str | None = None, log=print, layer_sizes: tuple[int, ...] | None = None) -> dict:
+def scrub(
+    n: int = 100_000,
+    epochs: int = 9,
+    settle_s: float = 2.0,
+    timeout_s: float = 300.0,
+    old_bundle: str | None = None,
+    log=print,
+    layer_sizes: tuple[int, ...] | None = None,
+) -> dict:
     """Run section 4: epoch change -> new frame, on a cache miss and on a prefetched neighbour; and
     layer change -> new frame (:func:`layer_switches`) at each of ``layer_sizes`` (default: ``n``
     and 10^6 points, or ``n`` alone below 10^5 points, the smoke run).
@@ -386,32 +486,69 @@ def scrub(n: int = 100_000, epochs: int = 9, settle_s: float = 2.0, timeout_s: f
                         loads.append(_load1())
                         lat.append(_step(page, cell, e, e, n, timeout_s, probe=widget == "ours"))
                         time.sleep(settle_s)
-                    row = _latency_row(widget, "on (prefetched neighbour)" if prefetch else "off (cache miss)",
-                                       lat, loads, n=n, kind="epoch")
+                    row = _latency_row(
+                        widget,
+                        "on (prefetched neighbour)" if prefetch else "off (cache miss)",
+                        lat,
+                        loads,
+                        n=n,
+                        kind="epoch",
+                    )
                 except Exception as e:  # noqa: BLE001
-                    row = {"widget": widget, "prefetch": "on" if prefetch else "off", "status": "error",
-                           "error": f"{type(e).__name__}: {e}"[-800:], "cell_output": B.cell_text(page, cell)}
+                    row = {
+                        "widget": widget,
+                        "prefetch": "on" if prefetch else "off",
+                        "status": "error",
+                        "error": f"{type(e).__name__}: {e}"[-800:],
+                        "cell_output": B.cell_text(page, cell),
+                    }
                 rows.append(row)
-                log(f"[scrub] n={n:,} {widget} prefetch {row['prefetch']}: "
-                    + (f"median {row['median_ms']} ms, max {row['max_ms']} ms over {row['steps']} steps"
-                       if row["status"] == "ok" else row["error"][:300]))
+                log(
+                    f"[scrub] n={n:,} {widget} prefetch {row['prefetch']}: "
+                    + (
+                        f"median {row['median_ms']} ms, max {row['max_ms']} ms over {row['steps']} steps"
+                        if row["status"] == "ok"
+                        else row["error"][:300]
+                    )
+                )
     for m in layer_sizes:
         big = m >= 1_000_000
-        rows.append(layer_switches(m, steps=4 if big else len(LAYER_STEPS), settle_s=max(settle_s, 12.0) if big else settle_s,
-                                   timeout_s=max(timeout_s, 600.0) if big else timeout_s, log=log))
+        rows.append(
+            layer_switches(
+                m,
+                steps=4 if big else len(LAYER_STEPS),
+                settle_s=max(settle_s, 12.0) if big else settle_s,
+                timeout_s=max(timeout_s, 600.0) if big else timeout_s,
+                log=log,
+            )
+        )
     load, load_text = _load_summary([x for r in rows for x in r.get("load_1min", [])])
-    out = {"n": n, "epochs": epochs, "rows": rows, "old_bundle": old_bundle, "layer_sizes": list(layer_sizes),
-           "load": load_text, "load_avg_1min": load,
-           "note": (
-        f"{n:,} points, {epochs} epochs; latency = scrubber input event → first presented frame that "
-        "drew the new epoch, read from the widget's frame probe (each frame tagged with the key it "
-        "drew; 'old' = the previous bundle, which has no tag: first presented full frame after an "
-        "upload of its float32 xyz). 'off' = epoch not in the page cache (what every step costs "
-        "without prefetch); 'on' = the widget's prefetched neighbour. 'layer switch' = a click on the "
-        "layer strip's tile of a neighbouring layer → first presented frame tagged with that layer (a "
-        "store of three layers, one epoch, the widget opened on the middle one; a fresh server, kernel "
-        "and browser per size).")}
-    ok = {(r["widget"], r["prefetch"].split()[0]): r for r in rows if r["status"] == "ok" and r.get("kind") != "layer"}
+    out = {
+        "n": n,
+        "epochs": epochs,
+        "rows": rows,
+        "old_bundle": old_bundle,
+        "layer_sizes": list(layer_sizes),
+        "load": load_text,
+        "load_avg_1min": load,
+        "note": (
+            f"{n:,} points, {epochs} epochs; latency = scrubber input event → first presented frame that "
+            "drew the new epoch, read from the widget's frame probe (each frame tagged with the key it "
+            "drew; 'old' = the previous bundle, which has no tag: first presented full frame after an "
+            "upload of its float32 xyz). 'off' = epoch not in the page cache (what every step costs "
+            "without prefetch); 'on' = the widget's prefetched neighbour. 'layer switch' = a click on the "
+            "layer strip's tile of a neighbouring layer → first presented frame tagged with that layer (a "
+            "store of three layers, one epoch, the widget opened on the middle one; a fresh server, kernel "
+            "and browser per size)."
+        ),
+    }
+    ok = {
+        (r["widget"], r["prefetch"].split()[0]): r
+        for r in rows
+        if r["status"] == "ok" and r.get("kind") != "layer"
+    }
     if ("ours", "off") in ok and ("ours", "on") in ok and ok[("ours", "on")]["median_ms"] > 0:
-        out["prefetch_speedup"] = round(ok[("ours", "off")]["median_ms"] / ok[("ours", "on")]["median_ms"], 2)
+        out["prefetch_speedup"] = round(
+            ok[("ours", "off")]["median_ms"] / ok[("ours", "on")]["median_ms"], 2
+        )
     return out

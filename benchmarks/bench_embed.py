@@ -30,7 +30,14 @@ KNN_K = 10
 KNN_TRAIN = 50_000
 KNN_TEST = 5_000
 #: time exponent b in t ~ n^b used when a method has run at one size only
-DEFAULT_EXPONENT = {"ours": 1.0, "ours_fast": 1.0, "pca": 1.0, "tsne_sklearn": 1.15, "opentsne": 1.1, "umap": 1.2}
+DEFAULT_EXPONENT = {
+    "ours": 1.0,
+    "ours_fast": 1.0,
+    "pca": 1.0,
+    "tsne_sklearn": 1.15,
+    "opentsne": 1.1,
+    "umap": 1.2,
+}
 METHODS = ["ours", "ours_fast", "pca", "tsne_sklearn", "opentsne", "umap"]
 LABELS = {
     "ours": "ours (paper embedding, 3-D)",
@@ -45,8 +52,13 @@ LABELS = {
 # ---------------------------------------------------------------------------------------------
 # child side: one method, one size
 # ---------------------------------------------------------------------------------------------
-def fit_one(method: str, data_dir: str, n_jobs: int = 2, ours_kwargs: dict | None = None,
-            smoke: bool = False) -> dict:
+def fit_one(
+    method: str,
+    data_dir: str,
+    n_jobs: int = 2,
+    ours_kwargs: dict | None = None,
+    smoke: bool = False,
+) -> dict:
     """Fit ``method`` on the capture saved in ``data_dir``; return seconds, RSS and k-NN scores.
 
     ``smoke``: few iterations and no warm-up (checks the plumbing; figures meaningless)."""
@@ -97,7 +109,9 @@ def _fit_baseline(method: str, x: np.ndarray, n_jobs: int, smoke: bool = False) 
         from sklearn.manifold import TSNE
 
         few = {"max_iter": 250, "perplexity": 5.0} if smoke else {}
-        return TSNE(n_components=2, init="pca", random_state=0, n_jobs=n_jobs, **few).fit_transform(x)
+        return TSNE(n_components=2, init="pca", random_state=0, n_jobs=n_jobs, **few).fit_transform(
+            x
+        )
     if method == "opentsne":
         from openTSNE import TSNE
 
@@ -124,7 +138,9 @@ def _load(data_dir: str) -> dict[str, Any]:
     return out
 
 
-def split_indices(image: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    image: np.ndarray, labels: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (train, test) region indices: test = the regions of every 5th image of each class
     (so every class is on both sides), each side subsampled to KNN_TRAIN / KNN_TEST."""
     rng = np.random.default_rng(seed)
@@ -153,7 +169,9 @@ def knn_scores(x: np.ndarray, d: dict[str, Any]) -> dict[str, float]:
     obj = d["on_object"][test]
     return {
         "all": round(float((pred == y[test]).mean()), 4),
-        "object": round(float((pred[obj] == y[test][obj]).mean()), 4) if obj.any() else float("nan"),
+        "object": round(float((pred[obj] == y[test][obj]).mean()), 4)
+        if obj.any()
+        else float("nan"),
     }
 
 
@@ -216,12 +234,21 @@ def run(
 
     def result() -> dict:
         _add_ratios(rows)
-        return {"sizes": list(sizes), "real_sizes": list(real_sizes), "real": real_info, "dim": dim,
-                "limit_s": limit_s, "n_jobs": n_jobs, "rows": rows}
+        return {
+            "sizes": list(sizes),
+            "real_sizes": list(real_sizes),
+            "real": real_info,
+            "dim": dim,
+            "limit_s": limit_s,
+            "n_jobs": n_jobs,
+            "rows": rows,
+        }
 
     with tempfile.TemporaryDirectory(prefix="pvbench_embed_") as tmp:
         for data_kind, sweep in (("synthetic", sizes), ("real", real_sizes)):
-            kind_methods = methods if data_kind == "synthetic" or real_methods is None else real_methods
+            kind_methods = (
+                methods if data_kind == "synthetic" or real_methods is None else real_methods
+            )
             per_method: dict[str, list[dict]] = {m: [] for m in kind_methods}
             stopped: dict[str, str] = {}
             for n in sweep:
@@ -235,24 +262,43 @@ def run(
 
                     real_info = save_real_data(n, data_dir, seed=seed, **(real_kwargs or {}))
                     d_dim = real_info["dim"]
-                log(f"[embed] {data_kind} n={n:,} dim={d_dim}: data in {fmt_s(time.perf_counter() - t)}")
+                log(
+                    f"[embed] {data_kind} n={n:,} dim={d_dim}: data in {fmt_s(time.perf_counter() - t)}"
+                )
                 base = {"data": data_kind, "n": n, "dim": d_dim}
-                ref = run_worker("benchmarks.bench_embed:feature_space_knn", {"data_dir": str(data_dir)}, limit_s)
+                ref = run_worker(
+                    "benchmarks.bench_embed:feature_space_knn", {"data_dir": str(data_dir)}, limit_s
+                )
                 rows.append({**ref, **base, "method": "feature space"})
                 for m in kind_methods:
                     if m in stopped:
-                        rows.append({**base, "method": m, "status": "not run", "reason": stopped[m]})
+                        rows.append(
+                            {**base, "method": m, "status": "not run", "reason": stopped[m]}
+                        )
                         continue
                     est = estimate(m, per_method[m], n)
                     if est is not None and est > limit_s:
                         reason = f"not run, est. {est / 60:.1f} min > limit {limit_s / 60:.0f} min"
-                        rows.append({**base, "method": m, "status": "not run", "est_s": round(est, 1), "reason": reason})
+                        rows.append(
+                            {
+                                **base,
+                                "method": m,
+                                "status": "not run",
+                                "est_s": round(est, 1),
+                                "reason": reason,
+                            }
+                        )
                         log(f"[embed]   {m:13s} {reason}")
                         continue
                     res = run_worker(
                         "benchmarks.bench_embed:fit_one",
-                        {"method": m, "data_dir": str(data_dir), "n_jobs": n_jobs, "ours_kwargs": ours_kwargs,
-                         "smoke": smoke},
+                        {
+                            "method": m,
+                            "data_dir": str(data_dir),
+                            "n_jobs": n_jobs,
+                            "ours_kwargs": ours_kwargs,
+                            "smoke": smoke,
+                        },
                         limit_s + 120,  # + loading/warm-up/k-NN; the fit itself is checked below
                     )
                     res.update({**base, "method": m})
@@ -279,7 +325,11 @@ def _line(r: dict) -> str:
 
 def _add_ratios(rows: list[dict]) -> None:
     """Add ``ours_time_ratio`` (our fit seconds / this method's, same data and n) to finished rows."""
-    ours = {(r["data"], r["n"]): r["fit_s"] for r in rows if r["method"] == "ours" and r.get("status") == "ok"}
+    ours = {
+        (r["data"], r["n"]): r["fit_s"]
+        for r in rows
+        if r["method"] == "ours" and r.get("status") == "ok"
+    }
     for r in rows:
         k = (r["data"], r["n"])
         if r.get("status") == "ok" and r["method"] != "feature space" and k in ours:

@@ -14,8 +14,13 @@ import time
 from ._common import fmt_s, peak_rss_mb, rss_mb, run_worker
 
 
-def memory_one(n_images: int, smoke: bool = False, device: str | None = None, progress_path: str | None = None,
-               preset: str = "paper") -> dict:
+def memory_one(
+    n_images: int,
+    smoke: bool = False,
+    device: str | None = None,
+    progress_path: str | None = None,
+    preset: str = "paper",
+) -> dict:
     """Child side: build, capture, embed; return per-stage peak RSS (MiB) and seconds (also written
     to ``progress_path`` after every stage, so a timeout keeps the stages that finished).
     ``preset``: "paper" (Study.embed defaults) or "fast" (Study.embed(fast=True): fewer steps and
@@ -30,17 +35,24 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None, pr
     from .ours import embed_kwargs
 
     torch.manual_seed(0)
-    stages: dict[str, dict] = {"start": {"peak_rss_mb": round(peak_rss_mb(), 1), "rss_mb": round(rss_mb(), 1)}}
+    stages: dict[str, dict] = {
+        "start": {"peak_rss_mb": round(peak_rss_mb(), 1), "rss_mb": round(rss_mb(), 1)}
+    }
 
     def mark(name: str, t0: float) -> None:
-        stages[name] = {"peak_rss_mb": round(peak_rss_mb(), 1), "rss_mb": round(rss_mb(), 1),
-                        "seconds": round(time.perf_counter() - t0, 2)}
+        stages[name] = {
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_mb": round(rss_mb(), 1),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         if progress_path:
             with open(progress_path, "w") as fh:
                 json.dump(stages, fh)
 
     t = time.perf_counter()
-    model, images, labels, layers = make_model_and_data(n_images, size=32 if smoke else 64, width=8 if smoke else 32)
+    model, images, labels, layers = make_model_and_data(
+        n_images, size=32 if smoke else 64, width=8 if smoke else 32
+    )
     mark("data (uint8 images) + model", t)
     t = time.perf_counter()
     study = pv.Study(model, (images, labels), layers=layers, num_classes=10, device=device)
@@ -51,7 +63,10 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None, pr
     store = study.store
     captured = sum(rec.nbytes for _, rec in store.items())
     t = time.perf_counter()
-    study.embed(progress=False, **({"fast": True} if preset == "fast" and not smoke else embed_kwargs(smoke)))
+    study.embed(
+        progress=False,
+        **({"fast": True} if preset == "fast" and not smoke else embed_kwargs(smoke)),
+    )
     mark("embed()", t)
     total = sum(rec.nbytes for _, rec in store.items())
     return {
@@ -69,8 +84,14 @@ def memory_one(n_images: int, smoke: bool = False, device: str | None = None, pr
     }
 
 
-def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, timeout_s: float = 2400,
-        preset: str = "paper", log=print) -> dict:
+def run(
+    n_images: int = 10_000,
+    smoke: bool = False,
+    device: str | None = None,
+    timeout_s: float = 2400,
+    preset: str = "paper",
+    log=print,
+) -> dict:
     """Run section 5 in a subprocess and return its JSON-able result."""
     import json
     import tempfile
@@ -78,13 +99,22 @@ def run(n_images: int = 10_000, smoke: bool = False, device: str | None = None, 
 
     with tempfile.TemporaryDirectory(prefix="pvbench_mem_") as tmp:
         prog = Path(tmp) / "stages.json"
-        res = run_worker("benchmarks.bench_memory:memory_one",
-                         {"n_images": n_images, "smoke": smoke, "device": device, "progress_path": str(prog),
-                          "preset": preset},
-                         timeout_s)
+        res = run_worker(
+            "benchmarks.bench_memory:memory_one",
+            {
+                "n_images": n_images,
+                "smoke": smoke,
+                "device": device,
+                "progress_path": str(prog),
+                "preset": preset,
+            },
+            timeout_s,
+        )
         if res.get("status") != "ok":
             done = json.loads(prog.read_text()) if prog.exists() else {}
             raise RuntimeError(f"memory worker {res.get('status')} after stages {done}: {res}")
     for name, st in res["stages"].items():
-        log(f"[memory] {name:28s} peak RSS {st['peak_rss_mb']:7.0f} MiB  {fmt_s(st.get('seconds'))}")
+        log(
+            f"[memory] {name:28s} peak RSS {st['peak_rss_mb']:7.0f} MiB  {fmt_s(st.get('seconds'))}"
+        )
     return res

@@ -36,7 +36,9 @@ from ._common import ROOT, fmt_s, run_worker
 VARIANTS = ("ours", "reference")
 
 
-def train_net(out_path: str, epochs: int = 3, size: int = 32, smoke: bool = False) -> dict[str, Any]:
+def train_net(
+    out_path: str, epochs: int = 3, size: int = 32, smoke: bool = False
+) -> dict[str, Any]:
     """Worker: train the quickstart's net and save its weights; return seconds and accuracy."""
     import torch
 
@@ -47,13 +49,19 @@ def train_net(out_path: str, epochs: int = 3, size: int = 32, smoke: bool = Fals
     if smoke:
         train = torch.utils.data.Subset(train, range(128))
     torch.manual_seed(0)
-    net = pv.models.SmallVGG(in_channels=1, num_classes=10, widths=(4, 8, 8) if smoke else (16, 32, 64))
+    net = pv.models.SmallVGG(
+        in_channels=1, num_classes=10, widths=(4, 8, 8) if smoke else (16, 32, 64)
+    )
     t = time.perf_counter()
     c = time.process_time()
     hist = pv.models.train(net, train, epochs=epochs, progress=False, test_data=test, device="cpu")
-    out = {"train_s": round(time.perf_counter() - t, 2), "train_cpu_s": round(time.process_time() - c, 2),
-           "test_accuracy": round(float(hist["test_accuracy"][-1]), 4), "epochs": epochs,
-           "torch_threads": torch.get_num_threads()}
+    out = {
+        "train_s": round(time.perf_counter() - t, 2),
+        "train_cpu_s": round(time.process_time() - c, 2),
+        "test_accuracy": round(float(hist["test_accuracy"][-1]), 4),
+        "epochs": epochs,
+        "torch_threads": torch.get_num_threads(),
+    }
     torch.save(net.state_dict(), out_path)
     return out
 
@@ -66,8 +74,14 @@ def _use_reference() -> None:
 
     from .reference import importance_v1, region_v1
 
-    def fit_importance(*args: Any, search_threads: int = 1, workers: int = 1, tol: Any = None,
-                       stats: Any = None, **kw: Any):
+    def fit_importance(
+        *args: Any,
+        search_threads: int = 1,
+        workers: int = 1,
+        tol: Any = None,
+        stats: Any = None,
+        **kw: Any,
+    ):
         return importance_v1.fit_importance(*args, **kw)
 
     region_embed.fit_importance = fit_importance
@@ -76,8 +90,9 @@ def _use_reference() -> None:
     region_embed.torch_threads = lambda n: contextlib.nullcontext()
 
 
-def embed_cell(weights: str, variant: str, size: int = 32, max_images: int | None = None,
-               smoke: bool = False) -> dict[str, Any]:
+def embed_cell(
+    weights: str, variant: str, size: int = 32, max_images: int | None = None, smoke: bool = False
+) -> dict[str, Any]:
     """Worker: capture + embed the quickstart's study with ``variant``; seconds, CPU seconds and
     what the view shows (knowledge points per layer)."""
     import numpy as np
@@ -88,15 +103,21 @@ def embed_cell(weights: str, variant: str, size: int = 32, max_images: int | Non
 
     if variant == "reference":
         _use_reference()
-    net = pv.models.SmallVGG(in_channels=1, num_classes=10, widths=(4, 8, 8) if smoke else (16, 32, 64))
+    net = pv.models.SmallVGG(
+        in_channels=1, num_classes=10, widths=(4, 8, 8) if smoke else (16, 32, 64)
+    )
     net.load_state_dict(torch.load(weights))
     test = pv.datasets.digits("test", size=size)
-    study = pv.Study(net, test, layers=net.default_layers, num_classes=10, max_images=max_images, device="cpu")
+    study = pv.Study(
+        net, test, layers=net.default_layers, num_classes=10, max_images=max_images, device="cpu"
+    )
     t, c = time.perf_counter(), time.process_time()
     study.capture(progress=False)
     capture_s = time.perf_counter() - t
     t, c = time.perf_counter(), time.process_time()
-    hyper = {"region_epochs": 2, "importance_steps": 2, "partners": 10, "steps": 50} if smoke else {}
+    hyper = (
+        {"region_epochs": 2, "importance_steps": 2, "partners": 10, "steps": 50} if smoke else {}
+    )
     study.embed(progress=False, **hyper)
     embed_s, embed_cpu = time.perf_counter() - t, time.process_time() - c
     layers = {}
@@ -104,13 +125,22 @@ def embed_cell(weights: str, variant: str, size: int = 32, max_images: int | Non
         kp = study.knowledge_points(layer)
         key = study.store.find(RegionEmbedding, layer=layer)[0]
         h = study.store.get(key, RegionEmbedding).h
-        layers[layer] = {"kp_per_image": round(kp.mean_total, 3), "r_reliable": round(kp.r_reliable, 3),
-                         "h": h}
-    return {"variant": variant, "capture_s": round(capture_s, 2), "embed_s": round(embed_s, 2),
-            "embed_cpu_s": round(embed_cpu, 2), "layers": {k: {kk: vv for kk, vv in v.items() if kk != "h"}
-                                                            for k, v in layers.items()},
-            "h_path": _save_h(layers), "torch_threads": torch.get_num_threads(),
-            "images": int(len(study.store.probe.labels)), "_np": np.__version__}
+        layers[layer] = {
+            "kp_per_image": round(kp.mean_total, 3),
+            "r_reliable": round(kp.r_reliable, 3),
+            "h": h,
+        }
+    return {
+        "variant": variant,
+        "capture_s": round(capture_s, 2),
+        "embed_s": round(embed_s, 2),
+        "embed_cpu_s": round(embed_cpu, 2),
+        "layers": {k: {kk: vv for kk, vv in v.items() if kk != "h"} for k, v in layers.items()},
+        "h_path": _save_h(layers),
+        "torch_threads": torch.get_num_threads(),
+        "images": int(len(study.store.probe.labels)),
+        "_np": np.__version__,
+    }
 
 
 def _save_h(layers: dict) -> str:
@@ -130,11 +160,16 @@ def _agreement(a: dict, b: dict) -> dict[str, Any]:
     with np.load(a["h_path"]) as za, np.load(b["h_path"]) as zb:
         for layer in za.files:
             ha, hb = za[layer], zb[layer]
-            cos = (ha * hb).sum(1) / np.clip(np.linalg.norm(ha, axis=1) * np.linalg.norm(hb, axis=1), 1e-12, None)
+            cos = (ha * hb).sum(1) / np.clip(
+                np.linalg.norm(ha, axis=1) * np.linalg.norm(hb, axis=1), 1e-12, None
+            )
             ka, kb = a["layers"][layer]["kp_per_image"], b["layers"][layer]["kp_per_image"]
-            out[layer] = {"median_cos_h": round(float(np.median(cos)), 4),
-                          "kp_ours": ka, "kp_reference": kb,
-                          "kp_rel_diff": round(abs(ka - kb) / max(kb, 1e-9), 4) if kb else None}
+            out[layer] = {
+                "median_cos_h": round(float(np.median(cos)), 4),
+                "kp_ours": ka,
+                "kp_reference": kb,
+                "kp_rel_diff": round(abs(ka - kb) / max(kb, 1e-9), 4) if kb else None,
+            }
     return out
 
 
@@ -158,8 +193,13 @@ class _Load:
     """A second process training a small conv net in a loop (torch's default threads)."""
 
     def __init__(self, seconds: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, str(seconds)], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LOAD_SCRIPT, str(seconds)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
     def stop(self) -> int:
         self.proc.kill()
@@ -167,17 +207,28 @@ class _Load:
         return int(out.strip() or 0) if out and out.strip().isdigit() else 0
 
 
-def run(contention: bool = False, quickstart: bool = True, repeats: int = 1, smoke: bool = False,
-        timeout_s: float = 3600.0, log=print) -> dict[str, Any]:
+def run(
+    contention: bool = False,
+    quickstart: bool = True,
+    repeats: int = 1,
+    smoke: bool = False,
+    timeout_s: float = 3600.0,
+    log=print,
+) -> dict[str, Any]:
     """Run the section(s) and return the JSON-able result."""
     size = 16 if smoke else 32
     max_images = 40 if smoke else None
-    result: dict[str, Any] = {"cell": "digits, SmallVGG, train 3 epochs, 450 test images, 3 layers, embed() paper preset",
-                              "variants": {v: v for v in VARIANTS}}
+    result: dict[str, Any] = {
+        "cell": "digits, SmallVGG, train 3 epochs, 450 test images, 3 layers, embed() paper preset",
+        "variants": {v: v for v in VARIANTS},
+    }
     with tempfile.TemporaryDirectory(prefix="pvbench_qs_") as tmp:
         weights = str(Path(tmp) / "net.pt")
-        tr = run_worker("benchmarks.bench_quickstart:train_net",
-                        {"out_path": weights, "epochs": 1 if smoke else 3, "size": size, "smoke": smoke}, timeout_s)
+        tr = run_worker(
+            "benchmarks.bench_quickstart:train_net",
+            {"out_path": weights, "epochs": 1 if smoke else 3, "size": size, "smoke": smoke},
+            timeout_s,
+        )
         result["train"] = tr
         log(f"[quickstart] train: {tr.get('train_s')} s, accuracy {tr.get('test_accuracy')}")
         if tr.get("status") != "ok":
@@ -188,29 +239,44 @@ def run(contention: bool = False, quickstart: bool = True, repeats: int = 1, smo
         for rep in range(max(1, repeats)):
             for v in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
                 if quickstart or contention:
-                    r = run_worker("benchmarks.bench_quickstart:embed_cell", {**kw, "variant": v}, timeout_s)
+                    r = run_worker(
+                        "benchmarks.bench_quickstart:embed_cell", {**kw, "variant": v}, timeout_s
+                    )
                     runs[v].append(r)
-                    log(f"[quickstart] {v} quiet: embed {r.get('embed_s')} s (cpu {r.get('embed_cpu_s')} s)")
+                    log(
+                        f"[quickstart] {v} quiet: embed {r.get('embed_s')} s (cpu {r.get('embed_cpu_s')} s)"
+                    )
                 if contention:
                     load = _Load(timeout_s)
                     time.sleep(1.0)
-                    r = run_worker("benchmarks.bench_quickstart:embed_cell", {**kw, "variant": v}, timeout_s)
+                    r = run_worker(
+                        "benchmarks.bench_quickstart:embed_cell", {**kw, "variant": v}, timeout_s
+                    )
                     r["load_steps"] = load.stop()
                     loaded[v].append(r)
-                    log(f"[contention] {v} loaded: embed {r.get('embed_s')} s (cpu {r.get('embed_cpu_s')} s)")
+                    log(
+                        f"[contention] {v} loaded: embed {r.get('embed_s')} s (cpu {r.get('embed_cpu_s')} s)"
+                    )
         result["quiet"] = {v: _summary(rs) for v, rs in runs.items()}
         ok = all(rs and rs[0].get("status") == "ok" for rs in runs.values())
         if ok:
             result["agreement"] = _agreement(runs["ours"][0], runs["reference"][0])
             q = result["quiet"]
-            result["embed_ratio_reference_over_ours"] = round(q["reference"]["embed_s"] / max(q["ours"]["embed_s"], 1e-9), 2)
-            result["cell_s"] = {v: round(tr["train_s"] + q[v]["capture_s"] + q[v]["embed_s"], 1) for v in VARIANTS}
+            result["embed_ratio_reference_over_ours"] = round(
+                q["reference"]["embed_s"] / max(q["ours"]["embed_s"], 1e-9), 2
+            )
+            result["cell_s"] = {
+                v: round(tr["train_s"] + q[v]["capture_s"] + q[v]["embed_s"], 1) for v in VARIANTS
+            }
         if contention:
             result["loaded"] = {v: _summary(rs) for v, rs in loaded.items()}
             if ok and all(rs and rs[0].get("status") == "ok" for rs in loaded.values()):
                 result["loaded_over_quiet"] = {
-                    v: round(result["loaded"][v]["embed_s"] / max(result["quiet"][v]["embed_s"], 1e-9), 2)
-                    for v in VARIANTS}
+                    v: round(
+                        result["loaded"][v]["embed_s"] / max(result["quiet"][v]["embed_s"], 1e-9), 2
+                    )
+                    for v in VARIANTS
+                }
         for rs in (*runs.values(), *loaded.values()):
             for r in rs:
                 if r.get("h_path"):
@@ -223,8 +289,14 @@ def _summary(rs: list[dict]) -> dict[str, Any]:
 
     good = [r for r in rs if r.get("status") == "ok"]
     if not good:
-        return {"status": rs[0].get("status") if rs else "missing", "error": rs[0].get("error") if rs else None}
-    out = {k: round(float(np.median([r[k] for r in good])), 2) for k in ("capture_s", "embed_s", "embed_cpu_s")}
+        return {
+            "status": rs[0].get("status") if rs else "missing",
+            "error": rs[0].get("error") if rs else None,
+        }
+    out = {
+        k: round(float(np.median([r[k] for r in good])), 2)
+        for k in ("capture_s", "embed_s", "embed_cpu_s")
+    }
     out["layers"] = good[0]["layers"]
     out["repeats"] = len(good)
     out["peak_rss_mb"] = max(r.get("peak_rss_mb", 0) for r in good)
@@ -236,19 +308,27 @@ def describe(res: dict) -> list[str]:
     """Markdown lines for RESULTS.md."""
     lines = [f"Cell: {res.get('cell')}.", ""]
     tr = res.get("train", {})
-    lines += [f"Train: {fmt_s(tr.get('train_s'))} (CPU {fmt_s(tr.get('train_cpu_s'))}), test accuracy {tr.get('test_accuracy')}.", ""]
+    lines += [
+        f"Train: {fmt_s(tr.get('train_s'))} (CPU {fmt_s(tr.get('train_cpu_s'))}), test accuracy {tr.get('test_accuracy')}.",
+        "",
+    ]
     q = res.get("quiet", {})
     if q:
         lines.append("| variant | capture | embed | embed CPU | whole cell | KP/img per layer |")
         lines.append("|---|---|---|---|---|---|")
         for v, s in q.items():
             kp = " / ".join(str(x["kp_per_image"]) for x in s.get("layers", {}).values())
-            lines.append(f"| {v} | {fmt_s(s.get('capture_s'))} | {fmt_s(s.get('embed_s'))} | "
-                         f"{fmt_s(s.get('embed_cpu_s'))} | {fmt_s(res.get('cell_s', {}).get(v))} | {kp} |")
+            lines.append(
+                f"| {v} | {fmt_s(s.get('capture_s'))} | {fmt_s(s.get('embed_s'))} | "
+                f"{fmt_s(s.get('embed_cpu_s'))} | {fmt_s(res.get('cell_s', {}).get(v))} | {kp} |"
+            )
     lines.append("")
     if "embed_ratio_reference_over_ours" in res:
         lines.append(f"Embed, reference / ours: **{res['embed_ratio_reference_over_ours']}×**.")
     if "loaded_over_quiet" in res:
-        lines.append("Loaded / quiet embed (a second process training a conv net on the same cores): "
-                     + ", ".join(f"{v} **{r}×**" for v, r in res["loaded_over_quiet"].items()) + ".")
+        lines.append(
+            "Loaded / quiet embed (a second process training a conv net on the same cores): "
+            + ", ".join(f"{v} **{r}×**" for v, r in res["loaded_over_quiet"].items())
+            + "."
+        )
     return lines

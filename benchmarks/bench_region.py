@@ -50,8 +50,14 @@ def _use_reference() -> None:
 
     from .reference import importance_v1, region_v1
 
-    def fit_importance(*args: Any, search_threads: int = 1, workers: int = 1, tol: Any = None,
-                       stats: Any = None, **kw: Any):
+    def fit_importance(
+        *args: Any,
+        search_threads: int = 1,
+        workers: int = 1,
+        tol: Any = None,
+        stats: Any = None,
+        **kw: Any,
+    ):
         return importance_v1.fit_importance(*args, **kw)
 
     region_embed.fit_importance = fit_importance
@@ -60,8 +66,9 @@ def _use_reference() -> None:
     region_embed.torch_threads = lambda n: contextlib.nullcontext()
 
 
-def fit_one(data_path: str, variant: str, out_path: str, device: str | None = None,
-            smoke: bool = False) -> dict[str, Any]:
+def fit_one(
+    data_path: str, variant: str, out_path: str, device: str | None = None, smoke: bool = False
+) -> dict[str, Any]:
     """Worker: the sample embedding, then one variant's region fit on the saved features; save h
     and w to ``out_path``; return seconds (wall, CPU) per stage and the knowledge points."""
     import torch
@@ -79,7 +86,9 @@ def fit_one(data_path: str, variant: str, out_path: str, device: str | None = No
         d = {k: z[k] for k in z.files}
     dev = pick_device(device)
     probs = as_target_probs(d["logits"], 4.0)
-    emb = fit_sample_embedding(d["sample_features"], probs, device=dev, **(SMOKE_SAMPLE if smoke else {}))
+    emb = fit_sample_embedding(
+        d["sample_features"], probs, device=dev, **(SMOKE_SAMPLE if smoke else {})
+    )
     marks: dict[str, tuple[float, float]] = {}
 
     def cb(stage: str, done: int, total: int) -> None:
@@ -87,8 +96,15 @@ def fit_one(data_path: str, variant: str, out_path: str, device: str | None = No
 
     load_before = os.getloadavg()
     t0, c0 = time.perf_counter(), time.process_time()
-    reg = fit_region_embedding(d["features"], d["image"], emb.g, probs, device=dev, callback=cb,
-                               **{**(SMOKE_REGION if smoke else {}), **VARIANTS[variant][1]})
+    reg = fit_region_embedding(
+        d["features"],
+        d["image"],
+        emb.g,
+        probs,
+        device=dev,
+        callback=cb,
+        **{**(SMOKE_REGION if smoke else {}), **VARIANTS[variant][1]},
+    )
     t1, c1 = time.perf_counter(), time.process_time()
     stages, cpu, last = {}, {}, (t0, c0)
     for name in ("importance", "fit"):
@@ -99,17 +115,28 @@ def fit_one(data_path: str, variant: str, out_path: str, device: str | None = No
     kp = knowledge_points_arrays(reg.h, emb.mu, reg.mean_strength, d["image"], d["labels"])
     np.savez(out_path, h=reg.h, w=reg.w)
     p = reg.params
-    return {"device": str(dev), "variant": variant, "preset": "smoke" if smoke else "paper defaults",
-            "region_fit_s": round(t1 - t0, 2), "region_fit_cpu_s": round(c1 - c0, 2),
-            "region_stages_s": stages, "region_stages_cpu_s": cpu,
-            "load_avg_before": [round(x, 2) for x in load_before],
-            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-            "torch_threads": torch.get_num_threads(), "kp_per_image": round(float(kp.mean_total), 4),
-            "importance_steps_taken": p.get("importance_steps_taken"), "epochs_taken": p.get("epochs_taken"),
-            "tol": p.get("tol"), "partner_group_size": p.get("partner_group_size")}
+    return {
+        "device": str(dev),
+        "variant": variant,
+        "preset": "smoke" if smoke else "paper defaults",
+        "region_fit_s": round(t1 - t0, 2),
+        "region_fit_cpu_s": round(c1 - c0, 2),
+        "region_stages_s": stages,
+        "region_stages_cpu_s": cpu,
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        "torch_threads": torch.get_num_threads(),
+        "kp_per_image": round(float(kp.mean_total), 4),
+        "importance_steps_taken": p.get("importance_steps_taken"),
+        "epochs_taken": p.get("epochs_taken"),
+        "tol": p.get("tol"),
+        "partner_group_size": p.get("partner_group_size"),
+    }
 
 
-def _agreement(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+def _agreement(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
     (h0, w0), (h1, w1) = a, b
     n0, n1 = np.linalg.norm(h0, axis=1), np.linalg.norm(h1, axis=1)
     cos = (h0 * h1).sum(1) / np.maximum(n0 * n1, 1e-12)
@@ -121,39 +148,70 @@ def _agreement(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray
     }
 
 
-def run(n_images: int = 500, grid: tuple[int, int] = (14, 14), dim: int = 512,
-        schedules: tuple[int, ...] = (0,), device: str | None = None, smoke: bool = False,
-        timeout_s: float = 3600.0, log=print) -> dict[str, Any]:
+def run(
+    n_images: int = 500,
+    grid: tuple[int, int] = (14, 14),
+    dim: int = 512,
+    schedules: tuple[int, ...] = (0,),
+    device: str | None = None,
+    smoke: bool = False,
+    timeout_s: float = 3600.0,
+    log=print,
+) -> dict[str, Any]:
     """Run the section and return its JSON-able result (``schedules``: 0 runs ours, ours with tol
     and the reference; 1 adds the every-step schedule)."""
     from .synthetic import make_regional
 
     r = grid[0] * grid[1]
     data = make_regional(n_images * r, dim=dim, grid=grid, seed=0)
-    names = (["ours", "ours_tol", "reference"] if 0 in schedules else []) + (["every_step"] if 1 in schedules else [])
+    names = (["ours", "ours_tol", "reference"] if 0 in schedules else []) + (
+        ["every_step"] if 1 in schedules else []
+    )
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pvbench_region_") as tmp:
         path = Path(tmp) / "data.npz"
-        np.savez(path, features=data.features, image=data.image, sample_features=data.sample_features,
-                 logits=data.logits, labels=data.labels)
+        np.savez(
+            path,
+            features=data.features,
+            image=data.image,
+            sample_features=data.sample_features,
+            logits=data.logits,
+            labels=data.labels,
+        )
         outs = {}
         for name in names:
             out = Path(tmp) / f"fit_{name}.npz"
-            res = run_worker("benchmarks.bench_region:fit_one",
-                             {"data_path": str(path), "variant": name, "out_path": str(out),
-                              "device": device, "smoke": smoke}, timeout_s)
+            res = run_worker(
+                "benchmarks.bench_region:fit_one",
+                {
+                    "data_path": str(path),
+                    "variant": name,
+                    "out_path": str(out),
+                    "device": device,
+                    "smoke": smoke,
+                },
+                timeout_s,
+            )
             res.update(variant=name, schedule=VARIANTS[name][0])
             rows.append(res)
             if res["status"] == "ok":
                 with np.load(out) as z:
                     outs[name] = (z["h"], z["w"])
-                log(f"[region] {res['schedule']}: {fmt_s(res['region_fit_s'])} (CPU {fmt_s(res['region_fit_cpu_s'])}; "
+                log(
+                    f"[region] {res['schedule']}: {fmt_s(res['region_fit_s'])} (CPU {fmt_s(res['region_fit_cpu_s'])}; "
                     f"stages {res['region_stages_s']}, CPU {res['region_stages_cpu_s']}), KP/img {res['kp_per_image']}, "
-                    f"load {res['load_avg_before'][0]} -> {res['load_avg_after'][0]}, peak RSS {res.get('peak_rss_mb')} MiB")
+                    f"load {res['load_avg_before'][0]} -> {res['load_avg_after'][0]}, peak RSS {res.get('peak_rss_mb')} MiB"
+                )
             else:
                 log(f"[region] {res['schedule']}: {res['status']} {res.get('error', '')[-300:]}")
-    result: dict[str, Any] = {"n_images": int(data.sample_features.shape[0]), "regions_per_image": r,
-                              "channels": dim, "grid": list(grid), "rows": rows, "variants": names}
+    result: dict[str, Any] = {
+        "n_images": int(data.sample_features.shape[0]),
+        "regions_per_image": r,
+        "channels": dim,
+        "grid": list(grid),
+        "rows": rows,
+        "variants": names,
+    }
     ok = {x["variant"]: x for x in rows if x["status"] == "ok"}
     if "reference" in ok:
         result["agreement_with_reference"] = {}
@@ -163,9 +221,12 @@ def run(n_images: int = 500, grid: tuple[int, int] = (14, 14), dim: int = 512,
             ag = _agreement(outs[name], outs["reference"])
             kr, kv = ok["reference"]["kp_per_image"], ok[name]["kp_per_image"]
             ag["kp_rel_diff"] = round(abs(kv - kr) / kr, 4) if kr else None
-            ag["wall_ratio_reference_over_this"] = round(ok["reference"]["region_fit_s"] / max(ok[name]["region_fit_s"], 1e-9), 2)
-            ag["cpu_ratio_reference_over_this"] = round(ok["reference"]["region_fit_cpu_s"]
-                                                        / max(ok[name]["region_fit_cpu_s"], 1e-9), 2)
+            ag["wall_ratio_reference_over_this"] = round(
+                ok["reference"]["region_fit_s"] / max(ok[name]["region_fit_s"], 1e-9), 2
+            )
+            ag["cpu_ratio_reference_over_this"] = round(
+                ok["reference"]["region_fit_cpu_s"] / max(ok[name]["region_fit_cpu_s"], 1e-9), 2
+            )
             result["agreement_with_reference"][name] = ag
             log(f"[region] {name} vs reference: {ag}")
     return result
@@ -190,19 +251,29 @@ def describe(r: dict) -> list[str]:
             continue
         st, cpu = x["region_stages_s"], x["region_stages_cpu_s"]
         taken = x.get("importance_steps_taken")
-        steps = (f"{min(taken)}–{max(taken)} of 20 (mean {np.mean(taken):.1f})" if taken else "20") + \
-            f" / {x.get('epochs_taken')}"
+        steps = (
+            f"{min(taken)}–{max(taken)} of 20 (mean {np.mean(taken):.1f})" if taken else "20"
+        ) + f" / {x.get('epochs_taken')}"
         rss = x.get("peak_rss_mb")
-        rows.append(f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(x['region_fit_cpu_s'])} | "
-                    f"{fmt_s(st.get('importance'))} / {fmt_s(cpu.get('importance'))} | "
-                    f"{fmt_s(st.get('fit'))} / {fmt_s(cpu.get('fit'))} | {steps} | {x['kp_per_image']} | "
-                    f"{x['load_avg_before'][0]} → {x['load_avg_after'][0]} | "
-                    f"{f'{rss:,.0f} MiB' if rss else '—'} |")
+        rows.append(
+            f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(x['region_fit_cpu_s'])} | "
+            f"{fmt_s(st.get('importance'))} / {fmt_s(cpu.get('importance'))} | "
+            f"{fmt_s(st.get('fit'))} / {fmt_s(cpu.get('fit'))} | {steps} | {x['kp_per_image']} | "
+            f"{x['load_avg_before'][0]} → {x['load_avg_after'][0]} | "
+            f"{f'{rss:,.0f} MiB' if rss else '—'} |"
+        )
     for name, a in r.get("agreement_with_reference", {}).items():
         label = VARIANTS.get(name, (name,))[0]
-        rows += ["", f"- {label} vs reference: reference / this **{a['wall_ratio_reference_over_this']}×** wall, "
-                     f"**{a['cpu_ratio_reference_over_this']}×** CPU; median cos of a region's h {a['h_cosine_median']} "
-                     f"(5th percentile {a['h_cosine_p05']}), correlation of ‖h‖ {a['h_norm_correlation']}, w equal in "
-                     f"{a['w_equal_share']:.1%} of regions, KP/img differs by "
-                     + (f"{a['kp_rel_diff']:.1%}." if a["kp_rel_diff"] is not None else "— (the reference has none).")]
+        rows += [
+            "",
+            f"- {label} vs reference: reference / this **{a['wall_ratio_reference_over_this']}×** wall, "
+            f"**{a['cpu_ratio_reference_over_this']}×** CPU; median cos of a region's h {a['h_cosine_median']} "
+            f"(5th percentile {a['h_cosine_p05']}), correlation of ‖h‖ {a['h_norm_correlation']}, w equal in "
+            f"{a['w_equal_share']:.1%} of regions, KP/img differs by "
+            + (
+                f"{a['kp_rel_diff']:.1%}."
+                if a["kp_rel_diff"] is not None
+                else "— (the reference has none)."
+            ),
+        ]
     return rows

@@ -37,7 +37,9 @@ def _step_ms(model, x, y, threads: int, steps: int) -> float:
     return (time.perf_counter() - t0) / steps * 1000
 
 
-def thread_timing(recipe, train_data, rounds: int = 5, steps: int = 5, batch_size: int | None = None) -> dict[str, Any]:
+def thread_timing(
+    recipe, train_data, rounds: int = 5, steps: int = 5, batch_size: int | None = None
+) -> dict[str, Any]:
     """Median ms per training step (one batch, the recipe's size unless ``batch_size``) with 1 and
     with 2 threads."""
     import torch
@@ -60,7 +62,9 @@ def thread_timing(recipe, train_data, rounds: int = 5, steps: int = 5, batch_siz
             "ms_2_threads": times[2], "median_ms_1": m1, "median_ms_2": m2, "ratio_2_over_1": round(m2 / m1, 3)}  # fmt: skip
 
 
-def run(smoke: bool = False, names: tuple[str, ...] | None = None, device: str | None = None) -> dict[str, Any]:
+def run(
+    smoke: bool = False, names: tuple[str, ...] | None = None, device: str | None = None
+) -> dict[str, Any]:
     """Train every recipe (smoke: one epoch on 128 images) and time 1 vs 2 threads."""
     import patternviz_widget as pv
 
@@ -70,10 +74,18 @@ def run(smoke: bool = False, names: tuple[str, ...] | None = None, device: str |
         t0 = time.perf_counter()
         train, test = r.datasets() if not smoke else _small(r)
         gen_s = time.perf_counter() - t0
-        timing = thread_timing(r, train, rounds=1 if smoke else 5, steps=1 if smoke else 5, batch_size=8 if smoke else None)
+        timing = thread_timing(
+            r,
+            train,
+            rounds=1 if smoke else 5,
+            steps=1 if smoke else 5,
+            batch_size=8 if smoke else None,
+        )
         load0 = os.getloadavg()[0]
         c0 = time.process_time()
-        run_ = pv.models.train_recipe(r, data=(train, test), device=device, **({"epochs": 1} if smoke else {}))
+        run_ = pv.models.train_recipe(
+            r, data=(train, test), device=device, **({"epochs": 1} if smoke else {})
+        )
         cpu = time.process_time() - c0
         rows.append({
             "recipe": name, "description": r.description, "settings": r.train, "model": r.model,
@@ -95,6 +107,7 @@ def _small(r):
     train = make(**{**r.train_data, **({"n": 128} if "n" in r.train_data else {})})
     test = make(**{**r.test_data, **({"n": 64} if "n" in r.test_data else {})})
     return train.subset(range(128)), test.subset(range(64))
+
 
 def describe(r: dict[str, Any]) -> list[str]:
     """Markdown lines for RESULTS.md."""

@@ -21,8 +21,14 @@ def fast_preset() -> tuple[dict, dict]:
     return {k: v for k, v in FAST.items() if k == "steps"}, region
 
 
-def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = False, fast: bool = False,
-                keep_w: bool = False, **hyper: Any) -> tuple[np.ndarray, dict]:
+def fit_regions(
+    d: dict[str, Any],
+    device: str | None = None,
+    smoke: bool = False,
+    fast: bool = False,
+    keep_w: bool = False,
+    **hyper: Any,
+) -> tuple[np.ndarray, dict]:
     """Return (h float32[M, 3], info): the paper's sample embedding, then the region embedding.
 
     ``d`` holds ``features`` [M, C], ``image`` [M], ``sample_features`` [N, C], ``logits`` [N, K]
@@ -49,7 +55,12 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
         stage_end[stage] = time.perf_counter()
 
     reg = fit_region_embedding(
-        d["features"], d["image"], emb.g, probs, device=dev, callback=cb,
+        d["features"],
+        d["image"],
+        emb.g,
+        probs,
+        device=dev,
+        callback=cb,
         **{**region_kw, **hyper},
     )
     t_region = time.perf_counter() - t
@@ -59,13 +70,17 @@ def fit_regions(d: dict[str, Any], device: str | None = None, smoke: bool = Fals
         last = end
     return reg.h, {
         "device": str(dev),
-        "preset": "smoke" if smoke else ("fast (Study.embed(fast=True))" if fast else "paper defaults"),
+        "preset": "smoke"
+        if smoke
+        else ("fast (Study.embed(fast=True))" if fast else "paper defaults"),
         "sample_fit_s": round(t_sample, 3),
         "region_fit_s": round(t_region, 3),
         "region_stages_s": stages,  # importance (w, v), match (r' table), fit (Λ)
         "n_images": int(d["sample_features"].shape[0]),
         "sample_kl": float(emb.kl),
-        "region_params": {k: v for k, v in reg.params.items() if k not in ("channel_importance", "loss_per_epoch")},
+        "region_params": {
+            k: v for k, v in reg.params.items() if k not in ("channel_importance", "loss_per_epoch")
+        },
         **({"w": reg.w} if keep_w else {}),
     }
 
@@ -74,8 +89,11 @@ def embed_kwargs(smoke: bool) -> dict:
     """Keyword arguments of ``Study.embed`` for the memory section (defaults unless smoke)."""
     if not smoke:
         return {}
-    return {**SMOKE_SAMPLE, "region_epochs": SMOKE_REGION["epochs"],
-            **{k: v for k, v in SMOKE_REGION.items() if k != "epochs"}}
+    return {
+        **SMOKE_SAMPLE,
+        "region_epochs": SMOKE_REGION["epochs"],
+        **{k: v for k, v in SMOKE_REGION.items() if k != "epochs"},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +103,9 @@ REGIONS_PER_IMAGE = 64
 LAYER = "features.8"
 
 
-def make_points(n: int, epochs: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_points(
+    n: int, epochs: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (xyz float32[E, n, 3], image int32[n], labels int64[N]): 10 class lobes growing out of
     the origin over ``epochs`` (a region embedding over training), 64 regions per image."""
     rng = np.random.default_rng(seed)
@@ -120,10 +140,22 @@ def make_store(n: int, epochs: int = 1, channels: int = 4, seed: int = 0):
     store = ResultStore()
     names = [f"class {c}" for c in range(10)]
     thumbs = rng.integers(0, 256, (n_img, 8, 8, 3), dtype=np.uint8)
-    store.probe = ProbeRecord(labels=labels, thumbnails=thumbs, input_size=(64, 64), class_names=names,
-                              data_index=np.arange(n_img, dtype=np.int64))
-    store.meta.update({"layers": [LAYER], "class_names": names, "num_classes": 10, "model_name": "main",
-                       "seed": seed})
+    store.probe = ProbeRecord(
+        labels=labels,
+        thumbnails=thumbs,
+        input_size=(64, 64),
+        class_names=names,
+        data_index=np.arange(n_img, dtype=np.int64),
+    )
+    store.meta.update(
+        {
+            "layers": [LAYER],
+            "class_names": names,
+            "num_classes": 10,
+            "model_name": "main",
+            "seed": seed,
+        }
+    )
     cell = np.arange(n) % REGIONS_PER_IMAGE
     grid = np.stack([cell // 8, cell % 8], 1).astype(np.int16)
     box = np.concatenate([grid[:, ::-1] * 8, grid[:, ::-1] * 8 + 8], 1).astype(np.float32)
@@ -131,19 +163,42 @@ def make_store(n: int, epochs: int = 1, channels: int = 4, seed: int = 0):
     mu /= np.linalg.norm(mu, axis=1, keepdims=True)
     for e in range(epochs):
         ks = Key(epoch=e, layer=SAMPLE)
-        g = np.stack([xyz[e][image == i].mean(0) for i in range(n_img)]) if n_img <= 2000 else \
-            xyz[e][:: REGIONS_PER_IMAGE][:n_img]
+        g = (
+            np.stack([xyz[e][image == i].mean(0) for i in range(n_img)])
+            if n_img <= 2000
+            else xyz[e][::REGIONS_PER_IMAGE][:n_img]
+        )
         logits = (rng.standard_normal((n_img, 10)) + 4 * np.eye(10)[labels]).astype(np.float32)
-        store.put(ks, SampleRecord(features=rng.standard_normal((n_img, 8)).astype(np.float32), logits=logits))
-        store.put(ks, SampleEmbedding(g=g.astype(np.float32), mu=mu, pi=np.full(10, 0.1, np.float32),
-                                      M=np.zeros((3, 8), np.float32)))
+        store.put(
+            ks,
+            SampleRecord(
+                features=rng.standard_normal((n_img, 8)).astype(np.float32), logits=logits
+            ),
+        )
+        store.put(
+            ks,
+            SampleEmbedding(
+                g=g.astype(np.float32),
+                mu=mu,
+                pi=np.full(10, 0.1, np.float32),
+                M=np.zeros((3, 8), np.float32),
+            ),
+        )
         kr = Key(epoch=e, layer=LAYER)
         feats = rng.standard_normal((n, channels)).astype(np.float32)
-        store.put(kr, RegionRecord(features=feats, image=image, grid=grid, box=box, grid_shape=(8, 8)))
+        store.put(
+            kr, RegionRecord(features=feats, image=image, grid=grid, box=box, grid_shape=(8, 8))
+        )
         h = xyz[e]
-        store.put(kr, RegionEmbedding(h=h, Lambda=np.zeros((3, channels), np.float32),
-                                      w=np.full(n, 1.0 / REGIONS_PER_IMAGE, np.float32),
-                                      mean_strength=float(np.linalg.norm(h, axis=1).mean())))
+        store.put(
+            kr,
+            RegionEmbedding(
+                h=h,
+                Lambda=np.zeros((3, channels), np.float32),
+                w=np.full(n, 1.0 / REGIONS_PER_IMAGE, np.float32),
+                mean_strength=float(np.linalg.norm(h, axis=1).mean()),
+            ),
+        )
     return store
 
 

@@ -18,7 +18,9 @@ import numpy as np
 LAYER = "features.19"
 
 
-def save_real_data(n_regions: int, path: Path, train_images: int = 1500, epochs: int = 4, seed: int = 0) -> dict:
+def save_real_data(
+    n_regions: int, path: Path, train_images: int = 1500, epochs: int = 4, seed: int = 0
+) -> dict:
     """Train, capture and write ~``n_regions`` real regional features to ``path``; return facts."""
     import torch
 
@@ -33,7 +35,9 @@ def save_real_data(n_regions: int, path: Path, train_images: int = 1500, epochs:
     hist = pv.models.train(model, train, epochs=epochs, progress=False, seed=seed)
     n_img = max(12, -(-n_regions // 64))
     probe = pv.datasets.shapes(n=n_img, size=32, num_classes=6, seed=seed + 2)
-    study = pv.Study(model, probe, layers=[LAYER], regions_per_image=None, max_regions=None, seed=seed)
+    study = pv.Study(
+        model, probe, layers=[LAYER], regions_per_image=None, max_regions=None, seed=seed
+    )
     study.capture(progress=False)
     rec = study.store.get(Key(layer=LAYER), RegionRecord)
     smp = study.store.get(Key(), SampleRecord)
@@ -43,14 +47,26 @@ def save_real_data(n_regions: int, path: Path, train_images: int = 1500, epochs:
     cy = ((rec.box[:, 1] + rec.box[:, 3]) / 2).astype(int).clip(0, masks.shape[1] - 1)
     on = masks[rec.image, cy, cx] > 0
     path.mkdir(parents=True, exist_ok=True)
-    arrays = {"features": np.asarray(rec.features, np.float32)[:n_regions], "image": rec.image[:n_regions],
-              "grid": rec.grid[:n_regions], "labels": labels, "logits": smp.logits,
-              "sample_features": smp.features, "on_object": on[:n_regions]}
+    arrays = {
+        "features": np.asarray(rec.features, np.float32)[:n_regions],
+        "image": rec.image[:n_regions],
+        "grid": rec.grid[:n_regions],
+        "labels": labels,
+        "logits": smp.logits,
+        "sample_features": smp.features,
+        "on_object": on[:n_regions],
+    }
     for name, a in arrays.items():
         np.save(path / f"{name}.npy", a)
     (path / "grid_shape.txt").write_text(" ".join(map(str, rec.grid_shape)))
     acc = float((smp.logits.argmax(1) == labels).mean())
-    return {"source": f"SmallVGG trained on shapes ({train_images} images, {epochs} epochs), layer {LAYER}",
-            "train_accuracy": round(float(hist["train_accuracy"][-1]), 3), "probe_accuracy": round(acc, 3),
-            "probe_images": n_img, "dim": int(rec.features.shape[1]), "grid": list(rec.grid_shape),
-            "on_object_share": round(float(on.mean()), 3), "prep_s": round(time.perf_counter() - t0, 1)}
+    return {
+        "source": f"SmallVGG trained on shapes ({train_images} images, {epochs} epochs), layer {LAYER}",
+        "train_accuracy": round(float(hist["train_accuracy"][-1]), 3),
+        "probe_accuracy": round(acc, 3),
+        "probe_images": n_img,
+        "dim": int(rec.features.shape[1]),
+        "grid": list(rec.grid_shape),
+        "on_object_share": round(float(on.mean()), 3),
+        "prep_s": round(time.perf_counter() - t0, 1),
+    }

@@ -7,7 +7,17 @@ from pathlib import Path
 
 from ._common import fmt_s
 
-ORDER = ("capture", "embed", "region", "display", "scrub", "memory", "quickstart", "contention", "training")
+ORDER = (
+    "capture",
+    "embed",
+    "region",
+    "display",
+    "scrub",
+    "memory",
+    "quickstart",
+    "contention",
+    "training",
+)
 
 
 def _load(out: Path) -> dict[str, dict]:
@@ -56,10 +66,19 @@ def write(out: Path) -> Path:
         if name not in docs:
             continue
         doc = docs[name]
-        lines += [f"## {doc['section']}", "", f"- command: `{doc['command']}` ({doc['started']}, {doc['seconds']} s)",
-                  f"- machine: {_machine(doc)}", f"- raw: [`{name}.json`]({name}.json)", ""]
+        lines += [
+            f"## {doc['section']}",
+            "",
+            f"- command: `{doc['command']}` ({doc['started']}, {doc['seconds']} s)",
+            f"- machine: {_machine(doc)}",
+            f"- raw: [`{name}.json`]({name}.json)",
+            "",
+        ]
         if doc["status"] == "partial":
-            lines += ["**Partial: the run was cut short during this section; rows below are what finished.**", ""]
+            lines += [
+                "**Partial: the run was cut short during this section; rows below are what finished.**",
+                "",
+            ]
         elif doc["status"] != "ok":
             lines += ["**failed:**", "", "```", doc["result"].get("error", "")[-1500:], "```", ""]
             continue
@@ -84,22 +103,44 @@ def _capture(r: dict) -> list[str]:
             f"**{x['ratio_median']:.3f}** | {x['ratio_min']:.3f} | ≤ {x['target']} "
             f"({'met' if x['meets_target'] else 'NOT met'}) |"
         )
-    rows += ["", "Layers and regions kept per layer (default budget): "
-             + "; ".join(f"{x['config']}: " + ", ".join(f"{k} {v:,}" for k, v in x["regions_kept"].items()) for x in r["runs"])]
+    rows += [
+        "",
+        "Layers and regions kept per layer (default budget): "
+        + "; ".join(
+            f"{x['config']}: " + ", ".join(f"{k} {v:,}" for k, v in x["regions_kept"].items())
+            for x in r["runs"]
+        ),
+    ]
     for x in r["runs"]:
         if x.get("profile_top_tottime"):
-            rows += ["", f"{x['config']} above target; cProfile of one capture (top by own time):", "", "```",
-                     *x["profile_top_tottime"], "```"]
+            rows += [
+                "",
+                f"{x['config']} above target; cProfile of one capture (top by own time):",
+                "",
+                "```",
+                *x["profile_top_tottime"],
+                "```",
+            ]
     sc = r.get("scaling")
     if sc:
-        rows += ["", f"Capture scaling under torchrun: {sc['model']}, the same {sc['n_images']:,} images, "
-                 f"{sc['cores']} cores; barriers around each capture, medians (P > 1: shards + gather to rank 0).",
-                 "", "| processes x threads | capture | speed-up |", "|---|---|---|"]
-        rows += [f"| {x['processes']} x {x['torch_threads']} | {fmt_s(x['capture_median_s'])} | {x['speedup']:.2f}x |"
-                 for x in sc["runs"]]
+        rows += [
+            "",
+            f"Capture scaling under torchrun: {sc['model']}, the same {sc['n_images']:,} images, "
+            f"{sc['cores']} cores; barriers around each capture, medians (P > 1: shards + gather to rank 0).",
+            "",
+            "| processes x threads | capture | speed-up |",
+            "|---|---|---|",
+        ]
+        rows += [
+            f"| {x['processes']} x {x['torch_threads']} | {fmt_s(x['capture_median_s'])} | {x['speedup']:.2f}x |"
+            for x in sc["runs"]
+        ]
         if sc.get("command"):  # measured on its own, after the section
-            rows += ["", f"Scaling measured separately: `{sc['command']}` ({sc['started']}, {sc['seconds']} s); "
-                     f"load average before/after {sc['load_avg_before'][0]} / {sc['load_avg_after'][0]}. {sc.get('note', '')}"]
+            rows += [
+                "",
+                f"Scaling measured separately: `{sc['command']}` ({sc['started']}, {sc['seconds']} s); "
+                f"load average before/after {sc['load_avg_before'][0]} / {sc['load_avg_after'][0]}. {sc.get('note', '')}",
+            ]
     return rows
 
 
@@ -115,10 +156,13 @@ def _embed(r: dict) -> list[str]:
     ]
     if r.get("real"):
         q = r["real"]
-        rows += ["", f"Real features: {q['source']} (train accuracy {q['train_accuracy']}, probe accuracy "
-                 f"{q['probe_accuracy']}), {q['dim']} channels on a {q['grid'][0]}x{q['grid'][1]} grid, "
-                 f"{q['probe_images']} probe images, {q['on_object_share']:.0%} of regions on the object "
-                 "(mask at the box centre)."]
+        rows += [
+            "",
+            f"Real features: {q['source']} (train accuracy {q['train_accuracy']}, probe accuracy "
+            f"{q['probe_accuracy']}), {q['dim']} channels on a {q['grid'][0]}x{q['grid'][1]} grid, "
+            f"{q['probe_images']} probe images, {q['on_object_share']:.0%} of regions on the object "
+            "(mask at the box centre).",
+        ]
     rows += [
         "",
         "| data | method | n | fit | ours ÷ this | peak RSS | k-NN all | k-NN object |",
@@ -129,8 +173,10 @@ def _embed(r: dict) -> list[str]:
         n = f"{x['n']:,}"
         if x["method"] == "feature space":
             if x.get("status", "ok") == "ok":
-                rows.append(f"| {x.get('data', 'synthetic')} | *feature space ({x['dim']}-D), the ceiling* | {n} | — | — | — | "
-                            f"{x['knn']['all']:.3f} | {x['knn']['object']:.3f} |")
+                rows.append(
+                    f"| {x.get('data', 'synthetic')} | *feature space ({x['dim']}-D), the ceiling* | {n} | — | — | — | "
+                    f"{x['knn']['all']:.3f} | {x['knn']['object']:.3f} |"
+                )
             continue
         if x.get("status") != "ok":
             why = x.get("reason") or x.get("status")
@@ -145,10 +191,13 @@ def _embed(r: dict) -> list[str]:
             f"| {label} | {n} | {fmt_s(x['fit_s'])} | {'' if ratio is None else f'{ratio:.2f}x'} | "
             f"{_mb(x.get('peak_rss_mb'))} | {x['knn']['all']:.3f} | {x['knn']['object']:.3f} |"
         )
-    rows += ["", "'ours ÷ this' = our fit seconds / this method's at the same n (below 1: ours is faster). "
-             "Warm-up (imports, numba JIT) is excluded from 'fit' and stored as `warmup_s`. Ours = sample "
-             "embedding (2000 full-batch steps) + importance weights + region matching + Λ fit, engine "
-             "defaults (the official code's; docs/method.md); its stage split is in the JSON (`info.region_stages_s`)."]
+    rows += [
+        "",
+        "'ours ÷ this' = our fit seconds / this method's at the same n (below 1: ours is faster). "
+        "Warm-up (imports, numba JIT) is excluded from 'fit' and stored as `warmup_s`. Ours = sample "
+        "embedding (2000 full-batch steps) + importance weights + region matching + Λ fit, engine "
+        "defaults (the official code's; docs/method.md); its stage split is in the JSON (`info.region_stages_s`).",
+    ]
     return rows
 
 
@@ -171,14 +220,19 @@ def _region(r: dict) -> list[str]:
             rows.append(f"| {x['schedule']} | {x['status']} | | | | |")
             continue
         st = x["region_stages_s"]
-        rows.append(f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(st.get('importance'))} | "
-                    f"{fmt_s(st.get('match'))} | {fmt_s(st.get('fit'))} | {_mb(x.get('peak_rss_mb'))} |")
+        rows.append(
+            f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(st.get('importance'))} | "
+            f"{fmt_s(st.get('match'))} | {fmt_s(st.get('fit'))} | {_mb(x.get('peak_rss_mb'))} |"
+        )
     if "every_step_over_once" in r:
         a = r["agreement"]
-        rows += ["", f"Every step / once: **{r['every_step_over_once']}x**. The two results: median cosine of a "
-                 f"region's h {a['h_cosine_median']} (5th percentile {a['h_cosine_p05']}), correlation of ‖h‖ "
-                 f"{a['h_norm_correlation']}; regions' w equal in {a['w_equal_share']:.1%} of regions, correlation "
-                 f"{a['w_correlation'] if a['w_correlation'] is not None else 'undefined (a w is constant)'}."]
+        rows += [
+            "",
+            f"Every step / once: **{r['every_step_over_once']}x**. The two results: median cosine of a "
+            f"region's h {a['h_cosine_median']} (5th percentile {a['h_cosine_p05']}), correlation of ‖h‖ "
+            f"{a['h_norm_correlation']}; regions' w equal in {a['w_equal_share']:.1%} of regions, correlation "
+            f"{a['w_correlation'] if a['w_correlation'] is not None else 'undefined (a w is constant)'}.",
+        ]
     return rows
 
 
@@ -207,7 +261,9 @@ def _display(r: dict) -> list[str]:
     ]
     for x in r["rows"]:
         if x.get("status") != "ok":
-            rows.append(f"| {x['n']:,} | {x['dpr']} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |")
+            rows.append(
+                f"| {x['n']:,} | {x['dpr']} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |"
+            )
             continue
         p = x.get("pan", {})
         ratio, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
@@ -251,7 +307,9 @@ def _display_v1(r: dict) -> list[str]:
     ]
     for x in r["rows"]:
         if x.get("status") != "ok":
-            rows.append(f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |")
+            rows.append(
+                f"| {x['n']:,} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |"
+            )
             continue
         p = x["pan"]
         ratio, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
@@ -264,16 +322,25 @@ def _display_v1(r: dict) -> list[str]:
 
 
 def _scrub(r: dict) -> list[str]:
-    rows = [r.get("note", "") + (f" {r['load'].capitalize()}." if r.get("load") else ""), "",
-            "| widget | prefetch | steps | median latency | p95 latency | max |", "|---|---|---|---|---|---|"]
+    rows = [
+        r.get("note", "") + (f" {r['load'].capitalize()}." if r.get("load") else ""),
+        "",
+        "| widget | prefetch | steps | median latency | p95 latency | max |",
+        "|---|---|---|---|---|---|",
+    ]
     for x in r.get("rows", []):
         w = x.get("widget", "ours")
         if x.get("status") != "ok":
             rows.append(f"| {w} | {x['prefetch']} | error: {x.get('error', '')[:150]} | | | |")
             continue
-        rows.append(f"| {w} | {x['prefetch']} | {x['steps']} | {x['median_ms']} ms | {x['p95_ms']} ms | {x['max_ms']} ms |")
+        rows.append(
+            f"| {w} | {x['prefetch']} | {x['steps']} | {x['median_ms']} ms | {x['p95_ms']} ms | {x['max_ms']} ms |"
+        )
     if r.get("prefetch_speedup"):
-        rows += ["", f"Median latency without / with prefetch (ours): **{r['prefetch_speedup']:.1f}x**."]
+        rows += [
+            "",
+            f"Median latency without / with prefetch (ours): **{r['prefetch_speedup']:.1f}x**.",
+        ]
     if r.get("floor_note"):
         rows += ["", r["floor_note"]]
     return rows
@@ -291,7 +358,9 @@ def _memory(r: dict) -> list[str]:
         "|---|---|---|---|",
     ]
     for name, s in r["stages"].items():
-        rows.append(f"| {name} | {_mb(s['peak_rss_mb'])} | {_mb(s['rss_mb'])} | {fmt_s(s.get('seconds'))} |")
+        rows.append(
+            f"| {name} | {_mb(s['peak_rss_mb'])} | {_mb(s['rss_mb'])} | {fmt_s(s.get('seconds'))} |"
+        )
     return rows
 
 
@@ -300,8 +369,10 @@ def _quickstart(r: dict) -> list[str]:
 
     lines = describe(r) + [""]
     for layer, a in (r.get("agreement") or {}).items():
-        lines.append(f"- {layer}: median cos(h_ours, h_reference) {a['median_cos_h']}, KP/img {a['kp_ours']} vs "
-                     f"{a['kp_reference']}")
+        lines.append(
+            f"- {layer}: median cos(h_ours, h_reference) {a['median_cos_h']}, KP/img {a['kp_ours']} vs "
+            f"{a['kp_reference']}"
+        )
     return lines
 
 

@@ -88,8 +88,10 @@ def make_regional(
     gr, gc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
     gr, gc = gr.ravel(), gc.ravel()
     on = (
-        (gr[None] >= y0[:, None]) & (gr[None] < (y0 + h)[:, None])
-        & (gc[None] >= x0[:, None]) & (gc[None] < (x0 + w)[:, None])
+        (gr[None] >= y0[:, None])
+        & (gr[None] < (y0 + h)[:, None])
+        & (gc[None] >= x0[:, None])
+        & (gc[None] < (x0 + w)[:, None])
     )  # N x R
 
     feats = np.empty((n_images * r, c), dtype=np.float32)

@@ -26,8 +26,17 @@ _BLOCK = re.compile(r'<div class="arithmatex">\\\[(.*?)\\\]</div>', re.S)
 
 @event_priority(100)  # before mkdocs-jupyter's on_files, which turns .ipynb files into pages
 def on_files(files: Files, config) -> Files:
-    for path in sorted(ROOT.glob("notebooks/*.ipynb")):  # a real File: mkdocs-jupyter reads its path
-        files.append(File(f"notebooks/{path.name}", str(ROOT), config["site_dir"], config["use_directory_urls"]))
+    for path in sorted(
+        ROOT.glob("notebooks/*.ipynb")
+    ):  # a real File: mkdocs-jupyter reads its path
+        files.append(
+            File(
+                f"notebooks/{path.name}",
+                str(ROOT),
+                config["site_dir"],
+                config["use_directory_urls"],
+            )
+        )
     for path in sorted(ROOT.glob("benchmarks/results/*.json")):  # beside the page that links them
         files.append(File.generated(config, f"benchmarks/{path.name}", abs_src_path=str(path)))
     return files
@@ -38,5 +47,7 @@ def _mathml(tex: str, display: str) -> str:
 
 
 def on_page_content(content: str, page, config, files) -> str:
-    content = _BLOCK.sub(lambda m: f'<div class="math">{_mathml(m.group(1), "block")}</div>', content)
+    content = _BLOCK.sub(
+        lambda m: f'<div class="math">{_mathml(m.group(1), "block")}</div>', content
+    )
     return _INLINE.sub(lambda m: _mathml(m.group(1), "inline"), content)

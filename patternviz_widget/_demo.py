@@ -206,7 +206,9 @@ def run_demo(
                 students[mode] = pv.Study.load(path)
                 continue
             torch.manual_seed(cfg.seed + 7)
-            student = pv.models.SmallVGG(in_channels=3, num_classes=cfg.num_classes, widths=cfg.widths)
+            student = pv.models.SmallVGG(
+                in_channels=3, num_classes=cfg.num_classes, widths=cfg.widths
+            )
             hist = pv.distill(model, student, train, epochs=cfg.distill_epochs, device=study.device,
                               feature_layer=layers[-1] if mode == "feature KD" else None,
                               batch_size=cfg.batch_size, progress=False, seed=cfg.seed)  # fmt: skip

@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     figs.add_argument("--formats", type=_formats, default=("png", "pdf"), help="default: png,pdf")
     figs.add_argument("--dpi", type=int, default=300, help="PNG resolution (default 300)")
     figs.add_argument(
-        "--threshold", type=float, default=THRESHOLD, help=f"knowledge-point threshold τ (default {THRESHOLD})"
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help=f"knowledge-point threshold τ (default {THRESHOLD})",
     )
 
     table = sub.add_parser("table", help="print knowledge points per layer/epoch/condition",
@@ -98,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "r_reliable for every (model, condition, epoch, layer) of STUDY.")  # fmt: skip
     table.add_argument("study", help="a study file")
     table.add_argument(
-        "--threshold", type=float, default=THRESHOLD, help=f"knowledge-point threshold τ (default {THRESHOLD})"
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help=f"knowledge-point threshold τ (default {THRESHOLD})",
     )
 
     rep = sub.add_parser("reproduce", help="measure the paper's checkable claims; write REPRODUCTION.md",
@@ -107,10 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "on every checkpoint (every cell of a common grid), run PGD-l-inf and two distilled "
                          "students, and write OUT/REPRODUCTION.md, OUT/REPRODUCTION.json and OUT/figures. "
                          "Finished stages found in OUT with the same settings are skipped.")  # fmt: skip
-    rep.add_argument("--out", default="reproduce_out", help="output folder (default: reproduce_out)")
-    rep.add_argument("--quick", action="store_true", help="tiny sizes for tests (the verdicts are not evidence)")
-    rep.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    rep.add_argument("--threads", type=int, default=None, help="torch threads for the fits (default: torch's)")
+    rep.add_argument(
+        "--out", default="reproduce_out", help="output folder (default: reproduce_out)"
+    )
+    rep.add_argument(
+        "--quick", action="store_true", help="tiny sizes for tests (the verdicts are not evidence)"
+    )
+    rep.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+    rep.add_argument(
+        "--threads", type=int, default=None, help="torch threads for the fits (default: torch's)"
+    )
     return parser
 
 
@@ -141,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "reproduce":
             from .reproduction import reproduce
 
-            cmd = "python -m patternviz_widget " + " ".join(argv if argv is not None else sys.argv[1:])
+            cmd = "python -m patternviz_widget " + " ".join(
+                argv if argv is not None else sys.argv[1:]
+            )
             result = reproduce(out=args.out, quick=args.quick, progress=args.progress, log=_print, command=cmd,
                                threads=args.threads)  # fmt: skip
             _print("")

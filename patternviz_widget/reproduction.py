@@ -249,7 +249,9 @@ def _data(cfg: ReproConfig) -> tuple[Any, Any]:
     train = make(n=cfg.n_train, seed=cfg.seed, **kw)
     probe = make(n=cfg.n_probe, seed=cfg.seed + 1, **kw)
     if len(train.class_names) != cfg.num_classes:
-        raise InputError(f"pv.datasets.{cfg.dataset} makes {len(train.class_names)} classes; set num_classes to match.")
+        raise InputError(
+            f"pv.datasets.{cfg.dataset} makes {len(train.class_names)} classes; set num_classes to match."
+        )
     return train, probe
 
 
@@ -259,7 +261,9 @@ def _model(cfg: ReproConfig, seed_offset: int = 0) -> Any:
     import patternviz_widget as pv
 
     torch.manual_seed(cfg.seed + seed_offset)
-    return pv.models.SmallVGG(in_channels=3, num_classes=cfg.num_classes, widths=cfg.widths, hidden=cfg.hidden)
+    return pv.models.SmallVGG(
+        in_channels=3, num_classes=cfg.num_classes, widths=cfg.widths, hidden=cfg.hidden
+    )
 
 
 def _iterations(cfg: ReproConfig) -> tuple[list[int], int]:
@@ -341,7 +345,9 @@ def _stage_train(out: Path, cfg: ReproConfig, progress: bool) -> dict:
     model = _model(cfg)
     states, hist = train_with_checkpoints(model, train, probe, cfg, progress)
     tmp = out / "checkpoints.pt.tmp"
-    torch.save({"iterations": sorted(states), "states": {str(k): v for k, v in states.items()}}, tmp)
+    torch.save(
+        {"iterations": sorted(states), "states": {str(k): v for k, v in states.items()}}, tmp
+    )
     os.replace(tmp, out / "checkpoints.pt")
     return {"history": hist}
 
@@ -412,7 +418,9 @@ def degeneracy(study: Any, epoch: int, temperature: float = 4.0, model: str | No
             row["region_loss_first_last"] = [loss[0], loss[-1]] if loss else None
             mine[str(kd)] = row
         out["diagnostics"] = mine
-        out["degenerate"] = bool(out["degenerate"] or any(r.get("degenerate") for r in mine.values()))
+        out["degenerate"] = bool(
+            out["degenerate"] or any(r.get("degenerate") for r in mine.values())
+        )
     return out
 
 
@@ -436,7 +444,9 @@ def _num(x: Any) -> float | None:
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.sum(a * b, axis=-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    return np.sum(a * b, axis=-1) / np.maximum(
+        np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12
+    )
 
 
 def layer_numbers(study: Any, layer: str, epoch: int, threshold: float) -> dict:
@@ -455,7 +465,8 @@ def layer_numbers(study: Any, layer: str, epoch: int, threshold: float) -> dict:
     cos_true = _cos(h, mu[labels])
     k = mu.shape[0]
     cos_all = (h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)) @ (
-        mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)).T
+        mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
+    ).T
     margin = cos_true - (cos_all.sum(1) - cos_true) / max(k - 1, 1)  # 0 when every μ_c coincides
     obj = kp.on_object if kp.on_object is not None else None
     w = np.asarray(emb.w, np.float64)
@@ -472,7 +483,9 @@ def layer_numbers(study: Any, layer: str, epoch: int, threshold: float) -> dict:
     return out
 
 
-def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[[str], None]) -> dict:
+def _stage_emergence(
+    out: Path, cfg: ReproConfig, progress: bool, log: Callable[[str], None]
+) -> dict:
     from scipy.stats import spearmanr
 
     import patternviz_widget as pv
@@ -494,13 +507,20 @@ def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[
             state = json.loads(progress_file.read_text())
             if state.get("hash") == h:
                 study.store = pv.Study.load(out / "study.pvz").store
-                done, embed_seconds = [int(i) for i in state["done"]], float(state.get("embed_seconds", 0.0))
+                done, embed_seconds = (
+                    [int(i) for i in state["done"]],
+                    float(state.get("embed_seconds", 0.0)),
+                )
                 log(f"[reproduce] emergence: resuming after iterations {done}")
         except Exception as e:  # an unreadable partial result means "start the stage over"
-            log(f"[reproduce] emergence: partial result unreadable ({type(e).__name__}: {e}); starting over")
+            log(
+                f"[reproduce] emergence: partial result unreadable ({type(e).__name__}: {e}); starting over"
+            )
             study = _study(model, probe, cfg)
             done = []
-    for it in _bar([i for i in its if i not in done], "reproduce: checkpoints (capture + embed)", progress):
+    for it in _bar(
+        [i for i in its if i not in done], "reproduce: checkpoints (capture + embed)", progress
+    ):
         model.load_state_dict(states[it])
         model.eval()
         study.capture(epoch=it, progress=False)
@@ -524,7 +544,9 @@ def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[
     per = res["per_checkpoint"]
     diags = _diagnostics(study, cfg.temperature)
     for it in _bar(its, "reproduce: measure checkpoints", progress):
-        row: dict[str, Any] = {"degeneracy": degeneracy(study, it, cfg.temperature, diagnostics=diags)}
+        row: dict[str, Any] = {
+            "degeneracy": degeneracy(study, it, cfg.temperature, diagnostics=diags)
+        }
         methods = ("paper", *cfg.baselines) if it == its[-1] else ("paper",)
         row["sample"] = {m: {k: v for k, v in d.items() if k != "mu_cos"}
                          for m, d in study.sample_metrics(epoch=it, methods=methods).items()}  # fmt: skip
@@ -541,7 +563,9 @@ def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[
     p = softmax_t(study.store.get(key, SampleRecord).logits, cfg.temperature)
     labels = study.store.probe.labels
     k = p.shape[1]
-    conf = np.stack([p[labels == a].mean(0) if (labels == a).any() else np.zeros(k) for a in range(k)])
+    conf = np.stack(
+        [p[labels == a].mean(0) if (labels == a).any() else np.zeros(k) for a in range(k)]
+    )
     pred = p.argmax(1)
     hard = np.zeros((k, k))
     np.add.at(hard, (labels, pred), 1.0)
@@ -561,7 +585,10 @@ def _stage_emergence(out: Path, cfg: ReproConfig, progress: bool, log: Callable[
     }  # fmt: skip
     if progress or True:
         final = per[str(its[-1])]["layers"]
-        log("[reproduce] final KPs/image: " + ", ".join(f"{n} {final[n]['mean_total']:.2f}" for n in layers))
+        log(
+            "[reproduce] final KPs/image: "
+            + ", ".join(f"{n} {final[n]['mean_total']:.2f}" for n in layers)
+        )
     _figures(study, out, cfg, ["knowledge_curve", "sample_embedding", "forward_construction",
                                 f"embedding_{layers[-1]}", "layer_strip"], log)  # fmt: skip
     return res
@@ -651,7 +678,9 @@ def _stage_distill(out: Path, cfg: ReproConfig, progress: bool, log: Callable[[s
     return res
 
 
-def _figures(study: Any, out: Path, cfg: ReproConfig, names: list[str], log: Callable[[str], None]) -> None:
+def _figures(
+    study: Any, out: Path, cfg: ReproConfig, names: list[str], log: Callable[[str], None]
+) -> None:
     from . import figures as F
     from .figures.batch import figure_specs
 
@@ -677,7 +706,11 @@ def _figures(study: Any, out: Path, cfg: ReproConfig, names: list[str], log: Cal
 # ---- stage 5: the claims --------------------------------------------------------------------------
 def _row(num: int, name: str, ours: str, paper: str, held: bool | None, criterion: str,
          degenerate: bool = False, note: str = "", numbers: dict | None = None) -> dict:  # fmt: skip
-    verdict = "degenerate" if degenerate else ("not measured" if held is None else ("held" if held else "not held"))
+    verdict = (
+        "degenerate"
+        if degenerate
+        else ("not measured" if held is None else ("held" if held else "not held"))
+    )
     return {"claim": num, "name": name, "ours": ours, "paper": paper, "verdict": verdict, "criterion": criterion,
             "note": note, "numbers": numbers or {}}  # fmt: skip
 
@@ -692,7 +725,9 @@ def _arrow(xs: list, nd: int = 3) -> str:
     return " → ".join(_f(x, nd) for x in xs)
 
 
-def evaluate_claims(train: dict, emer: dict, attack: dict | None, distill: dict | None) -> list[dict]:
+def evaluate_claims(
+    train: dict, emer: dict, attack: dict | None, distill: dict | None
+) -> list[dict]:
     """One row per claim from the stages' results (the criteria are fixed here, before any run)."""
     from scipy.stats import spearmanr
 
@@ -756,7 +791,13 @@ def evaluate_claims(train: dict, emer: dict, attack: dict | None, distill: dict 
         first = c[0]
         early_max = max(c[its.index(it)] for it in early5)
         half_at = next((it for it, v in zip(its, c) if v >= 0.5 * end), None)
-        ok.append(end > 0 and first <= 0.1 * end and end > early_max and half_at is not None and half_at <= 0.55 * its[-1])
+        ok.append(
+            end > 0
+            and first <= 0.1 * end
+            and end > early_max
+            and half_at is not None
+            and half_at <= 0.55 * its[-1]
+        )
     held = all(ok)
     rows.append(_row(5, "KP count over training", "; ".join(f"{n}: {_arrow(kpc[n], 2)}" for n in layers) + f" (KPs/image of {int(np.prod(emer['regions_per_layer'][high]['grid']))} cells, iterations {its})",
                      "≈0 at initialisation, steep early rise, then a plateau; end > every early checkpoint", held,
@@ -767,7 +808,10 @@ def evaluate_claims(train: dict, emer: dict, attack: dict | None, distill: dict 
     # 6 KP count and r_reliable vs depth
     kt = [L[n]["mean_total"] for n in layers]
     rr = [L[n]["r_reliable"] for n in layers]
-    held = L[high]["mean_total"] > L[mid]["mean_total"] and L[high]["r_reliable"] > L[mid]["r_reliable"]
+    held = (
+        L[high]["mean_total"] > L[mid]["mean_total"]
+        and L[high]["r_reliable"] > L[mid]["r_reliable"]
+    )
     rows.append(_row(6, "KP count and r_reliable vs depth", f"KPs/image {_arrow(kt, 2)}; r_reliable {_arrow([100 * x for x in rr], 1)} % ({' → '.join(layers)})",
                      "r_reliable 32.98 % → 45.88 % → 62.94 % (VGG-16 conv_33 → conv_43 → conv_53)", held,
                      "KPs/image and r_reliable higher in the top layer than in the middle one", deg_final, deg_note))  # fmt: skip
@@ -778,8 +822,12 @@ def evaluate_claims(train: dict, emer: dict, attack: dict | None, distill: dict 
     if any(v is None for v in on + oc):
         held = None
     else:
+
         def nearly_up(xs: list) -> bool:
-            return xs[-1] > xs[0] and all(b >= 0.9 * a if a > 0 else b >= a - 0.05 for a, b in zip(xs, xs[1:]))
+            return xs[-1] > xs[0] and all(
+                b >= 0.9 * a if a > 0 else b >= a - 0.05 for a, b in zip(xs, xs[1:])
+            )
+
         held = nearly_up(on) and nearly_up(oc)
     rows.append(_row(7, "Forward construction", f"object regions: mean ‖h‖ {_arrow(on, 2)}; mean cos(h, μ_true) {_arrow(oc, 2)}",
                      "both grow (nearly) monotonically from low to high layers", held,
@@ -794,7 +842,11 @@ def evaluate_claims(train: dict, emer: dict, attack: dict | None, distill: dict 
 
     # 9–11 attack
     if attack is None:
-        for num, name in ((9, "Attack locality by depth"), (10, "Attack moves importance"), (11, "Attack trajectory types")):
+        for num, name in (
+            (9, "Attack locality by depth"),
+            (10, "Attack moves importance"),
+            (11, "Attack trajectory types"),
+        ):
             rows.append(_row(num, name, "not run", "", None, ""))
     else:
         do, ds = attack["delta_orientation"], attack["delta_strength"]
@@ -805,7 +857,11 @@ def evaluate_claims(train: dict, emer: dict, attack: dict | None, distill: dict 
                          "≈0.36 and ≈0.48 at conv_53 vs ≤ 0.04 at conv_12–33", held,
                          "both largest in the top layer, lowest layer ≤ 0.25 × top", deg_final, deg_note))  # fmt: skip
         k = attack["kp"]
-        held = None if k["n_adv_kp"] == 0 else (k["share_below_threshold"] > 0.5 and (k["overlap"] or 0.0) < 0.25)
+        held = (
+            None
+            if k["n_adv_kp"] == 0
+            else (k["share_below_threshold"] > 0.5 and (k["overlap"] or 0.0) < 0.25)
+        )
         rows.append(_row(10, "Attack moves importance", f"{_f(k['share_below_threshold'], 3)} of {k['n_adv_kp']} adversarial-class KPs had p(c_ori|h) < 0.4 before (mode {_f(k['mode'], 3)}); Jaccard overlap with clean-class KPs {_f(k['overlap'], 3)}",
                          "most below 0.4, histogram mode ≈0.1–0.15; small overlap", held,
                          "share < τ above 0.5 and Jaccard overlap below 0.25", deg_final, deg_note))  # fmt: skip
@@ -913,7 +969,9 @@ def _reproduce(out: Path, cfg: ReproConfig, quick: bool, progress: bool, log: Ca
             results[stage] = cached["result"]
             seconds[stage] = float(cached.get("seconds", 0.0))
             reused.append(stage)
-            log(f"[reproduce] stage {i}/{len(STAGES)} {stage}: skipped (found {path.name}, same settings)")
+            log(
+                f"[reproduce] stage {i}/{len(STAGES)} {stage}: skipped (found {path.name}, same settings)"
+            )
             continue
         log(f"[reproduce] stage {i}/{len(STAGES)} {stage}: running")
         t0 = time.perf_counter()
@@ -923,7 +981,9 @@ def _reproduce(out: Path, cfg: ReproConfig, quick: bool, progress: bool, log: Ca
         results[stage] = json.loads(path.read_text())["result"]
         log(f"[reproduce] stage {i}/{len(STAGES)} {stage}: done in {seconds[stage]:.1f} s")
     log(f"[reproduce] stage {len(STAGES)}/{len(STAGES)} claims: running")
-    claims = evaluate_claims(results["train"], results["emergence"], results.get("attack"), results.get("distill"))
+    claims = evaluate_claims(
+        results["train"], results["emergence"], results.get("attack"), results.get("distill")
+    )
     total = time.perf_counter() - t_start
     header = {
         "command": command or ("python -m patternviz_widget reproduce" + (" --quick" if quick else "") + f" --out {out}"),
@@ -982,7 +1042,10 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
         f"{sum(r['verdict'] == 'not measured' for r in claims)} not measured).",
     ]  # fmt: skip
     if header.get("quick"):
-        lines += ["", "**--quick run: tiny sizes for the test suite; the verdicts below are not evidence.**"]
+        lines += [
+            "",
+            "**--quick run: tiny sizes for the test suite; the verdicts below are not evidence.**",
+        ]
     lines += [
         "",
         "| # | claim | ours | paper | verdict |",
@@ -991,12 +1054,21 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
     for r in claims:
         cells = [str(r["claim"]), r["name"], r["ours"], r["paper"] or "—", f"**{r['verdict']}**"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "## Criteria (fixed before the run; one set of method defaults for every claim)", ""]
+    lines += [
+        "",
+        "## Criteria (fixed before the run; one set of method defaults for every claim)",
+        "",
+    ]
     for r in claims:
-        lines.append(f"{r['claim']}. {r['name']}: {r['criterion'] or '—'}" + (f". Note: {r['note']}" if r["note"] else ""))
+        lines.append(
+            f"{r['claim']}. {r['name']}: {r['criterion'] or '—'}"
+            + (f". Note: {r['note']}" if r["note"] else "")
+        )
     acc = tr["probe_accuracy"]
-    regions = ", ".join(f"{n}: {d['regions']} regions × {d['channels']} channels"
-                        for n, d in results["emergence"]["regions_per_layer"].items())
+    regions = ", ".join(
+        f"{n}: {d['regions']} regions × {d['channels']} channels"
+        for n, d in results["emergence"]["regions_per_layer"].items()
+    )
     lines += [
         "",
         "## Setting",
@@ -1030,7 +1102,9 @@ def render_markdown(header: dict, claims: list[dict], results: dict) -> str:
            "mu_collapse_below": thr.get("mu_collapse_below", MU_COLLAPSE)}  # fmt: skip
     for it, a in zip(tr["iteration"], acc):
         d = per[str(it)]["degeneracy"]
-        lines.append(f"| {it} | {a:.3f} | {d['kl_uniform']:.4f} | {d['min_1_minus_cos_mu']:.4f} / {d.get('max_1_minus_cos_mu', float('nan')):.4f} | {'yes' if d['degenerate'] else 'no'} |")
+        lines.append(
+            f"| {it} | {a:.3f} | {d['kl_uniform']:.4f} | {d['min_1_minus_cos_mu']:.4f} / {d.get('max_1_minus_cos_mu', float('nan')):.4f} | {'yes' if d['degenerate'] else 'no'} |"
+        )
     lines += [
         "",
         "A claim is *degenerate* (not counted) when its evidence holds by construction at the final checkpoint: "

@@ -204,8 +204,15 @@ class Study:
         """
         from patternviz_widget.pipeline.embed import embed_study
 
-        return embed_study(self.state, method=method, keys=keys, progress=progress, overwrite=overwrite,
-                           temperature=temperature, **hyper)
+        return embed_study(
+            self.state,
+            method=method,
+            keys=keys,
+            progress=progress,
+            overwrite=overwrite,
+            temperature=temperature,
+            **hyper,
+        )
 
     def knowledge_points(
         self,
@@ -234,8 +241,15 @@ class Study:
         """
         from patternviz_widget.pipeline.embed import study_knowledge_points
 
-        return study_knowledge_points(self.state, layer, epoch=epoch, condition=condition, model=model,
-                                      threshold=threshold, kappa_slope=kappa_slope)
+        return study_knowledge_points(
+            self.state,
+            layer,
+            epoch=epoch,
+            condition=condition,
+            model=model,
+            threshold=threshold,
+            kappa_slope=kappa_slope,
+        )
 
     def diagnostics(self, temperature: float | None = None) -> Any:
         """Return what every fit did and whether its knowledge points can mean anything: per
@@ -249,7 +263,11 @@ class Study:
         """
         from patternviz_widget.pipeline.diagnostics import study_diagnostics
 
-        t = float(temperature if temperature is not None else self.store.meta.get("temperature", TEMPERATURE))
+        t = float(
+            temperature
+            if temperature is not None
+            else self.store.meta.get("temperature", TEMPERATURE)
+        )
         return study_diagnostics(self.store, t)
 
     def sample_metrics(
@@ -266,7 +284,10 @@ class Study:
         is missing are left out."""
         from patternviz_widget.pipeline.embed import study_sample_metrics
 
-        return study_sample_metrics(self.state, epoch=epoch, condition=condition, model=model, methods=methods)
+        return study_sample_metrics(
+            self.state, epoch=epoch, condition=condition, model=model, methods=methods
+        )
+
     # ---- tracking over training ----
 
     def tracker(
@@ -300,7 +321,12 @@ class Study:
         from patternviz_widget.pipeline.tracking import Tracker
 
         return Tracker(
-            self.state, every=every, path=path, layers=layers, embed=embed, embed_kwargs=embed_kwargs,
+            self.state,
+            every=every,
+            path=path,
+            layers=layers,
+            embed=embed,
+            embed_kwargs=embed_kwargs,
             process_group=process_group,
         )
 
@@ -460,7 +486,9 @@ class Study:
             if isinstance(student_study, dict)
             else state_of(student_study)
         )
-        return cls._from_state(compare(state_of(teacher_study), students, pairs=pairs, by=by, project=project))
+        return cls._from_state(
+            compare(state_of(teacher_study), students, pairs=pairs, by=by, project=project)
+        )
 
     def distill_report(self, epoch: int | None = None, threshold: float = THRESHOLD) -> Any:
         """Return the paper's distillation measurements of a compared study (a DistillReport): knowledge

@@ -29,7 +29,17 @@ PKG = Path(__file__).resolve().parents[1] / "patternviz_widget"
 #: (room, module prefixes), lowest first; the first matching prefix names a module's room.
 ROOMS: list[tuple[str, tuple[str, ...]]] = [
     ("shared", ("errors", "defaults", "_validate", "_style")),
-    ("results", ("results.keys", "results.records", "results.store", "results.io", "results.camera", "results")),
+    (
+        "results",
+        (
+            "results.keys",
+            "results.records",
+            "results.store",
+            "results.io",
+            "results.camera",
+            "results",
+        ),
+    ),
     ("engine.base", ("engine.device", "engine.threads", "engine")),
     ("engine.capture", ("engine.capture",)),
     ("engine.method", ("engine.method",)),
@@ -133,7 +143,10 @@ EDGES = import_edges()
 def test_the_graph_is_read_from_the_real_package():
     # Guards the tests below against passing on an empty or misread graph.
     assert ("patternviz_widget.study", "patternviz_widget.pipeline.setup") in EDGES
-    assert ("patternviz_widget.pipeline.embed", "patternviz_widget.engine.method.region_embed") in EDGES
+    assert (
+        "patternviz_widget.pipeline.embed",
+        "patternviz_widget.engine.method.region_embed",
+    ) in EDGES
     assert len(EDGES) > 150
 
 
@@ -162,7 +175,9 @@ def test_the_engine_never_reaches_the_pipeline_study_or_widget():
         (a, b)
         for a, b in EDGES
         if a.startswith("patternviz_widget.engine")
-        and b.startswith(("patternviz_widget.pipeline", "patternviz_widget.study", "patternviz_widget.widget"))
+        and b.startswith(
+            ("patternviz_widget.pipeline", "patternviz_widget.study", "patternviz_widget.widget")
+        )
     ]
     assert bad == []
 
@@ -170,9 +185,18 @@ def test_the_engine_never_reaches_the_pipeline_study_or_widget():
 @pytest.mark.parametrize(
     "edge, why",
     [
-        (("patternviz_widget.engine.method.embed", "patternviz_widget.pipeline.embed"), "engine -> pipeline"),
-        (("patternviz_widget.results.store", "patternviz_widget.engine.method.metrics"), "results -> engine"),
-        (("patternviz_widget.figures.knowledge", "patternviz_widget.widget.payload"), "figures -> widget"),
+        (
+            ("patternviz_widget.engine.method.embed", "patternviz_widget.pipeline.embed"),
+            "engine -> pipeline",
+        ),
+        (
+            ("patternviz_widget.results.store", "patternviz_widget.engine.method.metrics"),
+            "results -> engine",
+        ),
+        (
+            ("patternviz_widget.figures.knowledge", "patternviz_widget.widget.payload"),
+            "figures -> widget",
+        ),
         (("patternviz_widget.pipeline.setup", "patternviz_widget.study"), "pipeline -> study"),
     ],
 )

@@ -84,7 +84,12 @@ def test_watch_reloads_a_rewritten_file_whole(digits, tmp_path):
     changed = watched.watcher.poll()
     store = watched.store
     assert store.epochs() == [0]  # the old run's epochs 1 and 2 are gone
-    assert store.meta["class_names"] == list(store.probe.class_names) == watched.class_names == new_names
+    assert (
+        store.meta["class_names"]
+        == list(store.probe.class_names)
+        == watched.class_names
+        == new_names
+    )
     layer = b.layers[-1]
     assert np.array_equal(_features(store, 0, layer), _features(b.store, 0, layer))
     assert {k.epoch for k in changed} == {0, 1, 2} and {k.epoch for k in heard} == {0, 1, 2}
@@ -94,7 +99,9 @@ def test_watch_reloads_a_rewritten_file_whole(digits, tmp_path):
         b.model.features[0].weight.mul_(1.5)
     b.capture(epoch=0, progress=False)
     b.save(path)
-    assert watched.watcher.poll() and np.array_equal(_features(store, 0, layer), _features(b.store, 0, layer))
+    assert watched.watcher.poll() and np.array_equal(
+        _features(store, 0, layer), _features(b.store, 0, layer)
+    )
     assert watched.watcher.poll() == []  # nothing new: no reload
 
 
@@ -116,11 +123,15 @@ def test_watch_can_start_before_the_file_exists(captured, tmp_path):
 # ---- Study.compare -------------------------------------------------------------------------------
 def test_compare_refuses_students_it_cannot_pair(digits, captured):
     never_captured = _study(digits, net=_net(seed=2))
-    with pytest.raises(InputError, match=r"student study has no capture.*student_study\.capture\(\)"):
+    with pytest.raises(
+        InputError, match=r"student study has no capture.*student_study\.capture\(\)"
+    ):
         pv.Study.compare(captured, never_captured)
     renamed = _study(digits, net=_net(seed=2), class_names=[f"c{i}" for i in range(10)])
     renamed.capture(progress=False)
-    with pytest.raises(InputError, match=r"class names differ \(class 0: '0' vs 'c0'\).*same class_names"):
+    with pytest.raises(
+        InputError, match=r"class names differ \(class 0: '0' vs 'c0'\).*same class_names"
+    ):
         pv.Study.compare(captured, renamed)
     twelve = _study(digits, net=_net(num_classes=12, seed=2))
     twelve.capture(progress=False)
@@ -152,7 +163,10 @@ class SharedReLU(nn.Module):
 
 
 def test_a_module_called_twice_in_one_forward_is_named(images):
-    with pytest.raises(InputError, match=r"Layer 'relu' ran more than once in one forward pass.*BasicBlock.*runs once"):
+    with pytest.raises(
+        InputError,
+        match=r"Layer 'relu' ran more than once in one forward pass.*BasicBlock.*runs once",
+    ):
         pv.Study(SharedReLU(), images, layers=["relu"])
     s = pv.Study(SharedReLU(), images, layers=["conv2"])  # its neighbours are fine
     assert s.capture(progress=False).regions["conv2"] == N * 64
@@ -161,7 +175,9 @@ def test_a_module_called_twice_in_one_forward_is_named(images):
 def test_float16_overflow_is_caught_at_capture_and_names_float32():
     x, y = toy_data(n=12, size=8, classes=2)
     big = (x * 1e5, y)  # DoubleNet doubles its input: regional values up to 2e5 > 65504
-    s = pv.Study(DoubleNet(), big, layers=["scale"], storage_dtype="float16", regions_per_image=None)
+    s = pv.Study(
+        DoubleNet(), big, layers=["scale"], storage_dtype="float16", regions_per_image=None
+    )
     with pytest.raises(CaptureError, match=r"beyond float16's range.*storage_dtype='float32'"):
         s.capture(progress=False)
     assert not s.store.find(RegionRecord)
@@ -175,7 +191,10 @@ def test_float16_overflow_is_caught_at_capture_and_names_float32():
 def test_attack_on_an_epoch_never_captured_is_refused(digits):
     s = _study(digits)
     s.capture(epoch=0, progress=False)
-    with pytest.raises(InputError, match=r"epoch=5 has no clean capture \(captured epochs: \[0\]\).*study\.capture\(epoch=5\)"):
+    with pytest.raises(
+        InputError,
+        match=r"epoch=5 has no clean capture \(captured epochs: \[0\]\).*study\.capture\(epoch=5\)",
+    ):
         s.attack(epoch=5, steps=1, progress=False)
     assert s.store.epochs() == [0] and s.store.conditions() == ["clean"]
     summary = s.attack(method="PGD", norm="Linf", eps=0.05, steps=1, progress=False)  # any case
@@ -198,7 +217,9 @@ class EndlessDigits(IterableDataset):
 
 def test_an_endless_stream_with_max_images_is_read_only_that_far(digits):
     net = _net()
-    s = pv.Study(net, EndlessDigits(digits), layers=net.default_layers, max_images=N, regions_per_image=4)
+    s = pv.Study(
+        net, EndlessDigits(digits), layers=net.default_layers, max_images=N, regions_per_image=4
+    )
     assert s.data.n == N and s.capture(progress=False).images == N
     direct = _study(digits, net=net)
     direct.capture(progress=False)
@@ -209,7 +230,9 @@ def test_an_endless_stream_with_max_images_is_read_only_that_far(digits):
 def test_text_labels_name_the_mapping(images):
     x, y = images
     names = np.array([f"digit {int(v)}" for v in y])
-    with pytest.raises(InputError, match=r"got text \('digit \d'.*names\.index\(v\).*class_names=names"):
+    with pytest.raises(
+        InputError, match=r"got text \('digit \d'.*names\.index\(v\).*class_names=names"
+    ):
         pv.Study(_net(), (x, names), layers=["features.5"])
 
 
@@ -217,7 +240,9 @@ def test_label_minus_one_is_called_negative(images):
     x, y = images
     y = y.clone()
     y[7] = -1
-    with pytest.raises(InputError, match="Label -1 of image 7 is negative.*leave such images out") as e:
+    with pytest.raises(
+        InputError, match="Label -1 of image 7 is negative.*leave such images out"
+    ) as e:
         pv.Study(_net(), (x, y), layers=["features.5"])
     assert "num_classes=" not in str(e.value)  # it does not suggest the model's own class count
 
@@ -237,7 +262,10 @@ class Stages(nn.Module):
 
 
 def test_a_container_that_never_runs_names_its_children(images):
-    with pytest.raises(InputError, match=r"'stages' was not called.*container \(ModuleList\).*'stages.0', 'stages.1'"):
+    with pytest.raises(
+        InputError,
+        match=r"'stages' was not called.*container \(ModuleList\).*'stages.0', 'stages.1'",
+    ):
         pv.Study(Stages(), images, layers=["stages"])
 
 
@@ -258,7 +286,10 @@ def test_channels_last_images_are_read_or_named(images):
 def test_uncapped_regions_warn_with_an_estimate(digits):
     net = _net()
     data = torch.utils.data.Subset(digits, range(450))
-    with pytest.warns(UserWarning, match=r"'features.5' keeps 460,800 regions \(450 images × 1,024 cells\).*MiB.*max_regions=200_000"):
+    with pytest.warns(
+        UserWarning,
+        match=r"'features.5' keeps 460,800 regions \(450 images × 1,024 cells\).*MiB.*max_regions=200_000",
+    ):
         pv.Study(net, data, layers=net.default_layers, regions_per_image=None, max_regions=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the defaults stay quiet
@@ -296,11 +327,15 @@ def test_widget_refuses_state_it_cannot_draw(embedded, tmp_path):
             w.compare_with = "999"
         w.compare = ""
         for h in (-5, 0, 10**6):
-            with pytest.raises(InputError, match="height must be a whole number of pixels from 200 to 4000"):
+            with pytest.raises(
+                InputError, match="height must be a whole number of pixels from 200 to 4000"
+            ):
                 w.height = h
         assert w.height == 660
         n = embedded.store.get(w.key, RegionRecord).image.shape[0]
-        with pytest.raises(InputError, match=rf"id 1000000000 is not a point of this view, which has {n} regions"):
+        with pytest.raises(
+            InputError, match=rf"id 1000000000 is not a point of this view, which has {n} regions"
+        ):
             w.select([10**9])
         assert w.select([0, n - 1]).selected_ids.tolist() == [0, n - 1]
     finally:
@@ -311,7 +346,10 @@ def test_export_checks_the_format_before_drawing(captured, tmp_path):
     # this study has no embedding, so drawing would fail: the format error comes first
     w = pv.PatternViz(captured)
     try:
-        with pytest.raises(InputError, match=r"figure format of .*x\.xyz.*\(\.xyz\)\. Use one of \.png, \.svg, \.pdf"):
+        with pytest.raises(
+            InputError,
+            match=r"figure format of .*x\.xyz.*\(\.xyz\)\. Use one of \.png, \.svg, \.pdf",
+        ):
             w.export(tmp_path / "x.xyz")
         assert not (tmp_path / "x.xyz").exists()
     finally:

@@ -14,13 +14,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_section(tmp_path: Path, section: str, *extra: str, timeout: float = 300) -> tuple[dict, str]:
+def run_section(
+    tmp_path: Path, section: str, *extra: str, timeout: float = 300
+) -> tuple[dict, str]:
     """Run one section with --smoke into ``tmp_path``; return (its result, RESULTS.md text)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--sections", section, "--out", str(tmp_path), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--sections",
+            section,
+            "--out",
+            str(tmp_path),
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     doc = json.loads((tmp_path / f"{section}.json").read_text())
     assert doc["status"] == "ok" and doc["smoke"] is True
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["torch"]
@@ -35,7 +52,9 @@ def test_capture_section_compares_capture_with_a_plain_forward(tmp_path: Path) -
     for x in r["runs"]:
         assert len(x["layers"]) == 4 and all(v > 0 for v in x["regions_kept"].values())
         assert len(x["forward_s"]) == len(x["capture_s"]) == x["repeats"]
-        assert x["ratio_median"] == pytest.approx(x["capture_median_s"] / x["forward_median_s"], rel=0.01)
+        assert x["ratio_median"] == pytest.approx(
+            x["capture_median_s"] / x["forward_median_s"], rel=0.01
+        )
         assert f"**{x['ratio_median']:.3f}**" in md
 
 
@@ -43,7 +62,10 @@ def test_embed_section_runs_every_method_and_scores_class_discrimination(tmp_pat
     for module in ("umap", "openTSNE"):
         pytest.importorskip(module, reason=f"{module} is a bench extra: pip install -e '.[bench]'")
     r, md = run_section(tmp_path, "embed")
-    assert {x["data"] for x in r["rows"]} == {"synthetic", "real"}  # the real-feature cross-check ran
+    assert {x["data"] for x in r["rows"]} == {
+        "synthetic",
+        "real",
+    }  # the real-feature cross-check ran
     assert r["real"]["dim"] == 64 and 0 < r["real"]["on_object_share"] < 1
     rows = {x["method"]: x for x in r["rows"] if x["data"] == "synthetic"}
     ref = rows.pop("feature space")
@@ -62,7 +84,10 @@ def test_embed_section_runs_every_method_and_scores_class_discrimination(tmp_pat
 def test_embed_section_skips_a_size_it_predicts_to_exceed_the_limit(tmp_path: Path) -> None:
     from benchmarks.bench_embed import estimate
 
-    runs = [{"status": "ok", "n": 1_000, "fit_s": 2.0}, {"status": "ok", "n": 10_000, "fit_s": 40.0}]
+    runs = [
+        {"status": "ok", "n": 1_000, "fit_s": 2.0},
+        {"status": "ok", "n": 10_000, "fit_s": 40.0},
+    ]
     # t ~ n^b with b = log(20)/log(10) from the two runs: 40 s * 10^1.30 = 800 s at 10^5
     assert estimate("tsne_sklearn", runs, 100_000) == pytest.approx(800.0, rel=1e-6)
     assert estimate("pca", runs[:1], 4_000) == pytest.approx(8.0)  # one run: default exponent 1
@@ -71,14 +96,22 @@ def test_embed_section_skips_a_size_it_predicts_to_exceed_the_limit(tmp_path: Pa
 def test_memory_section_reports_peak_rss_per_stage(tmp_path: Path) -> None:
     r, md = run_section(tmp_path, "memory")
     stages = r["stages"]
-    assert list(stages) == ["start", "data (uint8 images) + model", "Study(...)", "capture()", "embed()"]
+    assert list(stages) == [
+        "start",
+        "data (uint8 images) + model",
+        "Study(...)",
+        "capture()",
+        "embed()",
+    ]
     peaks = [s["peak_rss_mb"] for s in stages.values()]
     assert peaks == sorted(peaks)  # peak RSS so far never decreases
     assert r["store_after_embed_mb"] > r["store_after_capture_mb"] > 0
     assert "peak RSS so far" in md
 
 
-def test_region_section_times_ours_early_stopping_and_the_reference_and_compares_their_results(tmp_path: Path) -> None:
+def test_region_section_times_ours_early_stopping_and_the_reference_and_compares_their_results(
+    tmp_path: Path,
+) -> None:
     r, md = run_section(tmp_path, "region")
     rows = {x["variant"]: x for x in r["rows"]}
     assert set(rows) == {"ours", "ours_tol", "reference"}
@@ -95,7 +128,9 @@ def test_region_section_times_ours_early_stopping_and_the_reference_and_compares
 
 @pytest.mark.e2e
 def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> None:
-    pytest.importorskip("jscatter", reason="jupyter-scatter is a bench extra: pip install -e '.[bench]'")
+    pytest.importorskip(
+        "jscatter", reason="jupyter-scatter is a bench extra: pip install -e '.[bench]'"
+    )
     r, md = run_section(tmp_path, "display")
     # two sizes: in one page the second size's notebook once never ran its first cell
     assert sorted({x["n"] for x in r["rows"]}) == [2_000, 3_000]
@@ -107,7 +142,11 @@ def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> Non
             assert 0 < x["first_draw_call_s"] <= x["first_frame_s"]
             assert x["plot_css_px"][0] > 100 and x["plot_css_px"][1] > 100
             if w != "floor":
-                assert x["pan"]["frames"] >= 2, (n, w, x["pan"])  # the drag redrew every point at least twice
+                assert x["pan"]["frames"] >= 2, (
+                    n,
+                    w,
+                    x["pan"],
+                )  # the drag redrew every point at least twice
         # the same plot area for every widget (ours measured first, then given to the others)
         assert abs(rows["jscatter"]["plot_css_px"][0] - rows["ours"]["plot_css_px"][0]) <= 8
         assert rows["ours"]["first_frame_vs_jscatter"] > 0
@@ -131,19 +170,25 @@ def test_training_section_trains_every_recipe_and_times_threads(tmp_path: Path) 
     r, md = run_section(tmp_path, "training")
     assert [x["recipe"] for x in r["rows"]] == list(pv.models.RECIPES)
     for x in r["rows"]:
-        assert 0.0 <= x["test_accuracy"] <= 1.0 and x["threads"] >= 1 and x["steps"] == 2  # 128 images, batches of 64
+        assert (
+            0.0 <= x["test_accuracy"] <= 1.0 and x["threads"] >= 1 and x["steps"] == 2
+        )  # 128 images, batches of 64
         assert x["seconds"] > 0 and x["cpu_seconds"] > 0
         t = x["thread_timing"]
         assert t["median_ms_1"] > 0 and t["median_ms_2"] > 0 and t["macs_per_image"] > 1e6
         assert f"| {x['recipe']} | **{x['test_accuracy']:.3f}**" in md
 
 
-def test_quickstart_section_times_ours_against_the_reference_path_on_the_same_weights(tmp_path: Path) -> None:
+def test_quickstart_section_times_ours_against_the_reference_path_on_the_same_weights(
+    tmp_path: Path,
+) -> None:
     res, md = run_section(tmp_path, "quickstart", timeout=600)
     assert res["train"]["status"] == "ok"
     for variant in ("ours", "reference"):
         q = res["quiet"][variant]
-        assert q["embed_s"] > 0 and q["embed_cpu_s"] > 0 and set(q["layers"]) == set(res["agreement"])
+        assert (
+            q["embed_s"] > 0 and q["embed_cpu_s"] > 0 and set(q["layers"]) == set(res["agreement"])
+        )
     for layer, a in res["agreement"].items():  # the same objective, the same seed: the same picture
         assert a["median_cos_h"] > 0.99, (layer, a)
         assert a["kp_ours"] == pytest.approx(a["kp_reference"], abs=0.05), (layer, a)

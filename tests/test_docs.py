@@ -41,10 +41,14 @@ def test_no_tracked_file_mentions_a_document_that_is_not_in_the_repository():
         names = set(DOC_NAME.findall(text)) | {n for n in OUTSIDE if n in text}
         for name in sorted(n for n in names if n not in present):
             missing.setdefault(name, []).append(rel)
-    assert not missing, "mentions of documents that are not in the repository (point to the docs " \
-        "site or to the paper — Li, Wang, Zhang, NeurIPS 2021, section/equation — instead):\n" + \
-        "\n".join(f"  {name}: {', '.join(where[:12])}{' …' if len(where) > 12 else ''}"
-                  for name, where in sorted(missing.items()))
+    assert not missing, (
+        "mentions of documents that are not in the repository (point to the docs "
+        "site or to the paper — Li, Wang, Zhang, NeurIPS 2021, section/equation — instead):\n"
+        + "\n".join(
+            f"  {name}: {', '.join(where[:12])}{' …' if len(where) > 12 else ''}"
+            for name, where in sorted(missing.items())
+        )
+    )
 
 
 def _anchors_for(name: str) -> set[str]:
@@ -72,33 +76,66 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         import mkdocs  # noqa: F401
     except ImportError:
-        pytest.fail("mkdocs is not installed: `pip install -e '.[docs]'` (scripts/test installs it).")
+        pytest.fail(
+            "mkdocs is not installed: `pip install -e '.[docs]'` (scripts/test installs it)."
+        )
     if not (ROOT / "REPRODUCTION.md").is_file():
-        pytest.fail("REPRODUCTION.md is missing at the repository root (the Reproduction page "
-                    "includes it): run `python -m patternviz_widget reproduce` and put the "
-                    "REPRODUCTION.md it writes there.")
+        pytest.fail(
+            "REPRODUCTION.md is missing at the repository root (the Reproduction page "
+            "includes it): run `python -m patternviz_widget reproduce` and put the "
+            "REPRODUCTION.md it writes there."
+        )
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
-    assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    assert run.returncode == 0, (
+        f"mkdocs build --strict failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    )
     return out
 
 
 def test_strict_build_renders_every_page_with_its_formulas(site: Path):
-    for page in ("index", "getting-started", "method", "reproduction", "guides/index",
-                 "guides/emergence", "benchmarks/index", "notebooks/01_quickstart", "api/index"):
+    for page in (
+        "index",
+        "getting-started",
+        "method",
+        "reproduction",
+        "guides/index",
+        "guides/emergence",
+        "benchmarks/index",
+        "notebooks/01_quickstart",
+        "api/index",
+    ):
         assert (site / f"{page}.html").is_file(), f"{page}.html was not built"
     method = (site / "method.html").read_text()
     assert "Where we differ from the paper" in method
     assert method.count("<math") > 20, "the formulas were not turned into MathML"
     assert "arithmatex" not in method, "a formula was left as raw TeX"
     assert (site / "assets" / "widget.png").is_file(), "the widget screenshot is missing"
-    assert (site / "benchmarks" / "embed.json").is_file(), "the benchmarks' raw JSON is not published"
+    assert (site / "benchmarks" / "embed.json").is_file(), (
+        "the benchmarks' raw JSON is not published"
+    )
     remote = re.compile(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="(?:https?:)?//', re.I)
-    online = [p.relative_to(site).as_posix() for p in site.rglob("*.html") if remote.search(p.read_text())]
+    online = [
+        p.relative_to(site).as_posix() for p in site.rglob("*.html") if remote.search(p.read_text())
+    ]
     assert not online, f"pages that load scripts, styles or images from the network: {online[:5]}"
 
 
@@ -106,4 +143,6 @@ def test_api_pages_cover_every_public_name(site: Path):
     html = "".join(p.read_text() for p in (site / "api").glob("*.html"))
     ids = set(re.findall(r'id="(patternviz_widget[\w.]*)"', html))
     missing = [name for name in pv.__all__ if not (_anchors_for(name) & ids)]
-    assert not missing, f"pv.__all__ names without an API entry (add a `::: ...` to docs/api/): {missing}"
+    assert not missing, (
+        f"pv.__all__ names without an API entry (add a `::: ...` to docs/api/): {missing}"
+    )

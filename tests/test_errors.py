@@ -14,11 +14,18 @@ from patternviz_widget.errors import CaptureError, InputError, LayerNotFoundErro
 
 
 def _study(model=None, data=None, layers=("conv1",), **kw):
-    return pv.Study(model if model is not None else TinyConvNet(), data if data is not None else toy_data(), list(layers), **kw)
+    return pv.Study(
+        model if model is not None else TinyConvNet(),
+        data if data is not None else toy_data(),
+        list(layers),
+        **kw,
+    )
 
 
 def test_unknown_layer_lists_close_names():
-    with pytest.raises(LayerNotFoundError, match=r"Layer 'conv_2' not found in TinyConvNet\. Closest: 'conv2'") as e:
+    with pytest.raises(
+        LayerNotFoundError, match=r"Layer 'conv_2' not found in TinyConvNet\. Closest: 'conv2'"
+    ) as e:
         _study(layers=["conv_2"])
     assert isinstance(e.value, ValueError) and isinstance(e.value, KeyError)
 
@@ -29,7 +36,9 @@ def test_unknown_sample_layer_lists_close_names():
 
 
 def test_model_must_be_a_module():
-    with pytest.raises(InputError, match=r"model must be a torch\.nn\.Module classifier, got function"):
+    with pytest.raises(
+        InputError, match=r"model must be a torch\.nn\.Module classifier, got function"
+    ):
         _study(model=lambda x: x)
     with pytest.raises(InputError, match=r"pv\.Study\.load\(path\)"):
         pv.Study(None, toy_data(), ["conv1"])
@@ -60,9 +69,13 @@ class _DictBlock(nn.Module):
 
 
 def test_layer_output_of_an_unsupported_shape_or_type():
-    with pytest.raises(InputError, match=r"Layer 'fc' outputs a tensor of shape \(1, 3\); regions need an N×C×H×W"):
+    with pytest.raises(
+        InputError, match=r"Layer 'fc' outputs a tensor of shape \(1, 3\); regions need an N×C×H×W"
+    ):
         _study(model=_FlatNet(), layers=["fc"])
-    with pytest.raises(InputError, match=r"Layer 'block' returned a dict, not a tensor\. Pick a layer"):
+    with pytest.raises(
+        InputError, match=r"Layer 'block' returned a dict, not a tensor\. Pick a layer"
+    ):
         _study(model=_DictLayerNet(), layers=["block"])
 
 
@@ -71,13 +84,19 @@ def test_non_finite_activations_say_which_layer_and_batch():
     net = BrokenNet()
     study = pv.Study(net, (x, y), ["conv2"], batch_size=4)
     net.nan_at = net.calls  # from the first capture batch on
-    with pytest.raises(CaptureError, match=r"Layer 'conv2' produced NaN or Inf in batch 0 \(images 0\.\.3\).*input normalisation"):
+    with pytest.raises(
+        CaptureError,
+        match=r"Layer 'conv2' produced NaN or Inf in batch 0 \(images 0\.\.3\).*input normalisation",
+    ):
         study.capture(progress=False)
 
 
 def test_labels_out_of_range():
     x, _ = toy_data(n=6)
-    with pytest.raises(InputError, match=r"Label 5 of image 2 is out of range: the model has 3 classes, so labels must be 0\.\.2"):
+    with pytest.raises(
+        InputError,
+        match=r"Label 5 of image 2 is out of range: the model has 3 classes, so labels must be 0\.\.2",
+    ):
         _study(data=(x, torch.tensor([0, 1, 5, 0, 1, 2])))
     with pytest.raises(InputError, match="Label -1 of image 0"):
         _study(data=(x, torch.tensor([-1, 1, 2, 0, 1, 2])))
@@ -91,7 +110,9 @@ def test_single_class():
 
 def test_one_hot_labels():
     x, y = toy_data(n=6)
-    with pytest.raises(InputError, match=r"class indices of shape \(N,\), got shape \(6, 3\) \(one-hot\?\)"):
+    with pytest.raises(
+        InputError, match=r"class indices of shape \(N,\), got shape \(6, 3\) \(one-hot\?\)"
+    ):
         _study(data=(x, torch.nn.functional.one_hot(y, 3)))
     with pytest.raises(InputError, match="Item 0 has a label of 3 values"):
         _study(data=TensorDataset(x, torch.nn.functional.one_hot(y, 3)))
@@ -105,7 +126,10 @@ def test_fractional_labels():
 
 @pytest.mark.parametrize(
     "data",
-    [(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)), TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0))],
+    [
+        (torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)),
+        TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0)),
+    ],
     ids=["tensors", "dataset"],
 )
 def test_empty_data(data):
@@ -115,7 +139,10 @@ def test_empty_data(data):
 
 def test_wrong_channel_count_names_expected_channels():
     x, y = toy_data(n=4, channels=1)
-    with pytest.raises(InputError, match=r"expects 3 input channels \(its first conv 'conv1' has in_channels=3\) but the images have 1.*repeat the grey channel"):
+    with pytest.raises(
+        InputError,
+        match=r"expects 3 input channels \(its first conv 'conv1' has in_channels=3\) but the images have 1.*repeat the grey channel",
+    ):
         _study(model=TinyConvNet(in_channels=3), data=(x, y))
 
 
@@ -130,14 +157,20 @@ class _LinearFirst(nn.Module):
 
 
 def test_a_model_that_fails_on_the_input_is_wrapped():
-    with pytest.raises(InputError, match=r"The model failed on one image of shape \(1, 8, 8\).*mat1 and mat2"):
+    with pytest.raises(
+        InputError, match=r"The model failed on one image of shape \(1, 8, 8\).*mat1 and mat2"
+    ):
         _study(model=_LinearFirst(), layers=["fc1"])
 
 
 def test_model_output_must_be_n_by_k():
-    with pytest.raises(InputError, match=r"class scores of shape N×K.*returned shape \(1, 3, 8, 8\)"):
+    with pytest.raises(
+        InputError, match=r"class scores of shape N×K.*returned shape \(1, 3, 8, 8\)"
+    ):
         _study(model=MapNet(), layers=["conv"])
-    with pytest.raises(InputError, match=r"returned a dict.*Wrap it so forward\(\) returns the logits"):
+    with pytest.raises(
+        InputError, match=r"returned a dict.*Wrap it so forward\(\) returns the logits"
+    ):
         _study(model=DictNet(), layers=["conv"])
 
 

@@ -101,7 +101,9 @@ def test_a_near_uniform_posterior_is_marked_degenerate_not_held(quick):
     assert {c["verdict"] for c in data["claims"]} <= {"degenerate", "not measured"}
 
 
-def test_a_rerun_skips_finished_stages_and_a_changed_setting_reruns_only_its_dependants(quick, tmp_path):
+def test_a_rerun_skips_finished_stages_and_a_changed_setting_reruns_only_its_dependants(
+    quick, tmp_path
+):
     out, _, first = quick
     proc, seconds = _cli(out)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -114,7 +116,9 @@ def test_a_rerun_skips_finished_stages_and_a_changed_setting_reruns_only_its_dep
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     lines: list[str] = []
-    rep = reproduce(copy, config=replace(ReproConfig.quick(), attack_steps=2), progress=False, log=lines.append)
+    rep = reproduce(
+        copy, config=replace(ReproConfig.quick(), attack_steps=2), progress=False, log=lines.append
+    )
     text = "\n".join(lines)
     for stage in ("train", "emergence", "distill"):
         assert f"{stage}: skipped" in text

@@ -26,16 +26,27 @@ from patternviz_widget.engine.method.importance import (
 from patternviz_widget.engine.method.packing import PackedRegions, PartnerGroups
 
 
-def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, v: torch.Tensor,
-                    w: torch.Tensor, kappa_m: float, dtype: torch.dtype = torch.float32,
-                    table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def importance_grad(
+    packed: PackedRegions,
+    pg: PartnerGroups,
+    log_t: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    kappa_m: float,
+    dtype: torch.dtype = torch.float32,
+    table: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (loss_i per image [N], ∂/∂v [N, K], ∂/∂w [N, Rm], r' table [N, Rm, P]) at (v, w).
 
     ``table``: score with these matches instead of searching (the steps between two searches of
     :func:`fit_importance`); it is returned as is."""
     n, rm, k = packed.shape
     gv, gw = torch.zeros_like(v), torch.zeros_like(w)
-    out_table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device) if table is None else table
+    out_table = (
+        torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
+        if table is None
+        else table
+    )
     losses = torch.zeros(n, dtype=torch.float64, device=v.device)
     for members, gpart in zip(pg.groups, pg.blocks):
         grp = _Group(packed, members, gpart, dtype)
@@ -97,7 +108,9 @@ def fit_importance(
             table returned is searched under the v returned.
         callback: called with the step index after every step.
     """
-    every = check_positive_int(rematch_every, "rematch_every (0: search r' once; k: every k steps)", minimum=0)
+    every = check_positive_int(
+        rematch_every, "rematch_every (0: search r' once; k: every k steps)", minimum=0
+    )
     n, rm, k = packed.shape
     dev = packed.unit.device
     v = torch.full((n, k), 1.0 / k, device=dev)
@@ -114,7 +127,9 @@ def fit_importance(
     best_fresh = torch.zeros(n, dtype=torch.bool, device=dev)  # best_table searched at best_v
     for step in range(int(steps)):
         fresh = table is None or (every > 0 and step % every == 0)
-        loss, gv, gw, table = importance_grad(packed, pg, log_t, v, w, kappa_m, dtype, None if fresh else table)
+        loss, gv, gw, table = importance_grad(
+            packed, pg, log_t, v, w, kappa_m, dtype, None if fresh else table
+        )
         better = loss < best_loss  # per image: the iterate just evaluated (before this update)
         best_loss = torch.where(better, loss, best_loss)
         best_w[better], best_v[better] = w[better], v[better]

@@ -35,7 +35,9 @@ class ImageDataset(Dataset):
         name: str = "",
     ) -> None:
         if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise InputError(f"images must be N×C×H×W and labels N; got {tuple(images.shape)} and {tuple(labels.shape)}.")
+            raise InputError(
+                f"images must be N×C×H×W and labels N; got {tuple(images.shape)} and {tuple(labels.shape)}."
+            )
         if masks is not None and tuple(masks.shape) != (images.shape[0], *images.shape[2:]):
             raise InputError(f"masks must be N×H×W matching the images; got {tuple(masks.shape)}.")
         self.images = images
@@ -56,7 +58,9 @@ class ImageDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None) -> ImageDataset:
+    def subset(
+        self, indices: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None
+    ) -> ImageDataset:
         """Return a new ImageDataset with the items at ``indices`` (in that order)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageDataset(
@@ -67,7 +71,9 @@ class ImageDataset(Dataset):
             name or self.name,
         )
 
-    def split(self, test_fraction: float = 0.25, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    def split(
+        self, test_fraction: float = 0.25, seed: int = 0
+    ) -> tuple[ImageDataset, ImageDataset]:
         """Return (train, test): a seeded split stratified by class."""
         if not 0.0 < test_fraction < 1.0:
             raise InputError(f"test_fraction must be between 0 and 1, got {test_fraction}.")

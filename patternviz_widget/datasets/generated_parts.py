@@ -91,9 +91,17 @@ def parts(n: int = 2000, size: int = 32, num_classes: int = 6, seed: int = 0) ->
     n = check_positive_int(n, "n")
     size = check_positive_int(size, "size", minimum=32)
     if size > 64:
-        raise InputError(f"size must be from 32 to 64 (the parts are drawn for that range), got {size}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 2 <= num_classes <= len(PART_NAMES):
-        raise InputError(f"num_classes must be an integer from 2 to {len(PART_NAMES)}, got {num_classes!r}.")
+        raise InputError(
+            f"size must be from 32 to 64 (the parts are drawn for that range), got {size}."
+        )
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or not 2 <= num_classes <= len(PART_NAMES)
+    ):
+        raise InputError(
+            f"num_classes must be an integer from 2 to {len(PART_NAMES)}, got {num_classes!r}."
+        )
     images = np.empty((n, 3, size, size), np.float32)
     masks = np.empty((n, size, size), np.uint8)
     labels = np.empty(n, np.int64)
@@ -120,13 +128,21 @@ def _alpha(kind: str, xx, yy, cx, cy, ang, length, size: int) -> np.ndarray:
     return np.clip(0.5 - d * size, 0.0, 1.0).astype(np.float32)
 
 
-def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> tuple[np.ndarray, ...]:
+def _chunk(
+    rng: np.random.Generator, b_full: int, size: int, k: int, b: int
+) -> tuple[np.ndarray, ...]:
     """Make one chunk; parameters are drawn for ``b_full`` images so prefixes do not depend on n."""
     labels = np.argsort(rng.random((b_full // k + 1, k)), axis=1).ravel()[:b].astype(np.int64)
     params = rng.random((b_full, 24)).astype(np.float32)[:b]
     noise_seeds = rng.integers(2**31, size=2)
-    extra = rng.random((4, b_full, 8, 6)).astype(np.float32)[:, :b]  # distractors: 8 candidate spots each
-    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5, np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
+    extra = rng.random((4, b_full, 8, 6)).astype(np.float32)[
+        :, :b
+    ]  # distractors: 8 candidate spots each
+    yy, xx = np.meshgrid(
+        np.arange(size, dtype=np.float32) + 0.5,
+        np.arange(size, dtype=np.float32) + 0.5,
+        indexing="ij",
+    )
     yy, xx = yy[None] / size, xx[None] / size
     P = [params[:, i, None, None] for i in range(params.shape[1])]
 
@@ -135,10 +151,17 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     c2 = _hsv(P[3], 0.2 + 0.5 * P[4], 0.25 + 0.45 * P[5])
     ang = P[6] * np.pi
     freq = 2.0 + 6.0 * P[7]
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (xx * np.cos(ang) + yy * np.sin(ang)) + 2 * np.pi * P[8])
+    stripes = 0.5 + 0.5 * np.sin(
+        2 * np.pi * freq * (xx * np.cos(ang) + yy * np.sin(ang)) + 2 * np.pi * P[8]
+    )
     img = c2 + (c1 - c2) * stripes[:, None]
     coarse = np.random.default_rng(noise_seeds[0]).standard_normal((b, 3, 6, 6), dtype=np.float32)
-    img += 0.08 * F.interpolate(torch.from_numpy(coarse), size=(size, size), mode="bicubic", align_corners=False).numpy()
+    img += (
+        0.08
+        * F.interpolate(
+            torch.from_numpy(coarse), size=(size, size), mode="bicubic", align_corners=False
+        ).numpy()
+    )
 
     # the object's pose: scale, rotation, mirror, centre
     length = (_SCALE[0] + (_SCALE[1] - _SCALE[0]) * params[:, 9]).astype(np.float32)  # (b,)
@@ -156,7 +179,9 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     pang = theta[:, None] + layout[:, :, 2]
 
     def col(h, s, v):
-        return _hsv(h[:, None, None], (0.55 + 0.45 * s)[:, None, None], (0.75 + 0.25 * v)[:, None, None])
+        return _hsv(
+            h[:, None, None], (0.55 + 0.45 * s)[:, None, None], (0.75 + 0.25 * v)[:, None, None]
+        )
 
     # distractors: 1 wherever it fits, up to 2 more; bars or dots in their own colours, clear of the object
     L = length[:, None, None]
@@ -170,7 +195,16 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
         dx, dy = qx[pick, first], qy[pick, first]
         active = clear[pick, first] & ((q[pick, 0, 3] < 0.5) | (j < _DISTRACTORS[0]))
         kind_bar = (q[pick, 0, 3] * 2) % 1.0 < 0.5
-        a_bar = _alpha("bar", xx, yy, dx[:, None, None], dy[:, None, None], (q[pick, first, 2] * np.pi)[:, None, None], L, size)
+        a_bar = _alpha(
+            "bar",
+            xx,
+            yy,
+            dx[:, None, None],
+            dy[:, None, None],
+            (q[pick, first, 2] * np.pi)[:, None, None],
+            L,
+            size,
+        )
         a_dot = _alpha("dot", xx, yy, dx[:, None, None], dy[:, None, None], 0.0, L, size)
         alpha = np.where(kind_bar[:, None, None], a_bar, a_dot) * active[:, None, None]
         colour = col(q[pick, 0, 4], q[pick, 0, 5], q[pick, 1, 5])
@@ -179,7 +213,16 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     # the object: three parts in one colour
     cover = np.zeros((b, size, size), np.float32)
     for i, kind in enumerate(("bar", "bar", "dot")):
-        a = _alpha(kind, xx, yy, px[:, i, None, None], py[:, i, None, None], pang[:, i, None, None], L, size)
+        a = _alpha(
+            kind,
+            xx,
+            yy,
+            px[:, i, None, None],
+            py[:, i, None, None],
+            pang[:, i, None, None],
+            L,
+            size,
+        )
         cover = np.maximum(cover, a)
     colour = col(params[:, 14], params[:, 15], params[:, 16])
     img += cover[:, None] * (colour - img)

@@ -43,8 +43,14 @@ def shapes(n: int = 2000, size: int = 64, num_classes: int = 6, seed: int = 0) -
     """
     n = check_positive_int(n, "n")
     size = check_positive_int(size, "size", minimum=16)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 5 <= num_classes <= len(SHAPE_NAMES):
-        raise InputError(f"num_classes must be an integer from 5 to {len(SHAPE_NAMES)}, got {num_classes!r}.")
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or not 5 <= num_classes <= len(SHAPE_NAMES)
+    ):
+        raise InputError(
+            f"num_classes must be an integer from 5 to {len(SHAPE_NAMES)}, got {num_classes!r}."
+        )
     images = np.empty((n, 3, size, size), np.float32)
     masks = np.empty((n, size, size), np.uint8)
     labels = np.empty(n, np.int64)
@@ -61,7 +67,9 @@ def shapes(n: int = 2000, size: int = 64, num_classes: int = 6, seed: int = 0) -
     )
 
 
-def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> tuple[np.ndarray, ...]:
+def _chunk(
+    rng: np.random.Generator, b_full: int, size: int, k: int, b: int
+) -> tuple[np.ndarray, ...]:
     """Make one chunk; parameters are drawn for ``b_full`` images so prefixes do not depend on n."""
     # labels: a random permutation of the k classes for every run of k images, so any prefix is
     # balanced to within one image per class (per chunk)
@@ -69,7 +77,11 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     params = rng.random((b_full, 32)).astype(np.float32)[:b]  # uniform draws for every parameter
     noise_seeds = rng.integers(2**31, size=2)
     extra = rng.random((4, b_full, 9)).astype(np.float32)[:, :b]  # distractor parameters
-    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5, np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
+    yy, xx = np.meshgrid(
+        np.arange(size, dtype=np.float32) + 0.5,
+        np.arange(size, dtype=np.float32) + 0.5,
+        indexing="ij",
+    )
     yy, xx = yy[None] / size, xx[None] / size  # coordinates in [0, 1]
     P = [params[:, i, None, None] for i in range(params.shape[1])]
 
@@ -78,7 +90,9 @@ def _chunk(rng: np.random.Generator, b_full: int, size: int, k: int, b: int) -> 
     c2 = _hsv(P[3], 0.2 + 0.5 * P[4], 0.25 + 0.45 * P[5])
     ang = P[6] * np.pi
     freq = 2.0 + 6.0 * P[7]
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (xx * np.cos(ang) + yy * np.sin(ang)) + 2 * np.pi * P[8])
+    stripes = 0.5 + 0.5 * np.sin(
+        2 * np.pi * freq * (xx * np.cos(ang) + yy * np.sin(ang)) + 2 * np.pi * P[8]
+    )
     img = c2 + (c1 - c2) * stripes[:, None]
     coarse = np.random.default_rng(noise_seeds[0]).standard_normal((b, 3, 6, 6), dtype=np.float32)
     coarse = torch.from_numpy(coarse)

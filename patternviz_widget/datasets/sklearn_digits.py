@@ -9,7 +9,9 @@ from .._validate import check_choice, check_positive_int
 from .base import ImageDataset
 
 
-def digits(split: str = "train", size: int = 32, seed: int = 0, test_fraction: float = 0.25) -> ImageDataset:
+def digits(
+    split: str = "train", size: int = 32, seed: int = 0, test_fraction: float = 0.25
+) -> ImageDataset:
     """Return the digits as an :class:`ImageDataset` of 1-channel ``size×size`` float32 images in [0, 1].
 
     The 8×8 originals (grey levels 0..16) are divided by 16 and resized bilinearly. Masks are None.
@@ -33,7 +35,9 @@ def digits(split: str = "train", size: int = 32, seed: int = 0, test_fraction: f
     raw = load_digits()
     x = torch.from_numpy(raw.images).float().div_(16.0).unsqueeze(1)
     if size != 8:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(
+            0.0, 1.0
+        )
     y = torch.from_numpy(raw.target).long()
     ds = ImageDataset(x.contiguous(), y, [str(i) for i in range(10)], name="digits")
     if split == "all":

@@ -14,9 +14,13 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise InputError(f"Unknown device {device!r}. Use 'cpu', 'cuda', 'cuda:0' or None (auto).") from e
+        raise InputError(
+            f"Unknown device {device!r}. Use 'cpu', 'cuda', 'cuda:0' or None (auto)."
+        ) from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device={device!r} asked for CUDA, but torch sees no GPU. Use device=None or 'cpu'.")
+        raise InputError(
+            f"device={device!r} asked for CUDA, but torch sees no GPU. Use device=None or 'cpu'."
+        )
     return dev
 
 

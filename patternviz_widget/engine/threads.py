@@ -45,14 +45,18 @@ def idle_cores(sample_s: float = 0.05) -> float | None:
     b = _cpu_times()
     if b is None or b[1] <= a[1]:
         return None
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ncpu = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     return ncpu * (b[0] - a[0]) / (b[1] - a[1])
 
 
 def resolve_threads(threads: int | str | None, device: torch.device | str | None = "cpu") -> int:
     """Return the thread count for the large products of a fit: ``threads`` when it is a number,
     else ("auto" or None) torch's current count capped by the idle cores (at least 1)."""
-    if isinstance(threads, bool) or not (threads is None or threads == "auto" or isinstance(threads, int)):
+    if isinstance(threads, bool) or not (
+        threads is None or threads == "auto" or isinstance(threads, int)
+    ):
         raise InputError(f"threads must be 'auto' or a positive integer, got {threads!r}.")
     if isinstance(threads, int):
         if threads < 1:

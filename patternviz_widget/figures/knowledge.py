@@ -155,8 +155,16 @@ def knowledge_curve(
                 for e in warned:
                     span = ax.axvspan(e - half, e + half, color="#dddddd", zorder=0, lw=0)
                     span.set_gid(f"kp-uniform-{e}")
-            axes[0].text(0.01, 0.98, "grey: posterior ≈ uniform, classes not separated yet", transform=axes[0].transAxes,
-                         va="top", ha="left", fontsize=6.5, color="#555555")
+            axes[0].text(
+                0.01,
+                0.98,
+                "grey: posterior ≈ uniform, classes not separated yet",
+                transform=axes[0].transAxes,
+                va="top",
+                ha="left",
+                fontsize=6.5,
+                color="#555555",
+            )
         axes[0].set_xlabel("epoch")
         axes[0].set_ylabel("knowledge points per image")
         axes[0].set_ylim(bottom=0)

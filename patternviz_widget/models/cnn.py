@@ -28,7 +28,11 @@ class SmallVGG(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64), hidden: int = 128
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32, 64),
+        hidden: int = 128,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -42,7 +46,11 @@ class SmallVGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c * 4, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, num_classes)
+            nn.Flatten(),
+            nn.Linear(c * 4, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +68,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -79,7 +89,11 @@ class SmallResNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64), blocks: int = 1
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32, 64),
+        blocks: int = 1,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn_relu(in_channels, widths[0]))

@@ -174,7 +174,10 @@ def train_recipe(
     from .training import train
 
     r = name if isinstance(name, Recipe) else recipe(name)
-    bad = sorted(set(overrides) & {"test_data", "seed", "device", "progress", "threads", "on_epoch_end", "on_step_end"})
+    bad = sorted(
+        set(overrides)
+        & {"test_data", "seed", "device", "progress", "threads", "on_epoch_end", "on_step_end"}
+    )
     if bad:
         raise InputError(f"{bad} are arguments of train_recipe itself; pass them by name, once.")
     train_data, test_data = data if data is not None else r.datasets()
@@ -185,4 +188,3 @@ def train_recipe(
     seconds = float(sum(hist["train_seconds"]))
     return TrainedRecipe(r, model, train_data, test_data, hist, hist["test_accuracy"][-1], seconds,
                          int(hist["threads"][-1]))  # fmt: skip
-

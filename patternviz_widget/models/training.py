@@ -54,7 +54,9 @@ def _tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-def _batches(data: Any, batch_size: int, gen: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    data: Any, batch_size: int, gen: torch.Generator | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(data, DataLoader):  # the user's loader decides order and batch size
         for item in data:
             x, y, _ = _split_item(item)
@@ -80,7 +82,11 @@ def macs_per_image(model: nn.Module, image: torch.Tensor) -> int:
         elif isinstance(mod, nn.Linear):
             total += out.numel() * mod.in_features
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     was = model.training
     try:
         model.eval()
@@ -112,7 +118,9 @@ def auto_threads(model: nn.Module, image: torch.Tensor) -> int:
     return max(1, min(torch.get_num_threads(), cores, idle))
 
 
-def evaluate(model: nn.Module, data: Any, batch_size: int = 256, device: str | torch.device | None = None) -> float:
+def evaluate(
+    model: nn.Module, data: Any, batch_size: int = 256, device: str | torch.device | None = None
+) -> float:
     """Return the accuracy (0..1) of ``model`` on ``data`` (any form :class:`~patternviz_widget.Study`
     accepts). The model's train/eval mode is restored afterwards."""
     dev = pick_device(device)
@@ -246,7 +254,9 @@ def train(
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = None
     if schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch))
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch)
+        )
     hist: dict[str, list[float]] = {
         "epoch": [], "loss": [], "train_accuracy": [], "seconds": [], "train_seconds": [], "lr": [], "steps": [],
         "threads": [],
@@ -293,7 +303,11 @@ def train(
                     hist["test_accuracy"].append(evaluate(model, test_data, device=dev))
                 hist["seconds"].append(time.perf_counter() - t0)
                 if progress:
-                    test = f", test acc {hist['test_accuracy'][-1]:.3f}" if test_data is not None else ""
+                    test = (
+                        f", test acc {hist['test_accuracy'][-1]:.3f}"
+                        if test_data is not None
+                        else ""
+                    )
                     print(
                         f"epoch {epoch}/{epochs}: loss {hist['loss'][-1]:.4f}, train acc "
                         f"{hist['train_accuracy'][-1]:.3f}{test} ({hist['seconds'][-1]:.1f} s)"

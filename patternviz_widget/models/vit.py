@@ -53,7 +53,9 @@ class SmallViT(nn.Module):
         super().__init__()
         check_positive_int(patch_size, "patch_size")
         if image_size % patch_size:
-            raise InputError(f"image_size={image_size} must be a multiple of patch_size={patch_size}.")
+            raise InputError(
+                f"image_size={image_size} must be a multiple of patch_size={patch_size}."
+            )
         self.grid = image_size // patch_size
         self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -66,7 +68,9 @@ class SmallViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.patch_embed(x).flatten(2).transpose(1, 2)
         if t.shape[1] != self.grid**2:
-            raise InputError(f"SmallViT was built for {self.grid**2} patches, got {t.shape[1]}; check image_size.")
+            raise InputError(
+                f"SmallViT was built for {self.grid**2} patches, got {t.shape[1]}; check image_size."
+            )
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1) + self.pos_embed
         t = self.norm(self.blocks(t))
         return self.head(t[:, 0])

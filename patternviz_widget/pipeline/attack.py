@@ -101,7 +101,9 @@ def run_attack(
     See :meth:`patternviz_widget.Study.attack` for the arguments.
     """
     t0 = time.perf_counter()
-    method = check_choice(method.lower() if isinstance(method, str) else method, METHODS, "attack method")
+    method = check_choice(
+        method.lower() if isinstance(method, str) else method, METHODS, "attack method"
+    )
     norm = check_choice(norm.lower() if isinstance(norm, str) else norm, attacks.NORMS, "norm")
     steps = 1 if method == "fgsm" else check_positive_int(steps, "steps")
     record_every = check_positive_int(record_every, "record_every")
@@ -122,7 +124,9 @@ def run_attack(
     per_image = int(np.prod(next(state.data.batches(1)).images.shape[1:]))
     attacks._check_eps(eps, norm, hi - lo, per_image)  # early, before any work
     name = state.model_name
-    captured = [k.epoch for k in state.store.find(SampleRecord, model=name, condition="clean", layer=SAMPLE)]
+    captured = [
+        k.epoch for k in state.store.find(SampleRecord, model=name, condition="clean", layer=SAMPLE)
+    ]
     if epoch is None:
         epoch = captured[-1] if captured else 0
     elif isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
@@ -177,8 +181,7 @@ def run_attack(
         state.store.drop(stale)  # a new attack replaces the last one (records, embeddings, traces)
     try:
         cap = run_capture(
-            state,
-            epoch=int(epoch), condition="adversarial", images=attack_batch, progress=False
+            state, epoch=int(epoch), condition="adversarial", images=attack_batch, progress=False
         )
     finally:
         bar.close()

@@ -71,11 +71,16 @@ class AttackReport:
 
 
 def attack_report(
-    state: StudyState, layer: str | None = None, epoch: int | None = None, threshold: float = THRESHOLD
+    state: StudyState,
+    layer: str | None = None,
+    epoch: int | None = None,
+    threshold: float = THRESHOLD,
 ) -> AttackReport:
     """Return an :class:`AttackReport` (see :meth:`patternviz_widget.Study.attack_report`)."""
     threshold = check_probability(threshold, "threshold (τ)")
-    state = _reading_copy(state)  # a report reads: projections it needs never reach the study's store
+    state = _reading_copy(
+        state
+    )  # a report reads: projections it needs never reach the study's store
     store = state.store
     model = store.meta.get("model_name", state.model_name)
     epochs = store.epochs(model=model, condition=ADV)
@@ -163,7 +168,9 @@ def project_condition(state: StudyState, condition: str, epoch: int, model: str)
         and not store.has(s_key, SampleEmbedding)
     ):
         rec = store.get(s_key, SampleRecord)
-        emb = project(rec, store.get(s_clean, SampleEmbedding), source=str(s_clean), labels=store.probe.labels)
+        emb = project(
+            rec, store.get(s_clean, SampleEmbedding), source=str(s_clean), labels=store.probe.labels
+        )
         store.put(s_key, emb)
         done.append(s_key)
     for layer in store.layers(model=model):

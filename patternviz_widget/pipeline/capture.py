@@ -83,9 +83,13 @@ def run_capture(
     """
     group = dist.resolve_group(process_group)
     if group is not None:
-        return capture_distributed(state, group, epoch, condition, model, images, progress, model_name, layers)
+        return capture_distributed(
+            state, group, epoch, condition, model, images, progress, model_name, layers
+        )
     model, layers = dist.plain_args(state, model, layers)
-    with dist.eager_compiled(model if model is not None and not isinstance(model, str) else state.model):
+    with dist.eager_compiled(
+        model if model is not None and not isinstance(model, str) else state.model
+    ):
         return capture(state, epoch, condition, model, images, progress, model_name, layers)
 
 
@@ -137,7 +141,9 @@ def capture(
     layers = list(state.layers if layers is None else layers)
     for layer in layers:
         if layer not in state.region_plans:
-            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}.")
+            raise InputError(
+                f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}."
+            )
     resolve(net, layers)
     head = state.sample_layer
     if net is not state.model and head not in dict(net.named_modules()):
@@ -146,7 +152,9 @@ def capture(
     if images is not None and not callable(images):
         if not hasattr(images, "shape") or images.shape[0] != n:
             got = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
-            raise InputError(f"images must hold the study's {n} images in the same order; got {got}.")
+            raise InputError(
+                f"images must hold the study's {n} images in the same order; got {got}."
+            )
 
     base = Key(name, condition, int(epoch), SAMPLE)
     plans = {layer: state.region_plans[layer] for layer in layers}
@@ -156,8 +164,18 @@ def capture(
         with on_device(net, state.device), LayerRecorder(net, layers, head) as rec:
             what = f"{base.model}|{base.condition}|epoch {base.epoch}"
             done = run_batches(
-                net, rec, state.data, state.batch_size, state.num_classes, plans, buf, images, state.device,
-                what, progress, bar_label=f"{base.model}|{base.condition}|{base.epoch}",
+                net,
+                rec,
+                state.data,
+                state.batch_size,
+                state.num_classes,
+                plans,
+                buf,
+                images,
+                state.device,
+                what,
+                progress,
+                bar_label=f"{base.model}|{base.condition}|{base.epoch}",
             )
     except KeyboardInterrupt:
         done = buf.done
@@ -178,7 +196,14 @@ def capture(
     )
 
 
-def _store(state: StudyState, base: Key, plans: dict[str, RegionPlan], buf: CaptureBuffers, head: str, done: int) -> list[Key]:
+def _store(
+    state: StudyState,
+    base: Key,
+    plans: dict[str, RegionPlan],
+    buf: CaptureBuffers,
+    head: str,
+    done: int,
+) -> list[Key]:
     store = state.store
     keys = [base] + [base.replace(layer=layer) for layer in plans]
     partial = store.meta.setdefault("partial", {})
@@ -195,7 +220,10 @@ def _store(state: StudyState, base: Key, plans: dict[str, RegionPlan], buf: Capt
         m = int(plan.offsets[done])
         arr = buf.regions[layer]
         if arr is None:
-            arr = np.empty((0, plan.geometry.channels), np.float16 if buf.dtype == torch.float16 else np.float32)
+            arr = np.empty(
+                (0, plan.geometry.channels),
+                np.float16 if buf.dtype == torch.float16 else np.float32,
+            )
         store.put(
             key,
             RegionRecord(
@@ -271,7 +299,13 @@ def _rank0_buffers(net: nn.Module, group: Any) -> Iterator[None]:
     try:
         with torch.no_grad():
             for b in bufs:
-                dist.collective("broadcasting rank 0's buffers", tdist.broadcast, b, src=dist.source_rank(group), group=group)
+                dist.collective(
+                    "broadcasting rank 0's buffers",
+                    tdist.broadcast,
+                    b,
+                    src=dist.source_rank(group),
+                    group=group,
+                )
         yield
     finally:
         with torch.no_grad():
@@ -303,7 +337,6 @@ def capture_distributed(
     """
     import torch.distributed as tdist
 
-
     t0 = time.perf_counter()
     rank, world = dist.group_rank(group)
     if isinstance(model, str):
@@ -315,10 +348,14 @@ def capture_distributed(
             if net is None
             else f"model must be an nn.Module or a model name, got {type(net).__name__}."
         )
-    layers = [dist.strip_wrapper_prefix(x, net) for x in (state.layers if layers is None else layers)]
+    layers = [
+        dist.strip_wrapper_prefix(x, net) for x in (state.layers if layers is None else layers)
+    ]
     for layer in layers:
         if layer not in state.region_plans:
-            raise InputError(f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}.")
+            raise InputError(
+                f"Layer {layer!r} is not one of this study's layers {list(state.region_plans)}."
+            )
     n = state.data.n
     if images is not None and not callable(images):
         if not hasattr(images, "shape") or images.shape[0] != n:
@@ -331,8 +368,12 @@ def capture_distributed(
 
     prints = [None] * world
     dist.collective(
-        "comparing the ranks' studies", tdist.all_gather_object, prints, _fingerprint(state, net, layers),
-        group=group, first=True,
+        "comparing the ranks' studies",
+        tdist.all_gather_object,
+        prints,
+        _fingerprint(state, net, layers),
+        group=group,
+        first=True,
     )
     _check_fingerprints(prints)  # type: ignore[arg-type]
 
@@ -348,20 +389,30 @@ def capture_distributed(
                     model=dist.unwrap_model(state.model) if model is None else state.model,
                     device=_rank_device(state, net),
                     data=dist.shard_data(state.data, start, end),
-                    region_plans={x: dist.shard_plan(state.region_plans[x], start, end) for x in layers},
+                    region_plans={
+                        x: dist.shard_plan(state.region_plans[x], start, end) for x in layers
+                    },
                 )
                 shard_images = images if images is None or callable(images) else images[start:end]
                 with dist.eager_compiled(net):
                     summary = capture(
-                        proxy, epoch, condition, None if model is None else net, shard_images,
-                        progress and rank == 0, model_name, layers,
+                        proxy,
+                        epoch,
+                        condition,
+                        None if model is None else net,
+                        shard_images,
+                        progress and rank == 0,
+                        model_name,
+                        layers,
                     )
                 part, keys = proxy.store, summary.keys
         except (Exception, KeyboardInterrupt) as e:
             error = e
     status = [None] * world
     mine = None if error is None else f"{type(error).__name__}: {error}"
-    dist.collective("agreeing on the capture's outcome", tdist.all_gather_object, status, mine, group=group)
+    dist.collective(
+        "agreeing on the capture's outcome", tdist.all_gather_object, status, mine, group=group
+    )
     failed = [(r, msg) for r, msg in enumerate(status) if msg is not None]
     if failed:
         if isinstance(error, KeyboardInterrupt):
@@ -377,13 +428,19 @@ def capture_distributed(
     all_keys = [base] + [base.replace(layer=x) for x in layers]
     dst = dist.source_rank(group)
     for key in all_keys:
-        rec = part.get(key, SampleRecord if key.layer == SAMPLE else RegionRecord) if part is not None and keys else None
+        rec = (
+            part.get(key, SampleRecord if key.layer == SAMPLE else RegionRecord)
+            if part is not None and keys
+            else None
+        )
         if key.layer == SAMPLE:
             payload = None if rec is None else (rec.features, rec.logits, rec.source)
         else:
             payload = None if rec is None else rec.features
         parts = [None] * world if rank == 0 else None
-        dist.collective(f"gathering {key} to rank 0", tdist.gather_object, payload, parts, dst=dst, group=group)
+        dist.collective(
+            f"gathering {key} to rank 0", tdist.gather_object, payload, parts, dst=dst, group=group
+        )
         if rank != 0:
             continue
         got = [p for p in parts if p is not None]  # type: ignore[union-attr]

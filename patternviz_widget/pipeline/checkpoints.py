@@ -106,7 +106,9 @@ def _strip_wrapper_prefixes(model: torch.nn.Module, state: dict) -> dict:
     while changed and state:
         changed = False
         for prefix in ("module.", "_orig_mod."):
-            if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
+            if all(k.startswith(prefix) for k in state) and not any(
+                k.startswith(prefix) for k in own
+            ):
                 state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state

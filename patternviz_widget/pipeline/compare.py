@@ -184,7 +184,9 @@ def _check_same_classes(a: ResultStore, b: ResultStore, student: str) -> None:
         )
     if na != nb:
         diff = next((i for i, (x, y) in enumerate(zip(na, nb)) if x != y), None)
-        where = f"class {diff}: {na[diff]!r} vs {nb[diff]!r}" if diff is not None else f"{na} vs {nb}"
+        where = (
+            f"class {diff}: {na[diff]!r} vs {nb[diff]!r}" if diff is not None else f"{na} vs {nb}"
+        )
         raise InputError(
             f"The teacher's and {student!r}'s class names differ ({where}). Make both studies "
             "with the same class_names=[...] in the same order."
@@ -228,7 +230,9 @@ def _project_students(store: ResultStore, students: list[str]) -> list[str]:
     t_sample = store.get(s_keys[-1], SampleEmbedding)
     for key in [k for m in students for k in store.find(SampleRecord, model=m)]:
         fix = "Compare students of the teacher's architecture, or pass project=False and embed each model on its own."
-        emb = project(store.get(key, SampleRecord), t_sample, str(s_keys[-1]), store.probe.labels, fix)
+        emb = project(
+            store.get(key, SampleRecord), t_sample, str(s_keys[-1]), store.probe.labels, fix
+        )
         store.put(key, emb)
         done.append(str(key))
     for layer in store.layers(model=TEACHER):

@@ -60,30 +60,54 @@ class KeyDiagnostics:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "key": str(self.key), "kl_to_uniform": self.kl_to_uniform,
-            "kl_to_uniform_max": self.kl_to_uniform_max, "min_cos_mu": self.min_cos_mu,
+            "key": str(self.key),
+            "kl_to_uniform": self.kl_to_uniform,
+            "kl_to_uniform_max": self.kl_to_uniform_max,
+            "min_cos_mu": self.min_cos_mu,
             "importance_loss_first": self.importance_loss_first,
             "importance_loss_last": self.importance_loss_last,
             "importance_loss_best": self.importance_loss_best,
-            "w_from_uniform": self.w_from_uniform, "region_loss": list(self.region_loss),
-            "kappa_m": self.kappa_m, "degenerate": self.degenerate, "reason": self.reason,
+            "w_from_uniform": self.w_from_uniform,
+            "region_loss": list(self.region_loss),
+            "kappa_m": self.kappa_m,
+            "degenerate": self.degenerate,
+            "reason": self.reason,
         }
 
 
 class Diagnostics(list):
     """A list of :class:`KeyDiagnostics` that prints as a table (text and notebook HTML)."""
 
-    _COLS = ("key", "KL(P‖U)", "min cos μ", "imp. loss first→last", "w from uniform", "region loss first→last", "note")
+    _COLS = (
+        "key",
+        "KL(P‖U)",
+        "min cos μ",
+        "imp. loss first→last",
+        "w from uniform",
+        "region loss first→last",
+        "note",
+    )
 
     def rows(self) -> list[tuple[str, ...]]:
         out = []
         for d in self:
-            imp = (f"{d.importance_loss_first:.3f} → {d.importance_loss_last:.3f}"
-                   if d.importance_loss_first is not None else "–")
+            imp = (
+                f"{d.importance_loss_first:.3f} → {d.importance_loss_last:.3f}"
+                if d.importance_loss_first is not None
+                else "–"
+            )
             reg = f"{d.region_loss[0]:.3f} → {d.region_loss[-1]:.3f}" if d.region_loss else "–"
-            out.append((str(d.key), f"{d.kl_to_uniform:.3f} / {d.kl_to_uniform_max:.2f}",
-                        "–" if d.min_cos_mu is None else f"{d.min_cos_mu:.4f}", imp,
-                        "–" if d.w_from_uniform is None else f"{d.w_from_uniform:.3f}", reg, d.reason or ""))
+            out.append(
+                (
+                    str(d.key),
+                    f"{d.kl_to_uniform:.3f} / {d.kl_to_uniform_max:.2f}",
+                    "–" if d.min_cos_mu is None else f"{d.min_cos_mu:.4f}",
+                    imp,
+                    "–" if d.w_from_uniform is None else f"{d.w_from_uniform:.3f}",
+                    reg,
+                    d.reason or "",
+                )
+            )
         return out
 
     def __repr__(self) -> str:
@@ -95,7 +119,9 @@ class Diagnostics(list):
         import html
 
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self._COLS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows())
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows()
+        )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -120,12 +146,16 @@ def min_pairwise_cos(mu: np.ndarray) -> float | None:
 def degenerate_reason(kl_to_uniform: float, n_classes: int, min_cos_mu: float | None) -> str | None:
     """Return why knowledge points of this key are empty by construction, or None."""
     if n_classes >= 2 and kl_to_uniform < NEAR_UNIFORM_SHARE * np.log(n_classes):
-        return ("posterior near uniform: classes not separated yet "
-                f"(mean KL(P‖uniform) = {kl_to_uniform:.3g} of at most {np.log(n_classes):.2f}); "
-                "train longer before reading knowledge points")
+        return (
+            "posterior near uniform: classes not separated yet "
+            f"(mean KL(P‖uniform) = {kl_to_uniform:.3g} of at most {np.log(n_classes):.2f}); "
+            "train longer before reading knowledge points"
+        )
     if min_cos_mu is not None and min_cos_mu > MU_COLLAPSE_COS:
-        return (f"class directions coincide (min cos(μ_a, μ_b) = {min_cos_mu:.4f}): every region's "
-                "posterior is uniform; train longer before reading knowledge points")
+        return (
+            f"class directions coincide (min cos(μ_a, μ_b) = {min_cos_mu:.4f}): every region's "
+            "posterior is uniform; train longer before reading knowledge points"
+        )
     return None
 
 
@@ -139,12 +169,19 @@ def key_diagnostics(store: Any, key: Key, temperature: float) -> KeyDiagnostics:
     frame = sk if store.has(sk, SampleEmbedding) else clean
     mu = store.get(frame, SampleEmbedding).mu if store.has(frame, SampleEmbedding) else None
     mcos = min_pairwise_cos(mu) if mu is not None else None
-    if store.has(clean, SampleRecord) and clean != sk:  # projected conditions: judged by the clean fit
+    if (
+        store.has(clean, SampleRecord) and clean != sk
+    ):  # projected conditions: judged by the clean fit
         kl_ref = posterior_kl_to_uniform(store.get(clean, SampleRecord).logits, temperature)
     else:
         kl_ref = kl
-    d = KeyDiagnostics(key=key, kl_to_uniform=kl, kl_to_uniform_max=float(np.log(k)), min_cos_mu=mcos,
-                       reason=degenerate_reason(kl_ref, k, mcos))
+    d = KeyDiagnostics(
+        key=key,
+        kl_to_uniform=kl,
+        kl_to_uniform_max=float(np.log(k)),
+        min_cos_mu=mcos,
+        reason=degenerate_reason(kl_ref, k, mcos),
+    )
     if key.layer != SAMPLE and store.has(key, RegionEmbedding):
         emb = store.get(key, RegionEmbedding)
         hist = [float(x) for x in emb.params.get("importance_loss_per_step", [])]
@@ -167,5 +204,15 @@ def study_diagnostics(store: Any, temperature: float = TEMPERATURE) -> Diagnosti
     """Return the :class:`Diagnostics` of every embedded key of ``store``, in key order."""
     keys = set(store.find(SampleEmbedding)) | set(store.find(RegionEmbedding))
     keys = {k for k in keys if store.has(k.replace(layer=SAMPLE), SampleRecord)}
-    order = sorted(keys, key=lambda k: (k.model, k.condition != "clean", k.condition, k.epoch, k.layer != SAMPLE, k.layer))
+    order = sorted(
+        keys,
+        key=lambda k: (
+            k.model,
+            k.condition != "clean",
+            k.condition,
+            k.epoch,
+            k.layer != SAMPLE,
+            k.layer,
+        ),
+    )
     return Diagnostics(key_diagnostics(store, k, temperature) for k in order)

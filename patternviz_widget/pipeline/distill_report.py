@@ -124,8 +124,7 @@ def distill_report(
             if e is None:
                 continue
             kp = study_knowledge_points(
-                state,
-                layer, epoch=e, condition="clean", model=m, threshold=threshold
+                state, layer, epoch=e, condition="clean", model=m, threshold=threshold
             )
             rep.kp_total[i, j], rep.kp_reliable[i, j] = kp.mean_total, kp.mean_reliable
         _emergence(state, rep, m, layers, threshold)
@@ -159,8 +158,7 @@ def _emergence(
                 RegionEmbedding, model=model, condition="clean", epoch=e, layer=layer
             ):
                 kp = study_knowledge_points(
-                state,
-                    layer, epoch=e, condition="clean", model=model, threshold=threshold
+                    state, layer, epoch=e, condition="clean", model=model, threshold=threshold
                 )
                 tot[a, j], rel[a, j] = kp.mean_total, kp.mean_reliable
     half = np.full(len(layers), -1, np.int64)

@@ -90,7 +90,9 @@ def unwrap_model(model: Any) -> Any:
         seen += 1
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        elif type(model).__name__ == "OptimizedModule" and isinstance(
+            getattr(model, "_orig_mod", None), nn.Module
+        ):
             model = model._orig_mod
         else:
             break
@@ -120,7 +122,9 @@ def eager_compiled(model: Any = None) -> contextlib.AbstractContextManager:
     """A context in which ``torch.compile``'d submodules of ``model`` run eagerly, so forward hooks
     inside them fire (``torch.compiler.set_stance("force_eager")``). A no-op when ``model`` holds
     no compiled submodule (importing the compiler costs about a second)."""
-    compiled = isinstance(model, nn.Module) and any(type(m).__name__ == "OptimizedModule" for m in model.modules())
+    compiled = isinstance(model, nn.Module) and any(
+        type(m).__name__ == "OptimizedModule" for m in model.modules()
+    )
     stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
     if not compiled or stance is None:
         return contextlib.nullcontext()
@@ -153,7 +157,9 @@ def resolve_group(process_group: Any = None) -> Any:
 
     if not dist.is_available():
         if process_group is not None:
-            raise InputError("process_group= was given but this torch build has no torch.distributed.")
+            raise InputError(
+                "process_group= was given but this torch build has no torch.distributed."
+            )
         return None
     if not dist.is_initialized():
         if process_group is not None:
@@ -238,7 +244,12 @@ class _IterableShard(ProbeData):
             lo, hi = max(s, self.start), min(e, self.end)
             if lo < hi:
                 sl = slice(lo - s, hi - s)
-                yield Batch(lo - self.start, b.images[sl], b.labels[sl], None if b.masks is None else b.masks[sl])
+                yield Batch(
+                    lo - self.start,
+                    b.images[sl],
+                    b.labels[sl],
+                    None if b.masks is None else b.masks[sl],
+                )
             if e >= self.end:
                 break
 
@@ -247,7 +258,11 @@ def shard_data(data: ProbeData, start: int, end: int) -> ProbeData:
     """Return the probe images ``[start, end)`` of ``data`` as a ProbeData indexed from 0."""
     if data.kind == "tensors":
         images, labels, masks = data.source
-        return ProbeData((images[start:end], labels[start:end], None if masks is None else masks[start:end]), end - start, "tensors")
+        return ProbeData(
+            (images[start:end], labels[start:end], None if masks is None else masks[start:end]),
+            end - start,
+            "tensors",
+        )
     if data.kind == "dataset":
         return ProbeData(Subset(data.source, range(start, end)), end - start, "dataset")
     return _IterableShard(data, start, end)

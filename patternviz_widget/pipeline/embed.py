@@ -57,11 +57,28 @@ from patternviz_widget.results.records import (
 if TYPE_CHECKING:  # pragma: no cover
     from patternviz_widget.pipeline.state import StudyState
 
-_SAMPLE_ARGS = set(inspect.signature(fit_sample_embedding).parameters) - {"features", "probs", "labels", "callback", "init"}
-_REGION_ARGS = set(inspect.signature(fit_region_embedding).parameters) - {"features", "image", "sample_g", "probs", "callback", "init"}
+_SAMPLE_ARGS = set(inspect.signature(fit_sample_embedding).parameters) - {
+    "features",
+    "probs",
+    "labels",
+    "callback",
+    "init",
+}
+_REGION_ARGS = set(inspect.signature(fit_region_embedding).parameters) - {
+    "features",
+    "image",
+    "sample_g",
+    "probs",
+    "callback",
+    "init",
+}
 #: study.embed keywords that go to the region fit under another name (paper symbol in docs)
-_REGION_RENAMES = {"region_epochs": "epochs", "region_lr": "lr", "region_controller": "controller",
-                   "region_kappa": "kappa"}
+_REGION_RENAMES = {
+    "region_epochs": "epochs",
+    "region_lr": "lr",
+    "region_controller": "controller",
+    "region_kappa": "kappa",
+}
 _SHARED = {"momentum", "weight_decay", "seed", "device"}
 #: the ``fast=True`` preset (demos, PATTERNVIZ_FAST notebooks): NOT the paper's settings
 #: (the sample fit keeps the paper's 2000 steps: it is full-batch in 3-D and costs < 1 s more than
@@ -83,15 +100,28 @@ def split_hyper(hyper: dict[str, Any]) -> tuple[dict, dict]:
         elif name in _REGION_ARGS:
             region[name] = value
         else:
-            known = sorted(_SAMPLE_ARGS | _REGION_ARGS | set(_REGION_RENAMES) | {"warm_lr", "align"})
-            raise InputError(f"Unknown embedding hyper-parameter {name!r}. {did_you_mean(name, known, 'keyword')}")
+            known = sorted(
+                _SAMPLE_ARGS | _REGION_ARGS | set(_REGION_RENAMES) | {"warm_lr", "align"}
+            )
+            raise InputError(
+                f"Unknown embedding hyper-parameter {name!r}. {did_you_mean(name, known, 'keyword')}"
+            )
     return sample, region
 
 
-def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None = None, progress: bool = True,
-                overwrite: bool = False, temperature: float = TEMPERATURE, warm_lr: float = 1e-4,
-                align: bool = True, fast: bool = False, region_warm_start: bool = False,
-                **hyper: Any) -> list[Key]:
+def embed_study(
+    state: StudyState,
+    method: str = "paper",
+    keys: list[Key] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    temperature: float = TEMPERATURE,
+    warm_lr: float = 1e-4,
+    align: bool = True,
+    fast: bool = False,
+    region_warm_start: bool = False,
+    **hyper: Any,
+) -> list[Key]:
     """Fit (or project) every captured key lacking an embedding; return the keys written.
 
     See :meth:`patternviz_widget.Study.embed` for the arguments."""
@@ -108,7 +138,9 @@ def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None
     wanted = captured if keys is None else {k for k in keys}
     missing = [k for k in wanted if k not in captured]
     if missing:
-        raise InputError(f"Not captured: {', '.join(map(str, sorted(missing)[:4]))}. Run study.capture(...) first.")
+        raise InputError(
+            f"Not captured: {', '.join(map(str, sorted(missing)[:4]))}. Run study.capture(...) first."
+        )
 
     def needs(key: Key) -> bool:
         kind = SampleEmbedding if key.layer == SAMPLE else RegionEmbedding
@@ -118,7 +150,17 @@ def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None
     for k in list(todo_set):  # a new sample frame invalidates the regions of that epoch
         if k.layer == SAMPLE:
             todo_set |= {r for r in captured if r.layer != SAMPLE and r.replace(layer=SAMPLE) == k}
-    todo = sorted(todo_set, key=lambda k: (k.model, k.condition != "clean", k.condition, k.epoch, k.layer != SAMPLE, k.layer))
+    todo = sorted(
+        todo_set,
+        key=lambda k: (
+            k.model,
+            k.condition != "clean",
+            k.condition,
+            k.epoch,
+            k.layer != SAMPLE,
+            k.layer,
+        ),
+    )
     bar = _bar(len(todo), progress)
     written: list[Key] = []
     try:
@@ -130,9 +172,14 @@ def embed_study(state: StudyState, method: str = "paper", keys: list[Key] | None
             elif key.layer == SAMPLE:
                 _fit_sample(state, key, method, sample_kw, temperature, warm_lr, align)
             else:
-                if not store.has(sample_key, SampleEmbedding) or store.get(sample_key, SampleEmbedding).method != method:
+                if (
+                    not store.has(sample_key, SampleEmbedding)
+                    or store.get(sample_key, SampleEmbedding).method != method
+                ):
                     if sample_key not in captured:
-                        raise NotFittedError(f"{key} needs the sample features of {sample_key}; capture them first.")
+                        raise NotFittedError(
+                            f"{key} needs the sample features of {sample_key}; capture them first."
+                        )
                     _fit_sample(state, sample_key, method, sample_kw, temperature, warm_lr, align)
                     written.append(sample_key)
                 _fit_region(state, key, method, region_kw, temperature, bar, region_warm_start)
@@ -166,12 +213,24 @@ def _probs(state: StudyState, key: Key, temperature: float) -> np.ndarray:
 def _previous(state: StudyState, key: Key, kind: type, method: str, n: int) -> list[Any]:
     """The ≤ n most recent embeddings of ``kind`` before ``key.epoch`` (same model/condition/layer)."""
     store = state.store
-    earlier = [k for k in store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
+    earlier = [
+        k
+        for k in store.find(kind, model=key.model, condition=key.condition, layer=key.layer)
+        if k.epoch < key.epoch
+    ]
     recs = [store.get(k, kind) for k in sorted(earlier, key=lambda k: k.epoch)]
     return [r for r in recs if r.method == method][-n:]
 
 
-def _fit_sample(state: StudyState, key: Key, method: str, kw: dict, temperature: float, warm_lr: float, align: bool) -> None:
+def _fit_sample(
+    state: StudyState,
+    key: Key,
+    method: str,
+    kw: dict,
+    temperature: float,
+    warm_lr: float,
+    align: bool,
+) -> None:
     store = state.store
     rec = store.get(key, SampleRecord)
     p = as_target_probs(rec.logits, temperature, "logits")
@@ -206,12 +265,23 @@ def _warm_init(mats: list[np.ndarray]) -> np.ndarray | None:
 
 
 def _prev_epoch(state: StudyState, key: Key, kind: type) -> int:
-    earlier = [k.epoch for k in state.store.find(kind, model=key.model, condition=key.condition, layer=key.layer) if k.epoch < key.epoch]
+    earlier = [
+        k.epoch
+        for k in state.store.find(kind, model=key.model, condition=key.condition, layer=key.layer)
+        if k.epoch < key.epoch
+    ]
     return max(earlier) if earlier else -1
 
 
-def _fit_region(state: StudyState, key: Key, method: str, kw: dict, temperature: float, bar: Any,
-                warm_start: bool = False) -> None:
+def _fit_region(
+    state: StudyState,
+    key: Key,
+    method: str,
+    kw: dict,
+    temperature: float,
+    bar: Any,
+    warm_start: bool = False,
+) -> None:
     store = state.store
     rec = store.get(key, RegionRecord)
     p = _probs(state, key, temperature)
@@ -243,12 +313,18 @@ def _project(state: StudyState, key: Key, method: str) -> None:
         )
     ref = store.get(clean, kind)
     if kind is SampleEmbedding:
-        emb = project(store.get(key, SampleRecord), ref, source=str(clean), labels=store.probe.labels)
+        emb = project(
+            store.get(key, SampleRecord), ref, source=str(clean), labels=store.probe.labels
+        )
     else:
         rec = store.get(key, RegionRecord)
         clean_rec = store.get(clean, RegionRecord)
-        if np.asarray(rec.image).shape != np.asarray(clean_rec.image).shape or not np.array_equal(rec.image, clean_rec.image):
-            raise InputError(f"The regions of {key} are not the clean key's regions (row m must be the same image and cell); recapture both with the same study.")
+        if np.asarray(rec.image).shape != np.asarray(clean_rec.image).shape or not np.array_equal(
+            rec.image, clean_rec.image
+        ):
+            raise InputError(
+                f"The regions of {key} are not the clean key's regions (row m must be the same image and cell); recapture both with the same study."
+            )
         emb = project(rec, ref, source=str(clean))
     store.put(key, emb)
 
@@ -256,9 +332,15 @@ def _project(state: StudyState, key: Key, method: str) -> None:
 # ---- readers --------------------------------------------------------------------------------
 
 
-def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = None, condition: str = "clean",
-                           model: str | None = None, threshold: float = THRESHOLD,
-                           kappa_slope: float | str = 1.0) -> KnowledgePoints:
+def study_knowledge_points(
+    state: StudyState,
+    layer: str,
+    epoch: int | None = None,
+    condition: str = "clean",
+    model: str | None = None,
+    threshold: float = THRESHOLD,
+    kappa_slope: float | str = 1.0,
+) -> KnowledgePoints:
     """Return the KnowledgePoints of one key (see :meth:`patternviz_widget.Study.knowledge_points`).
 
     The κ slope "sample" is read from the CLEAN sample embedding of the same model and epoch, so
@@ -273,19 +355,30 @@ def study_knowledge_points(state: StudyState, layer: str, epoch: int | None = No
     clean = sk.replace(condition="clean")
     if kappa_slope == "sample" and store.has(clean, SampleEmbedding) and "mu" not in emb.params:
         kappa_slope = sample_kappa_slope(store.get(clean, SampleEmbedding))
-    out = knowledge_points(emb, mu, store.get(key, RegionRecord), store.probe, threshold,
-                           kappa_slope=kappa_slope)
-    out.warning = key_diagnostics(store, key, float(store.meta.get("temperature", TEMPERATURE))).reason
+    out = knowledge_points(
+        emb, mu, store.get(key, RegionRecord), store.probe, threshold, kappa_slope=kappa_slope
+    )
+    out.warning = key_diagnostics(
+        store, key, float(store.meta.get("temperature", TEMPERATURE))
+    ).reason
     return out
 
 
-def study_sample_metrics(state: StudyState, epoch: int | None = None, condition: str = "clean", model: str | None = None,
-                         methods: tuple[str, ...] = ("paper", "pca", "tsne"), temperature: float | None = None) -> dict[str, dict]:
+def study_sample_metrics(
+    state: StudyState,
+    epoch: int | None = None,
+    condition: str = "clean",
+    model: str | None = None,
+    methods: tuple[str, ...] = ("paper", "pca", "tsne"),
+    temperature: float | None = None,
+) -> dict[str, dict]:
     """Return {method: sample_report dict} (see :meth:`patternviz_widget.Study.sample_metrics`)."""
     key = query.resolve_key(state.store, SampleRecord, SAMPLE, epoch, condition, model)
     store = state.store
     rec = store.get(key, SampleRecord)
-    t = float(temperature if temperature is not None else store.meta.get("temperature", TEMPERATURE))
+    t = float(
+        temperature if temperature is not None else store.meta.get("temperature", TEMPERATURE)
+    )
     p = as_target_probs(rec.logits, t, "logits")
     labels = store.probe.labels
     out: dict[str, dict] = {}
@@ -312,6 +405,10 @@ def _paper_posterior(emb: SampleEmbedding) -> np.ndarray:
 
     kfun = kp.from_description(emb.params.get("kappa"), kp.SAMPLE_KAPPA_MAX)
     log_pi = torch.log(torch.as_tensor(np.asarray(emb.pi, np.float64)).clamp(min=1e-12))
-    logits = posterior_logits(torch.as_tensor(np.asarray(emb.g, np.float64)),
-                              torch.as_tensor(np.asarray(emb.mu, np.float64)), log_pi, kfun)
+    logits = posterior_logits(
+        torch.as_tensor(np.asarray(emb.g, np.float64)),
+        torch.as_tensor(np.asarray(emb.mu, np.float64)),
+        log_pi,
+        kfun,
+    )
     return torch.softmax(logits, 1).numpy()

@@ -58,13 +58,21 @@ def build_state(**kw: Any) -> StudyState:
     model = kw["model"]
     if not isinstance(model, nn.Module):
         hint = " To open a saved study use pv.Study.load(path)." if model is None else ""
-        raise InputError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}.{hint}")
+        raise InputError(
+            f"model must be a torch.nn.Module classifier, got {type(model).__name__}.{hint}"
+        )
     model = unwrap_model(model)  # DDP / DataParallel / torch.compile: hooks go on the plain module
     layers = [strip_wrapper_prefix(n, model) for n in _check_layers(kw["layers"])]
     sample_kw = strip_wrapper_prefix(kw["sample_layer"], model)
     batch_size = check_positive_int(kw["batch_size"], "batch_size")
-    rpi = None if kw["regions_per_image"] is None else check_positive_int(kw["regions_per_image"], "regions_per_image")
-    max_regions = None if kw["max_regions"] is None else check_positive_int(kw["max_regions"], "max_regions")
+    rpi = (
+        None
+        if kw["regions_per_image"] is None
+        else check_positive_int(kw["regions_per_image"], "regions_per_image")
+    )
+    max_regions = (
+        None if kw["max_regions"] is None else check_positive_int(kw["max_regions"], "max_regions")
+    )
     max_images = kw.get("max_images")
     max_images = None if max_images is None else check_positive_int(max_images, "max_images")
     grid = _check_grid(kw["grid"])
@@ -106,7 +114,9 @@ def build_state(**kw: Any) -> StudyState:
     plans: dict[str, RegionPlan] = {}
     for name in layers:
         boxes, method = region_boxes(geos[name], chains[name], input_hw)
-        plans[name] = plan_regions(name, geos[name], boxes, method, probe.n, rpi, max_regions, int(seed))
+        plans[name] = plan_regions(
+            name, geos[name], boxes, method, probe.n, rpi, max_regions, int(seed)
+        )
 
     if max_regions is None:
         _warn_large(plans, probe.n, storage_dtype)
@@ -138,7 +148,12 @@ def build_state(**kw: Any) -> StudyState:
         },
     )
     state = StudyState(
-        config=config, model=model, data=probe, device=device, region_plans=plans, max_images=max_images
+        config=config,
+        model=model,
+        data=probe,
+        device=device,
+        region_plans=plans,
+        max_images=max_images,
     )
     state.store.probe = probe_record
     state.write_config()
@@ -167,7 +182,11 @@ def _warn_large(plans: dict[str, RegionPlan], n: int, storage_dtype: str) -> Non
 def _check_layers(layers: Any) -> list[str]:
     if isinstance(layers, str):
         layers = [layers]
-    if not isinstance(layers, (list, tuple)) or not layers or not all(isinstance(n, str) for n in layers):
+    if (
+        not isinstance(layers, (list, tuple))
+        or not layers
+        or not all(isinstance(n, str) for n in layers)
+    ):
         raise InputError(
             f"layers must be a non-empty list of module names as model.named_modules() prints them, "
             f"got {layers!r}."
@@ -249,15 +268,26 @@ def _probe_model(
                     "and normalisation your model expects."
                 ) from e
             logits = first_tensor(out) if not isinstance(out, torch.Tensor) else out
-            if not isinstance(out, torch.Tensor) or logits is None or logits.ndim != 2 or logits.shape[0] != 1:
-                what = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+            if (
+                not isinstance(out, torch.Tensor)
+                or logits is None
+                or logits.ndim != 2
+                or logits.shape[0] != 1
+            ):
+                what = (
+                    f"shape {tuple(out.shape)}"
+                    if isinstance(out, torch.Tensor)
+                    else f"a {type(out).__name__}"
+                )
                 raise InputError(
                     f"The model must return class scores of shape N×K (a classifier); it returned {what} "
                     "for one image. Wrap it so forward() returns the logits tensor."
                 )
             K = int(logits.shape[1])
             if K < 2:
-                raise InputError(f"The model outputs {K} score per image; a classifier needs K >= 2 classes.")
+                raise InputError(
+                    f"The model outputs {K} score per image; a classifier needs K >= 2 classes."
+                )
             for name in layers:
                 if name not in rec.outputs:
                     raise InputError(_not_called(model, name))
@@ -266,7 +296,9 @@ def _probe_model(
         with LayerRecorder(model, [], head) as rec:
             model(x)
             if rec.sample is None:
-                raise InputError(f"Sample layer {head!r} was not called in the forward pass; name another module.")
+                raise InputError(
+                    f"Sample layer {head!r} was not called in the forward pass; name another module."
+                )
     with on_device(model, device):
         was = model.training
         model.eval()
@@ -291,7 +323,9 @@ def _not_called(model: nn.Module, name: str) -> str:
     return f"Layer {name!r} was not called in the model's forward pass; pick a layer it uses."
 
 
-def _read_probe(probe: ProbeData, K: int, batch_size: int, input_hw: tuple[int, int]) -> ProbeRecord:
+def _read_probe(
+    probe: ProbeData, K: int, batch_size: int, input_hw: tuple[int, int]
+) -> ProbeRecord:
     """One pass over the probe data: labels (checked), thumbnails and masks."""
     labels = np.empty(probe.n, np.int64)
     masks: np.ndarray | None = None
@@ -312,7 +346,9 @@ def _read_probe(probe: ProbeData, K: int, batch_size: int, input_hw: tuple[int, 
             if masks is None:
                 masks = np.zeros((probe.n, *input_hw), np.uint8)
             if tuple(b.masks.shape[-2:]) != input_hw:
-                raise InputError(f"Masks are {tuple(b.masks.shape[-2:])} but images {input_hw}; give masks at image size.")
+                raise InputError(
+                    f"Masks are {tuple(b.masks.shape[-2:])} but images {input_hw}; give masks at image size."
+                )
             masks[b.start : e] = b.masks.numpy()
     if (labels < 0).any():
         i = int(np.flatnonzero(labels < 0)[0])
@@ -353,7 +389,9 @@ def thumbnails(images: torch.Tensor) -> np.ndarray:
     H, W = x.shape[-2:]
     if max(H, W) > THUMB_MAX:
         s = THUMB_MAX / max(H, W)
-        x = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", antialias=True)
+        x = F.interpolate(
+            x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", antialias=True
+        )
     c = x.shape[1]
     x = x.repeat(1, 3, 1, 1) if c == 1 else (x[:, :3] if c >= 3 else x[:, :1].repeat(1, 3, 1, 1))
     flat = x.reshape(x.shape[0], -1)
@@ -375,5 +413,7 @@ def _class_names(given: Any, data: Any, K: int) -> list[str]:
     if isinstance(given, str) or not hasattr(given, "__len__"):
         raise InputError(f"class_names must be a list of {K} strings, got {given!r}.")
     if len(given) != K:
-        raise InputError(f"class_names has {len(given)} names but the model has {K} classes; give one per class.")
+        raise InputError(
+            f"class_names has {len(given)} names but the model has {K} classes; give one per class."
+        )
     return [str(c) for c in given]

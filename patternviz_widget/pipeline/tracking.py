@@ -133,7 +133,9 @@ class Tracker:
         self.history: list[Snapshot] = []
         self._last_epoch = 0
         self._steps = 0
-        if self.path is not None and _writes(process_group):  # fails here, not after the first capture
+        if self.path is not None and _writes(
+            process_group
+        ):  # fails here, not after the first capture
             from patternviz_widget.results.io import check_writable
 
             check_writable(self.path)
@@ -189,7 +191,9 @@ class Tracker:
         state = self.state
         with preserved_rng(state.device):
             t0 = time.perf_counter()
-            _capture_layers(state, self.layers, epoch=snap.epoch, condition=self.condition, process_group=group)
+            _capture_layers(
+                state, self.layers, epoch=snap.epoch, condition=self.condition, process_group=group
+            )
             snap.seconds["capture"] = time.perf_counter() - t0
 
     def _finish(self, snap: Snapshot) -> None:
@@ -204,7 +208,11 @@ class Tracker:
                 snap.seconds["embed"] = t2 - t1
                 for layer in self.layers:
                     kp = study_knowledge_points(
-                        state, layer, epoch=epoch, condition=self.condition, threshold=self.threshold
+                        state,
+                        layer,
+                        epoch=epoch,
+                        condition=self.condition,
+                        threshold=self.threshold,
                     )
                     snap.kp_total[layer] = float(kp.mean_total)
                     snap.kp_reliable[layer] = float(kp.mean_reliable)
@@ -282,9 +290,18 @@ def _writes(process_group: Any) -> bool:
     return group is None or group_rank(group)[0] == 0
 
 
-def _capture_layers(state: StudyState, layers: list[str], epoch: int, condition: str, process_group: Any = None) -> None:
+def _capture_layers(
+    state: StudyState, layers: list[str], epoch: int, condition: str, process_group: Any = None
+) -> None:
     """Run ``study.capture`` for ``layers`` (regions come from the study's fixed plan)."""
-    run_capture(state, epoch=epoch, condition=condition, progress=False, layers=list(layers), process_group=process_group)
+    run_capture(
+        state,
+        epoch=epoch,
+        condition=condition,
+        progress=False,
+        layers=list(layers),
+        process_group=process_group,
+    )
 
 
 class TrackerCallback:
@@ -418,8 +435,16 @@ def share_snapshot(group: Any, snap: Snapshot | None, error: BaseException | Non
     rank, world = dist.group_rank(group)
     box: list[Any] = [None]
     if rank == 0:
-        box[0] = ("error", f"{type(error).__name__}: {error}") if error is not None else ("ok", snap)
-    dist.collective("sharing rank 0's snapshot", tdist.broadcast_object_list, box, src=dist.source_rank(group), group=group)
+        box[0] = (
+            ("error", f"{type(error).__name__}: {error}") if error is not None else ("ok", snap)
+        )
+    dist.collective(
+        "sharing rank 0's snapshot",
+        tdist.broadcast_object_list,
+        box,
+        src=dist.source_rank(group),
+        group=group,
+    )
     what, value = box[0]
     if what == "error":
         if rank == 0 and error is not None:

@@ -166,9 +166,13 @@ def same_record(a: Record | None, b: Record | None) -> bool:
         y = arrays_b[name]
         if x.dtype != y.dtype or x.shape != y.shape:
             return False
-        if x.nbytes and memoryview(np.ascontiguousarray(x)).cast("B") != memoryview(np.ascontiguousarray(y)).cast("B"):
+        if x.nbytes and memoryview(np.ascontiguousarray(x)).cast("B") != memoryview(
+            np.ascontiguousarray(y)
+        ).cast("B"):
             return False
     try:  # JSON text: NaN equals NaN, tuples equal lists as in the file
-        return json.dumps(meta_a, sort_keys=True, default=str) == json.dumps(meta_b, sort_keys=True, default=str)
+        return json.dumps(meta_a, sort_keys=True, default=str) == json.dumps(
+            meta_b, sort_keys=True, default=str
+        )
     except (TypeError, ValueError):
         return meta_a == meta_b

@@ -73,15 +73,24 @@ def save_store(store: ResultStore, path: str | os.PathLike, overwrite: bool = Fa
             arr = np.asarray(arr)
             if arr.dtype.kind not in _KINDS:
                 where = f"{type(rec).__name__}.{field}" + (f" of {key}" if key else "")
-                raise InputError(f"{where} has dtype {arr.dtype}; a study file holds only bool, integer and float arrays.")
+                raise InputError(
+                    f"{where} has dtype {arr.dtype}; a study file holds only bool, integer and float arrays."
+                )
             names[field] = f"{i}/{field}.npy"
             members.append((names[field], arr))
         out: dict[str, Any] = {"kind": type(rec).__name__, "meta": meta, "arrays": names}
         if key is not None:
-            out["key"] = {"model": key.model, "condition": key.condition, "epoch": key.epoch, "layer": key.layer}
+            out["key"] = {
+                "model": key.model,
+                "condition": key.condition,
+                "epoch": key.epoch,
+                "layer": key.layer,
+            }
         return out
 
-    records = [entry(f"r{i}", rec, key) for i, ((key, _), rec) in enumerate(store.items_with_kind())]
+    records = [
+        entry(f"r{i}", rec, key) for i, ((key, _), rec) in enumerate(store.items_with_kind())
+    ]
     generation = uuid.uuid4().hex
     manifest = {
         "format": FORMAT,
@@ -95,7 +104,9 @@ def save_store(store: ResultStore, path: str | os.PathLike, overwrite: bool = Fa
     try:
         text = json.dumps(manifest, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as e:
-        raise InputError(f"Study metadata is not JSON-able ({e}); keep store.meta and record fields to plain values.") from e
+        raise InputError(
+            f"Study metadata is not JSON-able ({e}); keep store.meta and record fields to plain values."
+        ) from e
 
     check_writable(path)
     _remove_stale_tmp(path)
@@ -132,7 +143,14 @@ def load_store(path: str | os.PathLike) -> ResultStore:
         raise StudyFileError(f"No study file at {str(path)!r}.")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, NotImplementedError) as e:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+    ) as e:
         raise StudyFileError(
             f"{str(path)!r} is not a patternviz study file, or it is truncated ({e}). Study files are "
             "written by study.save(path)."
@@ -142,10 +160,24 @@ def load_store(path: str | os.PathLike) -> ResultStore:
             store = _load(zf, path)
     except StudyFileError:
         raise
-    except (NotImplementedError, RuntimeError, ValueError, KeyError, IndexError, TypeError, EOFError,
-            OSError, zlib.error, zipfile.BadZipFile, SyntaxError, tokenize.TokenError) as e:
+    except (
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        EOFError,
+        OSError,
+        zlib.error,
+        zipfile.BadZipFile,
+        SyntaxError,
+        tokenize.TokenError,
+    ) as e:
         # a damaged zip header (e.g. an unknown compression method) or array header
-        raise StudyFileError(f"{str(path)!r} is corrupt ({type(e).__name__}: {e}); the file is damaged.") from e
+        raise StudyFileError(
+            f"{str(path)!r} is corrupt ({type(e).__name__}: {e}); the file is damaged."
+        ) from e
     _check_consistent(store, path)
     return store
 
@@ -155,16 +187,22 @@ def _load(zf: zipfile.ZipFile, path: Path) -> ResultStore:
     store = ResultStore()
     meta = manifest.get("meta", {})
     if not isinstance(meta, dict):
-        raise StudyFileError(f"{str(path)!r}: the manifest's 'meta' is not an object; the file is corrupt.")
+        raise StudyFileError(
+            f"{str(path)!r}: the manifest's 'meta' is not an object; the file is corrupt."
+        )
     store.meta = meta
     if manifest.get("probe") is not None:
         probe = _record(zf, manifest["probe"], path)
         if not isinstance(probe, ProbeRecord):
-            raise StudyFileError(f"{str(path)!r}: the probe entry holds a {type(probe).__name__}; the file is corrupt.")
+            raise StudyFileError(
+                f"{str(path)!r}: the probe entry holds a {type(probe).__name__}; the file is corrupt."
+            )
         store.probe = probe
     entries = manifest.get("records", [])
     if not isinstance(entries, list):
-        raise StudyFileError(f"{str(path)!r}: the manifest's 'records' is not a list; the file is corrupt.")
+        raise StudyFileError(
+            f"{str(path)!r}: the manifest's 'records' is not a list; the file is corrupt."
+        )
     for e in entries:
         rec = _record(zf, e, path)
         store.put(_key(e, path), rec)
@@ -176,17 +214,23 @@ def _load(zf: zipfile.ZipFile, path: Path) -> ResultStore:
 
 def _manifest(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     if "manifest.json" not in zf.namelist():
-        raise StudyFileError(f"{str(path)!r} has no manifest.json: it is a zip file, but not a patternviz study.")
+        raise StudyFileError(
+            f"{str(path)!r} has no manifest.json: it is a zip file, but not a patternviz study."
+        )
     try:
         manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
         raise StudyFileError(f"{str(path)!r}: its manifest is corrupt ({e}).") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
-        raise StudyFileError(f"{str(path)!r} is not a patternviz study (format {fmt!r}, expected {FORMAT!r}).")
+        raise StudyFileError(
+            f"{str(path)!r} is not a patternviz study (format {fmt!r}, expected {FORMAT!r})."
+        )
     schema = manifest.get("schema")
     if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
-        raise StudyFileError(f"{str(path)!r}: invalid schema version {schema!r}; the file is corrupt.")
+        raise StudyFileError(
+            f"{str(path)!r}: invalid schema version {schema!r}; the file is corrupt."
+        )
     if schema > SCHEMA_VERSION:
         raise StudyFileError(
             f"{str(path)!r} was written by a newer patternviz-widget ({manifest.get('writer', '?')}, schema "
@@ -196,7 +240,11 @@ def _manifest(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
 
 
 def _record(zf: zipfile.ZipFile, e: Any, path: Path) -> Record:
-    if not isinstance(e, dict) or not isinstance(e.get("arrays"), dict) or not isinstance(e.get("meta"), dict):
+    if (
+        not isinstance(e, dict)
+        or not isinstance(e.get("arrays"), dict)
+        or not isinstance(e.get("meta"), dict)
+    ):
         raise StudyFileError(f"{str(path)!r}: a record entry is malformed; the file is corrupt.")
     kind = e.get("kind")
     cls = RECORD_TYPES.get(kind) if isinstance(kind, str) else None
@@ -209,23 +257,31 @@ def _record(zf: zipfile.ZipFile, e: Any, path: Path) -> Record:
     try:
         return cls.join(arrays, e["meta"])  # type: ignore[attr-defined]
     except (TypeError, ValueError, KeyError, IndexError) as err:
-        raise StudyFileError(f"{str(path)!r}: a {kind} record does not fit its type ({err}); the file is corrupt.") from err
+        raise StudyFileError(
+            f"{str(path)!r}: a {kind} record does not fit its type ({err}); the file is corrupt."
+        ) from err
 
 
 def _array(zf: zipfile.ZipFile, member: Any, path: Path) -> np.ndarray:
     if not isinstance(member, str) or member not in zf.NameToInfo:
-        raise StudyFileError(f"{str(path)!r} lacks the array member {member!r}; the file is truncated or corrupt.")
+        raise StudyFileError(
+            f"{str(path)!r} lacks the array member {member!r}; the file is truncated or corrupt."
+        )
     try:
         with zf.open(member) as f:
             arr = np.lib.format.read_array(f, allow_pickle=False)
             if f.read(1):
                 raise ValueError("trailing bytes after the array")
     except (ValueError, SyntaxError, tokenize.TokenError) as e:
-        raise StudyFileError(f"{str(path)!r}: member {member!r} is not a plain numeric array ({e}).") from e
+        raise StudyFileError(
+            f"{str(path)!r}: member {member!r} is not a plain numeric array ({e})."
+        ) from e
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
         raise StudyFileError(f"{str(path)!r}: member {member!r} is corrupt ({e}).") from e
     if arr.dtype.kind not in _KINDS or arr.dtype.hasobject:
-        raise StudyFileError(f"{str(path)!r}: member {member!r} has dtype {arr.dtype}, which a study file never holds.")
+        raise StudyFileError(
+            f"{str(path)!r}: member {member!r} has dtype {arr.dtype}, which a study file never holds."
+        )
     return arr
 
 
@@ -238,7 +294,9 @@ def _key(e: dict[str, Any], path: Path) -> Key:
         and not isinstance(k.get("epoch"), bool)
     )
     if not ok:
-        raise StudyFileError(f"{str(path)!r}: a record has a malformed key {k!r}; the file is corrupt.")
+        raise StudyFileError(
+            f"{str(path)!r}: a record has a malformed key {k!r}; the file is corrupt."
+        )
     assert isinstance(k, dict)
     return Key(k["model"], k["condition"], k["epoch"], k["layer"])
 
@@ -248,7 +306,9 @@ def check_writable(path: str | os.PathLike) -> Path:
     (a test file is created and removed); raise StudyFileError naming the OS's reason otherwise."""
     path = Path(path)
     if path.is_dir():
-        raise StudyFileError(f"{str(path)!r} is a folder; give a file path such as {str(path / 'study.pvz')!r}.")
+        raise StudyFileError(
+            f"{str(path)!r} is a folder; give a file path such as {str(path / 'study.pvz')!r}."
+        )
     probe = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +444,9 @@ def consistency_problem(store: ResultStore) -> str | None:
             arr = getattr(probe, name)
             if arr is not None and (np.ndim(arr) == 0 or np.shape(arr)[0] != n):
                 return f"the probe has {n} labels but {name} for {np.shape(arr)[0] if np.ndim(arr) else 0} images"
-        if not isinstance(probe.class_names, list) or not all(isinstance(c, str) for c in probe.class_names):
+        if not isinstance(probe.class_names, list) or not all(
+            isinstance(c, str) for c in probe.class_names
+        ):
             return "the probe's class_names are not a list of strings"
         k = len(probe.class_names) or None
         if n and k and (labels.min() < 0 or labels.max() >= k):

@@ -30,7 +30,12 @@ class Key:
 
     def replace(self, **changes: object) -> Key:
         """Return a copy with some fields changed."""
-        fields = {"model": self.model, "condition": self.condition, "epoch": self.epoch, "layer": self.layer}
+        fields = {
+            "model": self.model,
+            "condition": self.condition,
+            "epoch": self.epoch,
+            "layer": self.layer,
+        }
         fields.update(changes)
         return Key(**fields)  # type: ignore[arg-type]
 

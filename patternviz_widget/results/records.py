@@ -156,7 +156,10 @@ class ArrayRecord(Record):
     meta: dict = field(default_factory=dict)
 
     def split(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {f"arrays.{k}": v for k, v in self.arrays.items()}, {"name": self.name, "meta": self.meta}
+        return {f"arrays.{k}": v for k, v in self.arrays.items()}, {
+            "name": self.name,
+            "meta": self.meta,
+        }
 
     @classmethod
     def join(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Record:

@@ -70,7 +70,11 @@ class ResultStore:
             have = sorted({str(k) for k, n in self._records if n == kind.__name__})
             raise NotFittedError(
                 f"No {kind.__name__} for {key}. "
-                + (did_you_mean(str(key), have, "key") if have else "Run the step that makes it first (capture() / embed()).")
+                + (
+                    did_you_mean(str(key), have, "key")
+                    if have
+                    else "Run the step that makes it first (capture() / embed())."
+                )
             ) from None
 
     def find(self, kind: type[R] | None = None, **match: object) -> list[Key]:
@@ -79,7 +83,8 @@ class ResultStore:
             out = {
                 k
                 for k, n in self._records
-                if (kind is None or n == kind.__name__) and all(getattr(k, f) == v for f, v in match.items())
+                if (kind is None or n == kind.__name__)
+                and all(getattr(k, f) == v for f, v in match.items())
             }
         return sorted(out)
 
@@ -97,12 +102,18 @@ class ResultStore:
 
     def epochs(self, model: str | None = None, condition: str | None = None) -> list[int]:
         return sorted(
-            {k.epoch for k, _ in self._records if model in (None, k.model) and condition in (None, k.condition)}
+            {
+                k.epoch
+                for k, _ in self._records
+                if model in (None, k.model) and condition in (None, k.condition)
+            }
         )
 
     def layers(self, model: str | None = None) -> list[str]:
         """Captured region layers in capture order (``meta['layers']``), then any others."""
-        found = {k.layer for k, _ in self._records if k.layer != SAMPLE and model in (None, k.model)}
+        found = {
+            k.layer for k, _ in self._records if k.layer != SAMPLE and model in (None, k.model)
+        }
         order = [name for name in self.meta.get("layers", []) if name in found]
         return order + sorted(found - set(order))
 
@@ -111,7 +122,9 @@ class ResultStore:
         entries: dict[str, dict[str, int]] = {}
         for (k, n), rec in self.items_with_kind():
             first = next(iter(rec.split()[0].values()), None)
-            entries.setdefault(str(k), {})[n] = int(first.shape[0]) if first is not None and first.ndim else 0
+            entries.setdefault(str(k), {})[n] = (
+                int(first.shape[0]) if first is not None and first.ndim else 0
+            )
         return {
             "models": self.models(),
             "conditions": self.conditions(),

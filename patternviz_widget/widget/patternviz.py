@@ -132,8 +132,12 @@ class PatternViz(anywidget.AnyWidget):
         get = lambda name: state.get(name, self.trait_defaults(name))  # noqa: E731
         layer = SAMPLE if get("feature_kind") == "samples" else str(get("layer"))
         try:
-            key = Key(model=get("model"), condition=get("condition"), epoch=int(get("epoch")), layer=layer)
-            if not self._study.store.has(key, SampleEmbedding if key.is_sample else RegionEmbedding):
+            key = Key(
+                model=get("model"), condition=get("condition"), epoch=int(get("epoch")), layer=layer
+            )
+            if not self._study.store.has(
+                key, SampleEmbedding if key.is_sample else RegionEmbedding
+            ):
                 return b""
             return rpc.first_view(self, key, float(get("threshold")))
         except Exception:  # noqa: BLE001 - the page falls back to its request, which reports errors

@@ -178,8 +178,13 @@ def first_view(w: Any, key: Key, threshold: float, rev: int = 0) -> bytes:
     if arrays["label"].dtype == np.uint8:  # a class byte holds every class
         meta, arrays = lean_points(meta, arrays)
     [(content, bufs)] = build_replies("first", meta, arrays, max_bytes=1 << 62)
-    header = {"key": str(key), "threshold": round(float(threshold), 6), "rev": int(rev),
-              "content": content, "buffers": []}
+    header = {
+        "key": str(key),
+        "threshold": round(float(threshold), 6),
+        "rev": int(rev),
+        "content": content,
+        "buffers": [],
+    }
     room = len(json.dumps(header).encode()) + 48 * len(bufs) + 16  # header padded to this size
     pos = 4 + room + (-(4 + room) % 8)
     for b in bufs:

@@ -56,10 +56,14 @@ HEIGHT_RANGE = (200, 4000)
 def check_camera(value: object) -> dict:
     """Return the camera trait with float fields, or raise naming the field and the fix."""
     if not isinstance(value, dict):
-        raise InputError(f"camera must be a dict such as {{'azimuth': 0.7, 'elevation': 0.4}}, got {value!r}.")
+        raise InputError(
+            f"camera must be a dict such as {{'azimuth': 0.7, 'elevation': 0.4}}, got {value!r}."
+        )
     unknown = [k for k in value if k not in CAMERA_FIELDS]
     if unknown:
-        raise InputError(f"camera has unknown field {unknown[0]!r}; its fields are {', '.join(CAMERA_FIELDS)}.")
+        raise InputError(
+            f"camera has unknown field {unknown[0]!r}; its fields are {', '.join(CAMERA_FIELDS)}."
+        )
     out: dict[str, Any] = {}
     for name, v in value.items():
         if name == "target":
@@ -69,7 +73,9 @@ def check_camera(value: object) -> dict:
             out[name] = [float(x) for x in v]
             continue
         if not _is_finite(v):
-            raise InputError(f"camera[{name!r}] must be a finite number (radians for angles), got {v!r}.")
+            raise InputError(
+                f"camera[{name!r}] must be a finite number (radians for angles), got {v!r}."
+            )
         if name == "distance" and not float(v) > 0:  # type: ignore[arg-type]
             raise InputError(f"camera['distance'] must be > 0, got {v!r}.")
         out[name] = float(v)  # type: ignore[arg-type]
@@ -77,14 +83,20 @@ def check_camera(value: object) -> dict:
 
 
 def _is_finite(x: object) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and bool(np.isfinite(x))
+    return (
+        isinstance(x, (int, float, np.integer, np.floating))
+        and not isinstance(x, bool)
+        and bool(np.isfinite(x))
+    )
 
 
 def check_height(value: object) -> int:
     """Return the widget height in pixels, or raise naming the range."""
     lo, hi = HEIGHT_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise InputError(f"height must be a whole number of pixels from {lo} to {hi} (default 660), got {value!r}.")
+        raise InputError(
+            f"height must be a whole number of pixels from {lo} to {hi} (default 660), got {value!r}."
+        )
     return int(value)
 
 
@@ -185,13 +197,23 @@ def kp_summary(
         keys = [
             k for k in store.find(RegionEmbedding, model=model, condition=condition, layer=layer)
         ]
-        row: dict[str, list] = {"epochs": [], "total": [], "reliable": [], "r_reliable": [], "warning": []}
+        row: dict[str, list] = {
+            "epochs": [],
+            "total": [],
+            "reliable": [],
+            "r_reliable": [],
+            "warning": [],
+        }
         for key in keys:
             ck = (str(key), kn.rev.get(str(key), 0), round(float(threshold), 6))
             if ck not in cache:
                 kp = kn.get(key, threshold)
-                cache[ck] = (float(kp.mean_total), float(kp.mean_reliable), float(kp.r_reliable),
-                             getattr(kp, "warning", None))
+                cache[ck] = (
+                    float(kp.mean_total),
+                    float(kp.mean_reliable),
+                    float(kp.r_reliable),
+                    getattr(kp, "warning", None),
+                )
             total, reliable, r_rel, warning = cache[ck]
             row["epochs"].append(key.epoch)
             row["total"].append(_finite(total))

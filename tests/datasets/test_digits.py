@@ -33,8 +33,13 @@ def test_pixels_are_the_resized_originals_and_the_seed_moves_the_split():
 
     raw = load_digits()
     ds = pv.datasets.digits("all", size=16)
-    ref = F.interpolate(torch.from_numpy(raw.images[:3]).float().unsqueeze(1) / 16, size=(16, 16), mode="bilinear")
-    assert torch.allclose(ds.images[:3], ref.clamp(0, 1)) and ds.labels[:3].tolist() == raw.target[:3].tolist()
+    ref = F.interpolate(
+        torch.from_numpy(raw.images[:3]).float().unsqueeze(1) / 16, size=(16, 16), mode="bilinear"
+    )
+    assert (
+        torch.allclose(ds.images[:3], ref.clamp(0, 1))
+        and ds.labels[:3].tolist() == raw.target[:3].tolist()
+    )
     a, b = pv.datasets.digits("test", seed=0), pv.datasets.digits("test", seed=1)
     assert not torch.equal(a.images, b.images)
     assert torch.equal(a.images, pv.datasets.digits("test", seed=0).images)

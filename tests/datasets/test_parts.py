@@ -25,7 +25,11 @@ def test_layout_balance_and_names(ds):
     assert np.array_equal(np.bincount(ds.labels.numpy()), np.full(6, 40))  # 240 = 40 runs of 6
     counts = np.bincount(pv.datasets.parts(n=100, num_classes=4).labels.numpy())
     assert len(counts) == 4 and counts.max() - counts.min() <= 1
-    assert ds.class_names == list(pv.datasets.PART_NAMES) == ["tee", "corner", "cross", "rails", "hat", "elbow"]
+    assert (
+        ds.class_names
+        == list(pv.datasets.PART_NAMES)
+        == ["tee", "corner", "cross", "rails", "hat", "elbow"]
+    )
     image, label, mask = ds[5]
     assert image.shape == (3, 48, 48) and mask.shape == (48, 48) and label == int(ds.labels[5])
 
@@ -63,6 +67,7 @@ def test_masks_cover_the_three_parts(ds):
     brighter = [x[m].mean() > x[~m].mean() + 0.1 for x, m in zip(images, masks)]
     assert np.mean(brighter) >= 0.95
 
+
 def test_masks_follow_the_arrangement(ds):
     """In "cross" the bars meet at their middles, so the mask's centre of mass lies on the bars;
     in "rails" it lies between them, on the dot (at 48 px the dot is 4-5 px wide)."""
@@ -86,7 +91,10 @@ def test_low_level_statistics_do_not_tell_the_class():
     from sklearn.preprocessing import StandardScaler
 
     train, test = pv.datasets.parts(n=1800, seed=0), pv.datasets.parts(n=600, seed=1)
-    f_train, f_test = lowlevel_features(train.images.numpy()), lowlevel_features(test.images.numpy())
+    f_train, f_test = (
+        lowlevel_features(train.images.numpy()),
+        lowlevel_features(test.images.numpy()),
+    )
 
     def accuracy(y_train, y_test):
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))

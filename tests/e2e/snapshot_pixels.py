@@ -51,7 +51,11 @@ def _notebook(bundle: Path) -> nbformat.NotebookNode:
         "w = pv.PatternViz(study, layer='features.9')\n"
         "w"
     )]  # fmt: skip
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return nb
 
 
@@ -78,7 +82,9 @@ def capture(bundles: list[Path], out: Path, dprs: tuple[int, ...] = (1, 2)) -> d
     return shots
 
 
-def _one(server, browser, bundle: Path, out: Path, b: int, dpr: int, attempt: int, shots: dict) -> bool:
+def _one(
+    server, browser, bundle: Path, out: Path, b: int, dpr: int, attempt: int, shots: dict
+) -> bool:
     """One page's snapshots; False when the page drew on a non-white background (a page whose
     theme was read before JupyterLab's light theme applied has come up grey: try another page)."""
     from PIL import Image
@@ -125,8 +131,11 @@ def compare(a: Path, b: Path, tol: int = 48) -> dict:
     if x.shape != y.shape:
         return {"shape": [x.shape, y.shape], "share": 1.0, "mean_abs": float("nan")}
     d = np.abs(x - y)
-    return {"shape": list(x.shape), "share": float((d.max(axis=2) > tol).mean()),
-            "mean_abs": float(d.mean())}
+    return {
+        "shape": list(x.shape),
+        "share": float((d.max(axis=2) > tol).mean()),
+        "mean_abs": float(d.mean()),
+    }
 
 
 def main() -> int:
@@ -145,8 +154,10 @@ def main() -> int:
             a, b = shots[(0, dpr, view)], shots[(1, dpr, view)]
             r = compare(a, b, args.tol)
             worst = max(worst, r["share"])
-            print(f"dpr {dpr} {view}: {r['shape']}, pixels differing by > {args.tol}: "
-                  f"{100 * r['share']:.3f} %, mean |diff| {r['mean_abs']:.3f} ({a} vs {b})")
+            print(
+                f"dpr {dpr} {view}: {r['shape']}, pixels differing by > {args.tol}: "
+                f"{100 * r['share']:.3f} %, mean |diff| {r['mean_abs']:.3f} ({a} vs {b})"
+            )
     return 0 if worst <= args.max_share else 1
 
 

@@ -451,7 +451,12 @@ def test_dashboard_slider_recomputes_and_bar_click_selects_layer(lab_server, pag
     # click the tallest bar (a layer with no knowledge points has a 0-high bar, nothing to click)
     layers = json.loads(_py(page, "__import__('json').dumps(list(d.layer_bars.x))"))
     heights = np.atleast_2d(
-        json.loads(_py(page, "__import__('json').dumps(__import__('numpy').asarray(d.layer_bars.y).tolist())"))
+        json.loads(
+            _py(
+                page,
+                "__import__('json').dumps(__import__('numpy').asarray(d.layer_bars.y).tolist())",
+            )
+        )
     )[0]
     i = int(np.argmax(heights))
     assert heights[i] > 0, f"no layer has knowledge points at τ = 0.6: {dict(zip(layers, heights))}"

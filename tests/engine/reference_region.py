@@ -35,8 +35,16 @@ def match(fi: torch.Tensor, fj: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return scores.argmax(dim=1)
 
 
-def importance_loss(feats: list[torch.Tensor], i: int, partners: list[int], v: torch.Tensor,
-                    w: torch.Tensor, p: torch.Tensor, kappa_m: float, kappa_p: float) -> torch.Tensor:
+def importance_loss(
+    feats: list[torch.Tensor],
+    i: int,
+    partners: list[int],
+    v: torch.Tensor,
+    w: torch.Tensor,
+    p: torch.Tensor,
+    kappa_m: float,
+    kappa_p: float,
+) -> torch.Tensor:
     """KL(P(X2|x_i) ‖ P_i) of image i (feats: per-image region features, raw)."""
     fi = unit_rows(feats[i])
     cols = []
@@ -53,9 +61,20 @@ def importance_loss(feats: list[torch.Tensor], i: int, partners: list[int], v: t
     return (t * (torch.log(t) - torch.log(q))).sum()
 
 
-def region_loss(h: list[torch.Tensor], feats: list[torch.Tensor], i: int, partners: list[int], v: torch.Tensor,
-                w: torch.Tensor, g: torch.Tensor, p: torch.Tensor, kappa, kappa_p: float,
-                lambda_kl: float, lambda_mi: float) -> torch.Tensor:
+def region_loss(
+    h: list[torch.Tensor],
+    feats: list[torch.Tensor],
+    i: int,
+    partners: list[int],
+    v: torch.Tensor,
+    w: torch.Tensor,
+    g: torch.Tensor,
+    p: torch.Tensor,
+    kappa,
+    kappa_p: float,
+    lambda_kl: float,
+    lambda_mi: float,
+) -> torch.Tensor:
     """λ_kl KL(P(X2|x_i) ‖ Q_Λ) + λ_mi L_align for image i; h: per-image embeddings (with grad)."""
     fi = unit_rows(feats[i])
     hi = h[i]
@@ -79,10 +98,26 @@ def region_loss(h: list[torch.Tensor], feats: list[torch.Tensor], i: int, partne
     return lambda_kl * kl + lambda_mi * align
 
 
-def fit_lambda(feats: list[torch.Tensor], partners: list[list[int]], v: torch.Tensor, w: list[torch.Tensor],
-               g: torch.Tensor, p: torch.Tensor, lam0: torch.Tensor, kappa, *, epochs: int, lr: float,
-               momentum: float, weight_decay: float, controller: float, kappa_p: float = 5.0,
-               lambda_kl: float = 1.0, lambda_mi: float = 0.1, seed: int = 0) -> torch.Tensor:
+def fit_lambda(
+    feats: list[torch.Tensor],
+    partners: list[list[int]],
+    v: torch.Tensor,
+    w: list[torch.Tensor],
+    g: torch.Tensor,
+    p: torch.Tensor,
+    lam0: torch.Tensor,
+    kappa,
+    *,
+    epochs: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    controller: float,
+    kappa_p: float = 5.0,
+    lambda_kl: float = 1.0,
+    lambda_mi: float = 0.1,
+    seed: int = 0,
+) -> torch.Tensor:
     """The official schedule: per epoch, every image once in shuffled order, one SGD step each."""
     lam = lam0.clone().double().requires_grad_(True)
     opt = torch.optim.SGD([lam], lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -91,17 +126,47 @@ def fit_lambda(feats: list[torch.Tensor], partners: list[list[int]], v: torch.Te
         for i in rng.permutation(len(feats)):
             h = [f.double() @ (lam / controller).T for f in feats]
             opt.zero_grad()
-            loss = region_loss(h, feats, int(i), partners[i], v[i], w[i], g, p, kappa, kappa_p, lambda_kl, lambda_mi)
+            loss = region_loss(
+                h,
+                feats,
+                int(i),
+                partners[i],
+                v[i],
+                w[i],
+                g,
+                p,
+                kappa,
+                kappa_p,
+                lambda_kl,
+                lambda_mi,
+            )
             loss.backward()
             opt.step()
     return lam.detach()
 
 
-def objective(feats: list[torch.Tensor], partners: list[list[int]], v: torch.Tensor, w: list[torch.Tensor],
-              g: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, kappa, controller: float,
-              kappa_p: float = 5.0, lambda_kl: float = 1.0, lambda_mi: float = 0.1) -> float:
+def objective(
+    feats: list[torch.Tensor],
+    partners: list[list[int]],
+    v: torch.Tensor,
+    w: list[torch.Tensor],
+    g: torch.Tensor,
+    p: torch.Tensor,
+    lam: torch.Tensor,
+    kappa,
+    controller: float,
+    kappa_p: float = 5.0,
+    lambda_kl: float = 1.0,
+    lambda_mi: float = 0.1,
+) -> float:
     """Σ_i of the region loss at Λ (the quantity both fits minimise)."""
     with torch.no_grad():
         h = [f.double() @ (lam.double() / controller).T for f in feats]
-        return float(sum(region_loss(h, feats, i, partners[i], v[i], w[i], g, p, kappa, kappa_p, lambda_kl, lambda_mi)
-                         for i in range(len(feats))))
+        return float(
+            sum(
+                region_loss(
+                    h, feats, i, partners[i], v[i], w[i], g, p, kappa, kappa_p, lambda_kl, lambda_mi
+                )
+                for i in range(len(feats))
+            )
+        )

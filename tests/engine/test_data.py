@@ -24,7 +24,9 @@ def test_image_layouts():
     assert t[1, 2, 4, 5] == pytest.approx(x[1, 4, 5, 2] / 255)
     assert to_image_tensor(np.zeros((2, 5, 6)), batched=True).shape == (2, 1, 5, 6)
     assert to_image_tensor(torch.zeros(3, 7, 7), batched=False).shape == (3, 7, 7)
-    assert to_image_tensor(torch.full((1, 4, 4), -2.5), batched=False).min() == -2.5  # floats kept as given
+    assert (
+        to_image_tensor(torch.full((1, 4, 4), -2.5), batched=False).min() == -2.5
+    )  # floats kept as given
     with pytest.raises(InputError, match="N×C×H×W or N×H×W"):
         to_image_tensor(np.zeros((2, 3)), batched=True)
 

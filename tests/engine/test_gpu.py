@@ -32,8 +32,13 @@ def _case(n: int = 48, r: int = 16, k: int = 32, classes: int = 4, seed: int = 0
     feats = np.maximum(rng.normal(size=(n, r, k)) * 0.3 + on[..., None] * proto[y][:, None, :], 0)
     logits = np.eye(classes)[y] * 6 + rng.normal(size=(n, classes))
     sample = feats.mean(1)
-    return (feats.reshape(-1, k).astype(np.float32), np.repeat(np.arange(n), r), sample.astype(np.float32),
-            logits.astype(np.float32), y)
+    return (
+        feats.reshape(-1, k).astype(np.float32),
+        np.repeat(np.arange(n), r),
+        sample.astype(np.float32),
+        logits.astype(np.float32),
+        y,
+    )
 
 
 def test_importance_step_on_cuda_matches_the_cpu():
@@ -54,7 +59,9 @@ def test_importance_step_on_cuda_matches_the_cpu():
     assert float((t0 == t1).float().mean()) > 0.99  # near-ties may break the other way
     np.testing.assert_allclose(l1.numpy(), l0.numpy(), rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(gw1.numpy(), gw0.numpy(), rtol=1e-2, atol=1e-3)
-    np.testing.assert_allclose(gv1.numpy(), gv0.numpy(), rtol=1e-2, atol=1e-2 * float(gv0.abs().max()))
+    np.testing.assert_allclose(
+        gv1.numpy(), gv0.numpy(), rtol=1e-2, atol=1e-2 * float(gv0.abs().max())
+    )
 
 
 def test_sample_and_region_fits_on_cuda_give_the_cpu_picture():
@@ -63,9 +70,21 @@ def test_sample_and_region_fits_on_cuda_give_the_cpu_picture():
     res = {}
     for dev in ("cpu", GPU):
         emb = fit_sample_embedding(sample, p, steps=400, device=dev, seed=0)
-        reg = fit_region_embedding(feats, image, emb.g, p, epochs=4, importance_steps=4, partners=20,
-                                   device=dev, seed=0, match_dtype="float32")
-        assert np.isfinite(reg.h).all() and isinstance(reg.h, np.ndarray)  # results come back to host
+        reg = fit_region_embedding(
+            feats,
+            image,
+            emb.g,
+            p,
+            epochs=4,
+            importance_steps=4,
+            partners=20,
+            device=dev,
+            seed=0,
+            match_dtype="float32",
+        )
+        assert np.isfinite(reg.h).all() and isinstance(
+            reg.h, np.ndarray
+        )  # results come back to host
         res[dev] = (emb, reg)
     (e0, r0), (e1, r1) = res["cpu"], res[GPU]
     assert abs(e0.kl - e1.kl) < 0.05 * max(e0.kl, 1e-3)

@@ -55,7 +55,9 @@ def test_inactive_recorder_records_nothing():
 
 
 def test_unknown_layer_lists_the_closest_names():
-    with pytest.raises(LayerNotFoundError, match=r"Layer 'conv3' not found.*Closest: 'conv2', 'conv1'"):
+    with pytest.raises(
+        LayerNotFoundError, match=r"Layer 'conv3' not found.*Closest: 'conv2', 'conv1'"
+    ):
         resolve(TinyConvNet(), ["conv3"])
 
 

@@ -36,7 +36,9 @@ def random_simplex(rng, shape, mask=None):
     return x / x.sum(1, keepdims=True)
 
 
-@pytest.mark.parametrize("group", [2, 4])  # 2: partners drawn outside the group; 4: block = everyone
+@pytest.mark.parametrize(
+    "group", [2, 4]
+)  # 2: partners drawn outside the group; 4: block = everyone
 def test_fast_importance_loss_and_gradients_match_the_reference(group):
     feats, image, p, per_image = make_case()
     n, j, kappa_m, kappa_p = len(COUNTS), 4, 1000.0, 5.0
@@ -53,18 +55,30 @@ def test_fast_importance_loss_and_gradients_match_the_reference(group):
 
     v_ref = v.double().clone().requires_grad_(True)
     w_ref = [w[i, : COUNTS[i]].double().clone().requires_grad_(True) for i in range(n)]
-    total = sum(ref.importance_loss(per_image, i, list(pg.of(i)), v_ref[i], w_ref[i], p.double(), kappa_m, kappa_p)
-                for i in range(n))
+    total = sum(
+        ref.importance_loss(
+            per_image, i, list(pg.of(i)), v_ref[i], w_ref[i], p.double(), kappa_m, kappa_p
+        )
+        for i in range(n)
+    )
     total.backward()
-    print(f"group={group}: fast loss {float(loss.sum()):.6f}, reference {float(total.detach()):.6f}")
+    print(
+        f"group={group}: fast loss {float(loss.sum()):.6f}, reference {float(total.detach()):.6f}"
+    )
     assert float(loss.sum()) == pytest.approx(float(total.detach()), rel=1e-4)
-    np.testing.assert_allclose(gv.numpy(), v_ref.grad.numpy(), rtol=2e-3, atol=1e-3 * float(v_ref.grad.abs().max()))
+    np.testing.assert_allclose(
+        gv.numpy(), v_ref.grad.numpy(), rtol=2e-3, atol=1e-3 * float(v_ref.grad.abs().max())
+    )
     for i in range(n):
-        np.testing.assert_allclose(gw[i, : COUNTS[i]].numpy(), w_ref[i].grad.numpy(), rtol=2e-3, atol=1e-5)
-        assert (gw[i, COUNTS[i]:] == 0).all()  # padding slots get no gradient
+        np.testing.assert_allclose(
+            gw[i, : COUNTS[i]].numpy(), w_ref[i].grad.numpy(), rtol=2e-3, atol=1e-5
+        )
+        assert (gw[i, COUNTS[i] :] == 0).all()  # padding slots get no gradient
         for col, jj in enumerate(pg.partners[i].tolist()):  # the matched regions agree too
             if pg.pmask[i, col]:
-                expect = ref.match(ref.unit_rows(per_image[i]), ref.unit_rows(per_image[jj]), v[i].double())
+                expect = ref.match(
+                    ref.unit_rows(per_image[i]), ref.unit_rows(per_image[jj]), v[i].double()
+                )
                 assert table[i, : COUNTS[i], col].tolist() == expect.tolist()
 
 
@@ -96,11 +110,15 @@ def test_fit_keeps_weights_on_the_simplex_and_lowers_the_loss():
     uniform_v = torch.full_like(v, 1.0 / v.shape[1])
     start, *_ = imp.importance_grad(packed, pg, log_t, uniform_v, uniform_w, 1000.0)
     final, *_ = imp.importance_grad(packed, pg, log_t, v, w, 1000.0)
-    print(f"paper lr 0.05: per-step loss per image first {hist[0]:.4f}, last {hist[-1]:.4f}; "
-          f"returned {float(final.mean()):.4f} vs uniform {float(start.mean()):.4f}")
+    print(
+        f"paper lr 0.05: per-step loss per image first {hist[0]:.4f}, last {hist[-1]:.4f}; "
+        f"returned {float(final.mean()):.4f} vs uniform {float(start.mean()):.4f}"
+    )
     assert (final <= start + 1e-6).all()
     # the gradient is a descent direction: a small plain step lowers the loss steadily
-    _, _, small, _ = imp.fit_importance(packed, pg, log_t, steps=20, lr=1e-4, momentum=0.0, match_dtype="float32")
+    _, _, small, _ = imp.fit_importance(
+        packed, pg, log_t, steps=20, lr=1e-4, momentum=0.0, match_dtype="float32"
+    )
     print("lr 1e-4, no momentum:", [round(x, 2) for x in small])
     assert small[-1] < 0.2 * small[0]
 
@@ -114,9 +132,13 @@ def test_the_table_returned_is_the_search_under_the_returned_v(rematch_every):
     packed = pack_regions(feats, image, n)
     pg = draw_partners(n, 4, seed=0, group_size=2)
     log_t = target_log_similarity(p, pg, 5.0)
-    for lr in (0.05, 1e-4):  # the paper's (best iterate mostly the start) and a small, descending one
-        w, v, _, table = imp.fit_importance(packed, pg, log_t, steps=6, lr=lr, match_dtype="float32",
-                                            rematch_every=rematch_every)
+    for lr in (
+        0.05,
+        1e-4,
+    ):  # the paper's (best iterate mostly the start) and a small, descending one
+        w, v, _, table = imp.fit_importance(
+            packed, pg, log_t, steps=6, lr=lr, match_dtype="float32", rematch_every=rematch_every
+        )
         expect = imp.matching_table(packed, pg, v, match_dtype="float32")
         live = packed.mask[:, :, None] & pg.pmask[:, None, :]
         assert torch.equal(table[live], expect[live])
@@ -133,16 +155,20 @@ def test_search_once_keeps_the_start_table_through_the_steps():
     a = imp.fit_importance(packed, pg, log_t, steps=1, match_dtype="float32", rematch_every=0)
     b = imp.fit_importance(packed, pg, log_t, steps=1, match_dtype="float32", rematch_every=1)
     assert a[2] == b[2] and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    once = imp.fit_importance(packed, pg, log_t, steps=8, lr=1e-4, momentum=0.0, match_dtype="float32",
-                              rematch_every=0)
-    every = imp.fit_importance(packed, pg, log_t, steps=8, lr=1e-4, momentum=0.0, match_dtype="float32",
-                               rematch_every=1)
+    once = imp.fit_importance(
+        packed, pg, log_t, steps=8, lr=1e-4, momentum=0.0, match_dtype="float32", rematch_every=0
+    )
+    every = imp.fit_importance(
+        packed, pg, log_t, steps=8, lr=1e-4, momentum=0.0, match_dtype="float32", rematch_every=1
+    )
     assert once[2][0] == every[2][0] and once[2][-1] < once[2][0]  # same start, and it descends
     with pytest.raises(ValueError, match="rematch_every"):
         imp.fit_importance(packed, pg, log_t, steps=2, rematch_every=-1)
 
 
-@pytest.mark.parametrize("n, group", [(6, 6), (60, 2)])  # transposed layout / row layout (many images)
+@pytest.mark.parametrize(
+    "n, group", [(6, 6), (60, 2)]
+)  # transposed layout / row layout (many images)
 def test_matched_scores_equal_the_dense_sum_in_both_sparse_layouts(n, group):
     rng = np.random.default_rng(n)
     r, k = 5, 8
@@ -156,7 +182,9 @@ def test_matched_scores_equal_the_dense_sum_in_both_sparse_layouts(n, group):
         got = grp.scores(v[members], rp)
         a = packed.unit[members] * v[members][:, None, :]  # [G, R, K]
         b = packed.unit[block]  # [P, R, K]
-        want = torch.einsum("grk,grpk->grp", a, b[torch.arange(block.numel())[None, None, :], rp.long()])
+        want = torch.einsum(
+            "grk,grpk->grp", a, b[torch.arange(block.numel())[None, None, :], rp.long()]
+        )
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
@@ -193,10 +221,21 @@ def test_bf16_search_agrees_with_float32_on_realistic_features():
         s16 = grp.scores(v[members], t16[members])
         regrets.append((s32 - s16).flatten())
     regret = torch.cat(regrets)
-    rel = float(regret.max() / torch.cat([imp._Group(packed, m, b, torch.float32).scores(v[m], t32[m]).flatten()
-                                          for m, b in zip(pg.groups, pg.blocks)]).abs().mean())
-    print(f"bf16 vs float32 matches: agreement {agree:.4f}, max score regret {float(regret.max()):.2e} "
-          f"({rel:.2%} of the mean score); × κ_m = 1000: {1000 * float(regret.max()):.3f} nats")
+    rel = float(
+        regret.max()
+        / torch.cat(
+            [
+                imp._Group(packed, m, b, torch.float32).scores(v[m], t32[m]).flatten()
+                for m, b in zip(pg.groups, pg.blocks)
+            ]
+        )
+        .abs()
+        .mean()
+    )
+    print(
+        f"bf16 vs float32 matches: agreement {agree:.4f}, max score regret {float(regret.max()):.2e} "
+        f"({rel:.2%} of the mean score); × κ_m = 1000: {1000 * float(regret.max()):.3f} nats"
+    )
     assert float(regret.min()) >= -1e-6  # float32's own choice is never beaten
     assert agree > 0.9 and rel < 0.02
 
@@ -225,13 +264,17 @@ def test_paper_settings_find_the_object_regions_on_structured_features():
     w, v, hist, _ = imp.fit_importance(packed, pg, log_t, match_dtype="float32")
     final, *_ = imp.importance_grad(packed, pg, log_t, v, w, 1000.0)
     on_share = float((w * torch.as_tensor(on)).sum(1).mean())
-    print(f"loss per image: uniform {hist[0]:.3f} -> returned {float(final.mean()):.3f}; "
-          f"w on object {on_share:.3f} (uniform {on.mean():.3f})")
+    print(
+        f"loss per image: uniform {hist[0]:.3f} -> returned {float(final.mean()):.3f}; "
+        f"w on object {on_share:.3f} (uniform {on.mean():.3f})"
+    )
     assert float(final.mean()) < 0.5 * hist[0]
     assert on_share > on.mean() + 0.1
 
 
-@pytest.mark.parametrize("group, rematch_every", [(2, 0), (4, 0), (2, 3)])  # outsiders / block = everyone
+@pytest.mark.parametrize(
+    "group, rematch_every", [(2, 0), (4, 0), (2, 3)]
+)  # outsiders / block = everyone
 def test_the_cpu_group_path_computes_what_the_chunked_path_does(group, rematch_every):
     """On a CPU each partner group runs all its steps on its own gathered rows, on 1 or 2 worker
     threads; every image's problem is independent, so w, v, the table and the loss history are
@@ -245,8 +288,9 @@ def test_the_cpu_group_path_computes_what_the_chunked_path_does(group, rematch_e
     ref_w, ref_v, ref_hist, ref_table = imp.fit_importance(packed, pg, log_t, path="chunks", **kw)
     for workers in (1, 2):
         seen = []
-        w, v, hist, table = imp.fit_importance(packed, pg, log_t, path="groups", workers=workers,
-                                               callback=seen.append, **kw)
+        w, v, hist, table = imp.fit_importance(
+            packed, pg, log_t, path="groups", workers=workers, callback=seen.append, **kw
+        )
         assert torch.allclose(w, ref_w, atol=1e-6) and torch.allclose(v, ref_v, atol=1e-6)
         live = packed.mask[:, :, None] & pg.pmask[:, None, :]
         assert torch.equal(table[live], ref_table[live])
@@ -265,8 +309,9 @@ def test_early_stopping_keeps_the_step_count_as_the_maximum_and_stops_flat_group
     # lr 0: the loss changes by round-off only, so every group stops after its second step
     for tol in (1e-5, 1e-3):
         stats = {}
-        w, v, hist, _ = imp.fit_importance(packed, pg, log_t, steps=8, lr=0.0, match_dtype="float32",
-                                           tol=tol, stats=stats)
+        w, v, hist, _ = imp.fit_importance(
+            packed, pg, log_t, steps=8, lr=0.0, match_dtype="float32", tol=tol, stats=stats
+        )
         assert stats["steps_taken"] == [2] * len(pg.groups) and len(hist) == 2
     with pytest.raises(ValueError, match="tol"):
         imp.fit_importance(packed, pg, log_t, steps=2, tol=-1.0)

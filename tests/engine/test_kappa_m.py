@@ -22,9 +22,18 @@ def layer_problem():
 
     torch.manual_seed(0)
     net = pv.models.SmallVGG(in_channels=1, num_classes=10, widths=(8, 16, 32), hidden=64)
-    pv.models.train(net, pv.datasets.digits("train", size=16), epochs=3, progress=False, device="cpu")
-    study = pv.Study(net, pv.datasets.digits("test", size=16), layers=net.default_layers,
-                     num_classes=10, max_images=120, regions_per_image=16, device="cpu")
+    pv.models.train(
+        net, pv.datasets.digits("train", size=16), epochs=3, progress=False, device="cpu"
+    )
+    study = pv.Study(
+        net,
+        pv.datasets.digits("test", size=16),
+        layers=net.default_layers,
+        num_classes=10,
+        max_images=120,
+        regions_per_image=16,
+        device="cpu",
+    )
     study.capture(progress=False)
     out = {}
     for key in study.store.find(RegionRecord):
@@ -43,7 +52,11 @@ def _fit(problem, kappa_m):
     packed, pg, log_t = problem
     w, v, hist, _ = fit_importance(packed, pg, log_t, kappa_m=kappa_m)
     uniform = packed.mask.float() / packed.mask.sum(1, keepdim=True)
-    return hist, float((w - uniform).abs().sum(1).mean()), float((v - 1 / v.shape[1]).abs().sum(1).mean())
+    return (
+        hist,
+        float((w - uniform).abs().sum(1).mean()),
+        float((v - 1 / v.shape[1]).abs().sum(1).mean()),
+    )
 
 
 def test_scaled_kappa_m_makes_the_importance_loss_fall_and_w_leave_uniform(layer_problem):
@@ -53,7 +66,11 @@ def test_scaled_kappa_m_makes_the_importance_loss_fall_and_w_leave_uniform(layer
         k = problem[0].shape[2]
         hist, w_move, v_move = _fit(problem, importance_kappa_m(None, k))
         assert hist[-1] < hist[0], (layer, hist[0], hist[-1])
-        assert w_move > 0.2 and v_move > 0.2, (layer, w_move, v_move)  # measured: w 0.44–0.65, v 0.66–0.87
+        assert w_move > 0.2 and v_move > 0.2, (
+            layer,
+            w_move,
+            v_move,
+        )  # measured: w 0.44–0.65, v 0.66–0.87
 
 
 def test_the_official_kappa_m_at_few_channels_rises_and_returns_the_uniform_start(layer_problem):

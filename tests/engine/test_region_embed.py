@@ -291,7 +291,9 @@ def test_normalize_features_fits_lambda_on_unit_features_and_projections_follow(
     emb = fit_region_embedding(feats, image, g, probs, normalize_features=True, **kw)
     unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     np.testing.assert_allclose(emb.h, unit @ emb.Lambda.T, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(project_regions(feats * 7.0, emb), emb.h, rtol=1e-4, atol=1e-6)  # scale-free
+    np.testing.assert_allclose(
+        project_regions(feats * 7.0, emb), emb.h, rtol=1e-4, atol=1e-6
+    )  # scale-free
     raw = fit_region_embedding(feats, image, g, probs, **kw)
     np.testing.assert_allclose(raw.h, feats @ raw.Lambda.T, rtol=1e-4, atol=1e-5)
     assert emb.params["normalize_features"] and not raw.params["normalize_features"]
@@ -304,7 +306,10 @@ def test_early_stopping_is_bounded_by_the_paper_counts_and_recorded(structured_f
     # a tol no change can miss: every stage stops at its first check (after its second step / epoch)
     quick = RE.fit_region_embedding(feats, image, g, p, **{**kw, "tol": 1e9})
     assert quick.params["epochs_taken"] == 2 and len(quick.params["loss_per_epoch"]) == 2
-    assert set(quick.params["importance_steps_taken"]) == {2} and len(quick.params["importance_loss_per_step"]) == 2
+    assert (
+        set(quick.params["importance_steps_taken"]) == {2}
+        and len(quick.params["importance_loss_per_step"]) == 2
+    )
     # tol 0 never stops on a changing loss: the paper's counts, the same fit
     exact = RE.fit_region_embedding(feats, image, g, p, **{**kw, "tol": 0.0})
     assert exact.params["epochs_taken"] == kw["epochs"] and np.array_equal(exact.h, emb.h)

@@ -18,7 +18,13 @@ def test_receptive_field_boxes_match_the_hand_computed_ones():
     net = TinyConvNet().eval()
     x = torch.rand(1, 1, 16, 16)
     chains = R.trace_chains(net, x, ["conv1", "relu2", "pool2"])
-    assert [type(m).__name__ for m in chains["pool2"]] == ["Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d"]
+    assert [type(m).__name__ for m in chains["pool2"]] == [
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+    ]
     b1, m1 = R.region_boxes(_geo("conv", (16, 16)), chains["conv1"], (16, 16))
     b2, m2 = R.region_boxes(_geo("conv", (8, 8)), chains["relu2"], (16, 16))
     b3, m3 = R.region_boxes(_geo("conv", (4, 4)), chains["pool2"], (16, 16))
@@ -64,7 +70,9 @@ def test_gather_rows_equals_the_full_rows_for_maps_tokens_and_pooled_grids():
     pooled = _geo("conv", (4, 6), c=5, grid=(2, 3))
     pf = R.to_grid_rows(t, pooled)
     assert torch.allclose(pf[0, 0], t[0, :, :2, :2].mean(dim=(1, 2)))
-    assert torch.equal(R.gather_rows(t, pooled, b[:2], torch.tensor([0, 5])), pf[b[:2], torch.tensor([0, 5])])
+    assert torch.equal(
+        R.gather_rows(t, pooled, b[:2], torch.tensor([0, 5])), pf[b[:2], torch.tensor([0, 5])]
+    )
     tok = torch.randn(2, 1 + 6, 5, generator=g)
     tgeo = _geo("tokens", (2, 3), drop=True, c=5)
     assert torch.equal(R.gather_rows(tok, tgeo, torch.tensor([1]), torch.tensor([0])), tok[1:2, 1])

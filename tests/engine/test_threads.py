@@ -47,8 +47,14 @@ def test_a_region_fit_leaves_the_callers_thread_count_as_it_was():
 
     rng = np.random.default_rng(0)
     before = torch.get_num_threads()
-    fit_region_embedding(rng.random((40, 5)).astype(np.float32), np.repeat(np.arange(10), 4),
-                         rng.normal(size=(10, 3)).astype(np.float32),
-                         rng.dirichlet(np.ones(3), size=10).astype(np.float32),
-                         epochs=1, importance_steps=1, partners=4, batch_size=4)
+    fit_region_embedding(
+        rng.random((40, 5)).astype(np.float32),
+        np.repeat(np.arange(10), 4),
+        rng.normal(size=(10, 3)).astype(np.float32),
+        rng.dirichlet(np.ones(3), size=10).astype(np.float32),
+        epochs=1,
+        importance_steps=1,
+        partners=4,
+        batch_size=4,
+    )
     assert torch.get_num_threads() == before

@@ -261,8 +261,12 @@ def test_drawing_a_figure_never_writes_into_the_store(kind):
     puts: list[str] = []
     for s in (study, distill):
         s.store.observe(lambda key: puts.append(str(key)))
-    before = [sorted(f"{k}|{n}" for (k, n), _ in s.store.items_with_kind()) for s in (study, distill)]
+    before = [
+        sorted(f"{k}|{n}" for (k, n), _ in s.store.items_with_kind()) for s in (study, distill)
+    ]
     KINDS[kind](study, distill)
-    after = [sorted(f"{k}|{n}" for (k, n), _ in s.store.items_with_kind()) for s in (study, distill)]
+    after = [
+        sorted(f"{k}|{n}" for (k, n), _ in s.store.items_with_kind()) for s in (study, distill)
+    ]
     assert puts == [] and after == before
     assert "h" not in study.store.get(trace_key, pv_results.ArrayRecord).arrays

@@ -24,9 +24,18 @@ def pixel_statistics(x: np.ndarray) -> np.ndarray:
          for o, m in zip(ori, mag)]
     )  # fmt: skip
     ori_hist /= ori_hist.sum(1, keepdims=True) + 1e-9
-    lap = np.abs(g[:, 2:, 1:-1] + g[:, :-2, 1:-1] + g[:, 1:-1, 2:] + g[:, 1:-1, :-2] - 4 * g[:, 1:-1, 1:-1])
+    lap = np.abs(
+        g[:, 2:, 1:-1] + g[:, :-2, 1:-1] + g[:, 1:-1, 2:] + g[:, 1:-1, :-2] - 4 * g[:, 1:-1, 1:-1]
+    )
     return np.concatenate(
-        [x.mean((2, 3)), x.std((2, 3)), mag_hist, ori_hist, lap.mean((1, 2))[:, None], (mag > 0.1).mean((1, 2))[:, None]],
+        [
+            x.mean((2, 3)),
+            x.std((2, 3)),
+            mag_hist,
+            ori_hist,
+            lap.mean((1, 2))[:, None],
+            (mag > 0.1).mean((1, 2))[:, None],
+        ],
         axis=1,
     )
 

@@ -40,8 +40,17 @@ def test_train_is_seeded_and_calls_back_every_epoch():
     for _ in range(2):
         torch.manual_seed(0)
         net = pv.models.SmallVGG(1, 10)
-        runs.append(pv.models.train(net, data, epochs=2, batch_size=32, progress=False, seed=5,
-                                    on_epoch_end=lambda e, m: seen.append((e, m.training))))
+        runs.append(
+            pv.models.train(
+                net,
+                data,
+                epochs=2,
+                batch_size=32,
+                progress=False,
+                seed=5,
+                on_epoch_end=lambda e, m: seen.append((e, m.training)),
+            )
+        )
     assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["epoch"] == [1, 2]
     assert seen == [(1, False), (2, False)] * 2
     assert not net.training
@@ -75,7 +84,9 @@ def test_constant_schedule_is_the_plain_adam_loop():
     a = pv.models.SmallVGG(1, 10, widths=(8, 16), hidden=32)
     b = pv.models.SmallVGG(1, 10, widths=(8, 16), hidden=32)
     b.load_state_dict(a.state_dict())
-    hist = pv.models.train(a, data, epochs=2, batch_size=32, schedule="constant", progress=False, seed=3, threads=1)
+    hist = pv.models.train(
+        a, data, epochs=2, batch_size=32, schedule="constant", progress=False, seed=3, threads=1
+    )
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # the same thread count as the train() call, so the same sums
     try:
@@ -107,11 +118,17 @@ def test_threads_are_set_for_training_and_restored():
         torch.set_num_threads(2)
         small = pv.models.SmallVGG(1, 10, widths=(8, 16), hidden=32)
         assert pv.models.auto_threads(small, data.images[0]) == 1  # small convolutions: one thread
-        assert pv.models.train(small, data, epochs=1, progress=False, device="cpu")["threads"] == [1]
+        assert pv.models.train(small, data, epochs=1, progress=False, device="cpu")["threads"] == [
+            1
+        ]
         assert torch.get_num_threads() == 2
-        assert pv.models.train(small, data, epochs=1, progress=False, device="cpu", threads=2)["threads"] == [2]
+        assert pv.models.train(small, data, epochs=1, progress=False, device="cpu", threads=2)[
+            "threads"
+        ] == [2]
         with pytest.raises(ZeroDivisionError):
-            pv.models.train(small, data, epochs=1, progress=False, device="cpu", on_epoch_end=lambda e, m: 1 / 0)
+            pv.models.train(
+                small, data, epochs=1, progress=False, device="cpu", on_epoch_end=lambda e, m: 1 / 0
+            )
         assert torch.get_num_threads() == 2  # restored after an error too
     finally:
         torch.set_num_threads(before)
@@ -120,7 +137,9 @@ def test_threads_are_set_for_training_and_restored():
 
 
 def test_macs_count_convolutions_and_linear_layers():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 5))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 5)
+    )
     assert pv.models.macs_per_image(net, torch.rand(3, 8, 8)) == 4 * 8 * 8 * 3 * 9 + 4 * 8 * 8 * 5
 
 

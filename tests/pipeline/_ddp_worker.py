@@ -54,8 +54,12 @@ def main() -> None:
     out = Path(sys.argv[1])
     env = os.environ.get
     epochs, embed = int(env("PV_EPOCHS", "3")), env("PV_EMBED", "0") == "1"
-    fail_rank, raise_epoch, die_epoch = (int(env(k, "-1")) for k in ("PV_FAIL_RANK", "PV_RAISE_EPOCH", "PV_DIE_EPOCH"))
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=float(env("PV_PG_TIMEOUT", "60"))))
+    fail_rank, raise_epoch, die_epoch = (
+        int(env(k, "-1")) for k in ("PV_FAIL_RANK", "PV_RAISE_EPOCH", "PV_DIE_EPOCH")
+    )
+    dist.init_process_group(
+        "gloo", timeout=datetime.timedelta(seconds=float(env("PV_PG_TIMEOUT", "60")))
+    )
     rank = dist.get_rank()
     report: dict = {"rank": rank, "snapshots": [], "errors": []}
     net = build_model()
@@ -73,7 +77,11 @@ def main() -> None:
     state = {"epoch": -1, "calls": 0}
 
     def inject(module, inputs, output):
-        if torch.is_inference_mode_enabled() and rank == fail_rank and state["epoch"] in (raise_epoch, die_epoch):
+        if (
+            torch.is_inference_mode_enabled()
+            and rank == fail_rank
+            and state["epoch"] in (raise_epoch, die_epoch)
+        ):
             state["calls"] += 1
             if state["calls"] == 2:
                 if state["epoch"] == die_epoch:
@@ -95,12 +103,20 @@ def main() -> None:
         try:
             snap = tracker.snapshot(epoch)
         except pv.errors.CaptureError as e:
-            report["errors"].append({"epoch": epoch, "error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0})
+            report["errors"].append(
+                {
+                    "epoch": epoch,
+                    "error": f"{type(e).__name__}: {e}",
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
             _write(out / f"rank{rank}.json", report)
             if epoch == die_epoch:
                 os._exit(1)  # a peer is gone: no teardown handshake to wait for
             continue
-        report["snapshots"].append({"epoch": snap.epoch, "path": snap.path, "kp_total": snap.kp_total})
+        report["snapshots"].append(
+            {"epoch": snap.epoch, "path": snap.path, "kp_total": snap.kp_total}
+        )
         study.save(out / f"saved_by_rank{rank}.pvz")  # only rank 0 writes
         _write(out / f"rank{rank}.json", report)
     report["ok"] = True

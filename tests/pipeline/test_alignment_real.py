@@ -61,7 +61,9 @@ def test_alignment_lowers_epoch_to_epoch_displacement_on_a_real_run():
     raw = [_mean_disp(g[e], g[e - 1]) for e in range(1, len(g))]
     rot = [_mean_disp(aligned[e], aligned[e - 1]) for e in range(1, len(g))]
     study.embed(progress=False, fast=True, steps=600)  # the study's way: warm start + rotation
-    tracked = [study.store.get(Key("main", "clean", e, SAMPLE), SampleEmbedding).g for e in range(1, 5)]
+    tracked = [
+        study.store.get(Key("main", "clean", e, SAMPLE), SampleEmbedding).g for e in range(1, 5)
+    ]
     warm = [_mean_disp(tracked[e], tracked[e - 1]) for e in range(1, len(tracked))]
     print(
         "mean displacement, epochs 1→2, 2→3, 3→4: separate fits "

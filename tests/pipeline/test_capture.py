@@ -17,7 +17,9 @@ from patternviz_widget.results import SAMPLE, Key, RegionRecord, SampleRecord
 def _records(study, **key):
     base = Key(**key)
     sample = study.store.get(base, SampleRecord)
-    regions = {layer: study.store.get(base.replace(layer=layer), RegionRecord) for layer in study.layers}
+    regions = {
+        layer: study.store.get(base.replace(layer=layer), RegionRecord) for layer in study.layers
+    }
     return sample, regions
 
 
@@ -36,7 +38,9 @@ def test_exact_features_of_a_hand_computable_net():
     expect = 2 * x[r.image, 0, r.grid[:, 0], r.grid[:, 1]]
     np.testing.assert_allclose(r.features[:, 0], expect.numpy(), rtol=1e-6)
     # a 1×1 conv sees exactly its own pixel
-    np.testing.assert_array_equal(r.box, np.stack([r.grid[:, 1], r.grid[:, 0], r.grid[:, 1] + 1, r.grid[:, 0] + 1], 1))
+    np.testing.assert_array_equal(
+        r.box, np.stack([r.grid[:, 1], r.grid[:, 0], r.grid[:, 1] + 1, r.grid[:, 0] + 1], 1)
+    )
     assert sample.source == "head"
 
 
@@ -60,8 +64,16 @@ def _vit_head_input(net, x):
 CASES = {
     "vgg-digits": (lambda: pv.models.SmallVGG(1, 10), "digits", _vgg_head_input),
     "resnet-shapes": (lambda: pv.models.SmallResNet(3, 5), "shapes", _resnet_head_input),
-    "vit-digits": (lambda: pv.models.SmallViT(1, 10, image_size=32, depth=2), "digits", _vit_head_input),
-    "vit-shapes": (lambda: pv.models.SmallViT(3, 5, image_size=32, patch_size=8, depth=2), "shapes", _vit_head_input),
+    "vit-digits": (
+        lambda: pv.models.SmallViT(1, 10, image_size=32, depth=2),
+        "digits",
+        _vit_head_input,
+    ),
+    "vit-shapes": (
+        lambda: pv.models.SmallViT(3, 5, image_size=32, patch_size=8, depth=2),
+        "shapes",
+        _vit_head_input,
+    ),
 }
 
 
@@ -78,7 +90,9 @@ def test_bundled_models_on_bundled_data(case, datasets):
     torch.manual_seed(0)
     make, data_name, head_input = CASES[case]
     net, data = make(), datasets[data_name]
-    study = pv.Study(net, data, layers=net.default_layers, max_images=40, batch_size=16, regions_per_image=12)
+    study = pv.Study(
+        net, data, layers=net.default_layers, max_images=40, batch_size=16, regions_per_image=12
+    )
     study.capture(progress=False)
     sample, regions = _records(study)
     x = data.images[:40]
@@ -90,7 +104,12 @@ def test_bundled_models_on_bundled_data(case, datasets):
     np.testing.assert_allclose(sample.features, f.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(sample.logits, logits.numpy(), rtol=1e-4, atol=1e-5)
     maps = {}
-    hooks = [dict(net.named_modules())[n].register_forward_hook(lambda m, i, o, n=n: maps.__setitem__(n, o)) for n in net.default_layers]
+    hooks = [
+        dict(net.named_modules())[n].register_forward_hook(
+            lambda m, i, o, n=n: maps.__setitem__(n, o)
+        )
+        for n in net.default_layers
+    ]
     with torch.no_grad():
         net(x)
     for h in hooks:
@@ -101,7 +120,11 @@ def test_bundled_models_on_bundled_data(case, datasets):
         assert r.features.shape == (40 * min(12, rows * cols), info["channels"])
         assert np.array_equal(np.unique(r.image), np.arange(40))
         assert (r.grid[:, 0] < rows).all() and (r.grid[:, 1] < cols).all()
-        assert (r.box[:, 0] >= 0).all() and (r.box[:, 2] <= 32).all() and (r.box[:, 2] > r.box[:, 0]).all()
+        assert (
+            (r.box[:, 0] >= 0).all()
+            and (r.box[:, 2] <= 32).all()
+            and (r.box[:, 2] > r.box[:, 0]).all()
+        )
         m = maps[layer]
         if r.kind == "tokens":
             assert m.shape[1] == 1 + rows * cols  # the class token was dropped
@@ -116,7 +139,14 @@ def test_bundled_models_on_bundled_data(case, datasets):
 def test_regions_are_the_same_rows_in_every_capture_and_float16_storage():
     x, y = toy_data(n=10, size=16)
     net = TinyConvNet()
-    study = pv.Study(net, (x, y), layers=["relu1", "pool2"], regions_per_image=5, storage_dtype="float16", batch_size=4)
+    study = pv.Study(
+        net,
+        (x, y),
+        layers=["relu1", "pool2"],
+        regions_per_image=5,
+        storage_dtype="float16",
+        batch_size=4,
+    )
     study.capture(epoch=0, progress=False)
     with torch.no_grad():
         net.conv1.weight.mul_(1.5)
@@ -156,8 +186,12 @@ def test_other_images_and_per_batch_transforms_are_captured_in_order():
     with torch.no_grad():
         ref_flip = net(x.flip(-1))
         ref_zero = net(torch.zeros_like(x))
-    np.testing.assert_allclose(study.store.get(Key(condition="flipped"), SampleRecord).logits, ref_flip.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(study.store.get(Key(condition="zeros"), SampleRecord).logits, ref_zero.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        study.store.get(Key(condition="flipped"), SampleRecord).logits, ref_flip.numpy(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        study.store.get(Key(condition="zeros"), SampleRecord).logits, ref_zero.numpy(), rtol=1e-5
+    )
     with pytest.raises(InputError, match="same order"):
         study.capture(images=x[:5], progress=False)
 
@@ -202,7 +236,9 @@ def test_non_finite_activations_name_the_layer_and_batch():
     net = BrokenNet()
     study = pv.Study(net, (x, y), layers=["conv1", "conv2"], batch_size=4)
     net.nan_at = net.calls + 1
-    with pytest.raises(CaptureError, match=r"Layer 'conv2' produced NaN or Inf in batch 1 \(images 4\.\.7\)"):
+    with pytest.raises(
+        CaptureError, match=r"Layer 'conv2' produced NaN or Inf in batch 1 \(images 4\.\.7\)"
+    ):
         study.capture(progress=False)
     assert sum(len(m._forward_hooks) for m in net.modules()) == 1  # only BrokenNet's own
 

@@ -21,8 +21,14 @@ def _study(epochs: int, fast: bool):
     torch.manual_seed(0)
     net = pv.models.SmallVGG(in_channels=1, num_classes=10)
     pv.models.train(net, pv.datasets.digits("train"), epochs=epochs, progress=False, device="cpu")
-    study = pv.Study(net, pv.datasets.digits("test"), layers=net.default_layers, num_classes=10,
-                     max_images=150, device="cpu")
+    study = pv.Study(
+        net,
+        pv.datasets.digits("test"),
+        layers=net.default_layers,
+        num_classes=10,
+        max_images=150,
+        device="cpu",
+    )
     study.capture(progress=False)
     study.embed(progress=False, fast=fast)
     return study, net.default_layers
@@ -38,7 +44,9 @@ def trained():
     return _study(3, fast=False)  # the quickstart notebook's FAST setting: paper preset, 150 images
 
 
-def test_a_net_with_a_uniform_posterior_is_reported_as_such_not_as_zero_knowledge_points(barely_trained):
+def test_a_net_with_a_uniform_posterior_is_reported_as_such_not_as_zero_knowledge_points(
+    barely_trained,
+):
     from patternviz_widget.figures.knowledge import format_table, knowledge_curve, knowledge_table
 
     study, layers = barely_trained
@@ -65,8 +73,15 @@ def test_the_quickstart_net_shows_knowledge_points_at_every_layer_more_in_the_hi
     for layer in layers:
         d = diag[layer]
         assert not d.degenerate, d.reason
-        assert d.importance_loss_last < d.importance_loss_first, (layer, d.importance_loss_first, d.importance_loss_last)
-        assert d.w_from_uniform > 0.2, (layer, d.w_from_uniform)  # L1 distance per image; uniform: 0
+        assert d.importance_loss_last < d.importance_loss_first, (
+            layer,
+            d.importance_loss_first,
+            d.importance_loss_last,
+        )
+        assert d.w_from_uniform > 0.2, (
+            layer,
+            d.w_from_uniform,
+        )  # L1 distance per image; uniform: 0
         kp = study.knowledge_points(layer)
         assert kp.warning is None
         kps.append(kp.mean_total)

@@ -43,7 +43,9 @@ sys.path.insert(0, str(WORKER.parent))
 import _ddp_worker as worker  # noqa: E402
 
 
-def _torchrun(out: Path, timeout: float = 150, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+def _torchrun(
+    out: Path, timeout: float = 150, **env: str
+) -> tuple[subprocess.CompletedProcess, float]:
     """Run the worker on 2 CPU processes; --standalone rendezvous picks a free port itself."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "--monitor-interval=0.5", str(WORKER), str(out)]  # fmt: skip
@@ -60,10 +62,20 @@ def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     (out / "blocked").write_text("a file, so no folder can be made here")  # rank 1 never writes
     proc, seconds = _torchrun(
-        out, PV_EPOCHS="5", PV_EMBED="1", PV_FAIL_RANK="1", PV_RAISE_EPOCH="2", PV_DIE_EPOCH="5", PV_PG_TIMEOUT="30",
+        out,
+        PV_EPOCHS="5",
+        PV_EMBED="1",
+        PV_FAIL_RANK="1",
+        PV_RAISE_EPOCH="2",
+        PV_DIE_EPOCH="5",
+        PV_PG_TIMEOUT="30",
         PV_OTHER_RANKS_DIR=str(out / "blocked"),
     )
-    reports = {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1) if (out / f"rank{r}.json").exists()}
+    reports = {
+        r: json.loads((out / f"rank{r}.json").read_text())
+        for r in (0, 1)
+        if (out / f"rank{r}.json").exists()
+    }
     return out, proc, seconds, reports
 
 
@@ -71,7 +83,9 @@ def _reference(out: Path, epochs: list[int]) -> pv.Study:
     """A single-process study of the weights rank 0 saved after each epoch (DDP state dicts, keys
     "module.*", read by capture_checkpoints into the plain model)."""
     net = worker.build_model()
-    study = pv.Study(net, worker.build_probe(), layers=worker.LAYERS, regions_per_image=8, batch_size=64)
+    study = pv.Study(
+        net, worker.build_probe(), layers=worker.LAYERS, regions_per_image=8, batch_size=64
+    )
     state = torch.load(out / f"state{epochs[0]}.pt", weights_only=True)
     assert all(k.startswith("module.") for k in state)
     study.capture_checkpoints([out / f"state{e}.pt" for e in epochs], epochs=epochs, embed=False)
@@ -156,7 +170,9 @@ def test_shards_cover_the_probe_set_and_keep_the_single_process_plan():
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
         parts = [shard_plan(plan, s, e) for s, e in bounds]
         np.testing.assert_array_equal(np.concatenate([p.cell for p in parts]), plan.cell)
-        np.testing.assert_array_equal(np.concatenate([p.image + s for p, (s, _) in zip(parts, bounds)]), plan.image)
+        np.testing.assert_array_equal(
+            np.concatenate([p.image + s for p, (s, _) in zip(parts, bounds)]), plan.image
+        )
         assert all(p.offsets[0] == 0 and p.offsets[-1] == p.size for p in parts)
 
 
@@ -183,8 +199,12 @@ def test_a_shard_of_the_probe_data_reads_exactly_its_images(kind):
         sizes = [b.images.shape[0] for b in batches]
         assert [b.start for b in batches] == list(np.cumsum([0] + sizes[:-1])) and max(sizes) <= 4
         got = torch.cat([b.images for b in batches])
-        np.testing.assert_array_equal(got.numpy(), np.asarray(images[start:end], dtype=np.float32).reshape(got.shape))
-        np.testing.assert_array_equal(torch.cat([b.labels for b in batches]).numpy(), np.asarray(labels[start:end]))
+        np.testing.assert_array_equal(
+            got.numpy(), np.asarray(images[start:end], dtype=np.float32).reshape(got.shape)
+        )
+        np.testing.assert_array_equal(
+            torch.cat([b.labels for b in batches]).numpy(), np.asarray(labels[start:end])
+        )
 
 
 def test_wrapped_models_are_unwrapped_and_their_prefixes_accepted():
@@ -194,11 +214,21 @@ def test_wrapped_models_are_unwrapped_and_their_prefixes_accepted():
     assert strip_wrapper_prefix("module.features.5", net) == "features.5"
     assert strip_wrapper_prefix("_orig_mod.module.features.5", net) == "features.5"
     assert strip_wrapper_prefix("features.5", net) == "features.5"
-    study = pv.Study(dp, worker.build_probe(), layers=["module.features.5"], regions_per_image=None, max_images=16)
+    study = pv.Study(
+        dp,
+        worker.build_probe(),
+        layers=["module.features.5"],
+        regions_per_image=None,
+        max_images=16,
+    )
     assert study.layers == ["features.5"] and study.model is net
     study.capture(progress=False)
     with pytest.raises(InputError, match="TorchScript"):
-        pv.Study(torch.jit.trace(worker.build_model().eval(), torch.zeros(1, 1, 32, 32)), worker.build_probe(), layers=["features.5"])
+        pv.Study(
+            torch.jit.trace(worker.build_model().eval(), torch.zeros(1, 1, 32, 32)),
+            worker.build_probe(),
+            layers=["features.5"],
+        )
 
 
 @pytest.mark.slow
@@ -206,19 +236,25 @@ def test_compiled_models_capture_what_the_plain_model_does():
     """A whole compiled model is captured through its plain module; a compiled submodule runs
     eagerly during capture so its hooks fire (without that, dynamo skips hooks added later)."""
     probe = worker.build_probe()
-    plain = pv.Study(worker.build_model(), probe, layers=["features.5"], regions_per_image=None, max_images=16)
+    plain = pv.Study(
+        worker.build_model(), probe, layers=["features.5"], regions_per_image=None, max_images=16
+    )
     plain.capture(progress=False)
     want = plain.store.get(Key("main", "clean", 0, "features.5"), RegionRecord).features
     whole = worker.build_model()
     compiled = torch.compile(whole.eval(), backend="eager")
     compiled(torch.zeros(2, 1, 32, 32))  # compiled before the hooks exist (eval: BN stats stay)
-    s1 = pv.Study(compiled, probe, layers=["_orig_mod.features.5"], regions_per_image=None, max_images=16)
+    s1 = pv.Study(
+        compiled, probe, layers=["_orig_mod.features.5"], regions_per_image=None, max_images=16
+    )
     assert s1.model is whole
     s1.capture(progress=False)
     sub = worker.build_model()
     sub.features = torch.compile(sub.features, backend="eager")
     sub.eval()(torch.zeros(2, 1, 32, 32))
-    s2 = pv.Study(sub, probe, layers=["features._orig_mod.5"], regions_per_image=None, max_images=16)
+    s2 = pv.Study(
+        sub, probe, layers=["features._orig_mod.5"], regions_per_image=None, max_images=16
+    )
     s2.capture(progress=False)
     for s, layer in ((s1, "features.5"), (s2, "features._orig_mod.5")):
         got = s.store.get(Key("main", "clean", 0, layer), RegionRecord).features
@@ -227,7 +263,13 @@ def test_compiled_models_capture_what_the_plain_model_does():
 
 def test_without_a_process_group_capture_is_single_process():
     assert not dist.is_initialized()
-    study = pv.Study(worker.build_model(), worker.build_probe(), layers=["features.5"], regions_per_image=4, max_images=8)
+    study = pv.Study(
+        worker.build_model(),
+        worker.build_probe(),
+        layers=["features.5"],
+        regions_per_image=4,
+        max_images=8,
+    )
     with pytest.raises(InputError, match="not initialised"):
         study.capture(progress=False, process_group=object())
     study.capture(progress=False, process_group=False)

@@ -176,7 +176,9 @@ def test_claims5_6_trained_net_has_knowledge_points_where_the_untrained_has_none
     assert high.mean_total > 0.1
     assert high.mean_total > mid.mean_total
     assert high.r_reliable > low.r_reliable and high.r_reliable > mid.r_reliable
-    assert high.r_reliable > 1.0 / len(out["study"].store.probe.class_names)  # better than a random class
+    assert high.r_reliable > 1.0 / len(
+        out["study"].store.probe.class_names
+    )  # better than a random class
     if which == "digits":  # as measured: not monotone in depth there
         assert low.mean_total > high.mean_total
     else:

@@ -12,7 +12,9 @@ import patternviz_widget as pv
 def test_study_attributes_meta_and_probe():
     x, y = toy_data(n=9, size=16, channels=3)
     net = TinyConvNet(in_channels=3)
-    study = pv.Study(net, (x, y), layers="conv2", class_names=["a", "b", "c"], device="cpu", regions_per_image=7)
+    study = pv.Study(
+        net, (x, y), layers="conv2", class_names=["a", "b", "c"], device="cpu", regions_per_image=7
+    )
     assert study.model is net and study.layers == ["conv2"] and study.num_classes == 3
     assert study.device == torch.device("cpu") and study.sample_layer == "head"
     assert study.class_names == ["a", "b", "c"] and study.input_size == (16, 16)
@@ -20,8 +22,12 @@ def test_study_attributes_meta_and_probe():
     assert meta["layers"] == ["conv2"] and meta["num_classes"] == 3 and meta["model_name"] == "main"
     assert meta["seed"] == 2020 and meta["class_names"] == ["a", "b", "c"]
     assert meta["layer_info"]["conv2"] == {
-        "kind": "conv", "grid_shape": [8, 8], "native_grid": [8, 8], "channels": 8,
-        "box_method": "receptive_field", "regions": 63,
+        "kind": "conv",
+        "grid_shape": [8, 8],
+        "native_grid": [8, 8],
+        "channels": 8,
+        "box_method": "receptive_field",
+        "regions": 63,
     }
     probe = study.store.probe
     assert probe.labels.tolist() == y.tolist() and probe.masks is None

@@ -29,7 +29,9 @@ from patternviz_widget.results import io as pio
 @pytest.fixture(scope="module")
 def study():
     ds = pv.datasets.shapes(n=10, size=16, num_classes=5, seed=0)
-    s = pv.Study(TinyConvNet(in_channels=3, num_classes=5), ds, ["relu1", "pool2"], regions_per_image=2)
+    s = pv.Study(
+        TinyConvNet(in_channels=3, num_classes=5), ds, ["relu1", "pool2"], regions_per_image=2
+    )
     s.capture(progress=False)
     return s
 
@@ -40,7 +42,10 @@ def _dump(store: pv.ResultStore) -> dict:
     items = [(str(k), rec) for k, rec in store.items_with_kind()] + [("probe", store.probe)]
     for name, rec in items:
         arrays, meta = rec.split()
-        out[name] = ({f: (a.dtype.str, a.shape, a.tobytes()) for f, a in arrays.items()}, repr(meta))
+        out[name] = (
+            {f: (a.dtype.str, a.shape, a.tobytes()) for f, a in arrays.items()},
+            repr(meta),
+        )
     return out
 
 
@@ -68,7 +73,9 @@ def test_every_single_bit_flip_is_a_study_file_error_or_the_same_data(study, tmp
         heads.append((at, (6, 10)))
         n, m, k = struct.unpack("<HHH", good[at + 28 : at + 34])
         at += 46 + n + m + k
-    flips += [(h + off + b, bit) for h, offs in heads for off in offs for b in (0, 1) for bit in range(8)]
+    flips += [
+        (h + off + b, bit) for h, offs in heads for off in offs for b in (0, 1) for bit in range(8)
+    ]
     bad = tmp_path / "flipped.pvz"
     outcomes = {"error": 0, "same": 0}
     for pos, bit in flips:
@@ -96,7 +103,9 @@ def test_records_that_disagree_are_refused_at_load(study, tmp_path):
     labels = study.store.probe.labels
     # CRCs are fine, but the probe has labels for 3 images and thumbnails for 10
     path = _saved_with(study, tmp_path, "labels.pvz", labels=labels[:3])
-    with pytest.raises(StudyFileError, match=r"do not fit together \(the probe has 3 labels but thumbnails for 10"):
+    with pytest.raises(
+        StudyFileError, match=r"do not fit together \(the probe has 3 labels but thumbnails for 10"
+    ):
         pv.Study.load(path)
     # a region record pointing at image 10 of 10
     store = _copy_store(study.store)
@@ -105,7 +114,9 @@ def test_records_that_disagree_are_refused_at_load(study, tmp_path):
     image = rec.image.copy()
     image[-1] = 10
     store.put(key, RegionRecord(rec.features, image, rec.grid, rec.box, rec.grid_shape, rec.kind))
-    with pytest.raises(StudyFileError, match=r"image indices outside 0\.\.9 for 10 probe images.*Re-save it"):
+    with pytest.raises(
+        StudyFileError, match=r"image indices outside 0\.\.9 for 10 probe images.*Re-save it"
+    ):
         pio.load_store(pio.save_store(store, tmp_path / "image.pvz"))
     # logits of 12 classes for 5 class names
     store = _copy_store(study.store)
@@ -122,7 +133,9 @@ def test_records_that_disagree_are_refused_at_load(study, tmp_path):
 def test_saving_where_one_may_not_write_names_the_fix(study, tmp_path):
     if not Path("/sys").is_dir() or os.access("/sys", os.W_OK) and _can_create("/sys"):
         pytest.skip("needs a folder this user cannot write (Linux /sys)")
-    with pytest.raises(StudyFileError, match="you may not write there.*Save to a folder you can write to") as e:
+    with pytest.raises(
+        StudyFileError, match="you may not write there.*Save to a folder you can write to"
+    ) as e:
         study.save("/sys/study.pvz")
     assert isinstance(e.value, OSError) and isinstance(e.value.__cause__, PermissionError)
 
@@ -164,18 +177,25 @@ def test_saving_on_a_read_only_file_system_names_it(tmp_path):
         f"mount -t tmpfs none {mnt} && mkdir {mnt}/run && mount -o remount,ro {mnt} && "
         f"{sys.executable} {child} {mnt}/run/s.pvz"
     )
-    out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
     if "Operation not permitted" in out.stderr or "permission denied" in out.stderr.lower():
         pytest.skip(f"cannot mount here: {out.stderr.strip()}")
     assert out.stdout.startswith("StudyFileError |"), out.stdout + out.stderr
-    assert "the file system is read-only" in out.stdout and "Save to a folder you can write to" in out.stdout
+    assert (
+        "the file system is read-only" in out.stdout
+        and "Save to a folder you can write to" in out.stdout
+    )
 
 
 def test_a_tracker_with_an_unwritable_path_fails_before_any_work(study, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     t0 = time.perf_counter()
-    with pytest.raises(StudyFileError, match="Cannot write the study file .*Save to a folder you can write to"):
+    with pytest.raises(
+        StudyFileError, match="Cannot write the study file .*Save to a folder you can write to"
+    ):
         study.tracker(path=blocker / "run.pvz")  # its folder is a file: nothing can be written
     assert time.perf_counter() - t0 < 1.0
     with pytest.raises(StudyFileError, match="is a folder; give a file path"):
@@ -206,7 +226,9 @@ KILLED_WRITER = textwrap.dedent(
 
 def test_a_save_removes_the_temp_file_of_a_writer_killed_mid_save(study, tmp_path):
     path = tmp_path / "run.pvz"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "WRITING"
     finally:
@@ -245,7 +267,9 @@ def test_two_writers_on_one_path_are_detected(study, tmp_path):
     pio.save_store(a, path)  # the same writer again: fine
     subprocess.run([sys.executable, "-c", WRITER_B, str(path)], check=True, timeout=60)  # process B
     b_bytes = path.read_bytes()
-    with pytest.raises(StudyFileError, match="rewritten by another writer.*Save to another path.*overwrite=True"):
+    with pytest.raises(
+        StudyFileError, match="rewritten by another writer.*Save to another path.*overwrite=True"
+    ):
         pio.save_store(a, path)
     assert path.read_bytes() == b_bytes  # B's work survives
     assert list(tmp_path.glob(".shared.pvz.*.tmp")) == []

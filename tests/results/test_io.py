@@ -21,17 +21,47 @@ from patternviz_widget.results import io as pio
 @pytest.fixture(scope="module")
 def study():
     ds = pv.datasets.shapes(n=12, size=16, num_classes=5, seed=0)
-    s = pv.Study(TinyConvNet(in_channels=3, num_classes=5), ds, ["relu1", "pool2"], storage_dtype="float16", regions_per_image=6)
+    s = pv.Study(
+        TinyConvNet(in_channels=3, num_classes=5),
+        ds,
+        ["relu1", "pool2"],
+        storage_dtype="float16",
+        regions_per_image=6,
+    )
     s.capture(progress=False)
     s.capture(epoch=2, condition="adversarial", progress=False)
     rng = np.random.default_rng(0)
-    s.store.put(Key(), SampleEmbedding(g=rng.random((12, 3), dtype=np.float32), mu=np.eye(5, 3, dtype=np.float32),
-                                       pi=np.full(5, 0.2, np.float32), M=rng.random((3, 8), dtype=np.float32),
-                                       kl=float("nan"), params={"T": 4.0, "steps": 10}))
-    s.store.put(Key(layer="pool2"), RegionEmbedding(h=rng.random((72, 3), dtype=np.float32), Lambda=np.ones((3, 8), np.float32),
-                                                     w=np.full(72, 1 / 6, np.float32), mean_strength=1.25))
-    s.store.put(Key(layer="pool2"), ArrayRecord(arrays={"trace": np.arange(6, dtype=np.int16).reshape(2, 3),
-                                                        "ok": np.array([True, False])}, name="attack", meta={"eps": 0.1}))
+    s.store.put(
+        Key(),
+        SampleEmbedding(
+            g=rng.random((12, 3), dtype=np.float32),
+            mu=np.eye(5, 3, dtype=np.float32),
+            pi=np.full(5, 0.2, np.float32),
+            M=rng.random((3, 8), dtype=np.float32),
+            kl=float("nan"),
+            params={"T": 4.0, "steps": 10},
+        ),
+    )
+    s.store.put(
+        Key(layer="pool2"),
+        RegionEmbedding(
+            h=rng.random((72, 3), dtype=np.float32),
+            Lambda=np.ones((3, 8), np.float32),
+            w=np.full(72, 1 / 6, np.float32),
+            mean_strength=1.25,
+        ),
+    )
+    s.store.put(
+        Key(layer="pool2"),
+        ArrayRecord(
+            arrays={
+                "trace": np.arange(6, dtype=np.int16).reshape(2, 3),
+                "ok": np.array([True, False]),
+            },
+            name="attack",
+            meta={"eps": 0.1},
+        ),
+    )
     return s
 
 
@@ -60,9 +90,14 @@ def test_round_trip_is_bit_identical(study, tmp_path):
             assert a_arr[f].tobytes() == b_arr[f].tobytes(), (k, f)
     p, q = study.store.probe, loaded.store.probe
     for f in ("labels", "thumbnails", "data_index", "masks"):
-        assert getattr(p, f).tobytes() == getattr(q, f).tobytes() and getattr(p, f).dtype == getattr(q, f).dtype
+        assert (
+            getattr(p, f).tobytes() == getattr(q, f).tobytes()
+            and getattr(p, f).dtype == getattr(q, f).dtype
+        )
     assert q.input_size == p.input_size == (16, 16) and q.class_names == p.class_names
-    assert json.dumps(loaded.store.meta, sort_keys=True) == json.dumps(study.store.meta, sort_keys=True)
+    assert json.dumps(loaded.store.meta, sort_keys=True) == json.dumps(
+        study.store.meta, sort_keys=True
+    )
     assert loaded.model is None and loaded.layers == ["relu1", "pool2"] and loaded.num_classes == 5
     assert loaded.store.catalog() == study.store.catalog()
 
@@ -118,7 +153,9 @@ def saved(study, tmp_path):
 def test_not_a_zip(tmp_path):
     p = tmp_path / "notes.pvz"
     p.write_text("hello")
-    with pytest.raises(StudyFileError, match="is not a patternviz study file, or it is truncated") as e:
+    with pytest.raises(
+        StudyFileError, match="is not a patternviz study file, or it is truncated"
+    ) as e:
         pv.Study.load(p)
     assert isinstance(e.value, OSError)
     with pytest.raises(StudyFileError, match="No study file at"):
@@ -145,16 +182,22 @@ def test_corrupt_member(saved, tmp_path):
 
 
 def test_missing_manifest_member_or_wrong_format(saved, tmp_path):
-    with pytest.raises(StudyFileError, match="has no manifest.json: it is a zip file, but not a patternviz study"):
+    with pytest.raises(
+        StudyFileError, match="has no manifest.json: it is a zip file, but not a patternviz study"
+    ):
         pv.Study.load(_rewrite(saved, tmp_path / "a.pvz", drop=("manifest.json",)))
     with pytest.raises(StudyFileError, match="lacks the array member 'r0/features.npy'"):
         pv.Study.load(_rewrite(saved, tmp_path / "b.pvz", drop=("r0/features.npy",)))
     with pytest.raises(StudyFileError, match=r"is not a patternviz study \(format 'other'"):
-        pv.Study.load(_rewrite(saved, tmp_path / "c.pvz", manifest=lambda m: m.update(format="other")))
+        pv.Study.load(
+            _rewrite(saved, tmp_path / "c.pvz", manifest=lambda m: m.update(format="other"))
+        )
 
 
 def test_newer_schema_and_unknown_record_kind(saved, tmp_path):
-    with pytest.raises(StudyFileError, match=r"written by a newer patternviz-widget .*schema 99 > 1\)\. Upgrade"):
+    with pytest.raises(
+        StudyFileError, match=r"written by a newer patternviz-widget .*schema 99 > 1\)\. Upgrade"
+    ):
         pv.Study.load(_rewrite(saved, tmp_path / "n.pvz", manifest=lambda m: m.update(schema=99)))
 
     def rename(m):
@@ -180,7 +223,12 @@ def test_object_arrays_are_never_unpickled(saved, tmp_path):
     marker = tmp_path / "pwned"
     buf = io.BytesIO()
     np.save(buf, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
-    evil = _rewrite(saved, tmp_path / "evil.pvz", drop=("r0/features.npy",), extra={"r0/features.npy": buf.getvalue()})
+    evil = _rewrite(
+        saved,
+        tmp_path / "evil.pvz",
+        drop=("r0/features.npy",),
+        extra={"r0/features.npy": buf.getvalue()},
+    )
     with pytest.raises(StudyFileError, match="is not a plain numeric array"):
         pv.Study.load(evil)
     assert not marker.exists()

@@ -10,8 +10,13 @@ from patternviz_widget.results import SAMPLE, Key, RegionRecord, ResultStore, Sa
 
 
 def _region(m=4, c=2):
-    return RegionRecord(np.zeros((m, c), np.float32), np.zeros(m, np.int32), np.zeros((m, 2), np.int16),
-                        np.zeros((m, 4), np.float32), (2, 2))
+    return RegionRecord(
+        np.zeros((m, c), np.float32),
+        np.zeros(m, np.int32),
+        np.zeros((m, 2), np.int16),
+        np.zeros((m, 4), np.float32),
+        (2, 2),
+    )
 
 
 def test_put_get_find_and_axes():

@@ -143,7 +143,9 @@ def _read_first_view(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     for chunk, (off, nbytes) in zip(head["content"]["chunks"], head["buffers"], strict=True):
         assert off % 8 == 0  # every typed array views its bytes in place
         s = specs[chunk["name"]]
-        arrays[chunk["name"]] = np.frombuffer(blob[off : off + nbytes], s["dtype"]).reshape(s["shape"])
+        arrays[chunk["name"]] = np.frombuffer(blob[off : off + nbytes], s["dtype"]).reshape(
+            s["shape"]
+        )
     return head, arrays
 
 

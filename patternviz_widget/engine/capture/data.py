@@ -67,7 +67,9 @@ def to_labels(y: Any) -> torch.Tensor:
     if not isinstance(y, torch.Tensor):
         y = np.asarray(y)
         flat = y.reshape(-1)
-        if y.dtype.kind in "US" or (y.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in flat)):
+        if y.dtype.kind in "US" or (
+            y.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in flat)
+        ):
             shown = ", ".join(repr(v) for v in dict.fromkeys(flat[:50].tolist()))
             raise InputError(
                 f"Labels must be integer class indices 0..K-1, got text ({shown[:120]}). Map them "
@@ -90,7 +92,9 @@ def to_mask(m: Any, batched: bool) -> torch.Tensor:
     if t.ndim == want + 1 and t.shape[1 if batched else 0] == 1:
         t = t.squeeze(1 if batched else 0)
     if t.ndim != want:
-        raise InputError(f"Masks must be {'N×H×W' if batched else 'H×W'}; got shape {tuple(t.shape)}.")
+        raise InputError(
+            f"Masks must be {'N×H×W' if batched else 'H×W'}; got shape {tuple(t.shape)}."
+        )
     return (t != 0).to(torch.uint8)
 
 
@@ -132,14 +136,18 @@ class ProbeData:
                 )
         elif self.kind == "dataset":
             for s in range(0, self.n, batch_size):
-                yield _stack_items(s, [self.source[i] for i in range(s, min(s + batch_size, self.n))])
+                yield _stack_items(
+                    s, [self.source[i] for i in range(s, min(s + batch_size, self.n))]
+                )
         else:
             yield from _iterate_loader(self.source, self.n, batch_size)
 
 
 def _split_item(item: Any) -> tuple[Any, Any, Any]:
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        got = type(item).__name__ + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+        got = type(item).__name__ + (
+            f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""
+        )
         raise InputError(
             f"Each data item must be (image, label) or (image, label, mask); got a {got}. "
             "Wrap your dataset so __getitem__ returns such a tuple."
@@ -162,7 +170,9 @@ def _stack_items(start: int, items: list[Any]) -> Batch:
     try:
         images = torch.stack([to_image_tensor(p[0], batched=False) for p in parts])
     except RuntimeError as e:
-        raise InputError(f"Images near index {start} differ in size; resize them to one size. ({e})") from e
+        raise InputError(
+            f"Images near index {start} differ in size; resize them to one size. ({e})"
+        ) from e
     labels = to_labels([_one_label(p[1], start + i) for i, p in enumerate(parts)])
     masks = None
     if parts[0][2] is not None:
@@ -207,7 +217,11 @@ def as_probe_data(data: Any, max_images: int | None = None) -> ProbeData:
     """
     if isinstance(data, DataLoader):
         ds = data.dataset
-        if not isinstance(ds, IterableDataset) and hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
+        if (
+            not isinstance(ds, IterableDataset)
+            and hasattr(ds, "__len__")
+            and hasattr(ds, "__getitem__")
+        ):
             return as_probe_data(ds, max_images)
         n = _count_stream(data, max_images)
         probe = ProbeData(data, n, "iterable")

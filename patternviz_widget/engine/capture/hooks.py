@@ -40,7 +40,11 @@ def resolve(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
 def find_head(model: nn.Module, num_classes: int) -> str:
     """Return the name of the classifier head: the last ``nn.Linear`` (in module order) whose
     ``out_features == num_classes``. Raise InputError naming the fix when there is none."""
-    found = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    found = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m.out_features == num_classes
+    ]
     if not found:
         raise InputError(
             f"Could not find the classifier head of {type(model).__name__}: no nn.Linear with "
@@ -178,7 +182,9 @@ class LayerRecorder:
             for name, module in self.modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
             if self.sample_module is not None:
-                self._handles.append(self.sample_module.register_forward_pre_hook(self._sample_hook))
+                self._handles.append(
+                    self.sample_module.register_forward_pre_hook(self._sample_hook)
+                )
         except BaseException:
             self._restore()
             raise

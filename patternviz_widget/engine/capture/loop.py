@@ -83,7 +83,10 @@ def run_batches(
 
     n = data.n
     bar = tqdm(total=n, disable=not progress, unit="img", desc=f"capture {bar_label or what}")
-    idx = {layer: (torch.from_numpy(p.image.astype(np.int64)), torch.from_numpy(p.cell)) for layer, p in plans.items()}
+    idx = {
+        layer: (torch.from_numpy(p.image.astype(np.int64)), torch.from_numpy(p.cell))
+        for layer, p in plans.items()
+    }
     span = [0, 0, 0]  # start, end, batch number of the batch being captured
 
     def keep_rows(layer: str, t: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
@@ -92,10 +95,14 @@ def run_batches(
         plan = plans[layer]
         why = check_shape(layer, t, plan.geometry)
         if why:
-            raise CaptureError(f"In batch {bi}, {why}. Capture models whose layers have the study's shapes.")
+            raise CaptureError(
+                f"In batch {bi}, {why}. Capture models whose layers have the study's shapes."
+            )
         r0, r1 = int(plan.offsets[s]), int(plan.offsets[e])
         b_idx, c_idx = idx[layer]
-        rows = gather_rows(t, plan.geometry, (b_idx[r0:r1] - s).to(t.device), c_idx[r0:r1].to(t.device))
+        rows = gather_rows(
+            t, plan.geometry, (b_idx[r0:r1] - s).to(t.device), c_idx[r0:r1].to(t.device)
+        )
         # a NaN or Inf anywhere makes the sum non-finite; one reduction, no full-size bool map
         return r0, rows.to(buf.dtype), torch.isfinite(t.sum(dtype=torch.float32))
 
@@ -111,18 +118,28 @@ def run_batches(
                 logits = out if isinstance(out, torch.Tensor) else None
                 if logits is None or logits.shape != (e - s, num_classes):
                     got = tuple(logits.shape) if logits is not None else type(out).__name__
-                    raise CaptureError(f"The model returned {got} for batch {bi}; expected ({e - s}, {num_classes}).")
+                    raise CaptureError(
+                        f"The model returned {got} for batch {bi}; expected ({e - s}, {num_classes})."
+                    )
                 if rec.sample is None:
-                    raise CaptureError(f"Sample layer {rec.sample_layer!r} was not called in batch {bi}.")
+                    raise CaptureError(
+                        f"Sample layer {rec.sample_layer!r} was not called in batch {bi}."
+                    )
                 missing = [layer for layer in plans if layer not in rec.outputs]
                 if missing:
                     raise CaptureError(f"Layer {missing[0]!r} was not called in batch {bi}.")
                 # report the earliest culprit: layers in the order they ran, then head input, output
                 fired = [layer for layer in rec.outputs if layer in plans]
                 names = [f"layer {layer!r}" for layer in fired]
-                names += [f"the input of sample layer {rec.sample_layer!r}", "the model output (logits)"]
+                names += [
+                    f"the input of sample layer {rec.sample_layer!r}",
+                    "the model output (logits)",
+                ]
                 flags = [rec.outputs[layer][2] for layer in fired]
-                flags += [torch.isfinite(rec.sample.sum(dtype=torch.float32)), torch.isfinite(logits.sum(dtype=torch.float32))]
+                flags += [
+                    torch.isfinite(rec.sample.sum(dtype=torch.float32)),
+                    torch.isfinite(logits.sum(dtype=torch.float32)),
+                ]
                 finite = torch.stack(flags).cpu()
                 if not bool(finite.all()):
                     what = names[int((~finite).nonzero()[0, 0])]
@@ -133,7 +150,12 @@ def run_batches(
                         "(a diverged training step?) and the input normalisation."
                     )
                 if buf.dtype == torch.float16:  # finite in float32, but beyond float16's range?
-                    fits = torch.stack([torch.isfinite(rec.outputs[layer][1].sum(dtype=torch.float32)) for layer in plans])
+                    fits = torch.stack(
+                        [
+                            torch.isfinite(rec.outputs[layer][1].sum(dtype=torch.float32))
+                            for layer in plans
+                        ]
+                    )
                     if not bool(fits.cpu().all()):
                         layer = list(plans)[int((~fits.cpu()).nonzero()[0, 0])]
                         raise CaptureError(
@@ -167,6 +189,8 @@ def batch_inputs(batch: Any, images: Any, rec: LayerRecorder, device: torch.devi
             rec.active = True
         if not isinstance(x, torch.Tensor) or tuple(x.shape) != tuple(batch.images.shape):
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"images(x, y) must return a tensor shaped like x {tuple(batch.images.shape)}; got {got}.")
+            raise InputError(
+                f"images(x, y) must return a tensor shaped like x {tuple(batch.images.shape)}; got {got}."
+            )
         return x.detach().to(device)
     return to_image_tensor(images[s:e], batched=True).to(device, non_blocking=True)

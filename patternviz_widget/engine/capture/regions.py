@@ -34,9 +34,28 @@ from patternviz_widget.errors import InputError
 
 #: Modules that keep the spatial layout pixel for pixel (receptive field unchanged).
 _POINTWISE = (
-    nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.Dropout, nn.Dropout2d, nn.Identity,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
+    nn.BatchNorm2d,
+    nn.InstanceNorm2d,
+    nn.GroupNorm,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Softplus,
 )
 
 
@@ -72,7 +91,9 @@ def token_grid(t: int, input_hw: tuple[int, int]) -> tuple[bool, tuple[int, int]
     return best[1], best[2]
 
 
-def geometry(layer: str, out: Any, input_hw: tuple[int, int], grid: tuple[int, int] | None) -> LayerGeometry:
+def geometry(
+    layer: str, out: Any, input_hw: tuple[int, int], grid: tuple[int, int] | None
+) -> LayerGeometry:
     """Return the :class:`LayerGeometry` of a layer from one output; raise if unsupported."""
     t = first_tensor(out)
     shape: tuple[int, ...] = tuple(t.shape) if t is not None else ()
@@ -106,7 +127,9 @@ def to_grid_rows(t: torch.Tensor, geo: LayerGeometry) -> torch.Tensor:
     return t.flatten(2).transpose(1, 2)
 
 
-def gather_rows(t: torch.Tensor, geo: LayerGeometry, b: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+def gather_rows(
+    t: torch.Tensor, geo: LayerGeometry, b: torch.Tensor, cell: torch.Tensor
+) -> torch.Tensor:
     """Return the ``len(b)×C`` rows ``(image b[m], grid cell cell[m])`` of one batch's layer output
     ``t``, without copying the whole map (same values as ``to_grid_rows(t, geo)[b, cell]``)."""
     if geo.kind == "tokens":
@@ -144,7 +167,9 @@ def grid_cell_boxes(native: tuple[int, int], input_hw: tuple[int, int]) -> np.nd
     return box
 
 
-def receptive_field_boxes(ops: list[nn.Module], native: tuple[int, int], input_hw: tuple[int, int]) -> np.ndarray:
+def receptive_field_boxes(
+    ops: list[nn.Module], native: tuple[int, int], input_hw: tuple[int, int]
+) -> np.ndarray:
     """Return float32[h, w, 4] receptive-field boxes after the chain ``ops`` (input order), clipped.
 
     Per axis with jump J, first-pixel offset A and size r (starting 1, 0, 1), each Conv2d / pool
@@ -205,7 +230,9 @@ def pool_boxes(boxes: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def trace_chains(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, list[nn.Module] | None]:
+def trace_chains(
+    model: nn.Module, x: torch.Tensor, layers: list[str]
+) -> dict[str, list[nn.Module] | None]:
     """Run ``model(x)`` once and return, per layer, the chain of leaf modules from the input to the
     layer's output when it is a plain sequence of supported modules, else None (also for every
     layer when the traced forward pass fails, e.g. a scripted model without hook support)."""
@@ -254,7 +281,9 @@ def _walk_back(records: list, cur: torch.Tensor | None, x: torch.Tensor) -> list
     return ops[::-1] if cur is x else None
 
 
-def region_boxes(geo: LayerGeometry, chain: list[nn.Module] | None, input_hw: tuple[int, int]) -> tuple[np.ndarray, str]:
+def region_boxes(
+    geo: LayerGeometry, chain: list[nn.Module] | None, input_hw: tuple[int, int]
+) -> tuple[np.ndarray, str]:
     """Return (float32[rows, cols, 4] boxes on ``geo.grid``, box_method)."""
     if geo.kind == "conv" and chain is not None:
         boxes, method = receptive_field_boxes(chain, geo.native, input_hw), "receptive_field"
@@ -287,7 +316,9 @@ class RegionPlan:
         return int(self.image.shape[0])
 
 
-def per_image_count(n: int, cells: int, regions_per_image: int | None, max_regions: int | None) -> int:
+def per_image_count(
+    n: int, cells: int, regions_per_image: int | None, max_regions: int | None
+) -> int:
     """Return how many regions each image keeps: min(R, regions_per_image, max_regions // n)."""
     k = cells if regions_per_image is None else min(cells, regions_per_image)
     if max_regions is not None:

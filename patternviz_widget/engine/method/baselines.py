@@ -40,13 +40,19 @@ def _check_method(method: str) -> None:
     if method not in METHODS:
         from patternviz_widget._validate import did_you_mean
 
-        raise InputError(f"Unknown embedding method {method!r}. {did_you_mean(method, ['paper', *METHODS], 'method')}")
+        raise InputError(
+            f"Unknown embedding method {method!r}. {did_you_mean(method, ['paper', *METHODS], 'method')}"
+        )
     if method in _PACKAGES and importlib.util.find_spec(_PACKAGES[method]) is None:
         pkg = "openTSNE" if method == "tsne" else "umap-learn"
-        raise InputError(f"method={method!r} needs the {pkg} package: pip install {pkg} (or pip install 'patternviz-widget[baselines]').")
+        raise InputError(
+            f"method={method!r} needs the {pkg} package: pip install {pkg} (or pip install 'patternviz-widget[baselines]')."
+        )
 
 
-def reduce(x: np.ndarray, method: str, dim: int = 3, seed: int = SEED, **kw) -> tuple[np.ndarray, np.ndarray | None]:
+def reduce(
+    x: np.ndarray, method: str, dim: int = 3, seed: int = SEED, **kw
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Return (centred float64 [n, dim] embedding, components [dim, D] or None) of ``x`` by ``method``."""
     _check_method(method)
     x = np.asarray(x, dtype=np.float64)
@@ -66,13 +72,23 @@ def reduce(x: np.ndarray, method: str, dim: int = 3, seed: int = SEED, **kw) -> 
         from openTSNE import TSNE
 
         perplexity = float(kw.pop("perplexity", min(30.0, max(2.0, (n - 1) / 3.0))))
-        y = np.asarray(TSNE(n_components=dim, perplexity=perplexity, negative_gradient_method="bh",
-                            random_state=seed, n_jobs=kw.pop("n_jobs", 1), **kw).fit(x))
+        y = np.asarray(
+            TSNE(
+                n_components=dim,
+                perplexity=perplexity,
+                negative_gradient_method="bh",
+                random_state=seed,
+                n_jobs=kw.pop("n_jobs", 1),
+                **kw,
+            ).fit(x)
+        )
     else:
         import umap
 
         nn = int(kw.pop("n_neighbors", min(15, n - 1)))
-        y = umap.UMAP(n_components=dim, n_neighbors=max(2, nn), random_state=seed, **kw).fit_transform(x)
+        y = umap.UMAP(
+            n_components=dim, n_neighbors=max(2, nn), random_state=seed, **kw
+        ).fit_transform(x)
     y = np.asarray(y, dtype=np.float64)
     return y - y.mean(0), None
 
@@ -85,29 +101,71 @@ def class_directions_plain(g: np.ndarray, p: np.ndarray) -> np.ndarray:
     return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
 
 
-def baseline_samples(features: np.ndarray, probs: np.ndarray, method: str = "pca", *,
-                     labels: np.ndarray | None = None, dim: int = 3, seed: int = SEED, **kw) -> SampleEmbedding:
+def baseline_samples(
+    features: np.ndarray,
+    probs: np.ndarray,
+    method: str = "pca",
+    *,
+    labels: np.ndarray | None = None,
+    dim: int = 3,
+    seed: int = SEED,
+    **kw,
+) -> SampleEmbedding:
     """Return a SampleEmbedding of ``features`` by a baseline (see the module docstring).
 
     probs: P(Y|x) (float[N, K], already softmax(z/T)); labels: reported agreement only."""
     f = np.asarray(features, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
-    kw = {k: v for k, v in kw.items() if k not in ("device", "callback", "steps", "lr", "momentum",
-                                                  "weight_decay", "controller", "kappa", "init", "init_std")}
+    kw = {
+        k: v
+        for k, v in kw.items()
+        if k
+        not in (
+            "device",
+            "callback",
+            "steps",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "controller",
+            "kappa",
+            "init",
+            "init_std",
+        )
+    }
     g, comps = reduce(f, method, dim, seed, **kw)
     mu = class_directions_plain(g, p)
-    params = {"method": method, "dim": dim, "seed": seed, "linear": comps is not None,
-              "metrics": sample_report(g, p, None, labels=labels, center=True, mu=mu)}
+    params = {
+        "method": method,
+        "dim": dim,
+        "seed": seed,
+        "linear": comps is not None,
+        "metrics": sample_report(g, p, None, labels=labels, center=True, mu=mu),
+    }
     m = np.zeros((dim, f.shape[1])) if comps is None else comps
     if comps is not None:
         params["offset"] = (f.mean(0) @ comps.T).tolist()
-    return SampleEmbedding(g=g.astype(np.float32), mu=mu.astype(np.float32),
-                           pi=p.mean(0).astype(np.float32), M=m.astype(np.float32),
-                           kl=float("nan"), method=method, params=params)
+    return SampleEmbedding(
+        g=g.astype(np.float32),
+        mu=mu.astype(np.float32),
+        pi=p.mean(0).astype(np.float32),
+        M=m.astype(np.float32),
+        kl=float("nan"),
+        method=method,
+        params=params,
+    )
 
 
-def baseline_regions(features: np.ndarray, image: np.ndarray, probs: np.ndarray, method: str = "pca", *,
-                     dim: int = 3, seed: int = SEED, **kw) -> RegionEmbedding:
+def baseline_regions(
+    features: np.ndarray,
+    image: np.ndarray,
+    probs: np.ndarray,
+    method: str = "pca",
+    *,
+    dim: int = 3,
+    seed: int = SEED,
+    **kw,
+) -> RegionEmbedding:
     """Return a RegionEmbedding of regional features by a baseline (see the module docstring).
 
     features float[M, C]; image int[M]; probs float[N, K] P(Y|x) of the probe images."""
@@ -119,10 +177,21 @@ def baseline_regions(features: np.ndarray, image: np.ndarray, probs: np.ndarray,
     counts = np.bincount(img, minlength=p.shape[0]).astype(np.float64)
     w = 1.0 / np.maximum(counts[img], 1.0)
     strength = float(np.linalg.norm(h, axis=1).mean()) if h.size else 1.0
-    params = {"method": method, "dim": dim, "seed": seed, "linear": comps is not None,
-              "mu": mu.round(7).tolist()}
+    params = {
+        "method": method,
+        "dim": dim,
+        "seed": seed,
+        "linear": comps is not None,
+        "mu": mu.round(7).tolist(),
+    }
     lam = np.zeros((dim, f.shape[1])) if comps is None else comps
     if comps is not None:
         params["offset"] = (f.mean(0) @ comps.T).tolist()
-    return RegionEmbedding(h=h.astype(np.float32), Lambda=lam.astype(np.float32), w=w.astype(np.float32),
-                           mean_strength=strength if strength > 0 else 1.0, method=method, params=params)
+    return RegionEmbedding(
+        h=h.astype(np.float32),
+        Lambda=lam.astype(np.float32),
+        w=w.astype(np.float32),
+        mean_strength=strength if strength > 0 else 1.0,
+        method=method,
+        params=params,
+    )

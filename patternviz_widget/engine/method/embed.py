@@ -40,7 +40,9 @@ def limited_threads(device: torch.device, work: float, small: float = 5e7) -> It
         torch.set_num_threads(before)
 
 
-def as_target_probs(probs_or_logits: np.ndarray, temperature: float = 4.0, kind: str = "auto") -> np.ndarray:
+def as_target_probs(
+    probs_or_logits: np.ndarray, temperature: float = 4.0, kind: str = "auto"
+) -> np.ndarray:
     """Return P(Y|x) = softmax(z/T) as float64 [N, K] from logits, or from probabilities p (then
     P ∝ p^(1/T), the same thing). ``kind``: "auto" (rows ≥ 0 summing to 1 are probabilities),
     "logits" or "probs". T: the paper's temperature (default 4)."""
@@ -52,7 +54,11 @@ def as_target_probs(probs_or_logits: np.ndarray, temperature: float = 4.0, kind:
     if not (np.isfinite(temperature) and temperature > 0):
         raise InputError(f"temperature T must be > 0 (paper: 4), got {temperature!r}.")
     if kind == "auto":
-        kind = "probs" if a.size and a.min() >= 0 and np.allclose(a.sum(1), 1.0, atol=1e-4) else "logits"
+        kind = (
+            "probs"
+            if a.size and a.min() >= 0 and np.allclose(a.sum(1), 1.0, atol=1e-4)
+            else "logits"
+        )
     if kind == "probs":
         if a.min() < 0:
             raise InputError("probs must be non-negative; pass kind='logits' for raw scores.")
@@ -79,7 +85,9 @@ def class_directions(o: torch.Tensor, p: torch.Tensor, k: torch.Tensor) -> torch
     return raw / (raw.norm(dim=1, keepdim=True) + _EPS)
 
 
-def posterior_logits(g: torch.Tensor, mu: torch.Tensor, log_pi: torch.Tensor | None, kappa) -> torch.Tensor:
+def posterior_logits(
+    g: torch.Tensor, mu: torch.Tensor, log_pi: torch.Tensor | None, kappa
+) -> torch.Tensor:
     """Return log-unnormalised Q(y|g) = κ(‖g‖)·μ_yᵀ g/‖g‖ (+ log π_y), norms detached as in the official code."""
     n = g.norm(dim=1).detach()
     o = g / (n[:, None] + _EPS)
@@ -87,7 +95,9 @@ def posterior_logits(g: torch.Tensor, mu: torch.Tensor, log_pi: torch.Tensor | N
     return logits if log_pi is None else logits + log_pi[None, :]
 
 
-def sample_objective(w: torch.Tensor, f_s: torch.Tensor, p: torch.Tensor, kappa) -> tuple[torch.Tensor, ...]:
+def sample_objective(
+    w: torch.Tensor, f_s: torch.Tensor, p: torch.Tensor, kappa
+) -> tuple[torch.Tensor, ...]:
     """Return (summed KL(P‖Q_M), g, μ, log π) for projection ``w`` (d×D) of ``f_s`` = f/s."""
     g = f_s @ w.T
     n = g.norm(dim=1).detach()
@@ -145,9 +155,15 @@ def fit_sample_embedding(
     f = check_features(features)
     p_np = np.asarray(probs, dtype=np.float64)
     if p_np.ndim != 2 or p_np.shape[0] != f.shape[0]:
-        raise InputError(f"probs must be N×K with N = {f.shape[0]} rows (one per feature row); got {p_np.shape}.")
+        raise InputError(
+            f"probs must be N×K with N = {f.shape[0]} rows (one per feature row); got {p_np.shape}."
+        )
     for name, val in (("steps", steps), ("dim", dim)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < (0 if name == "steps" else 1):
+        if (
+            isinstance(val, bool)
+            or not isinstance(val, (int, np.integer))
+            or val < (0 if name == "steps" else 1)
+        ):
             raise InputError(f"{name} must be a non-negative integer (dim >= 1), got {val!r}.")
     if not (np.isfinite(controller) and controller > 0):
         raise InputError(f"controller s must be > 0 (paper: 40), got {controller!r}.")
@@ -160,7 +176,9 @@ def fit_sample_embedding(
     else:
         w0 = torch.as_tensor(np.asarray(init, dtype=np.float64) * controller)
         if w0.shape != (dim, n_dim) or not torch.isfinite(w0).all():
-            raise InputError(f"init M must be a finite {dim}×{n_dim} array (d×D), got shape {tuple(w0.shape)}.")
+            raise InputError(
+                f"init M must be a finite {dim}×{n_dim} array (d×D), got shape {tuple(w0.shape)}."
+            )
     w = w0.to(dev).clone().requires_grad_(True)
     f_s = torch.as_tensor(f, device=dev) / float(controller)
     p = torch.as_tensor(p_np, device=dev)
@@ -172,10 +190,17 @@ def fit_sample_embedding(
         q = torch.softmax(posterior_logits(g, mu, log_pi, kfun), dim=1)
     g_np, mu_np, q_np = g.cpu().numpy(), mu.cpu().numpy(), q.cpu().numpy()
     params = {
-        "steps": int(steps), "lr": float(lr), "momentum": float(momentum),
-        "weight_decay": float(weight_decay), "controller": float(controller), "dim": int(dim),
-        "init_std": float(init_std), "seed": int(seed), "warm_start": init is not None,
-        "kappa": kp.describe(kfun), "M_includes_controller": True,
+        "steps": int(steps),
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "weight_decay": float(weight_decay),
+        "controller": float(controller),
+        "dim": int(dim),
+        "init_std": float(init_std),
+        "seed": int(seed),
+        "warm_start": init is not None,
+        "kappa": kp.describe(kfun),
+        "M_includes_controller": True,
         "metrics": sample_report(g_np, p_np, q_np, labels=labels, mu=mu_np),
     }
     return SampleEmbedding(
@@ -201,8 +226,13 @@ def _run_sgd(opt, w, f_s, p, kfun, steps: int, callback) -> None:
             callback(step, float(loss.detach()))
 
 
-def project_samples(features: np.ndarray, emb: SampleEmbedding, probs: np.ndarray | None = None,
-                    labels: np.ndarray | None = None, temperature: float | None = None) -> SampleEmbedding:
+def project_samples(
+    features: np.ndarray,
+    emb: SampleEmbedding,
+    probs: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    temperature: float | None = None,
+) -> SampleEmbedding:
     """Return a SampleEmbedding of new features projected with a fitted one's M, μ and π (no fit;
     adversarial inputs and students, as in the paper's attack and distillation experiments).
 
@@ -238,9 +268,15 @@ def project_samples(features: np.ndarray, emb: SampleEmbedding, probs: np.ndarra
         kl_rep = rep.get("kl")
         kl = float(kl_rep) if isinstance(kl_rep, (int, float)) else float("nan")
         params["metrics"] = rep
-    return SampleEmbedding(g=g.astype(np.float32), mu=np.asarray(emb.mu, np.float32),
-                           pi=np.asarray(emb.pi, np.float32), M=np.asarray(emb.M, np.float32),
-                           kl=kl, method=emb.method, params=params)
+    return SampleEmbedding(
+        g=g.astype(np.float32),
+        mu=np.asarray(emb.mu, np.float32),
+        pi=np.asarray(emb.pi, np.float32),
+        M=np.asarray(emb.M, np.float32),
+        kl=kl,
+        method=emb.method,
+        params=params,
+    )
 
 
 def embed_features(

@@ -82,8 +82,9 @@ class _Group:
     pattern. The scores and the gradient address the partners' rows in place (global columns of
     ``packed.unit``), so a step with a known table copies no partner block."""
 
-    def __init__(self, packed: PackedRegions, members: torch.Tensor, gpart: torch.Tensor,
-                 dtype: torch.dtype) -> None:
+    def __init__(
+        self, packed: PackedRegions, members: torch.Tensor, gpart: torch.Tensor, dtype: torch.dtype
+    ) -> None:
         n, rm, k = packed.shape
         self.packed, self.gpart = packed, gpart
         self.members, self.rm, self.j = members, rm, gpart.numel()  # j here is the block size P
@@ -122,12 +123,18 @@ class _Group:
         in the group) the row layout is used instead: its cost does not grow with N."""
         g = self.members.numel()
         n_rows = self.all_rows.shape[0]
-        crow, col = self.pattern(rp)  # col: global partner row of every (i, r, j), in (i, r, j) order
+        crow, col = self.pattern(
+            rp
+        )  # col: global partner row of every (i, r, j), in (i, r, j) order
         av = (self.a * v[:, None, :]).reshape(g * self.rm, -1)
         if n_rows > col.numel():
             with _quiet_sparse():
-                pat = torch.sparse_csr_tensor(crow, col, torch.zeros(col.numel(), device=col.device),
-                                              size=(g * self.rm, n_rows))
+                pat = torch.sparse_csr_tensor(
+                    crow,
+                    col,
+                    torch.zeros(col.numel(), device=col.device),
+                    size=(g * self.rm, n_rows),
+                )
                 out = torch.sparse.sampled_addmm(pat, av, self.all_rows.T, beta=0.0)
             return out.values().view(g, self.rm, self.j)
         member_col = torch.arange(g * self.rm, device=col.device).repeat_interleave(self.j)
@@ -135,8 +142,12 @@ class _Group:
         crow = torch.zeros(n_rows + 1, dtype=torch.long, device=col.device)
         crow[1:] = torch.bincount(col, minlength=n_rows).cumsum(0)
         with _quiet_sparse():
-            pat = torch.sparse_csr_tensor(crow, member_col[perm], torch.zeros(col.numel(), device=col.device),
-                                          size=(n_rows, g * self.rm))
+            pat = torch.sparse_csr_tensor(
+                crow,
+                member_col[perm],
+                torch.zeros(col.numel(), device=col.device),
+                size=(n_rows, g * self.rm),
+            )
             vals = torch.sparse.sampled_addmm(pat, self.all_rows, av.T, beta=0.0).values()
         out = torch.empty_like(vals)
         out[perm] = vals
@@ -147,8 +158,9 @@ class _Group:
         g = self.members.numel()
         crow, col = self.pattern(rp)
         with _quiet_sparse():
-            mat = torch.sparse_csr_tensor(crow, col, ds.reshape(-1).contiguous(),
-                                          size=(g * self.rm, self.all_rows.shape[0]))
+            mat = torch.sparse_csr_tensor(
+                crow, col, ds.reshape(-1).contiguous(), size=(g * self.rm, self.all_rows.shape[0])
+            )
             y = (mat @ self.all_rows).view(g, self.rm, -1)
         return (self.a * y).sum(1)
 
@@ -161,8 +173,9 @@ def _quiet_sparse():
         yield
 
 
-def importance_loss_from_scores(s: torch.Tensor, w: torch.Tensor, log_t: torch.Tensor,
-                                pmask: torch.Tensor, kappa_m: float) -> torch.Tensor:
+def importance_loss_from_scores(
+    s: torch.Tensor, w: torch.Tensor, log_t: torch.Tensor, pmask: torch.Tensor, kappa_m: float
+) -> torch.Tensor:
     """Return KL(P(X2|x_i) ‖ P_i) per image i, a [c] vector (paper Sec. 3.3), from matched scores s [c, Rm, P], region
     weights w [c, Rm] (0 on padding), target log-similarities log_t [c, P] and the partner mask
     pmask [c, P]: P_i^(r)(j) = softmax_j(κ_m s_rj), P_i(j) ∝ Π_r P_i^(r)(j)^(w_r)."""
@@ -170,10 +183,18 @@ def importance_loss_from_scores(s: torch.Tensor, w: torch.Tensor, log_t: torch.T
     return masked_kl(log_t, product_mixture(log_pr, w, pmask), pmask, per_row=True)
 
 
-def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, v: torch.Tensor,
-                    w: torch.Tensor, kappa_m: float, dtype: torch.dtype = torch.float32,
-                    table: torch.Tensor | None = None, cache: dict | None = None,
-                    search_threads: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def importance_grad(
+    packed: PackedRegions,
+    pg: PartnerGroups,
+    log_t: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    kappa_m: float,
+    dtype: torch.dtype = torch.float32,
+    table: torch.Tensor | None = None,
+    cache: dict | None = None,
+    search_threads: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (loss_i per image [N], ∂/∂v [N, K], ∂/∂w [N, Rm], r' table [N, Rm, P]) at (v, w).
 
     ``table``: score with these matches instead of searching (the steps between two searches of
@@ -206,19 +227,34 @@ def importance_grad(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tenso
             a = packed.unit[idx]  # [c, Rm, K]
             av = (a * v[idx, None, :]).reshape(c * rm, k)
             with _quiet_sparse():
-                pat = torch.sparse_csr_tensor(crow, col, torch.zeros(col.numel(), device=col.device),
-                                              size=(c * rm, n * rm))
-                sc = torch.sparse.sampled_addmm(pat, av, all_rows.T, beta=0.0).values().view(c, rm, p)
-            losses[idx], gw[idx], ds = _step_terms(sc, pg.pmask[idx], w[idx], log_t[idx], packed.mask[idx], kappa_m)
+                pat = torch.sparse_csr_tensor(
+                    crow, col, torch.zeros(col.numel(), device=col.device), size=(c * rm, n * rm)
+                )
+                sc = (
+                    torch.sparse.sampled_addmm(pat, av, all_rows.T, beta=0.0)
+                    .values()
+                    .view(c, rm, p)
+                )
+            losses[idx], gw[idx], ds = _step_terms(
+                sc, pg.pmask[idx], w[idx], log_t[idx], packed.mask[idx], kappa_m
+            )
             with _quiet_sparse():
-                mat = torch.sparse_csr_tensor(crow, col, ds.reshape(-1).contiguous(), size=(c * rm, n * rm))
+                mat = torch.sparse_csr_tensor(
+                    crow, col, ds.reshape(-1).contiguous(), size=(c * rm, n * rm)
+                )
                 y = (mat @ all_rows).view(c, rm, k)
             gv[idx] = (a * y).sum(1)
     return losses, gv, gw, table
 
 
-def _step_terms(sc: torch.Tensor, pmask: torch.Tensor, wi: torch.Tensor, log_t: torch.Tensor,
-                mask: torch.Tensor, kappa_m: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _step_terms(
+    sc: torch.Tensor,
+    pmask: torch.Tensor,
+    wi: torch.Tensor,
+    log_t: torch.Tensor,
+    mask: torch.Tensor,
+    kappa_m: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (KL per image [c] float64, ∂KL/∂w [c, Rm], ∂KL/∂s [c, Rm, P]) from the matched scores
     sc [c, Rm, P] (closed form; see :func:`importance_grad`)."""
     log_pr = masked_log_softmax(kappa_m * sc, pmask)
@@ -242,8 +278,9 @@ class _LocalGroup:
     rows) and ∂/∂v is one weighted ``embedding_bag`` — the same dot products as
     :func:`importance_grad`, so the same values."""
 
-    def __init__(self, packed: PackedRegions, members: torch.Tensor, gpart: torch.Tensor,
-                 dtype: torch.dtype) -> None:
+    def __init__(
+        self, packed: PackedRegions, members: torch.Tensor, gpart: torch.Tensor, dtype: torch.dtype
+    ) -> None:
         self.grp = _Group(packed, members, gpart, dtype)
         self.packed, self.members, self.gpart = packed, members, gpart
 
@@ -265,8 +302,9 @@ class _LocalGroup:
         """Return s [G, Rm, P] in float32 at the table's r' under channel weights v [G, K]."""
         g, rm, k = self.grp.a.shape
         av = (self.grp.a * v[:, None, :]).reshape(g * rm, k)
-        pat = torch.sparse_csr_tensor(self.t_crow, self.t_col, torch.zeros(self.t_col.numel()),
-                                      size=self.t_size)
+        pat = torch.sparse_csr_tensor(
+            self.t_crow, self.t_col, torch.zeros(self.t_col.numel()), size=self.t_size
+        )
         vals = torch.sparse.sampled_addmm(pat, self.b_u, av.T, beta=0.0).values()
         out = torch.empty_like(vals)
         out[self.perm] = vals
@@ -275,14 +313,26 @@ class _LocalGroup:
     def grad_v(self, ds: torch.Tensor) -> torch.Tensor:
         """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r')."""
         g, rm, k = self.grp.a.shape
-        y = torch.nn.functional.embedding_bag(self.inv, self.b_u, self.offsets, mode="sum",
-                                              per_sample_weights=ds.reshape(-1))
+        y = torch.nn.functional.embedding_bag(
+            self.inv, self.b_u, self.offsets, mode="sum", per_sample_weights=ds.reshape(-1)
+        )
         return (self.grp.a * y.view(g, rm, k)).sum(1)
 
 
-def _fit_group(packed: PackedRegions, pg: PartnerGroups, gi: int, log_t: torch.Tensor, steps: int,
-               lr: float, momentum: float, weight_decay: float, kappa_m: float, dtype: torch.dtype,
-               every: int, tol: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
+def _fit_group(
+    packed: PackedRegions,
+    pg: PartnerGroups,
+    gi: int,
+    log_t: torch.Tensor,
+    steps: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    kappa_m: float,
+    dtype: torch.dtype,
+    every: int,
+    tol: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
     """The importance fit of one partner group (CPU path of :func:`fit_importance`): return its
     members' best (w, v), their table under the returned v, and the group's summed loss per step
     taken (fewer than ``steps`` when ``tol`` stopped it)."""
@@ -319,7 +369,11 @@ def _fit_group(packed: PackedRegions, pg: PartnerGroups, gi: int, log_t: torch.T
         project_simplex(v)
         project_simplex(w, mask)
         history.append(float(loss.sum()))
-        if tol is not None and step > 0 and abs(history[-1] - history[-2]) <= tol * abs(history[-2]):
+        if (
+            tol is not None
+            and step > 0
+            and abs(history[-1] - history[-2]) <= tol * abs(history[-2])
+        ):
             break
     stale = ~best_fresh
     if bool(stale.any()):
@@ -343,8 +397,9 @@ def _chunks(pg: PartnerGroups, rm: int, max_pairs: int = 4_000_000) -> list[torc
     return out
 
 
-def _matched_pattern(pg: PartnerGroups, table: torch.Tensor, idx: torch.Tensor,
-                     rm: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _matched_pattern(
+    pg: PartnerGroups, table: torch.Tensor, idx: torch.Tensor, rm: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CSR pattern of the matched pairs of images ``idx``: row (i, r), P entries per row whose
     columns are the global rows (j, r'(r; i, j)) of ``packed.unit``."""
     c, p = idx.numel(), pg.p
@@ -429,7 +484,9 @@ def fit_importance(
     all images step together in chunks (:func:`importance_grad`). Both compute the same values;
     ``history`` is the mean loss per image at each step (a stopped group counts with its last).
     """
-    every = check_positive_int(rematch_every, "rematch_every (0: search r' once; k: every k steps)", minimum=0)
+    every = check_positive_int(
+        rematch_every, "rematch_every (0: search r' once; k: every k steps)", minimum=0
+    )
     n, rm, k = packed.shape
     dev = packed.unit.device
     v = torch.full((n, k), 1.0 / k, device=dev)
@@ -444,10 +501,26 @@ def fit_importance(
     if path not in ("auto", "groups", "chunks") or (path == "groups" and dev.type != "cpu"):
         raise InputError(f"path must be 'auto', 'chunks' or (on a CPU) 'groups', got {path!r}.")
     if path == "groups" or (path == "auto" and dev.type == "cpu"):
-        return _fit_groups(packed, pg, log_t, int(steps), lr, momentum, weight_decay, kappa_m, dtype, every, tol,
-                           callback, max(1, int(workers)), stats)
+        return _fit_groups(
+            packed,
+            pg,
+            log_t,
+            int(steps),
+            lr,
+            momentum,
+            weight_decay,
+            kappa_m,
+            dtype,
+            every,
+            tol,
+            callback,
+            max(1, int(workers)),
+            stats,
+        )
     if tol is not None:
-        raise InputError("tol (early stopping) is implemented on the CPU path (path='groups') only; pass tol=None.")
+        raise InputError(
+            "tol (early stopping) is implemented on the CPU path (path='groups') only; pass tol=None."
+        )
     if stats is not None:
         stats["steps_taken"] = [int(steps)] * len(pg.groups)
     buf_v, buf_w = torch.zeros_like(v), torch.zeros_like(w)
@@ -459,8 +532,9 @@ def fit_importance(
     best_fresh = torch.zeros(n, dtype=torch.bool, device=dev)  # best_table searched at best_v
     for step in range(int(steps)):
         fresh = table is None or (every > 0 and step % every == 0)
-        loss, gv, gw, table = importance_grad(packed, pg, log_t, v, w, kappa_m, dtype,
-                                              None if fresh else table, cache, search_threads)
+        loss, gv, gw, table = importance_grad(
+            packed, pg, log_t, v, w, kappa_m, dtype, None if fresh else table, cache, search_threads
+        )
         better = loss < best_loss  # per image: the iterate just evaluated (before this update)
         best_loss = torch.where(better, loss, best_loss)
         best_w[better], best_v[better] = w[better], v[better]
@@ -482,10 +556,22 @@ def fit_importance(
     return best_w, best_v, history, best_table
 
 
-def _fit_groups(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, steps: int, lr: float,
-                momentum: float, weight_decay: float, kappa_m: float, dtype: torch.dtype, every: int,
-                tol: float | None, callback: Callable[[int], None] | None, workers: int,
-                stats: dict | None) -> tuple[torch.Tensor, torch.Tensor, list[float], torch.Tensor]:
+def _fit_groups(
+    packed: PackedRegions,
+    pg: PartnerGroups,
+    log_t: torch.Tensor,
+    steps: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    kappa_m: float,
+    dtype: torch.dtype,
+    every: int,
+    tol: float | None,
+    callback: Callable[[int], None] | None,
+    workers: int,
+    stats: dict | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[float], torch.Tensor]:
     """The CPU path of :func:`fit_importance`: :func:`_fit_group` for every partner group, on
     ``workers`` threads (each torch op on the calling thread)."""
     n, rm, k = packed.shape
@@ -511,22 +597,33 @@ def _fit_groups(packed: PackedRegions, pg: PartnerGroups, log_t: torch.Tensor, s
                 store(gi, _fit_group(packed, pg, gi, *args))
         else:
             with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_fit_group, packed, pg, gi, *args): gi for gi in range(len(pg.groups))}
+                futures = {
+                    pool.submit(_fit_group, packed, pg, gi, *args): gi
+                    for gi in range(len(pg.groups))
+                }
                 for fut in concurrent.futures.as_completed(futures):
                     store(futures[fut], fut.result())
     while callback is not None and reported < steps:
         callback(reported)
         reported += 1
     taken = [len(x) for x in sums]
-    history = [sum(x[min(t, len(x) - 1)] for x in sums if x) / max(n, 1) for t in range(max(taken, default=0))]
+    history = [
+        sum(x[min(t, len(x) - 1)] for x in sums if x) / max(n, 1)
+        for t in range(max(taken, default=0))
+    ]
     if stats is not None:
         stats["steps_taken"] = taken
     return w, v, history, table
 
 
-def matching_table(packed: PackedRegions, pg: PartnerGroups, v: torch.Tensor,
-                   match_dtype: str = "auto", only: torch.Tensor | None = None,
-                   out: torch.Tensor | None = None) -> torch.Tensor:
+def matching_table(
+    packed: PackedRegions,
+    pg: PartnerGroups,
+    v: torch.Tensor,
+    match_dtype: str = "auto",
+    only: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Return the region-matching table r'(r; i, j) as integers [N, Rm, P] (paper Sec. 3.3;
     :func:`table_dtype`), searched with the channel weights v, one partner group at a time;
     ``only`` (bool[N]): search these images only; ``out``: write into this table (the rows not

@@ -48,9 +48,16 @@ def importance_kappa_m(kappa_m: float | None, channels: int) -> float:
     start. A number: used as given (1000 reproduces the official code exactly at K = 512)."""
     if kappa_m is None:
         return IMPORTANCE_KAPPA_M * max(int(channels), 1) / IMPORTANCE_KAPPA_M_CHANNELS
-    if isinstance(kappa_m, bool) or not isinstance(kappa_m, (int, float)) or not (np.isfinite(kappa_m) and kappa_m > 0):
-        raise InputError(f"kappa_m must be None (scaled with the channel count) or a positive number, got {kappa_m!r}.")
+    if (
+        isinstance(kappa_m, bool)
+        or not isinstance(kappa_m, (int, float))
+        or not (np.isfinite(kappa_m) and kappa_m > 0)
+    ):
+        raise InputError(
+            f"kappa_m must be None (scaled with the channel count) or a positive number, got {kappa_m!r}."
+        )
     return float(kappa_m)
+
 
 KappaLike = Union["LinearKappa", "TableKappa", Callable[[torch.Tensor], torch.Tensor], float, None]
 
@@ -135,7 +142,9 @@ def make_kappa(kappa: KappaLike, default_max: float) -> Callable[[torch.Tensor],
     )
 
 
-def from_description(desc: dict | None, default_max: float) -> Callable[[torch.Tensor], torch.Tensor]:
+def from_description(
+    desc: dict | None, default_max: float
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Return the κ function a record's ``params["kappa"]`` describes (capped linear by default)."""
     if isinstance(desc, dict) and desc.get("kind") == "linear":
         return LinearKappa(float(desc.get("kappa_max", default_max)), float(desc.get("a", 1.0)))
@@ -156,8 +165,12 @@ def evaluate(kappa: Callable[[torch.Tensor], torch.Tensor], norms: torch.Tensor)
         k = kappa(norms.detach())
         k = torch.as_tensor(k, dtype=norms.dtype, device=norms.device)
         if k.shape != norms.shape:
-            raise InputError(f"kappa returned shape {tuple(k.shape)} for norms {tuple(norms.shape)}.")
+            raise InputError(
+                f"kappa returned shape {tuple(k.shape)} for norms {tuple(norms.shape)}."
+            )
         finite = torch.isfinite(k)
         cap = torch.where(finite, k, torch.zeros_like(k)).amax() if k.numel() else k.new_zeros(())
-        k = torch.where(finite, k, torch.where(k == float("inf"), cap, torch.zeros_like(k))).clamp(min=0.0)
+        k = torch.where(finite, k, torch.where(k == float("inf"), cap, torch.zeros_like(k))).clamp(
+            min=0.0
+        )
     return k

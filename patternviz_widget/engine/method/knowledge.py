@@ -74,16 +74,23 @@ class KnowledgePoints:
     def summary(self) -> dict[str, float | str | None]:
         """Return the scalar fields as a dict (for tables and logs)."""
         return {
-            "threshold": self.threshold, "mean_total": self.mean_total,
-            "mean_reliable": self.mean_reliable, "r_reliable": self.r_reliable,
-            "mean_total_full_grid": float(self.per_image_total_full_grid.mean()) if self.per_image_total_full_grid.size else 0.0,
-            "on_object_share": self.on_object_share, "on_object_chance": self.on_object_chance,
-            "kappa_slope": self.kappa_slope, "warning": self.warning,
+            "threshold": self.threshold,
+            "mean_total": self.mean_total,
+            "mean_reliable": self.mean_reliable,
+            "r_reliable": self.r_reliable,
+            "mean_total_full_grid": float(self.per_image_total_full_grid.mean())
+            if self.per_image_total_full_grid.size
+            else 0.0,
+            "on_object_share": self.on_object_share,
+            "on_object_chance": self.on_object_chance,
+            "kappa_slope": self.kappa_slope,
+            "warning": self.warning,
         }
 
 
-def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
-                     kappa: kp.KappaLike = None) -> tuple[np.ndarray, np.ndarray]:
+def region_posterior(
+    h: np.ndarray, mu: np.ndarray, mean_strength: float, kappa: kp.KappaLike = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (p(c|h) float32[M, K], strength float32[M]) with h divided by ``mean_strength``.
 
     p(c|h) = softmax_c(κ(‖h̃‖) μ_cᵀ h̃/‖h̃‖), h̃ = h / mean_strength, no class prior (paper Sec. 3.4);
@@ -91,7 +98,9 @@ def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
     h64 = np.asarray(h, dtype=np.float64)
     mu64 = np.asarray(mu, dtype=np.float64)
     if h64.ndim != 2 or mu64.ndim != 2 or h64.shape[1] != mu64.shape[1]:
-        raise InputError(f"h must be M×d and mu K×d with the same d; got {h64.shape} and {mu64.shape}.")
+        raise InputError(
+            f"h must be M×d and mu K×d with the same d; got {h64.shape} and {mu64.shape}."
+        )
     scale = float(mean_strength) if np.isfinite(mean_strength) and mean_strength > 0 else 1.0
     ht = torch.as_tensor(h64 / scale)
     n = ht.norm(dim=1)
@@ -101,7 +110,9 @@ def region_posterior(h: np.ndarray, mu: np.ndarray, mean_strength: float,
     return post.numpy().astype(np.float32), n.numpy().astype(np.float32)
 
 
-def cell_boxes(grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
+def cell_boxes(
+    grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[int, int]
+) -> np.ndarray:
     """Return float64[M, 4]: the grid cell (x0, y0, x1, y1) in input pixels of each region's (row,
     col) on a ``grid_shape`` grid laid over an input of ``input_size`` (H, W) — the image area a
     region stands for in the paper's highlighted-region figures (paper Sec. 3.4)."""
@@ -112,7 +123,9 @@ def cell_boxes(grid: np.ndarray, grid_shape: tuple[int, int], input_size: tuple[
     return np.stack([g[:, 1] * cw, g[:, 0] * ch, (g[:, 1] + 1) * cw, (g[:, 0] + 1) * ch], axis=1)
 
 
-def boxes_on_object(box: np.ndarray, image: np.ndarray, masks: np.ndarray, min_share: float = 0.5) -> np.ndarray:
+def boxes_on_object(
+    box: np.ndarray, image: np.ndarray, masks: np.ndarray, min_share: float = 0.5
+) -> np.ndarray:
     """Return bool[M]: whether ≥ ``min_share`` of each box's pixels are mask foreground.
 
     box float[M, 4] (x0, y0, x1, y1) in input pixels; image int[M]; masks [N, H, W] (non-zero =
@@ -198,14 +211,30 @@ def knowledge_points(
     if kappa is None:
         if isinstance(kappa_slope, str):
             if kappa_slope != "sample":
-                raise InputError(f"kappa_slope must be 'sample' or a positive number, got {kappa_slope!r}.")
-            slope = sample_kappa_slope(mu) if isinstance(mu, SampleEmbedding) and "mu" not in region_embedding.params else 1.0
-        elif isinstance(kappa_slope, bool) or not isinstance(kappa_slope, (int, float)) or not (np.isfinite(kappa_slope) and kappa_slope > 0):
-            raise InputError(f"kappa_slope must be 'sample' or a positive number, got {kappa_slope!r}.")
+                raise InputError(
+                    f"kappa_slope must be 'sample' or a positive number, got {kappa_slope!r}."
+                )
+            slope = (
+                sample_kappa_slope(mu)
+                if isinstance(mu, SampleEmbedding) and "mu" not in region_embedding.params
+                else 1.0
+            )
+        elif (
+            isinstance(kappa_slope, bool)
+            or not isinstance(kappa_slope, (int, float))
+            or not (np.isfinite(kappa_slope) and kappa_slope > 0)
+        ):
+            raise InputError(
+                f"kappa_slope must be 'sample' or a positive number, got {kappa_slope!r}."
+            )
         else:
             slope = float(kappa_slope)
         desc = region_embedding.params.get("kappa")
-        cap = float(desc.get("kappa_max", kp.REGION_KAPPA_MAX)) if isinstance(desc, dict) and desc.get("kind") == "linear" else kp.REGION_KAPPA_MAX
+        cap = (
+            float(desc.get("kappa_max", kp.REGION_KAPPA_MAX))
+            if isinstance(desc, dict) and desc.get("kind") == "linear"
+            else kp.REGION_KAPPA_MAX
+        )
         kappa = kp.LinearKappa(cap, slope)
     h = np.asarray(region_embedding.h)
     if h.shape[0] != np.asarray(region_record.image).shape[0]:
@@ -215,10 +244,17 @@ def knowledge_points(
         )
     rows, cols = region_record.grid_shape
     out = knowledge_points_arrays(
-        h, mu_arr, region_embedding.mean_strength, region_record.image, probe.labels,
-        threshold=threshold, kappa=kappa, grid_cells=int(rows) * int(cols),
+        h,
+        mu_arr,
+        region_embedding.mean_strength,
+        region_record.image,
+        probe.labels,
+        threshold=threshold,
+        kappa=kappa,
+        grid_cells=int(rows) * int(cols),
         box=cell_boxes(region_record.grid, (rows, cols), probe.input_size),
-        masks=probe.masks, min_object_share=min_object_share,
+        masks=probe.masks,
+        min_object_share=min_object_share,
     )
     out.kappa_slope = float(getattr(kappa, "a", slope))
     return out
@@ -258,7 +294,9 @@ def knowledge_points_arrays(
     n = labels.shape[0]
     post, strength = region_posterior(h, mu, mean_strength, kappa)
     if img.shape[0] != post.shape[0] or (img.size and (img.min() < 0 or img.max() >= n)):
-        raise InputError(f"image must give, for each of the {post.shape[0]} regions, an index in [0, {n}).")
+        raise InputError(
+            f"image must give, for each of the {post.shape[0]} regions, an index in [0, {n})."
+        )
     pred = post.argmax(axis=1).astype(np.int64) if post.size else np.zeros(0, np.int64)
     is_kp = post.max(axis=1) >= tau if post.size else np.zeros(post.shape[0], bool)
     reliable = is_kp & (pred == labels[img])
@@ -274,11 +312,20 @@ def knowledge_points_arrays(
         share = float((on & is_kp).sum() / n_kp) if n_kp else 0.0
         chance = float(on.mean()) if on.size else 0.0
     return KnowledgePoints(
-        posterior=post, strength=strength, predicted=pred, is_kp=is_kp, is_reliable=reliable,
-        per_image_total=total, per_image_reliable=rel, kept_per_image=kept,
+        posterior=post,
+        strength=strength,
+        predicted=pred,
+        is_kp=is_kp,
+        is_reliable=reliable,
+        per_image_total=total,
+        per_image_reliable=rel,
+        kept_per_image=kept,
         per_image_total_full_grid=full,
         mean_total=float(total.mean()) if n else 0.0,
         mean_reliable=float(rel.mean()) if n else 0.0,
         r_reliable=float(reliable.sum() / n_kp) if n_kp else 0.0,
-        on_object=on, on_object_share=share, on_object_chance=chance, threshold=tau,
+        on_object=on,
+        on_object_share=share,
+        on_object_chance=chance,
+        threshold=tau,
     )

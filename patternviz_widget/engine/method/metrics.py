@@ -88,7 +88,11 @@ def sample_report(
         out["kl"] = float(kl_rows(p, q).mean()) if p.size else 0.0
         out["argmax_agreement"] = float((q.argmax(1) == p.argmax(1)).mean()) if p.size else 0.0
         if labels is not None:
-            out["label_agreement"] = float((q.argmax(1) == np.asarray(labels)).mean()) if p.size else 0.0
+            out["label_agreement"] = (
+                float((q.argmax(1) == np.asarray(labels)).mean()) if p.size else 0.0
+            )
     if mu is not None:
-        out["mu_cos"] = np.round(np.asarray(mu, np.float64) @ np.asarray(mu, np.float64).T, 6).tolist()
+        out["mu_cos"] = np.round(
+            np.asarray(mu, np.float64) @ np.asarray(mu, np.float64).T, 6
+        ).tolist()
     return out

@@ -47,18 +47,25 @@ class PackedRegions:
         return out
 
 
-def pack_regions(features: np.ndarray, image: np.ndarray, n_images: int,
-                 device: torch.device | str = "cpu") -> PackedRegions:
+def pack_regions(
+    features: np.ndarray, image: np.ndarray, n_images: int, device: torch.device | str = "cpu"
+) -> PackedRegions:
     """Return :class:`PackedRegions` from RegionRecord rows (features M×K, image int[M])."""
     f = np.asarray(features)
     img = np.asarray(image).astype(np.int64).ravel()
     if f.ndim != 2 or f.shape[0] != img.shape[0] or f.shape[1] < 1:
-        raise InputError(f"region features must be M×C with one image index per row; got {f.shape} and {img.shape}.")
+        raise InputError(
+            f"region features must be M×C with one image index per row; got {f.shape} and {img.shape}."
+        )
     if img.size and (img.min() < 0 or img.max() >= n_images):
-        raise InputError(f"region image indices must lie in [0, {n_images}); got [{img.min()}, {img.max()}].")
+        raise InputError(
+            f"region image indices must lie in [0, {n_images}); got [{img.min()}, {img.max()}]."
+        )
     f32 = torch.as_tensor(f.astype(np.float32, copy=False))
     if not torch.isfinite(f32).all():
-        raise InputError("regional features contain NaN or Inf (or overflow float32). Check the capture.")
+        raise InputError(
+            "regional features contain NaN or Inf (or overflow float32). Check the capture."
+        )
     counts = np.bincount(img, minlength=n_images)
     rmax = max(int(counts.max()) if counts.size else 0, 1)
     order = np.argsort(img, kind="stable")
@@ -103,8 +110,9 @@ class PartnerGroups:
         return self.partners[i][self.pmask[i]].cpu().numpy()
 
 
-def draw_partners(n: int, num: int, seed: int, group_size: int = 16,
-                  device: torch.device | str = "cpu") -> PartnerGroups:
+def draw_partners(
+    n: int, num: int, seed: int, group_size: int = 16, device: torch.device | str = "cpu"
+) -> PartnerGroups:
     """Return :class:`PartnerGroups`: J = min(num, N-1) partners per image, groups of ``group_size``."""
     j = max(0, min(int(num), n - 1))
     g = max(1, int(group_size))
@@ -117,7 +125,7 @@ def draw_partners(n: int, num: int, seed: int, group_size: int = 16,
     groups, blocks = [], []
     everyone = np.arange(n)
     for s in range(0, n, g):
-        members = np.sort(order[s:s + g])
+        members = np.sort(order[s : s + g])
         if outsiders:
             rest = np.setdiff1d(everyone, members, assume_unique=True)
             block = np.sort(rng.choice(rest, size=j, replace=False)) if j else np.empty(0, np.int64)
@@ -130,8 +138,12 @@ def draw_partners(n: int, num: int, seed: int, group_size: int = 16,
         partners[members] = block
         groups.append(torch.as_tensor(members, device=device))
         blocks.append(torch.as_tensor(block, device=device))
-    return PartnerGroups(torch.as_tensor(partners, device=device), torch.as_tensor(pmask, device=device),
-                         groups, blocks)
+    return PartnerGroups(
+        torch.as_tensor(partners, device=device),
+        torch.as_tensor(pmask, device=device),
+        groups,
+        blocks,
+    )
 
 
 def target_log_similarity(p: torch.Tensor, pg: PartnerGroups, kappa_p: float) -> torch.Tensor:
@@ -144,7 +156,9 @@ def target_log_similarity(p: torch.Tensor, pg: PartnerGroups, kappa_p: float) ->
     return torch.log_softmax((kappa_p * cos).masked_fill(~pg.pmask, float("-inf")), dim=1)
 
 
-def masked_kl(log_t: torch.Tensor, log_q: torch.Tensor, pmask: torch.Tensor, per_row: bool = False) -> torch.Tensor:
+def masked_kl(
+    log_t: torch.Tensor, log_q: torch.Tensor, pmask: torch.Tensor, per_row: bool = False
+) -> torch.Tensor:
     """Return Σ over rows of KL(T ‖ Q) restricted to ``pmask`` (log_t, log_q: [c, P]); with
     ``per_row`` the [c] vector of each row's KL instead."""
     t = log_t.exp()

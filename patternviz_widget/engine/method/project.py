@@ -26,12 +26,18 @@ from patternviz_widget.results.records import (
 
 @overload
 def project(
-    record: SampleRecord, reference: SampleEmbedding, source: str = "", labels: np.ndarray | None = None,
+    record: SampleRecord,
+    reference: SampleEmbedding,
+    source: str = "",
+    labels: np.ndarray | None = None,
     fix: str = "",
 ) -> SampleEmbedding: ...
 @overload
 def project(
-    record: RegionRecord, reference: RegionEmbedding, source: str = "", labels: np.ndarray | None = None,
+    record: RegionRecord,
+    reference: RegionEmbedding,
+    source: str = "",
+    labels: np.ndarray | None = None,
     fix: str = "",
 ) -> RegionEmbedding: ...
 def project(record, reference, source="", labels=None, fix=""):  # type: ignore[no-untyped-def]
@@ -71,7 +77,11 @@ def project(record, reference, source="", labels=None, fix=""):  # type: ignore[
                 f"Λ is {lam.shape[0]}×{lam.shape[1]}.{hint}"
             )
         h = project_regions(record.features, reference)
-        w = reference.w if np.asarray(reference.w).shape[0] == h.shape[0] else np.full(h.shape[0], np.nan, np.float32)
+        w = (
+            reference.w
+            if np.asarray(reference.w).shape[0] == h.shape[0]
+            else np.full(h.shape[0], np.nan, np.float32)
+        )
         return RegionEmbedding(
             h=h,
             Lambda=lam,

@@ -43,10 +43,19 @@ from patternviz_widget.results.records import RegionEmbedding
 _EPS = 1e-8
 
 
-def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t: torch.Tensor,
-                pmask: torch.Tensor, w: torch.Tensor, g: torch.Tensor, kappa,
-                lambda_kl: float = 1.0, lambda_mi: float = 0.1,
-                mask_kind: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def region_loss(
+    h_m: torch.Tensor,
+    h_b: torch.Tensor,
+    table: torch.Tensor,
+    log_t: torch.Tensor,
+    pmask: torch.Tensor,
+    w: torch.Tensor,
+    g: torch.Tensor,
+    kappa,
+    lambda_kl: float = 1.0,
+    lambda_mi: float = 0.1,
+    mask_kind: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (total, Σ KL, Σ L_align) summed over one partner group's G member images.
 
     h_m: [G, Rm, d] embeddings of the members' regions; h_b: [P, Rm, d] of the group's partner
@@ -57,13 +66,34 @@ def region_loss(h_m: torch.Tensor, h_b: torch.Tensor, table: torch.Tensor, log_t
     """
     n_b, rm, d = h_b.shape
     flat = (torch.arange(n_b, device=h_b.device) * rm)[None, None, :] + table  # [G, Rm, P]
-    return _region_loss_rows(h_m, h_b.reshape(n_b * rm, d), flat, log_t, pmask, w, g, kappa,
-                             lambda_kl, lambda_mi, mask_kind)
+    return _region_loss_rows(
+        h_m,
+        h_b.reshape(n_b * rm, d),
+        flat,
+        log_t,
+        pmask,
+        w,
+        g,
+        kappa,
+        lambda_kl,
+        lambda_mi,
+        mask_kind,
+    )
 
 
-def _region_loss_rows(h_m: torch.Tensor, h_rows: torch.Tensor, flat: torch.Tensor, log_t: torch.Tensor,
-                      pmask: torch.Tensor, w: torch.Tensor, g: torch.Tensor, kappa, lambda_kl: float,
-                      lambda_mi: float, mask_kind: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _region_loss_rows(
+    h_m: torch.Tensor,
+    h_rows: torch.Tensor,
+    flat: torch.Tensor,
+    log_t: torch.Tensor,
+    pmask: torch.Tensor,
+    w: torch.Tensor,
+    g: torch.Tensor,
+    kappa,
+    lambda_kl: float,
+    lambda_mi: float,
+    mask_kind: str | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`region_loss` with the partners' regions given as rows: h_rows [U, d] and, for every
     matched pair, the row it reads (flat [G, Rm, P], int64) — so a step embeds only the partner
     regions some member is matched to."""
@@ -78,7 +108,9 @@ def _region_loss_rows(h_m: torch.Tensor, h_rows: torch.Tensor, flat: torch.Tenso
     u_p = u_b.index_select(0, flat.reshape(-1)).view(*flat.shape, d)
     n_i = h_m.norm(dim=2).detach()
     u_i = h_m / (n_i[..., None] + _EPS)
-    cos = (u_p * u_i[:, :, None, :]).sum(-1)  # [G, Rm, P] (d = 3: elementwise beats a batched matmul)
+    cos = (u_p * u_i[:, :, None, :]).sum(
+        -1
+    )  # [G, Rm, P] (d = 3: elementwise beats a batched matmul)
     logits = kp.evaluate(kappa, n_i)[..., None] * cos
     if mask_kind == "all":
         log_q = torch.log_softmax((w[:, :, None] * torch.log_softmax(logits, dim=2)).sum(1), dim=1)
@@ -93,14 +125,26 @@ def _mask_kind(pmask: torch.Tensor) -> str:
     return "all" if bool(pmask.all()) else "some" if bool(pmask.any()) else "none"
 
 
-def group_loss(packed: PackedRegions, lam_s: torch.Tensor, pg: PartnerGroups, gi: int,
-               table: torch.Tensor, log_t: torch.Tensor, w: torch.Tensor, g: torch.Tensor, kappa,
-               lambda_kl: float, lambda_mi: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def group_loss(
+    packed: PackedRegions,
+    lam_s: torch.Tensor,
+    pg: PartnerGroups,
+    gi: int,
+    table: torch.Tensor,
+    log_t: torch.Tensor,
+    w: torch.Tensor,
+    g: torch.Tensor,
+    kappa,
+    lambda_kl: float,
+    lambda_mi: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return :func:`region_loss` of partner group ``gi`` with h = f @ lam_sᵀ (lam_s = Λ/s_r)."""
     m, b = pg.groups[gi], pg.blocks[gi]
     h_m = packed.feats[m] @ lam_s.T
     h_b = packed.feats[b] @ lam_s.T
-    return region_loss(h_m, h_b, table[m], log_t[m], pg.pmask[m], w[m], g[m], kappa, lambda_kl, lambda_mi)
+    return region_loss(
+        h_m, h_b, table[m], log_t[m], pg.pmask[m], w[m], g[m], kappa, lambda_kl, lambda_mi
+    )
 
 
 def embed_packed(packed: PackedRegions, lam: torch.Tensor, controller: float) -> torch.Tensor:
@@ -194,69 +238,171 @@ def fit_region_embedding(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     search_threads = resolve_threads(threads, dev)
     with torch_threads(1 if dev.type == "cpu" else torch.get_num_threads()):
-        return _fit_region_embedding(features, image, sample_g, probs, dev, search_threads, epochs=epochs, lr=lr,
-                                     momentum=momentum, weight_decay=weight_decay, lambda_kl=lambda_kl,
-                                     lambda_mi=lambda_mi, controller=controller, kappa=kappa, kappa_p=kappa_p,
-                                     kappa_m=kappa_m, partners=partners, importance_steps=importance_steps,
-                                     importance_lr=importance_lr, rematch_every=rematch_every,
-                                     batch_size=batch_size, init=init, seed=seed,
-                                     memory_budget_mb=memory_budget_mb, match_dtype=match_dtype,
-                                     normalize_features=normalize_features, tol=tol, callback=callback)
+        return _fit_region_embedding(
+            features,
+            image,
+            sample_g,
+            probs,
+            dev,
+            search_threads,
+            epochs=epochs,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lambda_kl=lambda_kl,
+            lambda_mi=lambda_mi,
+            controller=controller,
+            kappa=kappa,
+            kappa_p=kappa_p,
+            kappa_m=kappa_m,
+            partners=partners,
+            importance_steps=importance_steps,
+            importance_lr=importance_lr,
+            rematch_every=rematch_every,
+            batch_size=batch_size,
+            init=init,
+            seed=seed,
+            memory_budget_mb=memory_budget_mb,
+            match_dtype=match_dtype,
+            normalize_features=normalize_features,
+            tol=tol,
+            callback=callback,
+        )
 
 
-def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads, *, epochs, lr, momentum,
-                          weight_decay, lambda_kl, lambda_mi, controller, kappa, kappa_p, kappa_m, partners,
-                          importance_steps, importance_lr, rematch_every, batch_size, init, seed,
-                          memory_budget_mb, match_dtype, normalize_features, tol, callback) -> RegionEmbedding:
+def _fit_region_embedding(
+    features,
+    image,
+    sample_g,
+    probs,
+    dev,
+    search_threads,
+    *,
+    epochs,
+    lr,
+    momentum,
+    weight_decay,
+    lambda_kl,
+    lambda_mi,
+    controller,
+    kappa,
+    kappa_p,
+    kappa_m,
+    partners,
+    importance_steps,
+    importance_lr,
+    rematch_every,
+    batch_size,
+    init,
+    seed,
+    memory_budget_mb,
+    match_dtype,
+    normalize_features,
+    tol,
+    callback,
+) -> RegionEmbedding:
     g_np = np.asarray(sample_g, dtype=np.float32)
     p_np = np.asarray(probs, dtype=np.float32)
     n = g_np.shape[0]
     if p_np.shape[0] != n:
-        raise InputError(f"sample_g has {n} rows but probs has {p_np.shape[0]}; both are one row per image.")
+        raise InputError(
+            f"sample_g has {n} rows but probs has {p_np.shape[0]}; both are one row per image."
+        )
     packed = pack_regions(features, image, n, dev)
     _, rm, k = packed.shape
     if init is not None and np.asarray(init).shape != (g_np.shape[1], k):
-        raise InputError(f"init Λ must be d×C = {(g_np.shape[1], k)}, got {np.asarray(init).shape}.")
+        raise InputError(
+            f"init Λ must be d×C = {(g_np.shape[1], k)}, got {np.asarray(init).shape}."
+        )
     kfun = kp.make_kappa(kappa, kp.REGION_KAPPA_MAX)
     j = max(0, min(int(partners), n - 1))
-    pg = draw_partners(n, j, seed, min(int(batch_size), group_size_for(rm, j, memory_budget_mb)), dev)
+    pg = draw_partners(
+        n, j, seed, min(int(batch_size), group_size_for(rm, j, memory_budget_mb)), dev
+    )
     log_t = target_log_similarity(torch.as_tensor(p_np, device=dev), pg, kappa_p)
     cb = callback or (lambda *_: None)
     km = kp.importance_kappa_m(kappa_m, k)
     imp_stats: dict = {}
-    w, v, imp_hist, table = fit_importance(packed, pg, log_t, steps=importance_steps, lr=importance_lr,
-                                    momentum=momentum, weight_decay=weight_decay, kappa_m=km,
-                                    match_dtype=match_dtype, rematch_every=rematch_every,
-                                    callback=lambda s: cb("importance", s + 1, importance_steps),
-                                    search_threads=search_threads, workers=search_threads, tol=tol,
-                                    stats=imp_stats)
+    w, v, imp_hist, table = fit_importance(
+        packed,
+        pg,
+        log_t,
+        steps=importance_steps,
+        lr=importance_lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        kappa_m=km,
+        match_dtype=match_dtype,
+        rematch_every=rematch_every,
+        callback=lambda s: cb("importance", s + 1, importance_steps),
+        search_threads=search_threads,
+        workers=search_threads,
+        tol=tol,
+        stats=imp_stats,
+    )
     cb("match", 1, 1)  # the table comes with the fit: r' under the returned v
     if normalize_features:
         packed = dataclasses.replace(packed, feats=packed.unit)
-    lam0 = default_init(k, g_np.shape[1], seed) if init is None else torch.as_tensor(np.asarray(init, np.float32) * controller)
+    lam0 = (
+        default_init(k, g_np.shape[1], seed)
+        if init is None
+        else torch.as_tensor(np.asarray(init, np.float32) * controller)
+    )
     lam = lam0.to(dev).clone().requires_grad_(True)
     g = torch.as_tensor(g_np, device=dev)
-    losses = _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, epochs=epochs, lr=lr,
-                          momentum=momentum, weight_decay=weight_decay, lambda_kl=lambda_kl,
-                          lambda_mi=lambda_mi, controller=controller, seed=seed,
-                          callback=lambda e: cb("fit", e + 1, epochs), cache_mb=memory_budget_mb / 2, tol=tol)
+    losses = _sgd_batched(
+        packed,
+        lam,
+        pg,
+        table,
+        log_t,
+        w,
+        g,
+        kfun,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        lambda_kl=lambda_kl,
+        lambda_mi=lambda_mi,
+        controller=controller,
+        seed=seed,
+        callback=lambda e: cb("fit", e + 1, epochs),
+        cache_mb=memory_budget_mb / 2,
+        tol=tol,
+    )
     with torch.no_grad():
         h_all = embed_packed(packed, lam, controller)
         h = packed.unpack(h_all).cpu().numpy()
         w_rows = packed.unpack(w).cpu().numpy()
     strength = float(np.linalg.norm(h, axis=1).mean()) if h.size else 1.0
     params = {
-        "epochs": int(epochs), "lr": float(lr), "momentum": float(momentum),
-        "weight_decay": float(weight_decay), "lambda_kl": float(lambda_kl),
-        "lambda_mi": float(lambda_mi), "controller": float(controller), "kappa": kp.describe(kfun),
-        "kappa_p": float(kappa_p), "kappa_m": None if kappa_m is None else float(kappa_m),
-        "kappa_m_effective": float(km), "partners": pg.j,
-        "importance_steps": int(importance_steps), "importance_lr": float(importance_lr),
-        "rematch_every": int(rematch_every), "batch_size": int(batch_size), "seed": int(seed),
-        "match_dtype": str(match_dtype), "warm_start": init is not None,
-        "Lambda_includes_controller": True, "normalize_features": bool(normalize_features), "loss_per_epoch": losses,
-        "importance_loss_per_step": imp_hist, "partner_group_size": len(pg.groups[0]) if pg.groups else 0,
-        "tol": None if tol is None else float(tol), "epochs_taken": len(losses),
+        "epochs": int(epochs),
+        "lr": float(lr),
+        "momentum": float(momentum),
+        "weight_decay": float(weight_decay),
+        "lambda_kl": float(lambda_kl),
+        "lambda_mi": float(lambda_mi),
+        "controller": float(controller),
+        "kappa": kp.describe(kfun),
+        "kappa_p": float(kappa_p),
+        "kappa_m": None if kappa_m is None else float(kappa_m),
+        "kappa_m_effective": float(km),
+        "partners": pg.j,
+        "importance_steps": int(importance_steps),
+        "importance_lr": float(importance_lr),
+        "rematch_every": int(rematch_every),
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "match_dtype": str(match_dtype),
+        "warm_start": init is not None,
+        "Lambda_includes_controller": True,
+        "normalize_features": bool(normalize_features),
+        "loss_per_epoch": losses,
+        "importance_loss_per_step": imp_hist,
+        "partner_group_size": len(pg.groups[0]) if pg.groups else 0,
+        "tol": None if tol is None else float(tol),
+        "epochs_taken": len(losses),
         "importance_steps_taken": imp_stats.get("steps_taken"),
     }
     return RegionEmbedding(
@@ -269,9 +415,28 @@ def _fit_region_embedding(features, image, sample_g, probs, dev, search_threads,
     )
 
 
-def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momentum, weight_decay,
-                 lambda_kl, lambda_mi, controller, seed, callback, cache_mb: float = 512.0,
-                 tol: float | None = None) -> list[float]:
+def _sgd_batched(
+    packed,
+    lam,
+    pg,
+    table,
+    log_t,
+    w,
+    g,
+    kfun,
+    *,
+    epochs,
+    lr,
+    momentum,
+    weight_decay,
+    lambda_kl,
+    lambda_mi,
+    controller,
+    seed,
+    callback,
+    cache_mb: float = 512.0,
+    tol: float | None = None,
+) -> list[float]:
     """Minibatch SGD with momentum on Λ, one partner group per step (see the module docstring);
     returns the mean loss per image of every epoch.
 
@@ -289,26 +454,38 @@ def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momen
     all_feats = packed.feats.view(n * rm, k)
     consts, n_rows = [], 0
     for m, b in zip(pg.groups, pg.blocks):
-        glob = (b * rm)[None, None, :] + table[m].long()  # [G, Rm, P] global rows read by the members
+        glob = (b * rm)[None, None, :] + table[
+            m
+        ].long()  # [G, Rm, P] global rows read by the members
         rows, flat = torch.unique(glob, return_inverse=True)
-        flat = flat.to(torch.int32)  # (half the memory; widened at each step: int64 gathers are faster)
+        flat = flat.to(
+            torch.int32
+        )  # (half the memory; widened at each step: int64 gathers are faster)
         pm = pg.pmask[m]
         consts.append([m, rows, flat, log_t[m], pm, w[m], g[m], _mask_kind(pm)])
         n_rows += rows.numel() + m.numel() * rm
     keep_feats = n_rows * k * 4 <= cache_mb * 2**20
     for c in consts:  # the features themselves: sliced once (None: gathered at every step)
-        c += [packed.feats[c[0]].reshape(-1, k), all_feats.index_select(0, c[1])] if keep_feats else [None, None]
+        c += (
+            [packed.feats[c[0]].reshape(-1, k), all_feats.index_select(0, c[1])]
+            if keep_feats
+            else [None, None]
+        )
     for epoch in range(int(epochs)):
         total = torch.zeros((), dtype=torch.float64, device=lam.device)  # read once per epoch
         for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
             m, rows, flat, lt, pm, wm, gm, kind, f_m, f_u = consts[gi]
             f_m = packed.feats[m].reshape(-1, k) if f_m is None else f_m
-            f_u = all_feats.index_select(0, rows) if f_u is None else f_u  # (index_select: ~3× faster than [rows])
+            f_u = (
+                all_feats.index_select(0, rows) if f_u is None else f_u
+            )  # (index_select: ~3× faster than [rows])
             lam_s = lam / controller
             # (row-major again: the gathers below read rows, ~10× slower from the transposed layout)
             h_m = (lam_s @ f_m.T).T.contiguous().view(m.numel(), rm, -1)
             h_u = (lam_s @ f_u.T).T.contiguous()
-            loss, _, _ = _region_loss_rows(h_m, h_u, flat.long(), lt, pm, wm, gm, kfun, lambda_kl, lambda_mi, kind)
+            loss, _, _ = _region_loss_rows(
+                h_m, h_u, flat.long(), lt, pm, wm, gm, kfun, lambda_kl, lambda_mi, kind
+            )
             (grad,) = torch.autograd.grad(loss, lam)
             with torch.no_grad():
                 grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
@@ -317,7 +494,11 @@ def _sgd_batched(packed, lam, pg, table, log_t, w, g, kfun, *, epochs, lr, momen
             total += loss.detach()
         history.append(float(total) / max(n, 1))
         callback(epoch)
-        if tol is not None and epoch > 0 and abs(history[-1] - history[-2]) <= tol * abs(history[-2]):
+        if (
+            tol is not None
+            and epoch > 0
+            and abs(history[-1] - history[-2]) <= tol * abs(history[-2])
+        ):
             if epoch + 1 < int(epochs):
                 callback(int(epochs) - 1)  # (progress: the stage is done)
             break
