@@ -361,6 +361,7 @@ def _fit_group(
         best_w[better], best_v[better] = w[better], v[better]
         best_fresh[better] = fresh
         if fresh:
+            assert table is not None  # searched at this step
             best_table[better] = table[better]
         for x, gr, buf in ((v, gv, buf_v), (w, gw, buf_w)):
             gr = torch.nan_to_num(gr, nan=0.0, posinf=0.0, neginf=0.0) + weight_decay * x
@@ -384,7 +385,9 @@ def _fit_group(
 def _chunks(pg: PartnerGroups, rm: int, max_pairs: int = 4_000_000) -> list[torch.Tensor]:
     """Image indices in chunks of whole partner groups with at most ``max_pairs`` matched pairs
     (c·Rm·P) each (at least one group per chunk)."""
-    out, cur, size = [], [], 0
+    out: list[torch.Tensor] = []
+    cur: list[torch.Tensor] = []
+    size = 0
     per = rm * max(pg.p, 1)
     for members in pg.groups:
         if cur and size + members.numel() * per > max_pairs:
