@@ -122,10 +122,7 @@ class Dashboard(ipw.VBox):
 
     def _refit(self) -> None:
         """Refit every embedding with the sliders' T, λ_mi and J (study.embed, overwrite)."""
-        embed = getattr(self.study, "embed", None)
-        if embed is None:
-            raise NotImplementedError("This installation has no study.embed (issue 4 engine).")
-        embed(
+        self.study.embed(
             progress=True,
             overwrite=True,
             temperature=float(self.sliders["temperature"].value),
@@ -136,12 +133,11 @@ class Dashboard(ipw.VBox):
 
     def _attack(self) -> None:
         """Rerun the attack at the slider's ε (study.attack), then project it (study.embed)."""
-        attack = getattr(self.study, "attack", None)
-        if attack is None or getattr(self.study, "model", None) is None:
+        if self.study.model is None:
             raise NotImplementedError(
                 "study.attack needs the study's model (a loaded study has none)."
             )
-        attack(eps=float(self.sliders["eps"].value), epoch=self.viz.epoch, progress=True)
+        self.study.attack(eps=float(self.sliders["eps"].value), epoch=self.viz.epoch, progress=True)
         self.study.embed(progress=True, **self.embed_kwargs)
 
     # ---- charts -----------------------------------------------------------------------------------

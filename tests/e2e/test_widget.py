@@ -1,5 +1,5 @@
 """The widget in real JupyterLab + headless Chromium: what a person sees (pixels, DOM) and what
-Python reads back (traits), for every interaction of issue 5.
+Python reads back (traits), for every interaction the widget offers.
 
 One study is built once per session with the real pipeline (train a small CNN on digits, capture two
 epochs, attack, embed) and saved; notebooks load it. The quickstart notebook itself (which runs the
