@@ -265,9 +265,12 @@ def describe(r: dict) -> list[str]:
     ours = next((x for x in r["rows"] if x.get("variant") == "ours" and x["status"] == "ok"), None)
     if ours:
         wall, cpu = ours["region_fit_s"], ours["region_fit_cpu_s"]
-        rows += ["", f"Target ≤ 30 s on 2 cores: **{'met' if wall <= 30 else 'not met'}** — ours {fmt_s(wall)} wall, "
-                     f"{fmt_s(cpu)} CPU; even with both cores free to it the fit needs ≥ {fmt_s(cpu / 2)} "
-                     "(CPU / 2), its floor on this machine at these settings."]
+        rows += [
+            "",
+            f"Target ≤ 30 s on 2 cores: **{'met' if wall <= 30 else 'not met'}** — ours {fmt_s(wall)} wall, "
+            f"{fmt_s(cpu)} CPU; even with both cores free to it the fit needs ≥ {fmt_s(cpu / 2)} "
+            "(CPU / 2), its floor on this machine at these settings.",
+        ]
     for name, a in r.get("agreement_with_reference", {}).items():
         label = VARIANTS.get(name, (name,))[0]
         rows += [
