@@ -411,8 +411,8 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
                     lat.append(_switch_layer(page, 1, layer, timeout_s))
                     time.sleep(settle_s)
                 row = _latency_row(
-                    "ours",
-                    f"layer switch at {n:,} points (prefetched neighbour)",
+                    "ours · layer switch",
+                    f"on (prefetched neighbour), {n:,} points",
                     lat,
                     loads,
                     n=n,
@@ -420,8 +420,8 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
                 )
             except Exception as e:  # noqa: BLE001
                 row = {
-                    "widget": "ours",
-                    "prefetch": f"layer switch at {n:,} points",
+                    "widget": "ours · layer switch",
+                    "prefetch": f"{n:,} points",
                     "status": "error",
                     "n": n,
                     "kind": "layer",
@@ -536,7 +536,7 @@ def scrub(
             "drew the new epoch, read from the widget's frame probe (each frame tagged with the key it "
             "drew; 'old' = the previous bundle, which has no tag: first presented full frame after an "
             "upload of its float32 xyz). 'off' = epoch not in the page cache (what every step costs "
-            "without prefetch); 'on' = the widget's prefetched neighbour. 'layer switch' = a click on the "
+            "without prefetch); 'on' = the widget's prefetched neighbour. 'ours · layer switch' = a click on the "
             "layer strip's tile of a neighbouring layer → first presented frame tagged with that layer (a "
             "store of three layers, one epoch, the widget opened on the middle one; a fresh server, kernel "
             "and browser per size)."
