@@ -310,6 +310,8 @@ def test_early_stopping_is_bounded_by_the_paper_counts_and_recorded(structured_f
         set(quick.params["importance_steps_taken"]) == {2}
         and len(quick.params["importance_loss_per_step"]) == 2
     )
-    # tol 0 never stops on a changing loss: the paper's counts, the same fit
+    # tol 0 never stops on a changing loss: the paper's counts, the same fit (to round-off: with
+    # tol the importance fit takes the CPU group path, which sums in another order)
     exact = RE.fit_region_embedding(feats, image, g, p, **{**kw, "tol": 0.0})
-    assert exact.params["epochs_taken"] == kw["epochs"] and np.array_equal(exact.h, emb.h)
+    assert exact.params["epochs_taken"] == kw["epochs"]
+    np.testing.assert_allclose(exact.h, emb.h, rtol=1e-4, atol=1e-6)
