@@ -241,7 +241,7 @@ def describe(r: dict) -> list[str]:
         "not timed). CPU = process CPU time (all threads); the load average is the 1-minute one before → after "
         "each run (other sessions share the 2 cores).",
         "",
-        "| variant | total | CPU | importance (w, v, r') wall / CPU | Λ fit wall / CPU | steps / epochs taken | "
+        "| variant | total | CPU | importance (w, v, r') wall / CPU | Λ fit wall / CPU | importance steps (per group) / epochs | "
         "KP/img | load | peak RSS |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -251,9 +251,12 @@ def describe(r: dict) -> list[str]:
             continue
         st, cpu = x["region_stages_s"], x["region_stages_cpu_s"]
         taken = x.get("importance_steps_taken")
-        steps = (
-            f"{min(taken)}–{max(taken)} of 20 (mean {np.mean(taken):.1f})" if taken else "20"
-        ) + f" / {x.get('epochs_taken')}"
+        if not taken or min(taken) == max(taken):
+            steps = f"{taken[0] if taken else 20} / {x.get('epochs_taken')}"
+        else:
+            steps = (
+                f"{min(taken)}–{max(taken)} (mean {np.mean(taken):.1f}) / {x.get('epochs_taken')}"
+            )
         rss = x.get("peak_rss_mb")
         rows.append(
             f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(x['region_fit_cpu_s'])} | "
@@ -283,6 +286,12 @@ def describe(r: dict) -> list[str]:
                 f"{a['kp_rel_diff']:.1%}."
                 if a["kp_rel_diff"] is not None
                 else "— (the reference has none)."
+            )
+            + " Within the tolerances (median cos ≥ 0.99, KP/img within 5 %): "
+            + (
+                "**yes**."
+                if a["h_cosine_median"] >= 0.99 and (a["kp_rel_diff"] or 0.0) <= 0.05
+                else "**no** — so this variant is not a default."
             ),
         ]
     return rows
