@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -187,6 +188,17 @@ def test_quickstart_widget_draws_follows_python_pans_and_snapshots(lab_server, p
     page.wait_for_timeout(600)
     img2 = _shot(page, "quickstart_last_layer")
     _docs_shot(root, "widget")  # the deepest layer: where the knowledge points are
+
+    # That view shows knowledge points: the side panel prints Python's count, several per image,
+    # with no note that the fit is degenerate (a trained net, not a uniform posterior).
+    page.wait_for_function(
+        "() => /KP \\/ image\\s*[0-9]/.test(document.querySelector('[data-pv=stats]').innerText)"
+    )
+    stats = page.locator("[data-pv=stats]").inner_text()
+    shown = re.search(r"KP / image\s*([0-9.]+)", stats)
+    want = float(_py(page, f"round(study.knowledge_points({layers[-1]!r}).mean_total, 2)"))
+    assert shown and float(shown.group(1)) == pytest.approx(want, abs=0.011), (stats, want)
+    assert want > 1.0 and "note" not in stats, stats
     assert (np.abs(img2.astype(int) - img.astype(int)).max(axis=2) > 24).mean() > 0.005
 
     # A drag with the pan tool moves the picture by the drag, and the camera trait follows.
