@@ -204,15 +204,5 @@ def study_diagnostics(store: Any, temperature: float = TEMPERATURE) -> Diagnosti
     """Return the :class:`Diagnostics` of every embedded key of ``store``, in key order."""
     keys = set(store.find(SampleEmbedding)) | set(store.find(RegionEmbedding))
     keys = {k for k in keys if store.has(k.replace(layer=SAMPLE), SampleRecord)}
-    order = sorted(
-        keys,
-        key=lambda k: (
-            k.model,
-            k.condition != "clean",
-            k.condition,
-            k.epoch,
-            k.layer != SAMPLE,
-            k.layer,
-        ),
-    )
+    order = sorted(keys, key=Key.fit_order)
     return Diagnostics(key_diagnostics(store, k, temperature) for k in order)

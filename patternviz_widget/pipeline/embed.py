@@ -150,17 +150,7 @@ def embed_study(
     for k in list(todo_set):  # a new sample frame invalidates the regions of that epoch
         if k.layer == SAMPLE:
             todo_set |= {r for r in captured if r.layer != SAMPLE and r.replace(layer=SAMPLE) == k}
-    todo = sorted(
-        todo_set,
-        key=lambda k: (
-            k.model,
-            k.condition != "clean",
-            k.condition,
-            k.epoch,
-            k.layer != SAMPLE,
-            k.layer,
-        ),
-    )
+    todo = sorted(todo_set, key=Key.fit_order)
     bar = _bar(len(todo), progress)
     written: list[Key] = []
     try:

@@ -42,3 +42,15 @@ class Key:
     @property
     def is_sample(self) -> bool:
         return self.layer == SAMPLE
+
+    def fit_order(self) -> tuple[str, bool, str, int, bool, str]:
+        """Sort key of the order keys are fitted in: per model, clean first, epochs ascending, the
+        sample embedding before the layers it anchors (paper Sec. 3.2 warm start, Sec. 3.3 L_align)."""
+        return (
+            self.model,
+            self.condition != "clean",
+            self.condition,
+            self.epoch,
+            self.layer != SAMPLE,
+            self.layer,
+        )
