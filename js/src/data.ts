@@ -132,7 +132,7 @@ export class Data {
     return ps;
   }
 
-  /** Put the first view (the `first_view` trait, see patternviz_widget/_rpc.py) in the cache, so
+  /** Put the first view (the `first_view` trait, see patternviz_widget/widget/rpc.py) in the cache, so
    * the page draws it without a request; returns its key, or "" when there is none. */
   takeFirstView(value: DataView | ArrayBuffer | ArrayBufferView | null | undefined): string {
     if (!value) return "";
@@ -173,7 +173,7 @@ export class Data {
     this.first = null;
   }
 
-  /** A PointSet from the 8-byte lean layout (see patternviz_widget/_rpc.py lean_points). */
+  /** A PointSet from the 8-byte lean layout (see patternviz_widget/widget/rpc.py lean_points). */
   private fromLean(reply: Reply, key: string): PointSet {
     const q = reply.arrays.q.data as Int16Array;
     const n = q.length / 4;

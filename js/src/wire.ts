@@ -85,7 +85,7 @@ export interface ArraySpec {
   nbytes: number;
 }
 
-/** Reassembles one chunked RPC reply (see patternviz_widget/_rpc.py). */
+/** Reassembles one chunked RPC reply (see patternviz_widget/widget/rpc.py). */
 export class Assembler {
   private parts = 0;
   private seen = 0;
