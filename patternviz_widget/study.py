@@ -525,6 +525,17 @@ class Study:
         It can embed, count knowledge points, compare and draw; capturing needs a study made from
         a model, ``pv.Study(model, data, layers=...)``.
         """
+        if not isinstance(store, ResultStore):
+            from patternviz_widget.errors import InputError
+
+            hint = (
+                " To open a study file use pv.Study.load(path)."
+                if isinstance(store, (str, Path))
+                else ""
+            )
+            raise InputError(
+                f"Study.from_store needs a ResultStore, got {type(store).__name__}.{hint}"
+            )
         return cls._from_state(StudyState.from_store(store))
 
     @classmethod

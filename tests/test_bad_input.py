@@ -354,3 +354,21 @@ def test_export_checks_the_format_before_drawing(captured, tmp_path):
         assert not (tmp_path / "x.xyz").exists()
     finally:
         w.close()
+
+
+def test_a_study_from_something_that_is_not_a_store_names_load():
+    with pytest.raises(
+        InputError, match=r"needs a ResultStore, got str\. .*pv\.Study\.load\(path\)"
+    ):
+        pv.Study.from_store("runs/x.pvz")
+
+
+@pytest.mark.parametrize("tol", [-0.1, 1.0, "1e-3", True])
+def test_region_fit_refuses_a_tol_that_is_not_a_relative_change(tol):
+    from patternviz_widget.engine.method.region_embed import fit_region_embedding
+
+    f = np.ones((4, 3), np.float32)
+    with pytest.raises(InputError, match=r"tol must be None .* in \[0, 1\)"):
+        fit_region_embedding(
+            f, np.zeros(4, np.int64), np.ones((1, 3)), np.full((1, 2), 0.5), tol=tol
+        )

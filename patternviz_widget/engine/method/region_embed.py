@@ -235,6 +235,12 @@ def fit_region_embedding(
         and params (hyper-parameters and the loss histories; the channel importance v is not
         kept — it is an intermediate of the fit, N×C floats).
     """
+    if tol is not None and (
+        isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1
+    ):
+        raise InputError(
+            f"tol must be None (the paper's step counts) or a relative change in [0, 1), e.g. 1e-3; got {tol!r}."
+        )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     search_threads = resolve_threads(threads, dev)
     with torch_threads(1 if dev.type == "cpu" else torch.get_num_threads()):
