@@ -236,10 +236,10 @@ def fit_region_embedding(
         kept — it is an intermediate of the fit, N×C floats).
     """
     if tol is not None and (
-        isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1
+        isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf")
     ):
         raise InputError(
-            f"tol must be None (the paper's step counts) or a relative change in [0, 1), e.g. 1e-3; got {tol!r}."
+            f"tol must be None (the paper's step counts) or a relative change >= 0, e.g. 1e-3; got {tol!r}."
         )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     search_threads = resolve_threads(threads, dev)
