@@ -345,4 +345,6 @@ def describe(res: dict) -> list[str]:
             lines.append(
                 f"Target: loaded ≤ 3× quiet — **{'met' if ours <= 3 else 'not met'}** (ours {ours}×)."
             )
+    if res.get("note"):
+        lines += ["", res["note"]]
     return lines
