@@ -10,6 +10,11 @@ timestamp of the animation frame it belongs to and how many vertices/instances i
 frame" is an animation frame whose draws add up to at least the expected number of points; it is
 "presented" at the start of the next animation frame (the browser only starts a new frame once the
 last one was handed to the compositor), which is what we report.
+
+Points drawn without a point draw call count too: our widget's CPU point path (points splatted in JS
+and shown as one textured quad, chosen where WebGL is software) marks each frame with a user-timing
+mark ``patternviz:points`` whose ``detail.count`` is the points it drew; the init script records it
+like a draw call of that many vertices, in the same animation frame.
 """
 
 from __future__ import annotations
@@ -79,6 +84,12 @@ INIT_SCRIPT = r"""
       return bd.apply(this, a);
     };
   }
+  // points drawn on the CPU (no point draw call): the widget's user-timing mark says how many
+  const mark = W.performance.mark.bind(W.performance);
+  W.performance.mark = function (name, opts) {
+    if (name === "patternviz:points" && opts && opts.detail) rec(opts.detail.count | 0);
+    return mark(name, opts);
+  };
   if (W.WebGL2RenderingContext) {
     const p2 = W.WebGL2RenderingContext.prototype;
     wrap(p2, "drawArraysInstanced", (a) => Math.max(a[2], a[3]));

@@ -36,6 +36,8 @@ store, df, N, PS = setup({n}, epochs={epochs}, old={old!r}, layers={layers})
 
 CELLS = {
     "ours": "show(pv.PatternViz(store, layer=LAYER, epoch=0, height=480))",
+    # ours with its points forced onto GPU point sprites (what "auto" drew before the CPU point path)
+    "ours-gpu": "show(pv.PatternViz(store, layer=LAYER, epoch=0, height=480, renderer='webgl'))",
     "old": "show(old_widget(store, layer=LAYER, epoch=0, height=480))",
     "jscatter": "PW, PH = plot()\n"
     'show(jscatter.Scatter(data=df, x="x", y="y", color_by="c", size=PS, width=PW, height=PH).show())',
@@ -44,7 +46,15 @@ CELLS = {
 CLOSE_CELL = "close_shown()"
 #: widgets dragged after their first frame; the floor widget redraws its n points on every move
 #: (no data, one-pixel points): the floor of a frame of n points in this browser
-DRAGGED = ("ours", "old", "jscatter", "floor")
+DRAGGED = ("ours", "ours-gpu", "old", "jscatter", "floor")
+#: our widgets: the point path they drew with is recorded ("cpu", "gpu"; the page's data-points)
+OURS = ("ours", "ours-gpu", "old")
+
+POINT_PATH_JS = """(cell) => {
+  const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[cell];
+  const e = c && c.querySelector('[data-points]');
+  return e ? e.dataset.points : null;
+}"""
 
 
 def _load1() -> float:
@@ -97,6 +107,10 @@ def _measure(
         "data_bytes_per_point": round(max(received - bundle_bytes, 0) / n, 2),
         "load_1min": load,
     }
+    if widget in OURS:
+        out["point_path"] = (
+            page.evaluate(POINT_PATH_JS, cell) or "gpu (bundle without the CPU path)"
+        )
     time.sleep(1.0)
     box = _canvas_box(page, cell)
     out["plot_css_px"] = [round(box["width"]), round(box["height"])]
@@ -143,6 +157,9 @@ def _median_rows(runs: list[dict]) -> list[dict]:
             data_bytes_per_point=round(med("data_bytes_per_point"), 2),
             plot_css_px=ok[0]["plot_css_px"],
         )
+        paths = sorted({r["point_path"] for r in ok if r.get("point_path")})
+        if paths:
+            row["point_path"] = "/".join(paths)
         pans = [r["pan"] for r in ok if r.get("pan", {}).get("median_frame_ms") is not None]
         if pans:
             row["pan"] = {
@@ -216,7 +233,13 @@ def display(
                         B.run_cell(page, cell - 1, timeout_s=timeout_s)
                         try:
                             res = _measure(
-                                page, cell, w, n, bundles.get(w, 0), timeout_s, drag_steps
+                                page,
+                                cell,
+                                w,
+                                n,
+                                bundles.get("ours" if w == "ours-gpu" else w, 0),
+                                timeout_s,
+                                drag_steps,
                             )
                             res["status"] = "ok"
                             if rep is None and w == "ours":
@@ -271,7 +294,7 @@ def _ratios(rows: list[dict]) -> None:
     ok = {(r["widget"], r["n"], r["dpr"]): r for r in rows if r.get("status") == "ok"}
     for (w, n, dpr), r in ok.items():
         js = ok.get(("jscatter", n, dpr))
-        if w in ("ours", "old") and js:
+        if w in OURS and js:
             r["first_frame_vs_jscatter"] = round(r["first_frame_s"] / js["first_frame_s"], 3)
             a, b = r.get("pan", {}).get("median_frame_ms"), js.get("pan", {}).get("median_frame_ms")
             if a and b:
@@ -386,17 +409,20 @@ def _latency_row(
 LAYER_STEPS = ("features.4", "features.8", "features.12", "features.8", "features.4", "features.8")
 
 
-def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=print) -> dict:
+def layer_switches(
+    n: int, steps: int, settle_s: float, timeout_s: float, log=print, widget: str = "ours"
+) -> dict:
     """Layer change -> new frame: a fresh server, kernel and browser; a store of the three layers
     of ``_display_kernel.LAYERS`` (one epoch); the widget opens on the middle one, which prefetches
     both neighbours; then ``steps`` clicks on the strip tile of a neighbouring layer, ``settle_s``
-    after each frame (the prefetch of the next neighbours lands)."""
+    after each frame (the prefetch of the next neighbours lands). ``widget``: "ours" or "ours-gpu"
+    (its points forced onto GPU point sprites)."""
     with tempfile.TemporaryDirectory(prefix="pvbench_layers_") as tmp:
         root = Path(tmp)
         with B.jupyterlab(root) as url, B.chromium() as page:
             B.write_notebook(
                 root / "layers.ipynb",
-                [SETUP.format(n=n, epochs=1, old="", layers=3), CELLS["ours"]],
+                [SETUP.format(n=n, epochs=1, old="", layers=3), CELLS[widget]],
             )
             B.open_notebook(page, url, "layers.ipynb")
             B.run_cell(page, 0, timeout_s=timeout_s)
@@ -404,6 +430,7 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
                 t0 = B.run_cell(page, 1, timeout_s=timeout_s, wait=False)
                 B.wait_full_frame(page, n, t0, timeout_s)
                 B.wait_cell(page, 1, timeout_s)
+                path = page.evaluate(POINT_PATH_JS, 1)
                 time.sleep(settle_s)
                 lat, loads = [], []
                 for layer in LAYER_STEPS[:steps]:
@@ -411,12 +438,13 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
                     lat.append(_switch_layer(page, 1, layer, timeout_s))
                     time.sleep(settle_s)
                 row = _latency_row(
-                    "ours · layer switch",
+                    f"{widget} · layer switch",
                     f"on (prefetched neighbour), {n:,} points",
                     lat,
                     loads,
                     n=n,
                     kind="layer",
+                    point_path=path,
                 )
             except Exception as e:  # noqa: BLE001
                 row = {
@@ -429,7 +457,7 @@ def layer_switches(n: int, steps: int, settle_s: float, timeout_s: float, log=pr
                     "cell_output": B.cell_text(page, 1),
                 }
     log(
-        f"[scrub] layer switch n={n:,}: "
+        f"[scrub] {widget} layer switch n={n:,}: "
         + (
             f"median {row['median_ms']} ms, max {row['max_ms']} ms over {row['steps']} steps"
             if row["status"] == "ok"
@@ -462,6 +490,8 @@ def scrub(
         layer_sizes = (n, 1_000_000) if n >= 100_000 else (n,)
     rows = []
     plan = [("ours", False, range(2, epochs, 2)), ("ours", True, range(1, epochs))]
+    # the same prefetched steps with the points forced onto GPU point sprites (same run)
+    plan += [("ours-gpu", True, range(1, epochs))]
     if old_bundle:
         plan += [("old", False, range(2, epochs, 2)), ("old", True, range(1, epochs))]
     with tempfile.TemporaryDirectory(prefix="pvbench_scrub_") as tmp:
@@ -480,11 +510,12 @@ def scrub(
                     t0 = B.run_cell(page, cell, timeout_s=timeout_s, wait=False)
                     B.wait_full_frame(page, n, t0, timeout_s)
                     B.wait_cell(page, cell, timeout_s)
+                    path = page.evaluate(POINT_PATH_JS, cell)
                     time.sleep(settle_s)
                     lat, loads = [], []
                     for e in targets:  # the study's epochs are 0..epochs-1: index = epoch
                         loads.append(_load1())
-                        lat.append(_step(page, cell, e, e, n, timeout_s, probe=widget == "ours"))
+                        lat.append(_step(page, cell, e, e, n, timeout_s, probe=widget != "old"))
                         time.sleep(settle_s)
                     row = _latency_row(
                         widget,
@@ -493,6 +524,7 @@ def scrub(
                         loads,
                         n=n,
                         kind="epoch",
+                        point_path=path,
                     )
                 except Exception as e:  # noqa: BLE001
                     row = {
@@ -513,15 +545,17 @@ def scrub(
                 )
     for m in layer_sizes:
         big = m >= 1_000_000
-        rows.append(
-            layer_switches(
-                m,
-                steps=4 if big else len(LAYER_STEPS),
-                settle_s=max(settle_s, 12.0) if big else settle_s,
-                timeout_s=max(timeout_s, 600.0) if big else timeout_s,
-                log=log,
+        for widget in ("ours", "ours-gpu"):
+            rows.append(
+                layer_switches(
+                    m,
+                    steps=4 if big else len(LAYER_STEPS),
+                    settle_s=max(settle_s, 12.0) if big else settle_s,
+                    timeout_s=max(timeout_s, 600.0) if big else timeout_s,
+                    log=log,
+                    widget=widget,
+                )
             )
-        )
     load, load_text = _load_summary([x for r in rows for x in r.get("load_1min", [])])
     out = {
         "n": n,
@@ -536,7 +570,9 @@ def scrub(
             "drew the new epoch, read from the widget's frame probe (each frame tagged with the key it "
             "drew; 'old' = the previous bundle, which has no tag: first presented full frame after an "
             "upload of its float32 xyz). 'off' = epoch not in the page cache (what every step costs "
-            "without prefetch); 'on' = the widget's prefetched neighbour. 'ours · layer switch' = a click on the "
+            "without prefetch); 'on' = the widget's prefetched neighbour. 'ours-gpu' = ours with its "
+            "points forced onto GPU point sprites (`renderer='webgl'`); 'ours' = the default ('auto'), "
+            "whose point path (cpu / gpu) the widget column names. 'ours · layer switch' = a click on the "
             "layer strip's tile of a neighbouring layer → first presented frame tagged with that layer (a "
             "store of three layers, one epoch, the widget opened on the middle one; a fresh server, kernel "
             "and browser per size)."

@@ -251,7 +251,16 @@ def _display(r: dict) -> list[str]:
         "data: what Jupyter's own display path costs. 'first frame' = keypress that runs the cell → "
         f"first presented frame that draws every point; drag = {r.get('drag_steps', 40)} mouse moves "
         "across the plot (ours in its Pan tool), frame = interval between presented frames that redraw "
-        "every point (no level-of-detail frames: every frame drew every point). 'data B/pt' = bytes "
+        "every point (no level-of-detail frames: every frame drew every point). "
+        + (
+            "'ours-gpu' = ours with its points forced onto GPU point sprites (`renderer='webgl'`); "
+            "'ours' = the default ('auto'), which splats its points on the CPU where WebGL is software "
+            "and shows them as one WebGL quad (frames counted from the widget's `patternviz:points` "
+            "mark, as a draw call of that many points); the widget column names each one's point path. "
+            if any(x.get("widget") == "ours-gpu" for x in r["rows"])
+            else ""
+        )
+        + "'data B/pt' = bytes "
         "over the kernel websocket from the keypress to the first frame, less the widget's bundle "
         f"(bundles: ours {b.get('ours', 0) / 2**20:.2f} MiB, jupyter-scatter {b.get('jscatter', 0) / 2**20:.2f} MiB), per point. "
         f"WebGL: {r.get('webgl_renderer', '?')}. {r.get('load', '').capitalize()}.",
@@ -269,8 +278,9 @@ def _display(r: dict) -> list[str]:
         ratio, fr = x.get("first_frame_vs_jscatter"), x.get("frame_time_vs_jscatter")
         allr = ", ".join(fmt_s(v) for v in x.get("first_frame_all_s", []))
         plot = "×".join(str(v) for v in x.get("plot_css_px", []))
+        wname = x["widget"] + (f" ({x['point_path']} points)" if x.get("point_path") else "")
         rows.append(
-            f"| {x['n']:,} | {x['dpr']} | {x['widget']} | {plot} | {fmt_s(x['first_frame_s'])} | {allr} | "
+            f"| {x['n']:,} | {x['dpr']} | {wname} | {plot} | {fmt_s(x['first_frame_s'])} | {allr} | "
             f"{'' if ratio is None else f'**{ratio:.2f}**'} | {x.get('data_bytes_per_point', '—')} | "
             + (f"{p['median_frame_ms']} ms | {p['p95_frame_ms']} ms | " if p else "— | — | ")
             + f"{'' if fr is None else f'**{fr:.2f}**'} |"
@@ -330,6 +340,8 @@ def _scrub(r: dict) -> list[str]:
     ]
     for x in r.get("rows", []):
         w = x.get("widget", "ours")
+        if x.get("point_path"):
+            w += f" ({x['point_path']} points)"
         if x.get("status") != "ok":
             rows.append(f"| {w} | {x['prefetch']} | error: {x.get('error', '')[:150]} | | | |")
             continue

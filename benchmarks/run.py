@@ -116,7 +116,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--display-widgets",
         default="ours,jscatter,floor",
-        help="display section widgets: ours, jscatter, floor (a trivial anywidget), old",
+        help="display section widgets: ours, ours-gpu (points forced onto the GPU), jscatter, "
+        "floor (a trivial anywidget), old",
     )
     p.add_argument(
         "--old-bundle",

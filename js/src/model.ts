@@ -65,7 +65,7 @@ export interface Traits {
   first_view: DataView | ArrayBuffer | Uint8Array | null;
   hover: number;
   probe_image: number;
-  renderer: "auto" | "webgl" | "canvas2d";
+  renderer: "auto" | "webgl" | "webgl-cpu" | "canvas2d";
   camera: CameraTrait;
   height: number;
   catalog: Catalog;

@@ -87,7 +87,11 @@ class PatternViz(anywidget.AnyWidget):
     probe_image = t.Int(0).tag(sync=True)
 
     # ---- display ------------------------------------------------------------------------------
-    #: "auto" (WebGL, Canvas2D when unavailable), "webgl" or "canvas2d"
+    #: "auto": WebGL, Canvas2D when unavailable; where the browser's WebGL is software (SwiftShader,
+    #: llvmpipe: no GPU) the points are splatted on the CPU and shown through WebGL, which is several
+    #: times faster there at 10^5-10^6 points. "webgl": WebGL with the points drawn by the GPU;
+    #: "webgl-cpu": WebGL with the points splatted on the CPU (same colours, sizes, glyphs, depth
+    #: order and highlights; snapshots draw the points on the GPU either way); "canvas2d".
     renderer = t.Unicode("auto").tag(sync=True)
     #: the 3-D camera {azimuth, elevation, distance, target}; {} = fit to the data
     camera = t.Dict().tag(sync=True)

@@ -18,7 +18,7 @@ from . import payload
 FEATURE_KINDS = ("regions", "samples")
 MODES = ("embedding", "forward")
 COMPARE = ("", "condition", "model", "epoch")
-RENDERERS = ("auto", "webgl", "canvas2d")
+RENDERERS = ("auto", "webgl", "webgl-cpu", "canvas2d")
 
 
 def check_name(value: str, valid: list[str], what: str) -> str:

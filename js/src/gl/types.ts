@@ -48,8 +48,13 @@ export interface RenderOptions {
   showAxes: boolean;
 }
 
+/** Where the WebGL renderer draws points: GPU point sprites, or splatted on the CPU (gl/splat.ts). */
+export type PointPath = "gpu" | "cpu";
+
 export interface Backend {
   readonly kind: "webgl" | "canvas2d";
+  /** the WebGL renderer's point path (absent: Canvas2D, which draws everything on the CPU) */
+  readonly points?: PointPath;
   readonly canvas: HTMLCanvasElement;
   resize(width: number, height: number, dpr: number): void;
   setPanes(panes: (PaneData | null)[]): void;

@@ -12,6 +12,13 @@ import {
   BufferAttribute,
   BufferGeometry,
   Color,
+  AlwaysDepth,
+  DataTexture,
+  FloatType,
+  Mesh,
+  RedFormat,
+  RGBAFormat,
+  UnsignedByteType,
   Group,
   Line,
   LineBasicMaterial,
@@ -29,11 +36,45 @@ import { makeCamera } from "../lib/camera";
 import { hexToRgb } from "../lib/colors";
 import { packPoints } from "./pack";
 import { GLYPH_MIN_DEVICE_PX, MAX_PALETTE, pointFragment, pointVertex } from "./shaders";
-import type { Backend, PaneData, RenderOptions } from "./types";
+import { isSoftwareRenderer, makeSplatBuffer, splatPane, type RGB, type SplatBuffer } from "./splat";
+import type { Backend, PaneData, PointPath, RenderOptions } from "./types";
+
+/** The full-screen quad of the CPU point path: the splatted colours, and their depth for the decor. */
+const QUAD_VERTEX = /* glsl */ `
+precision highp float;
+in vec3 position;
+void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }
+`;
+const QUAD_FRAGMENT = /* glsl */ `
+precision highp float;
+precision highp int;
+uniform highp sampler2D uColor;
+uniform highp sampler2D uDepth;
+uniform vec2 uOrigin;
+out vec4 fragColor;
+void main() {
+  ivec2 p = ivec2(gl_FragCoord.xy - uOrigin);
+  vec4 c = texelFetch(uColor, p, 0);
+  if (c.a == 0.0) discard;
+  gl_FragDepth = texelFetch(uDepth, p, 0).r;
+  fragColor = vec4(c.rgb, 1.0);
+}
+`;
+
+/** One pane's CPU point path: its frame buffer, the two textures it is uploaded to and the quad. */
+interface SplatGL {
+  buf: SplatBuffer;
+  color: DataTexture;
+  depth: DataTexture;
+  quad: Mesh;
+  material: RawShaderMaterial;
+}
 
 /** One (layer, epoch) resident on the GPU: its interleaved buffer and the geometries over it. */
 interface Resident {
   xyz: Float32Array;
+  /** the packed points (also what the CPU point path reads) */
+  q: Int16Array;
   cidx: Uint8Array | Uint16Array;
   glyph: Uint8Array;
   palLen: number;
@@ -57,6 +98,7 @@ interface PaneGL {
   flagVersion: number;
   flagArray: Uint8Array | null;
   axesFor: string;
+  splat: SplatGL | null;
 }
 
 /** GPU memory kept for point buffers (8 bytes a point): the epochs of a layer stay resident. */
@@ -83,9 +125,23 @@ export function webglAvailable(): boolean {
   }
 }
 
+/** The WebGL implementation's renderer string (unmasked where the browser allows). */
+function rendererName(gl: WebGL2RenderingContext): string {
+  try {
+    const ext = gl.getExtension("WEBGL_debug_renderer_info");
+    return String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER) ?? "");
+  } catch {
+    return "";
+  }
+}
+
 export class WebGLBackend implements Backend {
   readonly kind = "webgl" as const;
   readonly canvas: HTMLCanvasElement;
+  /** where the points are drawn: by the GPU (point sprites) or splatted on the CPU (splat.ts) */
+  readonly points: PointPath;
+  /** the points of this frame drawn by the GPU whatever `points` says (snapshots) */
+  private gpuOnly = false;
   private renderer: WebGLRenderer;
   private panes: (PaneGL | null)[] = [];
   private camera = makeCamera({ azimuth: 0, elevation: 0, distance: 1, target: [0, 0, 0] }, 1);
@@ -117,7 +173,11 @@ export class WebGLBackend implements Backend {
     h: number;
   } | null = null;
 
-  constructor() {
+  /**
+   * `points`: "gpu" or "cpu" forces that point path; "auto" splats on the CPU only when the WebGL
+   * renderer is software (SwiftShader, llvmpipe), where one draw of 10^6 points costs about 1 s.
+   */
+  constructor(points: PointPath | "auto" = "auto") {
     this.canvas = document.createElement("canvas");
     this.canvas.className = "pv-canvas";
     this.renderer = new WebGLRenderer({
@@ -127,6 +187,12 @@ export class WebGLBackend implements Backend {
       powerPreference: "high-performance",
     });
     this.renderer.autoClear = false;
+    this.points =
+      points === "auto"
+        ? isSoftwareRenderer(rendererName(this.renderer.getContext() as WebGL2RenderingContext))
+          ? "cpu"
+          : "gpu"
+        : points;
     const make = (pass: number, flat: boolean) =>
       new RawShaderMaterial({
         glslVersion: GLSL3,
@@ -175,6 +241,7 @@ export class WebGLBackend implements Backend {
     hover.setDrawRange(0, 0);
     const res: Resident = {
       xyz: data.xyz,
+      q: packed,
       cidx: data.cidx,
       glyph: data.glyph,
       palLen,
@@ -294,6 +361,7 @@ export class WebGLBackend implements Backend {
       flagVersion: -1,
       flagArray: null,
       axesFor: "",
+      splat: null,
     };
     this.syncSelection(pane);
     this.buildDecor(pane);
@@ -388,6 +456,45 @@ export class WebGLBackend implements Backend {
   private dropPane(p: PaneGL): void {
     disposeTree(p.decor);
     disposeTree(p.ellipsoids);
+    this.dropSplat(p);
+  }
+
+  private dropSplat(p: PaneGL): void {
+    const s = p.splat;
+    if (!s) return;
+    s.color.dispose();
+    s.depth.dispose();
+    s.material.dispose();
+    s.quad.geometry.dispose();
+    p.scene.remove(s.quad);
+    p.splat = null;
+  }
+
+  /** The pane's CPU frame buffer and textures for a viewport of w × h device px. */
+  private splatFor(pane: PaneGL, w: number, h: number): SplatGL {
+    const s = pane.splat;
+    if (s && s.buf.w === w && s.buf.h === h) return s;
+    this.dropSplat(pane);
+    const buf = makeSplatBuffer(w, h);
+    const color = new DataTexture(new Uint8Array(buf.color.buffer), w, h, RGBAFormat, UnsignedByteType);
+    const depth = new DataTexture(buf.depth, w, h, RedFormat, FloatType);
+    const material = new RawShaderMaterial({
+      glslVersion: GLSL3,
+      vertexShader: QUAD_VERTEX,
+      fragmentShader: QUAD_FRAGMENT,
+      uniforms: { uColor: { value: color }, uDepth: { value: depth }, uOrigin: { value: [0, 0] } },
+      depthTest: true,
+      depthWrite: true,
+      depthFunc: AlwaysDepth,
+    });
+    const geo = new BufferGeometry();
+    geo.setAttribute("position", new BufferAttribute(new Float32Array([-1, -1, 0, 3, -1, 0, -1, 3, 0]), 3));
+    const quad = new Mesh(geo, material);
+    quad.frustumCulled = false;
+    quad.renderOrder = 0;
+    pane.scene.add(quad);
+    pane.splat = { buf, color, depth, quad, material };
+    return pane.splat;
   }
 
   render(opts: RenderOptions): void {
@@ -410,6 +517,7 @@ export class WebGLBackend implements Backend {
     u.uAccent.value.set(ac[0], ac[1], ac[2]);
     const flat = opts.pointSize * dpr < GLYPH_MIN_DEVICE_PX ? 1 : 0;
     this.border.setRGB(theme.border[0], theme.border[1], theme.border[2], SRGBColorSpace);
+    let cpuPoints = 0;
     this.panes.forEach((pane, i) => {
       const vp = opts.viewports[i];
       if (!pane || !vp || vp.w < 2 || vp.h < 2) return;
@@ -430,8 +538,65 @@ export class WebGLBackend implements Backend {
       if (axes.parent !== pane.scene) pane.scene.add(axes);
       axes.visible = opts.showAxes;
       makeCamera(opts.camera, vp.w / vp.h, this.camera);
+      const cpu = this.points === "cpu" && !this.gpuOnly;
+      pane.main.visible = !cpu;
+      if (cpu) {
+        pane.selected.visible = false;
+        pane.hover.visible = false;
+        this.splatInto(pane, opts, dpr, [vp.x, y, vp.w, vp.h], h, theme);
+      } else {
+        pane.selected.visible = pane.res.selected.drawRange.count > 0;
+        if (pane.splat) pane.splat.quad.visible = false;
+      }
       r.render(pane.scene, this.camera);
+      if (cpu) cpuPoints += pane.data.n;
     });
+    // the CPU path issues no point draw call: a user-timing mark says how many points this frame drew
+    if (cpuPoints > 0 && typeof performance !== "undefined" && performance.mark) {
+      performance.mark("patternviz:points", { detail: { count: cpuPoints } });
+      performance.clearMarks("patternviz:points");
+    }
+  }
+
+  /** Splat the pane's points for this frame into its textures (viewport in CSS px, GL origin). */
+  private splatInto(
+    pane: PaneGL,
+    opts: RenderOptions,
+    dpr: number,
+    vp: [number, number, number, number],
+    hover: number,
+    theme: RenderOptions["theme"],
+  ): void {
+    // three's device viewport: each of x, y, w, h times the pixel ratio, rounded
+    const [x, y, w, h] = vp.map((v) => Math.round(v * dpr));
+    const s = this.splatFor(pane, Math.max(w, 1), Math.max(h, 1));
+    const d = pane.data;
+    const pal = this.uniforms.palette.value;
+    const palLen = pane.res.palLen;
+    const palette: RGB[] = [];
+    for (let k = 0; k < palLen; k++) palette.push([pal[k].x, pal[k].y, pal[k].z]);
+    const m = new Matrix4().multiplyMatrices(this.camera.projectionMatrix, this.camera.matrixWorldInverse);
+    const bg = theme.background,
+      fg = theme.foreground,
+      ac = theme.accent;
+    splatPane(
+      s.buf,
+      { n: d.n, q: pane.res.q, scale: pane.res.scale, palette, flag: d.flag, hasSelection: d.hasSelection },
+      {
+        mvp: m.elements,
+        size: opts.pointSize * dpr,
+        bg: [bg[0], bg[1], bg[2]],
+        outline: [fg[0], fg[1], fg[2]],
+        accent: [ac[0], ac[1], ac[2]],
+        hover: hover >= 0 && hover < d.n ? hover : -1,
+      },
+      dpr,
+    );
+    s.color.needsUpdate = true;
+    s.depth.needsUpdate = true;
+    (s.material.uniforms.uOrigin.value as number[])[0] = x;
+    (s.material.uniforms.uOrigin.value as number[])[1] = y;
+    s.quad.visible = true;
   }
 
   private setPalette(pal: string[]): void {
@@ -475,7 +640,12 @@ export class WebGLBackend implements Backend {
     const m = this.msaa;
     r.setRenderTarget(null);
     gl.bindFramebuffer(gl.FRAMEBUFFER, m.fb); // three believes it draws to the canvas: same colours
-    this.render(opts);
+    this.gpuOnly = true; // snapshots draw the points as point sprites, multisampled, on either path
+    try {
+      this.render(opts);
+    } finally {
+      this.gpuOnly = false;
+    }
     gl.bindFramebuffer(gl.READ_FRAMEBUFFER, m.fb);
     gl.bindFramebuffer(gl.DRAW_FRAMEBUFFER, m.resolve);
     gl.disable(gl.SCISSOR_TEST);

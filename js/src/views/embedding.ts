@@ -30,6 +30,12 @@ export function locate(src: PaneSource, i: number): { set: PointSet; row: number
   return null;
 }
 
+/**
+ * The model's `renderer`: "auto" = WebGL (points splatted on the CPU when WebGL is software), else
+ * Canvas2D; "webgl" = WebGL with GPU points; "webgl-cpu" = WebGL with CPU-splatted points.
+ */
+export type RendererChoice = "auto" | "webgl" | "webgl-cpu" | "canvas2d";
+
 export interface EmbeddingCallbacks {
   theme(): Theme;
   tool(): Tool;
@@ -51,7 +57,7 @@ export interface EmbeddingView {
   reset(): void;
   /** fit the camera to a radius, keeping the viewing angles */
   frame(radius: number): void;
-  setRenderer(kind: "auto" | "webgl" | "canvas2d"): void;
+  setRenderer(kind: RendererChoice): void;
   setShowAxes(on: boolean): void;
   requestRender(): void;
   renderNow(): void;
@@ -92,18 +98,19 @@ export function createEmbeddingView(parent: HTMLElement, cb: EmbeddingCallbacks)
   let projVersion = 0;
   const proj: { v: number; xy: Float32Array; depth: Float32Array }[] = [];
 
-  function makeBackend(kind: "auto" | "webgl" | "canvas2d"): void {
+  function makeBackend(kind: RendererChoice): void {
     backend?.destroy();
     let b: Backend | null = null;
     if (kind !== "canvas2d" && webglAvailable()) {
       try {
-        b = new WebGLBackend();
+        b = new WebGLBackend(kind === "webgl" ? "gpu" : kind === "webgl-cpu" ? "cpu" : "auto");
       } catch (e) {
         console.warn("patternviz: WebGL failed, drawing with Canvas2D instead", e);
       }
     }
     backend = b ?? new Canvas2DBackend();
     el.insertBefore(backend.canvas, overlay);
+    el.dataset.points = backend.points ?? "canvas2d"; // which point path draws (tests, benchmarks)
     backend.resize(width, height, dpr);
     backend.setPanes(sources.map((s) => s?.data ?? null));
     cb.onBackend(backend.kind);
