@@ -290,6 +290,9 @@ class _LocalGroup:
         glob = (self.gpart * rm)[None, None, :] + rp.long()
         rows, inv = torch.unique(glob.reshape(-1), return_inverse=True)
         self.b_u = self.grp.all_rows.index_select(0, rows)
+        # ∂/∂v reads them in the search's dtype (bfloat16 where the CPU has it: ~2× faster, float32
+        # sums; the scores that enter the loss stay float32)
+        self.b_g = self.b_u if self.grp.dtype == torch.float32 else self.b_u.to(self.grp.dtype)
         n_u, gr = rows.numel(), g * rm
         member_col = torch.arange(gr, device=rp.device).repeat_interleave(p)
         self.perm = torch.argsort(inv * gr + member_col)
@@ -311,12 +314,18 @@ class _LocalGroup:
         return out.view(g, rm, -1)
 
     def grad_v(self, ds: torch.Tensor) -> torch.Tensor:
-        """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r')."""
+        """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r') (partner rows and ∂L/∂s
+        rounded to the search's dtype: bfloat16 where the CPU has it, a relative error of ~2⁻⁸
+        in the gradient; float32 elsewhere)."""
         g, rm, k = self.grp.a.shape
         y = torch.nn.functional.embedding_bag(
-            self.inv, self.b_u, self.offsets, mode="sum", per_sample_weights=ds.reshape(-1)
+            self.inv,
+            self.b_g,
+            self.offsets,
+            mode="sum",
+            per_sample_weights=ds.reshape(-1).to(self.b_g.dtype),
         )
-        return (self.grp.a * y.view(g, rm, k)).sum(1)
+        return (self.grp.a * y.view(g, rm, k).float()).sum(1)
 
 
 def _fit_group(

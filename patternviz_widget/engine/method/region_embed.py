@@ -545,9 +545,9 @@ def _sgd_batched(
     no autograd): ∂/∂h of the loss, then ∂/∂Λ = (∂/∂h)ᵀ f / s_r — two products with the group's
     features (h = f (Λ/s_r)ᵀ forward, one more read of f back; 35 % less time than autograd's on
     an AMD EPYC at 500 × 196 × 512, same values to float rounding).
-    ``cache_mb``: the groups' feature rows are sliced once, and the scatter plans of the backward
-    kept, when each fits in this many MiB; else gathered (and summed with ``index_add_``) at
-    every step. ``tol``: stop after an epoch whose mean loss changed by at most
+    ``cache_mb``: the groups' feature rows are sliced once when they fit in this many MiB, and
+    the scatter plans of the backward kept when they fit in a quarter of it; else gathered (and
+    summed with ``index_add_``) at every step. ``tol``: stop after an epoch whose mean loss changed by at most
     ``tol`` times the previous epoch's (None: all ``epochs``)."""
     n, rm, k = packed.shape
     buf = torch.zeros_like(lam)
@@ -566,10 +566,11 @@ def _sgd_batched(
         pm = pg.pmask[m]
         consts.append([m, rows, flat, log_t[m], pm, w[m], g[m], _mask_kind(pm)])
         n_rows += rows.numel() + m.numel() * rm
-    # the scatter plans (one int32 per matched pair) are kept when they fit in cache_mb, else the
-    # backward sums with index_add_ (same values, ~1.5-4× slower for that op)
+    # the scatter plans (one int32 per matched pair, as many as the table's entries) are kept when
+    # they fit in a quarter of cache_mb, else the backward sums with index_add_ (same values,
+    # ~1.5-4× slower for that op; at 10^6 regions the plans would add 400 MB to the peak)
     n_pairs = sum(c[2].numel() for c in consts)
-    keep_plans = n_pairs * 4 <= cache_mb * 2**20
+    keep_plans = n_pairs * 4 <= cache_mb * 2**20 / 4
     for c in consts:
         c.append(scatter_plan(c[2], c[1].numel()) if keep_plans else None)
     keep_feats = n_rows * k * 4 <= cache_mb * 2**20
