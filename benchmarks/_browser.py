@@ -47,7 +47,22 @@ CHROMIUM_ARGS = [
 INIT_SCRIPT = r"""
 (() => {
   const W = window;
-  W.__pv = { draws: [], uploads: [], frame: -1, frameSeq: 0, presented: [] };
+  W.__pv = { draws: [], uploads: [], frame: -1, frameSeq: 0, presented: [], ws: [] };
+  // websocket messages as the page receives them (page clock, the frames' clock): [time, size]
+  const WS = W.WebSocket;
+  if (WS) {
+    W.WebSocket = new Proxy(WS, {
+      construct(T, args) {
+        const s = new T(...args);
+        s.addEventListener("message", (e) => {
+          const d = e.data;
+          const n = typeof d === "string" ? d.length : d ? (d.byteLength !== undefined ? d.byteLength : d.size || 0) : 0;
+          W.__pv.ws.push([performance.now(), n]);
+        });
+        return s;
+      },
+    });
+  }
   const rAF = W.requestAnimationFrame.bind(W);
   W.requestAnimationFrame = (cb) => rAF((ts) => {
     if (W.__pv.frame !== ts) { W.__pv.frame = ts; W.__pv.frameSeq += 1; }
@@ -146,8 +161,19 @@ def first_upload(page: Any, min_bytes: int, since_ms: float) -> float | None:
 
 
 def received_between(page: Any, t_from: float, t_to: float) -> int:
-    """Bytes received over the kernel websocket between two ``time.time()`` moments."""
+    """Bytes received over the kernel websocket between two ``time.time()`` moments (as Playwright
+    reports them to Python: late for large frames; :func:`page_received_between` is exact)."""
     return sum(n for t, n in getattr(page, "ws_log", []) if t_from <= t <= t_to)
+
+
+def page_received_between(page: Any, t_from_ms: float, t_to_ms: float) -> int | None:
+    """Bytes (characters of text frames) the page received over its websockets between two page
+    clock moments (ms), counted when each message reached the page's JS; None without the log."""
+    return page.evaluate(
+        "([a, b]) => { const w = window.__pv && window.__pv.ws; if (!w) return null;"
+        " let n = 0; for (const [t, s] of w) if (t >= a && t <= b) n += s; return n; }",
+        [float(t_from_ms), float(t_to_ms)],
+    )
 
 
 def free_port() -> int:
