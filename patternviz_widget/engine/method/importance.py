@@ -270,6 +270,13 @@ def _step_terms(
     return loss, gw, (kappa_m * wi)[:, :, None] * e[:, None, :]
 
 
+#: channels from which the CPU group path's ∂/∂v reads the partner rows in bfloat16 (where the
+#: search does): importance CPU time at 2 cores, side by side, float32 → bf16: K = 512 (500 × 196)
+#: 36.4-40.5 → 33.5-34.0 s; K = 256 (300 × 196) 13.4-13.5 → 12.4-13.2 s; K = 128 (2,000 × 64)
+#: 9.9 → 10.1-10.6 s (no gain), so float32 below
+BF16_GRAD_MIN_CHANNELS = 512
+
+
 class _LocalGroup:
     """One partner group's importance problem on a CPU, with the partner rows its members are
     matched to gathered once per table ([U, K], U ≈ 70 % of the block at 500 × 196 × 512) so that
@@ -290,15 +297,20 @@ class _LocalGroup:
         glob = (self.gpart * rm)[None, None, :] + rp.long()
         rows, inv = torch.unique(glob.reshape(-1), return_inverse=True)
         self.b_u = self.grp.all_rows.index_select(0, rows)
-        # ∂/∂v reads them in the search's dtype (bfloat16 where the CPU has it: ~2× faster, float32
-        # sums; the scores that enter the loss stay float32)
-        self.b_g = self.b_u if self.grp.dtype == torch.float32 else self.b_u.to(self.grp.dtype)
+        # with K >= BF16_GRAD_MIN_CHANNELS, ∂/∂v reads them in the search's dtype (bfloat16 where
+        # the CPU has it, float32 sums; the scores that enter the loss stay float32)
+        low = self.grp.dtype != torch.float32 and self.b_u.shape[1] >= BF16_GRAD_MIN_CHANNELS
+        self.b_g = self.b_u.to(self.grp.dtype) if low else self.b_u
         n_u, gr = rows.numel(), g * rm
         member_col = torch.arange(gr, device=rp.device).repeat_interleave(p)
-        self.perm = torch.argsort(inv * gr + member_col)
+        perm = torch.argsort(inv * gr + member_col)
+        # where each (i, r, j) lands in the transposed layout: the scores are read back with one
+        # gather (~5× faster than scattering them with out[perm] = vals)
+        self.unperm = torch.empty_like(perm)
+        self.unperm[perm] = torch.arange(perm.numel(), device=rp.device)
         crow = torch.zeros(n_u + 1, dtype=torch.long, device=rp.device)
         crow[1:] = torch.bincount(inv, minlength=n_u).cumsum(0)
-        self.t_crow, self.t_col, self.t_size = crow, member_col[self.perm], (n_u, gr)
+        self.t_crow, self.t_col, self.t_size = crow, member_col[perm], (n_u, gr)
         self.inv, self.offsets = inv, torch.arange(0, gr * p, p, device=rp.device)
 
     def scores(self, v: torch.Tensor) -> torch.Tensor:
@@ -309,14 +321,12 @@ class _LocalGroup:
             self.t_crow, self.t_col, torch.zeros(self.t_col.numel()), size=self.t_size
         )
         vals = torch.sparse.sampled_addmm(pat, self.b_u, av.T, beta=0.0).values()
-        out = torch.empty_like(vals)
-        out[self.perm] = vals
-        return out.view(g, rm, -1)
+        return vals.index_select(0, self.unperm).view(g, rm, -1)
 
     def grad_v(self, ds: torch.Tensor) -> torch.Tensor:
-        """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r') (partner rows and ∂L/∂s
-        rounded to the search's dtype: bfloat16 where the CPU has it, a relative error of ~2⁻⁸
-        in the gradient; float32 elsewhere)."""
+        """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r') (with K ≥
+        :data:`BF16_GRAD_MIN_CHANNELS`, partner rows and ∂L/∂s rounded to the search's dtype:
+        bfloat16 where the CPU has it, a relative error of ~2⁻⁸ in the gradient; else float32)."""
         g, rm, k = self.grp.a.shape
         y = torch.nn.functional.embedding_bag(
             self.inv,
