@@ -2,7 +2,15 @@ import { describe, expect, it } from "vitest";
 import { Matrix4 } from "three";
 import { makeCamera, project } from "../src/lib/camera";
 import { packPoints } from "../src/gl/pack";
-import { isSoftwareRenderer, makeSplatBuffer, packRGBA, splatPane, type RGB, type SplatStyle } from "../src/gl/splat";
+import {
+  cachedLooks,
+  isSoftwareRenderer,
+  makeSplatBuffer,
+  packRGBA,
+  splatPane,
+  type RGB,
+  type SplatStyle,
+} from "../src/gl/splat";
 
 const W = 200,
   H = 120;
@@ -121,6 +129,31 @@ describe("splatPane", () => {
     const dimmed: RGB = [0.8, 0.9, 1]; // class 1 mixed 0.8 towards the white background
     expect(cols.has(packRGBA(dimmed))).toBe(true);
     expect(cols.has(packRGBA([0, 0.5, 1]))).toBe(false);
+  });
+});
+
+describe("cachedLooks", () => {
+  it("keeps a pass's colour tables while nothing they depend on changes, and redraws the same frame", () => {
+    const { pts } = pointsOf([0, 0, 0, 0.6, 0, 0, 1, 1, 1], [0, 1, 2], [1, 2, 0]);
+    const buf = makeSplatBuffer(W, H);
+    splatPane(buf, pts, style(10), 1);
+    const first = Uint32Array.from(buf.color);
+    const look = cachedLooks(buf, 0, pts, style(10), 1);
+    const fill = Uint32Array.from(look.fill);
+    splatPane(buf, pts, style(10), 1);
+    expect(cachedLooks(buf, 0, pts, style(10), 1)).toBe(look); // the same arrays, not rebuilt
+    expect(Array.from(buf.color)).toEqual(Array.from(first));
+    // a new background colour (a theme change) rebuilds them: class 0's small squares mix towards it
+    const dark = { ...style(10), bg: [0, 0, 0] as RGB };
+    cachedLooks(buf, 0, pts, dark, 1);
+    expect(look.fill[0]).toBe(packRGBA([0.58, 0, 0])); // (1, 0, 0) mixed 0.42 towards black
+    expect(look.fill[0]).not.toBe(fill[0]);
+    // a palette colour changed in place as well
+    const red = pts.palette[0];
+    pts.palette[0] = [0, 1, 0];
+    cachedLooks(buf, 0, pts, dark, 1);
+    expect(look.fill[1]).toBe(packRGBA([0, 1, 0])); // glyph 1 (reliable KP) keeps the class colour
+    pts.palette[0] = red;
   });
 });
 

@@ -21,11 +21,13 @@ export interface SplatBuffer {
   h: number;
   color: Uint32Array;
   depth: Float32Array;
+  /** the three passes' colour/size tables, rebuilt only when what they depend on changes */
+  looks: (LookEntry | null)[];
 }
 
 export function makeSplatBuffer(w: number, h: number, old?: SplatBuffer | null): SplatBuffer {
   if (old && old.w === w && old.h === h) return old;
-  return { w, h, color: new Uint32Array(w * h), depth: new Float32Array(w * h) };
+  return { w, h, color: new Uint32Array(w * h), depth: new Float32Array(w * h), looks: [null, null, null] };
 }
 
 export interface SplatPoints {
@@ -77,14 +79,66 @@ interface Look {
   size: Float32Array;
 }
 
-function looks(pass: number, pts: SplatPoints, st: SplatStyle, dpr: number): Look {
+/** A pass's tables and the inputs they were built from (compared by value each frame). */
+interface LookEntry {
+  look: Look;
+  /** palette flattened, then bg, outline, accent, size, dpr, hasSelection */
+  inputs: Float64Array;
+  /** this frame's inputs, written before the comparison (swapped with `inputs` on a rebuild) */
+  next: Float64Array;
+}
+
+const inputCount = (pts: SplatPoints) => 3 * Math.max(pts.palette.length, 1) + 12;
+
+function putRGB(v: Float64Array, i: number, c: ArrayLike<number> | undefined): void {
+  v[i] = c ? c[0] : -1;
+  v[i + 1] = c ? c[1] : -1;
+  v[i + 2] = c ? c[2] : -1;
+}
+
+function writeInputs(v: Float64Array, pts: SplatPoints, st: SplatStyle, dpr: number): void {
   const P = Math.max(pts.palette.length, 1);
-  const L: Look = {
-    fill: new Uint32Array(3 * P),
-    edge: new Uint32Array(3 * P),
-    edgeAt: new Float32Array(3 * P),
-    size: new Float32Array(3 * P),
-  };
+  for (let k = 0; k < P; k++) putRGB(v, 3 * k, pts.palette[k]);
+  putRGB(v, 3 * P, st.bg);
+  putRGB(v, 3 * P + 3, st.outline);
+  putRGB(v, 3 * P + 6, st.accent);
+  v[3 * P + 9] = st.size;
+  v[3 * P + 10] = dpr;
+  v[3 * P + 11] = pts.hasSelection ? 1 : 0;
+}
+
+/** The pass's tables from `buf`'s cache, rebuilt (into the same arrays while the palette keeps its
+ * length) only when the palette, theme colours, point size, pixel ratio or selection changed: a
+ * frame that changes none of them allocates nothing here. */
+export function cachedLooks(buf: SplatBuffer, pass: number, pts: SplatPoints, st: SplatStyle, dpr: number): Look {
+  const n = inputCount(pts);
+  let e = buf.looks[pass];
+  if (!e || e.inputs.length !== n) {
+    const m = 3 * Math.max(pts.palette.length, 1);
+    e = {
+      look: {
+        fill: new Uint32Array(m),
+        edge: new Uint32Array(m),
+        edgeAt: new Float32Array(m),
+        size: new Float32Array(m),
+      },
+      inputs: new Float64Array(n).fill(NaN), // never equal: built below
+      next: new Float64Array(n),
+    };
+    buf.looks[pass] = e;
+  }
+  writeInputs(e.next, pts, st, dpr);
+  let same = true;
+  for (let i = 0; i < n && same; i++) same = e.next[i] === e.inputs[i];
+  if (same) return e.look;
+  const t = e.inputs;
+  e.inputs = e.next;
+  e.next = t;
+  return looks(pass, pts, st, dpr, e.look);
+}
+
+function looks(pass: number, pts: SplatPoints, st: SplatStyle, dpr: number, L: Look): Look {
+  const P = Math.max(pts.palette.length, 1);
   for (let k = 0; k < P; k++)
     for (let g = 0; g < 3; g++) {
       let c: RGB = pts.palette[k] ?? [0.53, 0.53, 0.53];
@@ -133,15 +187,15 @@ export function splatPane(buf: SplatBuffer, pts: SplatPoints, st: SplatStyle, dp
   const flat = st.size < GLYPH_MIN_DEVICE_PX;
   const n = Math.min(pts.n, pts.q.length >> 2);
   let drawn = 0;
-  const l0 = looks(0, pts, st, dpr);
+  const l0 = cachedLooks(buf, 0, pts, st, dpr);
   for (let i = 0; i < n; i++) drawn += splatOne(buf, pts, st, l0, i, 0, flat);
   if (pts.hasSelection && pts.flag) {
-    const l1 = looks(1, pts, st, dpr);
+    const l1 = cachedLooks(buf, 1, pts, st, dpr);
     const f = pts.flag;
     const m = Math.min(n, f.length);
     for (let i = 0; i < m; i++) if (f[i] & 1) splatOne(buf, pts, st, l1, i, 1, flat);
   }
-  if (st.hover >= 0 && st.hover < n) splatOne(buf, pts, st, looks(2, pts, st, dpr), st.hover, 2, false);
+  if (st.hover >= 0 && st.hover < n) splatOne(buf, pts, st, cachedLooks(buf, 2, pts, st, dpr), st.hover, 2, false);
   return drawn;
 }
 

@@ -36,7 +36,21 @@ import { makeCamera } from "../lib/camera";
 import { hexToRgb } from "../lib/colors";
 import { packPoints } from "./pack";
 import { GLYPH_MIN_DEVICE_PX, MAX_PALETTE, pointFragment, pointVertex } from "./shaders";
-import { isSoftwareRenderer, makeSplatBuffer, splatPane, type RGB, type SplatBuffer } from "./splat";
+import {
+  isSoftwareRenderer,
+  makeSplatBuffer,
+  splatPane,
+  type RGB,
+  type SplatBuffer,
+  type SplatPoints,
+  type SplatStyle,
+} from "./splat";
+
+const copyRGB = (out: RGB, c: ArrayLike<number>): void => {
+  out[0] = c[0];
+  out[1] = c[1];
+  out[2] = c[2];
+};
 import type { Backend, PaneData, PointPath, RenderOptions } from "./types";
 
 /** The full-screen quad of the CPU point path: the splatted colours, and their depth for the decor. */
@@ -68,6 +82,14 @@ interface SplatGL {
   depth: DataTexture;
   quad: Mesh;
   material: RawShaderMaterial;
+  /** the palette as RGB rows, for `paletteFor` (the renderer's palette key) */
+  palette: RGB[];
+  paletteFor: string;
+  /** the records handed to splatPane, refilled each frame */
+  pts: SplatPoints;
+  style: SplatStyle;
+  /** one matrix for the frame's projection × view */
+  mvp: Matrix4;
 }
 
 /** One (layer, epoch) resident on the GPU: its interleaved buffer and the geometries over it. */
@@ -493,7 +515,9 @@ export class WebGLBackend implements Backend {
     quad.frustumCulled = false;
     quad.renderOrder = 0;
     pane.scene.add(quad);
-    pane.splat = { buf, color, depth, quad, material };
+    const pts: SplatPoints = { n: 0, q: new Int16Array(0), scale: 1, palette: [], flag: null, hasSelection: false };
+    const style: SplatStyle = { mvp: [], size: 1, bg: [0, 0, 0], outline: [0, 0, 0], accent: [0, 0, 0], hover: -1 };
+    pane.splat = { buf, color, depth, quad, material, palette: [], paletteFor: "", pts, style, mvp: new Matrix4() };
     return pane.splat;
   }
 
@@ -543,7 +567,7 @@ export class WebGLBackend implements Backend {
       if (cpu) {
         pane.selected.visible = false;
         pane.hover.visible = false;
-        this.splatInto(pane, opts, dpr, [vp.x, y, vp.w, vp.h], h, theme);
+        this.splatInto(pane, opts, dpr, vp.x, y, vp.w, vp.h, h, theme);
       } else {
         pane.selected.visible = pane.res.selected.drawRange.count > 0;
         if (pane.splat) pane.splat.quad.visible = false;
@@ -563,35 +587,45 @@ export class WebGLBackend implements Backend {
     pane: PaneGL,
     opts: RenderOptions,
     dpr: number,
-    vp: [number, number, number, number],
+    vx: number,
+    vy: number,
+    vw: number,
+    vh: number,
     hover: number,
     theme: RenderOptions["theme"],
   ): void {
     // three's device viewport: each of x, y, w, h times the pixel ratio, rounded
-    const [x, y, w, h] = vp.map((v) => Math.round(v * dpr));
+    const x = Math.round(vx * dpr),
+      y = Math.round(vy * dpr),
+      w = Math.round(vw * dpr),
+      h = Math.round(vh * dpr);
     const s = this.splatFor(pane, Math.max(w, 1), Math.max(h, 1));
     const d = pane.data;
-    const pal = this.uniforms.palette.value;
+    // no allocation per frame: the palette as RGB rows (rebuilt when the palette or its length
+    // changes), one matrix, one points and one style record, reused; splatPane caches its tables
     const palLen = pane.res.palLen;
-    const palette: RGB[] = [];
-    for (let k = 0; k < palLen; k++) palette.push([pal[k].x, pal[k].y, pal[k].z]);
-    const m = new Matrix4().multiplyMatrices(this.camera.projectionMatrix, this.camera.matrixWorldInverse);
-    const bg = theme.background,
-      fg = theme.foreground,
-      ac = theme.accent;
-    splatPane(
-      s.buf,
-      { n: d.n, q: pane.res.q, scale: pane.res.scale, palette, flag: d.flag, hasSelection: d.hasSelection },
-      {
-        mvp: m.elements,
-        size: opts.pointSize * dpr,
-        bg: [bg[0], bg[1], bg[2]],
-        outline: [fg[0], fg[1], fg[2]],
-        accent: [ac[0], ac[1], ac[2]],
-        hover: hover >= 0 && hover < d.n ? hover : -1,
-      },
-      dpr,
-    );
+    if (s.paletteFor !== this.paletteFor || s.palette.length !== palLen) {
+      const pal = this.uniforms.palette.value;
+      s.palette = [];
+      for (let k = 0; k < palLen; k++) s.palette.push([pal[k].x, pal[k].y, pal[k].z]);
+      s.paletteFor = this.paletteFor;
+    }
+    s.mvp.multiplyMatrices(this.camera.projectionMatrix, this.camera.matrixWorldInverse);
+    const pts = s.pts;
+    pts.n = d.n;
+    pts.q = pane.res.q;
+    pts.scale = pane.res.scale;
+    pts.palette = s.palette;
+    pts.flag = d.flag;
+    pts.hasSelection = d.hasSelection;
+    const st = s.style;
+    st.mvp = s.mvp.elements;
+    st.size = opts.pointSize * dpr;
+    copyRGB(st.bg, theme.background);
+    copyRGB(st.outline, theme.foreground);
+    copyRGB(st.accent, theme.accent);
+    st.hover = hover >= 0 && hover < d.n ? hover : -1;
+    splatPane(s.buf, pts, st, dpr);
     s.color.needsUpdate = true;
     s.depth.needsUpdate = true;
     (s.material.uniforms.uOrigin.value as number[])[0] = x;
