@@ -105,9 +105,27 @@ export function createApp(el: HTMLElement, model: Model, shared: Shared): () => 
   cleanups.push(() => root.removeEventListener("keydown", onKey));
 
   // ---- trait listeners ---------------------------------------------------------------------------
+  // the toolbar and timeline follow the frame that draws the new points (their DOM changes would
+  // otherwise be styled, laid out and painted with it); the latest request wins
+  let chromeRaf = 0;
+  let chromeTimer: ReturnType<typeof setTimeout> | undefined;
+  const chromeLater = () => {
+    if (chromeRaf || chromeTimer !== undefined) return;
+    chromeRaf = requestAnimationFrame(() => {
+      chromeRaf = 0;
+      chromeTimer = setTimeout(() => {
+        chromeTimer = undefined;
+        toolbar.update();
+        updateTimeline();
+      }, 0);
+    });
+  };
+  cleanups.push(() => {
+    cancelAnimationFrame(chromeRaf);
+    clearTimeout(chromeTimer);
+  });
   const all = () => {
-    toolbar.update();
-    updateTimeline();
+    chromeLater();
     void refresh();
   };
   for (const name of [

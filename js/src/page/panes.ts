@@ -64,6 +64,7 @@ export function createPanes(page: Page, side: SideViews): Panes {
   }
 
   function showStatus(text: string, kind: "" | "loading" | "error" = ""): void {
+    if (status.textContent === text && (status.dataset.kind ?? "") === kind && status.hidden === !text) return;
     status.textContent = text;
     status.dataset.kind = kind;
     status.hidden = !text;

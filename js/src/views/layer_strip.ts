@@ -118,16 +118,12 @@ export function createLayerStrip(parent: HTMLElement, onPick: (id: string) => vo
     tiles.forEach((t, i) => {
       const tile = el.children[i] as HTMLElement;
       tile.classList.toggle("pv-on", t.active);
-      tile.setAttribute("aria-pressed", String(t.active));
+      if (tile.getAttribute("aria-pressed") !== String(t.active)) tile.setAttribute("aria-pressed", String(t.active));
       const kp = tile.querySelector(".pv-tile-kp") as HTMLElement;
-      kp.textContent = t.error
-        ? "—"
-        : t.warning
-          ? "posterior ≈ uniform"
-          : t.kp === null
-            ? ""
-            : `${t.kp.toFixed(1)} KP/img`;
-      kp.title = t.warning ?? "";
+      // unchanged text is left alone (a new text node is new layout for the page's next frame)
+      const text = t.error ? "—" : t.warning ? "posterior ≈ uniform" : t.kp === null ? "" : `${t.kp.toFixed(1)} KP/img`;
+      if (kp.textContent !== text) kp.textContent = text;
+      if (kp.title !== (t.warning ?? "")) kp.title = t.warning ?? "";
       tile.classList.toggle("pv-loading", !t.points && !t.error);
       const canvas = canvases.get(t.id);
       if (canvas && drawTiles) draw(canvas, t, cam);

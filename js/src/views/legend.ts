@@ -23,10 +23,19 @@ export function createLegend(parent: HTMLElement): LegendView {
   el.addEventListener("pointerdown", stop);
   el.addEventListener("wheel", stop);
   let current: LegendItem[] = [];
+  let shown = "";
   return {
     el,
     update(items, heading, glyphs) {
       current = items;
+      // the same legend again (a layer or epoch switch): leave the DOM as it is, so the page has no
+      // style and layout to redo in the frame that draws the new points
+      const what = `${heading}\n${glyphs}\n${items.length}\n${items
+        .slice(0, MAX_ITEMS)
+        .map((it) => `${it.color} ${it.label}`)
+        .join("\n")}`;
+      if (what === shown) return;
+      shown = what;
       const list = h("div", { cls: "pv-legend-list" });
       items
         .slice(0, MAX_ITEMS)
