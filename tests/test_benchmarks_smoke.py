@@ -150,7 +150,9 @@ def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> Non
         # the same plot area for every widget (ours measured first, then given to the others)
         assert abs(rows["jscatter"]["plot_css_px"][0] - rows["ours"]["plot_css_px"][0]) <= 8
         assert rows["ours"]["first_frame_vs_jscatter"] > 0
-    assert "| ours |" in md and "| jscatter |" in md and "| floor |" in md
+    path = rows["ours"].get("point_path")
+    assert path in ("cpu", "gpu"), path  # the table names the point path ours drew with
+    assert f"| ours ({path} points) |" in md and "| jscatter |" in md and "| floor |" in md
 
 
 @pytest.mark.e2e
