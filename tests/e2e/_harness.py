@@ -52,6 +52,34 @@ USER_SETTINGS = {
 }
 
 
+def synthetic_widget_notebook(n_images: int, intro: str | None = None) -> Any:
+    """A notebook of one cell showing ``pv.PatternViz`` on the synthetic study of the figure tests
+    (``tests/figures/figure_synth.py``: 3 classes, a 6×6 grid per image), opened on features.9."""
+    import nbformat
+
+    figures = REPO / "tests" / "figures"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(intro)] if intro else []
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "import sys\n"
+            f"sys.path.insert(0, {str(figures)!r})\n"
+            "from figure_synth import make_store\n"
+            "import patternviz_widget as pv\n"
+            "from patternviz_widget.figures._data import as_study\n"
+            f"study = as_study(make_store(n_images={int(n_images)}, grid=6))\n"
+            "w = pv.PatternViz(study, layer='features.9')\n"
+            "w"
+        )
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return nb
+
+
 def on_ci() -> bool:
     """True under CI (CI=true), where browser tests must fail rather than skip."""
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}

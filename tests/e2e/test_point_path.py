@@ -11,35 +11,16 @@ selection rims and the μ arrows drawn over the points; and ``w.snapshot`` shows
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import nbformat
 import numpy as np
-from e2e._harness import ARTIFACTS, element_image, kernel_exec, open_notebook, save_png
-
-FIGURES = Path(__file__).resolve().parents[1] / "figures"
-
-
-def _notebook(n_images: int) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import sys\n"
-            f"sys.path.insert(0, {str(FIGURES)!r})\n"
-            "from figure_synth import make_store\n"
-            "import patternviz_widget as pv\n"
-            "from patternviz_widget.figures._data import as_study\n"
-            f"study = as_study(make_store(n_images={n_images}, grid=6))\n"
-            "w = pv.PatternViz(study, layer='features.9')\n"
-            "w"
-        ),
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
+from e2e._harness import (
+    ARTIFACTS,
+    element_image,
+    kernel_exec,
+    open_notebook,
+    save_png,
+    synthetic_widget_notebook,
+)
 
 
 def _points_path(page) -> str:
@@ -99,7 +80,7 @@ def _compare(page, label: str) -> float:
 
 
 def test_cpu_points_look_like_gpu_points(lab_server, page, tmp_path):
-    name = lab_server.add_notebook(_notebook(30), name="point_path.ipynb")
+    name = lab_server.add_notebook(synthetic_widget_notebook(30), name="point_path.ipynb")
     open_notebook(page, name)
     page.wait_for_selector("canvas", timeout=60_000)
     # headless Chromium's WebGL is SwiftShader: "auto" picks the CPU path by itself
@@ -134,7 +115,7 @@ def test_cpu_points_look_like_gpu_points(lab_server, page, tmp_path):
 
 def test_cpu_points_look_like_gpu_points_when_small(lab_server, page):
     # 36,000 points: under 5 device px, so both paths draw flat squares (no glyph cut)
-    name = lab_server.add_notebook(_notebook(1000), name="point_path_flat.ipynb")
+    name = lab_server.add_notebook(synthetic_widget_notebook(1000), name="point_path_flat.ipynb")
     open_notebook(page, name, timeout=180)
     page.wait_for_selector("canvas", timeout=60_000)
     _drawn(page, "cpu", timeout=120)

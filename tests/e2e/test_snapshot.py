@@ -14,35 +14,12 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-from e2e._harness import kernel_exec, open_notebook
+from e2e._harness import kernel_exec, open_notebook, synthetic_widget_notebook
 
 from patternviz_widget._style import CLASS_COLORS
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures"
 K = 3  # classes of the synthetic study
-
-
-def _notebook() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_markdown_cell("The same view, drawn by the page and by matplotlib."),
-        nbformat.v4.new_code_cell(
-            "import sys\n"
-            f"sys.path.insert(0, {str(FIGURES)!r})\n"
-            "from figure_synth import make_store\n"
-            "import patternviz_widget as pv\n"
-            "from patternviz_widget.figures._data import as_study\n"
-            "study = as_study(make_store(n_images=30, grid=6))\n"
-            "w = pv.PatternViz(study, layer='features.9')\n"
-            "w"
-        ),
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
 
 
 def _rgb(hex_color: str) -> np.ndarray:
@@ -79,7 +56,10 @@ def _load(path: Path) -> np.ndarray:
 def test_snapshot_and_export_show_the_same_view(lab_server, page, tmp_path):
     out = tmp_path / "shots"
     out.mkdir()
-    name = lab_server.add_notebook(_notebook(), name="snapshot_vs_export.ipynb")
+    name = lab_server.add_notebook(
+        synthetic_widget_notebook(30, "The same view, drawn by the page and by matplotlib."),
+        name="snapshot_vs_export.ipynb",
+    )
     open_notebook(page, name)
     page.wait_for_selector("canvas", timeout=60_000)
     backend = ""
