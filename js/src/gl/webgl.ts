@@ -45,13 +45,13 @@ import {
   type SplatPoints,
   type SplatStyle,
 } from "./splat";
+import type { Backend, PaneData, PointPath, RenderOptions } from "./types";
 
 const copyRGB = (out: RGB, c: ArrayLike<number>): void => {
   out[0] = c[0];
   out[1] = c[1];
   out[2] = c[2];
 };
-import type { Backend, PaneData, PointPath, RenderOptions } from "./types";
 
 /** The full-screen quad of the CPU point path: the splatted colours, and their depth for the decor. */
 const QUAD_VERTEX = /* glsl */ `
@@ -567,7 +567,7 @@ export class WebGLBackend implements Backend {
       if (cpu) {
         pane.selected.visible = false;
         pane.hover.visible = false;
-        this.splatInto(pane, opts, dpr, vp.x, y, vp.w, vp.h, h, theme);
+        this.splatInto(pane, opts, dpr, vp.x, y, vp.w, vp.h, h);
       } else {
         pane.selected.visible = pane.res.selected.drawRange.count > 0;
         if (pane.splat) pane.splat.quad.visible = false;
@@ -592,8 +592,8 @@ export class WebGLBackend implements Backend {
     vw: number,
     vh: number,
     hover: number,
-    theme: RenderOptions["theme"],
   ): void {
+    const theme = opts.theme;
     // three's device viewport: each of x, y, w, h times the pixel ratio, rounded
     const x = Math.round(vx * dpr),
       y = Math.round(vy * dpr),
