@@ -143,7 +143,9 @@ class PatternViz(anywidget.AnyWidget):
                 key, SampleEmbedding if key.is_sample else RegionEmbedding
             ):
                 return b""
-            return rpc.first_view(self, key, float(get("threshold")))
+            return rpc.first_view(
+                self, key, float(get("threshold")), ellipsoids=bool(get("ellipsoids"))
+            )
         except Exception:  # noqa: BLE001 - the page falls back to its request, which reports errors
             return b""
 

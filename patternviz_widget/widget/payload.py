@@ -100,6 +100,13 @@ def _kp_fields(kp: Any) -> dict[str, np.ndarray]:
     }
 
 
+def _kp_flags(kp: Any) -> dict[str, np.ndarray]:
+    """The two flags the glyphs need (no per-point peak: the first view does not send it)."""
+    if isinstance(kp, dict):
+        return kp
+    return {"is_kp": np.asarray(kp.is_kp, bool), "is_reliable": np.asarray(kp.is_reliable, bool)}
+
+
 def ellipsoids(xyz: np.ndarray, labels: np.ndarray, k: int) -> list[dict[str, Any] | None]:
     """Per-class covariance ellipsoids: centre and three semi-axes (ELLIPSOID_SIGMA σ), or None."""
     out: list[dict[str, Any] | None] = []
@@ -124,10 +131,21 @@ def _subsample(n: int, max_points: int | None) -> np.ndarray | None:
 
 
 def point_slice(
-    study: Study, kn: Knowledge, key: Key, threshold: float, max_points: int | None = None
+    study: Study,
+    kn: Knowledge,
+    key: Key,
+    threshold: float,
+    max_points: int | None = None,
+    *,
+    draw_only: bool = False,
+    with_ellipsoids: bool = True,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Return (meta, arrays) of one key's points: xyz, label (true class), image, glyph,
-    discrimination, predicted (+ ids when subsampled). Enough to draw without the layout."""
+    discrimination, predicted (+ ids when subsampled). Enough to draw without the layout.
+
+    draw_only: only xyz, label and glyph (what drawing reads; the widget's first view).
+    with_ellipsoids: compute the per-class ellipsoids (else ``meta["ellipsoids"]`` is None: the
+    page draws them only when shown, from the full slice that follows the first view)."""
     store = study.store
     if key.is_sample:
         emb: Any = store.get(key, SampleEmbedding)
@@ -148,7 +166,8 @@ def point_slice(
             else np.zeros(len(xyz), int)
         )
         mean_strength = float(emb.mean_strength)
-    f = _kp_fields(kn.get(key, threshold))
+    kpts = kn.get(key, threshold)
+    f = _kp_fields(kpts) if not draw_only else _kp_flags(kpts)
     n = xyz.shape[0]
     k = len(class_names(store)) or (int(labels.max()) + 1 if labels.size else 1)
     meta: dict[str, Any] = {
@@ -158,7 +177,7 @@ def point_slice(
         "kp_total": int(f["is_kp"].sum()),
         "kp_reliable": int((f["is_kp"] & f["is_reliable"]).sum()),
         "mu": None,
-        "ellipsoids": ellipsoids(xyz, labels, k) if n else [],
+        "ellipsoids": (ellipsoids(xyz, labels, k) if n else []) if with_ellipsoids else None,
         "radius": float(np.percentile(np.linalg.norm(xyz[:: max(1, n // 20_000)], axis=1), 98))
         if n
         else 1.0,
@@ -166,15 +185,15 @@ def point_slice(
     mu = mu_for(store, key, required=False)
     if mu is not None:
         meta["mu"] = mu.round(6).tolist()
-    pred = np.asarray(f["predicted"])
     arrays = {
         "xyz": xyz,
         "label": labels.astype(np.uint8 if k <= 256 else np.uint16),
-        "image": np.asarray(image).astype(np.uint32),
         "glyph": glyph_codes(f["is_kp"], f["is_reliable"]),
-        "discrimination": np.asarray(f["discrimination"], dtype=np.float32),
-        "predicted": pred.astype(np.uint8 if k <= 256 else np.uint16),
     }
+    if not draw_only:
+        arrays["image"] = np.asarray(image).astype(np.uint32)
+        arrays["discrimination"] = np.asarray(f["discrimination"], dtype=np.float32)
+        arrays["predicted"] = np.asarray(f["predicted"]).astype(np.uint8 if k <= 256 else np.uint16)
     ids = _subsample(n, max_points)
     if ids is not None:
         arrays = {name: a[ids] for name, a in arrays.items()}

@@ -166,17 +166,25 @@ def dispatch(w: Any, content: dict[str, Any]) -> list[tuple[dict[str, Any], list
         return [({"kind": "pv:rep", "id": req_id, "part": 0, "parts": 1, "error": error}, [])]
 
 
-def first_view(w: Any, key: Key, threshold: float, rev: int = 0) -> bytes:
+def first_view(
+    w: Any, key: Key, threshold: float, rev: int = 0, *, ellipsoids: bool = False
+) -> bytes:
     """The points of ``key`` as ONE binary blob, sent with the widget's initial state so the page
     draws its first view without a request: uint32 little-endian header length, a JSON header
     ``{"key", "threshold", "rev", "content": <one reply message>, "buffers": [[offset, nbytes]]}``,
     then the reply's buffers, each at an 8-byte-aligned offset (``js/src/data.ts`` reads it).
 
     What drawing needs, 8 bytes a point (:func:`lean_points`); the columns only tooltips and the
-    side panel read (image, discrimination, predicted) follow with the page's first request."""
-    meta, arrays = payload.point_slice(w._study, w._kp, key, threshold)
+    side panel read (image, discrimination, predicted) follow with the page's first request, and
+    so do the ellipsoids unless they are shown (``ellipsoids``: the widget's trait)."""
+    shown = bool(ellipsoids)
+    meta, arrays = payload.point_slice(
+        w._study, w._kp, key, threshold, draw_only=True, with_ellipsoids=shown
+    )
     if arrays["label"].dtype == np.uint8:  # a class byte holds every class
         meta, arrays = lean_points(meta, arrays)
+    else:  # more than 256 classes: the full columns, as a slice request would send them
+        meta, arrays = payload.point_slice(w._study, w._kp, key, threshold, with_ellipsoids=shown)
     [(content, bufs)] = build_replies("first", meta, arrays, max_bytes=1 << 62)
     header = {
         "key": str(key),
@@ -204,10 +212,20 @@ def lean_points(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[di
     The layout ``js/src/gl/pack.ts`` uploads as is."""
     xyz = np.asarray(arrays["xyz"], np.float32)
     finite = np.isfinite(xyz).all(axis=1)
-    scale = float(np.abs(xyz[finite]).max()) if finite.any() else 0.0
+    every = bool(finite.all())
+    pts = xyz if every else xyz[finite]  # no copy when every point is finite (the usual case)
+    scale = float(np.abs(pts).max()) if pts.size else 0.0
     scale = scale if scale > 0 else 1.0
-    q = np.zeros((xyz.shape[0], 4), np.int16)
-    q[finite, :3] = np.round(xyz[finite] * (32767.0 / scale)).astype(np.int16)
-    glyph = np.where(finite, arrays["glyph"], 3).astype(np.int16)
+    q = np.empty((xyz.shape[0], 4), np.int16)
+    scaled = np.multiply(pts, np.float32(32767.0 / scale))
+    np.rint(scaled, out=scaled)
+    if every:
+        q[:, :3] = scaled  # |value| ≤ 32767 by the scale: the cast is exact
+    else:
+        q[:, :3] = 0
+        q[finite, :3] = scaled
+    glyph = np.asarray(arrays["glyph"]).astype(np.int16)
+    if not every:
+        glyph[~finite] = 3
     q[:, 3] = arrays["label"].astype(np.int16) | (glyph << 8)
     return {**meta, "scale": scale, "lean": True}, {"q": q}

@@ -231,3 +231,42 @@ def test_study_threshold_only_rethresholds_and_never_refits(small_study):
     at_04 = res[taus.index(0.4)]
     np.testing.assert_array_equal(direct.is_kp, at_04.is_kp)
     assert direct.on_object_share == at_04.on_object_share and at_04.on_object_share is not None
+
+
+def test_float32_posterior_agrees_with_float64_on_a_fitted_study(small_study):
+    """The posterior is computed in float32 (the widget's first view waits for it): on the fitted
+    embeddings of every layer, at κ slopes from the default to one that puts most regions at the
+    cap κ_max = 1000, it stays within TOL of the float64 computation, and the knowledge-point and
+    reliable flags and the predicted class are the same wherever float64 is not within TOL of a
+    decision (the peak of τ, or a tie between the two largest classes)."""
+    from patternviz_widget.engine.method import kappa as kp
+    from patternviz_widget.results import SAMPLE, RegionEmbedding, SampleEmbedding
+
+    # float32 rounds a logit κ·cos by about κ_max · 6e-8 = 6e-5, so p moves by about that share of
+    # itself; measured: at most 2.0e-5 here (κ at the cap, near-coincident class directions of an
+    # untrained net), 3.3e-6 on the display benchmark's 10^6 regions (no KP flag changed there)
+    TOL = 1e-4
+    store = small_study.store
+    worst, compared = 0.0, 0
+    for key in store.find(RegionEmbedding):
+        emb = store.get(key, RegionEmbedding)
+        mu = store.get(key.replace(layer=SAMPLE), SampleEmbedding).mu
+        for slope in (1.0, 30.0, 1e4):
+            kappa = kp.LinearKappa(kp.REGION_KAPPA_MAX, slope)
+            p32, s32 = K.region_posterior(emb.h, mu, emb.mean_strength, kappa)
+            p64, s64 = K.region_posterior(emb.h, mu, emb.mean_strength, kappa, dtype=np.float64)
+            assert p32.dtype == p64.dtype == np.float32 and p32.shape == p64.shape
+            np.testing.assert_allclose(s32, s64, rtol=1e-6)
+            np.testing.assert_allclose(p32.sum(1), 1.0, atol=1e-5)
+            worst = max(worst, float(np.abs(p32 - p64).max()))
+            ref = K.knowledge_points_arrays(
+                emb.h, mu, emb.mean_strength, np.zeros(len(emb.h), int), [0], kappa=kappa
+            )
+            peak, top2 = p64.max(1), np.sort(p64, 1)[:, -2:]
+            clear = np.abs(peak - 0.4) > TOL
+            untied = top2[:, 1] - top2[:, 0] > TOL
+            np.testing.assert_array_equal(ref.is_kp[clear], (peak >= 0.4)[clear])
+            np.testing.assert_array_equal(ref.predicted[untied], p64.argmax(1)[untied])
+            compared += len(p64)
+    print(f"float32 vs float64 posterior: largest difference {worst:.2e} over {compared} rows")
+    assert compared > 0 and worst < TOL

@@ -131,6 +131,19 @@ def test_dispatch_never_raises_even_on_a_broken_message(widget):
     assert len(replies) == 1 and "error" in replies[0][0]
 
 
+def test_a_widget_shown_with_ellipsoids_has_them_in_its_first_view(store):
+    import patternviz_widget as pv
+
+    w = pv.PatternViz(store, ellipsoids=True)
+    try:
+        head, _ = _read_first_view(w.first_view)
+        shown = head["content"]["meta"]["ellipsoids"]
+        meta, _ = _rpc.handle_slice(w, {"key": str(w.key), "threshold": w.threshold})
+        assert shown and shown == meta["ellipsoids"]
+    finally:
+        w.close()
+
+
 def _read_first_view(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     """Parse the `first_view` trait the way js/src/data.ts does: header, then aligned buffers."""
     import json
@@ -154,7 +167,12 @@ def test_first_view_travels_with_the_state_and_is_dropped_after_the_first_frame(
     assert head["key"] == str(widget.key) and head["threshold"] == widget.threshold
     meta, b = ask(widget, outbox, "slice", key=str(widget.key), threshold=widget.threshold)
     first = head["content"]["meta"]
-    assert {k: v for k, v in first.items() if k not in ("scale", "lean")} == meta
+    # the slice's meta, less the ellipsoids: they are off, so the first view does not compute them
+    # (the full slice that follows it brings them for when they are turned on)
+    assert first["ellipsoids"] is None and meta["ellipsoids"]
+    assert {k: v for k, v in first.items() if k not in ("scale", "lean", "ellipsoids")} == {
+        k: v for k, v in meta.items() if k != "ellipsoids"
+    }
     # the points the page would have asked for, in 8 bytes a point: int16 xyz of the largest
     # |coordinate|, class in the low byte, glyph in the high byte
     q = a["q"]

@@ -169,6 +169,8 @@ def evaluate(kappa: Callable[[torch.Tensor], torch.Tensor], norms: torch.Tensor)
                 f"kappa returned shape {tuple(k.shape)} for norms {tuple(norms.shape)}."
             )
         finite = torch.isfinite(k)
+        if bool(finite.all()):  # the usual case, without the temporaries of the masking below
+            return k.clamp(min=0.0)
         cap = torch.where(finite, k, torch.zeros_like(k)).amax() if k.numel() else k.new_zeros(())
         k = torch.where(finite, k, torch.where(k == float("inf"), cap, torch.zeros_like(k))).clamp(
             min=0.0
