@@ -57,12 +57,66 @@ INIT_SCRIPT = r"""
         s.addEventListener("message", (e) => {
           const d = e.data;
           const n = typeof d === "string" ? d.length : d ? (d.byteLength !== undefined ? d.byteLength : d.size || 0) : 0;
-          W.__pv.ws.push([performance.now(), n]);
+          // the message itself too, while a measurement asks for it (wsKeep): read after the frame
+          W.__pv.ws.push(W.__pv.wsKeep ? [performance.now(), n, d] : [performance.now(), n]);
         });
         return s;
       },
     });
   }
+  // What the kept messages between two page moments carry, byte for byte, from the frames themselves
+  // (Jupyter's v1 kernel websocket protocol: a uint64 count, uint64 offsets, then channel, header,
+  // parent header, metadata, content, buffers): 'bundle' = the JSON string values of the widgets'
+  // _esm and _css as they travel (escaped, quotes included) in comm messages; 'widget' = the rest of
+  // the comm messages' content and their binary buffers (the widgets' state and data); 'jupyter' =
+  // everything else (the offset tables, channel, headers and metadata of every message, and every
+  // other message: status, execute_input/reply, display_data, ...).
+  W.__pv.wsBreakdown = (a, b) => {
+    const enc = new TextEncoder(), dec = new TextDecoder();
+    const out = { total: 0, bundle: 0, widget: 0, jupyter: 0, messages: 0, unparsed: 0, types: {} };
+    const valueBytes = (s, key) => {            // bytes of every JSON string value of "key"
+      let n = 0, i = 0;
+      for (;;) {
+        i = s.indexOf('"' + key + '"', i);
+        if (i < 0) return n;
+        let j = i + key.length + 2;
+        while (j < s.length && (s[j] === " " || s[j] === ":")) j++;
+        if (s[j] !== '"') { i = j; continue; }
+        let e = j + 1;
+        while (e < s.length && s.charCodeAt(e) !== 34) e += s.charCodeAt(e) === 92 ? 2 : 1;
+        n += enc.encode(s.slice(j, e + 1)).length;
+        i = e + 1;
+      }
+    };
+    for (const [t, size, d] of W.__pv.ws) {
+      if (t < a || t > b) continue;
+      out.total += size; out.messages += 1;
+      let parts = null;
+      if (d && d.byteLength !== undefined && d.byteLength >= 16) {
+        const v = new DataView(d), k = Number(v.getBigUint64(0, true));
+        if (k >= 6 && k < 4096 && 8 * (k + 1) <= d.byteLength) {
+          const off = [];
+          for (let i = 0; i < k; i++) off.push(Number(v.getBigUint64(8 * (i + 1), true)));
+          if (off.every((o, i) => o <= d.byteLength && (i === 0 || o >= off[i - 1])) && off[k - 1] === d.byteLength)
+            parts = off;
+        }
+      }
+      if (!parts) { out.unparsed += size; out.jupyter += size; continue; }
+      const part = (i) => new Uint8Array(d, parts[i], parts[i + 1] - parts[i]);
+      let type = "?";
+      try { type = JSON.parse(dec.decode(part(1))).msg_type || "?"; } catch (e) { /* keep '?' */ }
+      out.types[type] = (out.types[type] || 0) + size;
+      if (type === "comm_open" || type === "comm_msg") {
+        const content = part(4), text = dec.decode(content);
+        const bundle = valueBytes(text, "_esm") + valueBytes(text, "_css");
+        const buffers = parts[parts.length - 1] - parts[5];
+        out.bundle += bundle;
+        out.widget += content.length - bundle + buffers;
+        out.jupyter += size - content.length - buffers;
+      } else out.jupyter += size;
+    }
+    return out;
+  };
   const rAF = W.requestAnimationFrame.bind(W);
   W.requestAnimationFrame = (cb) => rAF((ts) => {
     if (W.__pv.frame !== ts) { W.__pv.frame = ts; W.__pv.frameSeq += 1; }
@@ -172,6 +226,27 @@ def page_received_between(page: Any, t_from_ms: float, t_to_ms: float) -> int | 
     return page.evaluate(
         "([a, b]) => { const w = window.__pv && window.__pv.ws; if (!w) return null;"
         " let n = 0; for (const [t, s] of w) if (t >= a && t <= b) n += s; return n; }",
+        [float(t_from_ms), float(t_to_ms)],
+    )
+
+
+def keep_messages(page: Any, keep: bool = True) -> None:
+    """Keep the websocket messages the page receives from now (``keep``), for
+    :func:`received_breakdown`; ``keep=False`` stops and drops the kept ones (memory)."""
+    page.evaluate(
+        "(k) => { const p = window.__pv; if (!p) return; p.wsKeep = k;"
+        " if (!k) p.ws = p.ws.map((m) => m.slice(0, 2)); }",
+        bool(keep),
+    )
+
+
+def received_breakdown(page: Any, t_from_ms: float, t_to_ms: float) -> dict | None:
+    """Bytes the page received between two page clock moments, read from the kept messages
+    (:func:`keep_messages`): ``total``, ``bundle`` (the widgets' _esm/_css as they travel),
+    ``widget`` (the rest of the comm messages' content and buffers), ``jupyter`` (the rest),
+    ``types`` (bytes per message type); None without the log."""
+    return page.evaluate(
+        "([a, b]) => window.__pv && window.__pv.wsBreakdown ? window.__pv.wsBreakdown(a, b) : null",
         [float(t_from_ms), float(t_to_ms)],
     )
 

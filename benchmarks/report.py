@@ -236,10 +236,29 @@ def _region(r: dict) -> list[str]:
     return rows
 
 
+def _bytes_note(r: dict) -> str:
+    """What the byte columns count, when the harness read them from the websocket frames."""
+    b = r.get("bundle_bytes", {})
+    sent = {x["widget"]: x.get("bundle_sent_mb") for x in r["rows"] if x.get("bundle_sent_mb")}
+    return (
+        "Bytes are read from the kernel websocket's messages themselves (Jupyter's v1 protocol: "
+        "offsets, channel, header, parent header, metadata, content, buffers), from the keypress "
+        "to the first frame: 'bundle as sent' = the JSON string values of the widget's `_esm` and "
+        "`_css` in its comm messages, escaped as they travel (files: ours "
+        f"{b.get('ours', 0) / 2**20:.3f} MiB, jupyter-scatter {b.get('jscatter', 0) / 2**20:.3f} MiB; "
+        f"as sent: ours {sent.get('ours', 0) or 0:.3f} MiB, jupyter-scatter {sent.get('jscatter', 0) or 0:.3f} MiB); "
+        "'data B/pt' = the rest of the widget's comm messages (`comm_open`, `comm_msg`: their "
+        "content and binary buffers, i.e. the widget's state and data), per point; 'Jupyter's "
+        "B/pt' = everything else (every message's offsets, channel, headers and metadata, and the "
+        "other messages: status, execute_input / execute_reply, display_data, ...), per point. "
+    )
+
+
 def _display(r: dict) -> list[str]:
     if "dprs" not in r:  # results written before repeats and device pixel ratios
         return _display_v1(r)
     b = r.get("bundle_bytes", {})
+    split = all("bytes_received" in x for x in r["rows"] if x.get("status") == "ok")
     rows = [
         "Headless Chromium (SwiftShader, software WebGL) through JupyterLab; the same points (ours 3-D, "
         "jupyter-scatter x/y) coloured by class. Per (n, device pixel ratio): a fresh server, kernel and "
@@ -260,18 +279,25 @@ def _display(r: dict) -> list[str]:
             if any(x.get("widget") == "ours-gpu" for x in r["rows"])
             else ""
         )
-        + "'data B/pt' = bytes "
-        "over the kernel websocket from the keypress to the first frame, less the widget's bundle "
-        f"(bundles: ours {b.get('ours', 0) / 2**20:.2f} MiB, jupyter-scatter {b.get('jscatter', 0) / 2**20:.2f} MiB), per point. "
-        f"WebGL: {r.get('webgl_renderer', '?')}. {r.get('load', '').capitalize()}.",
+        + (
+            _bytes_note(r)
+            if split
+            else "'data B/pt' = bytes "
+            "over the kernel websocket from the keypress to the first frame, less the widget's bundle "
+            f"(bundles: ours {b.get('ours', 0) / 2**20:.2f} MiB, jupyter-scatter {b.get('jscatter', 0) / 2**20:.2f} MiB), per point. "
+        )
+        + f"WebGL: {r.get('webgl_renderer', '?')}. {r.get('load', '').capitalize()}.",
         "",
-        "| n | DPR | widget | plot (CSS px) | first frame (median) | all repeats | ÷ jupyter-scatter | data B/pt | drag: median frame | p95 frame | frame ÷ jupyter-scatter |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | DPR | widget | plot (CSS px) | first frame (median) | all repeats | ÷ jupyter-scatter | data B/pt | "
+        + ("Jupyter's B/pt | bundle as sent | " if split else "")
+        + "drag: median frame | p95 frame | frame ÷ jupyter-scatter |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if split else ""),
     ]
     for x in r["rows"]:
         if x.get("status") != "ok":
             rows.append(
                 f"| {x['n']:,} | {x['dpr']} | {x['widget']} | error: {x.get('error', '')[:150]} | | | | | | | |"
+                + (" | |" if split else "")
             )
             continue
         p = x.get("pan", {})
@@ -282,6 +308,12 @@ def _display(r: dict) -> list[str]:
         rows.append(
             f"| {x['n']:,} | {x['dpr']} | {wname} | {plot} | {fmt_s(x['first_frame_s'])} | {allr} | "
             f"{'' if ratio is None else f'**{ratio:.2f}**'} | {x.get('data_bytes_per_point', '—')} | "
+            + (
+                f"{x.get('jupyter_bytes_per_point', '—')} | "
+                f"{x['bytes_received']['bundle'] / 2**20:.3f} MiB | "
+                if split
+                else ""
+            )
             + (f"{p['median_frame_ms']} ms | {p['p95_frame_ms']} ms | " if p else "— | — | ")
             + f"{'' if fr is None else f'**{fr:.2f}**'} |"
         )

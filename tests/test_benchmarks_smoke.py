@@ -150,6 +150,17 @@ def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> Non
         # the same plot area for every widget (ours measured first, then given to the others)
         assert abs(rows["jscatter"]["plot_css_px"][0] - rows["ours"]["plot_css_px"][0]) <= 8
         assert rows["ours"]["first_frame_vs_jscatter"] > 0
+        # the bytes read from the websocket frames: bundle, widget data and Jupyter's own add up to
+        # what arrived; the bundle travels escaped, so at least its file's length; the floor widget
+        # (no data) sends almost nothing of its own
+        for w, x in rows.items():
+            got = x["bytes_received"]
+            assert got["bundle"] + got["widget"] + got["jupyter"] == got["total"], (w, got)
+            assert got["widget"] > 0 and got["jupyter"] > 0, (w, got)
+        file_bytes = r["bundle_bytes"]["ours"]
+        assert rows["ours"]["bytes_received"]["bundle"] >= file_bytes
+        assert rows["floor"]["bytes_received"]["widget"] < 4000  # ipywidgets state (+ Layout)
+        assert rows["ours"]["data_bytes_per_point"] >= 8  # the points alone are 8 B each
     path = rows["ours"].get("point_path")
     assert path in ("cpu", "gpu"), path  # the table names the point path ours drew with
     assert f"| ours ({path} points) |" in md and "| jscatter |" in md and "| floor |" in md
