@@ -264,9 +264,17 @@ def _display(r: dict) -> list[str]:
         "jupyter-scatter x/y) coloured by class. Per (n, device pixel ratio): a fresh server, kernel and "
         f"browser; one warm-up display of each widget (not counted), then {r.get('repeats')} rounds, the "
         "order reversed every other round, each display after closing the previous widget; medians. "
-        "The same plot area in CSS px for every widget (ours measured in the warm-up, then given to "
-        "jupyter-scatter and the floor), the same point size in CSS px (ours for that n, passed to "
-        "jupyter-scatter as `size`). 'floor' = a trivial anywidget that draws n one-pixel points from no "
+        + (
+            "The same plot area in CSS px for every widget (ours measured at the end of each of its "
+            "displays, after its drag, then given to jupyter-scatter and the floor in the displays "
+            "that follow; the column shows each one's as measured), the same point size in CSS px "
+            "(ours for that n, passed to "
+            if split
+            else "The same plot area in CSS px for every widget (ours measured in the warm-up, then "
+            "given to jupyter-scatter and the floor), the same point size in CSS px (ours for that "
+            "n, passed to "
+        )
+        + "jupyter-scatter as `size`). 'floor' = a trivial anywidget that draws n one-pixel points from no "
         "data: what Jupyter's own display path costs. 'first frame' = keypress that runs the cell → "
         f"first presented frame that draws every point; drag = {r.get('drag_steps', 40)} mouse moves "
         "across the plot (ours in its Pan tool), frame = interval between presented frames that redraw "
