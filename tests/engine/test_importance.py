@@ -315,3 +315,46 @@ def test_early_stopping_keeps_the_step_count_as_the_maximum_and_stops_flat_group
         assert stats["steps_taken"] == [2] * len(pg.groups) and len(hist) == 2
     with pytest.raises(ValueError, match="tol"):
         imp.fit_importance(packed, pg, log_t, steps=2, tol=-1.0)
+
+
+@pytest.mark.parametrize("tile_bytes", [1, 3 * 5 * 3 * 5 * 4, 1 << 30])
+def test_search_in_tiles_finds_the_dense_argmax(monkeypatch, tile_bytes):
+    # one image per tile, a few per tile, and the whole group at once: r' is the same argmax of
+    # the dense score over the partner's regions, padding excluded (images keep 3-5 regions)
+    rng = np.random.default_rng(7)
+    n, k = 9, 6
+    counts = rng.integers(3, 6, size=n)
+    feats = rng.normal(size=(int(counts.sum()), k)).astype(np.float32)
+    image = np.repeat(np.arange(n), counts)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 3, seed=1, group_size=5)
+    v = torch.as_tensor(random_simplex(rng, (n, k))).float()
+    monkeypatch.setattr(imp, "MATCH_TILE_BYTES", tile_bytes)
+    for members, block in zip(pg.groups, pg.blocks):
+        rp = imp._Group(packed, members, block, torch.float32).match(v[members])
+        s = torch.einsum(
+            "grk,pqk->grpq", packed.unit[members] * v[members][:, None, :], packed.unit[block]
+        )
+        s = s.masked_fill(~packed.mask[block][None, None], float("-inf"))
+        want = s.argmax(dim=-1)
+        real = packed.mask[members]  # (rows of padding slots are never read)
+        assert torch.equal(rp.long()[real], want[real])
+        assert bool((rp.long() < packed.mask[block].sum(1)[None, None, :]).all())
+
+
+def test_rows_grouped_by_image_are_packed_without_a_copy():
+    rng = np.random.default_rng(3)
+    n, r, k = 5, 4, 6
+    feats = rng.normal(size=(n * r, k)).astype(np.float32)
+    before = feats.copy()
+    packed = pack_regions(feats, np.repeat(np.arange(n), r), n)
+    assert np.shares_memory(packed.feats.numpy(), feats)  # a view: no second copy of the rows
+    assert torch.equal(packed.unpack(packed.feats), torch.as_tensor(before))
+    assert bool(packed.mask.all())
+    shuffled = rng.permutation(n * r)  # the same rows in another order are copied, same packing
+    other = pack_regions(feats[shuffled], np.repeat(np.arange(n), r)[shuffled], n)
+    assert not np.shares_memory(other.feats.numpy(), feats)
+    torch.testing.assert_close(
+        other.unpack(other.unit)[np.argsort(shuffled)], packed.unpack(packed.unit)
+    )
+    np.testing.assert_array_equal(feats, before)  # the caller's rows are never written

@@ -77,6 +77,12 @@ def table_dtype(rm: int) -> torch.dtype:
     return torch.int16 if rm <= torch.iinfo(torch.int16).max else torch.int32
 
 
+#: the most bytes of one score tile of the r' search on a CPU (:meth:`_Group.match`): two member
+#: images at 196 regions × 100 partners in bfloat16 (single thread, AMD EPYC, 16 × 196 × 100 ×
+#: 512: one image 0.22 s, two 0.21 s, four 0.22 s, the whole group 0.29 s)
+MATCH_TILE_BYTES = 16 * 2**20
+
+
 class _Group:
     """One group's constants: members, the partner block (gathered for the dense search only),
     pattern. The scores and the gradient address the partners' rows in place (global columns of
@@ -95,16 +101,47 @@ class _Group:
         self.dtype = dtype
 
     def match(self, v: torch.Tensor) -> torch.Tensor:
-        """Return r' [G, Rm, J] (:func:`table_dtype`) under channel weights v [G, K]."""
+        """Return r' [G, Rm, J] (:func:`table_dtype`) under channel weights v [G, K].
+
+        On a CPU the members are searched a few images at a time, so that each score tile
+        (c·Rm × J·Rm, :data:`MATCH_TILE_BYTES`) is still in cache when its max is taken: ~25 %
+        faster than one product for the group at 16 × 196 × 100 × 512, and the peak memory of
+        a search no longer grows with the group (same values: each row's product and max are
+        the same)."""
         g = self.members.numel()
-        b = self.packed.unit[self.gpart].reshape(self.j * self.rm, -1)
-        b = b if self.dtype == torch.float32 else b.to(self.dtype)
+        b = self._block()
         av = (self.a * v[:, None, :]).reshape(g * self.rm, -1).to(self.dtype)
-        s = (av @ b.T).view(g, self.rm, self.j, self.rm)
-        if not self.full:
-            s = s.masked_fill(~self.pmask[None, None], float("-inf"))
-        # (max is ~3× faster than argmax on bf16 CPU tensors)
-        return s.max(dim=-1).indices.to(table_dtype(self.rm))
+        out = torch.empty((g, self.rm, self.j), dtype=table_dtype(self.rm), device=v.device)
+        per_image = self.rm * self.j * self.rm * b.element_size()
+        step = g if av.device.type != "cpu" else max(1, MATCH_TILE_BYTES // per_image)
+        bt, fill = b.T, None if self.full else ~self.pmask[None, None]
+        tile = torch.empty(
+            (min(step, g) * self.rm, self.j * self.rm), dtype=b.dtype, device=b.device
+        )
+        best = torch.empty((min(step, g), self.rm, self.j), dtype=b.dtype, device=b.device)
+        where = torch.empty(best.shape, dtype=torch.long, device=b.device)
+        for i in range(0, g, step):
+            c = min(step, g - i)
+            s = torch.mm(av[i * self.rm : (i + c) * self.rm], bt, out=tile[: c * self.rm])
+            s = s.view(c, self.rm, self.j, self.rm)
+            if fill is not None:
+                s.masked_fill_(fill, float("-inf"))
+            # (max is ~3× faster than argmax on bf16 CPU tensors)
+            torch.max(s, dim=-1, out=(best[:c], where[:c]))
+            out[i : i + c] = where[:c]
+        return out
+
+    def _block(self) -> torch.Tensor:
+        """The partner block's unit rows [P·Rm, K] in the search's dtype (converted a few partner
+        images at a time: no float32 copy of the whole block on the way to bfloat16)."""
+        unit = self.packed.unit
+        k = unit.shape[2]
+        if self.dtype == torch.float32:
+            return unit[self.gpart].reshape(self.j * self.rm, k)
+        b = torch.empty((self.j, self.rm, k), dtype=self.dtype, device=unit.device)
+        for i in range(0, self.j, 8):
+            b[i : i + 8] = unit[self.gpart[i : i + 8]]
+        return b.view(self.j * self.rm, k)
 
     def pattern(self, rp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CSR pattern of the matched pairs: row (member, r), column = global row of (j, r')."""

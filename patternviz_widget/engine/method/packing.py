@@ -68,19 +68,24 @@ def pack_regions(
         )
     counts = np.bincount(img, minlength=n_images)
     rmax = max(int(counts.max()) if counts.size else 0, 1)
-    order = np.argsort(img, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.empty(img.size, dtype=np.int64)
-    slot[order] = np.arange(img.size) - np.repeat(starts, counts)
-    rows = torch.full((n_images, rmax), -1, dtype=torch.long)
-    rows[torch.as_tensor(img), torch.as_tensor(slot)] = torch.arange(img.size)
-    feats = torch.zeros((n_images, rmax, f.shape[1]), dtype=torch.float32)
-    feats[torch.as_tensor(img), torch.as_tensor(slot)] = f32
+    if img.size == n_images * rmax and bool((img[1:] >= img[:-1]).all()):
+        # rows already grouped by image, the same number each (what a capture stores): the
+        # packed tensor is a view of the rows, not a copy (at 500 × 196 × 512, 200 MB less)
+        rows = torch.arange(img.size).view(n_images, rmax)
+        feats = f32.view(n_images, rmax, f.shape[1])
+    else:
+        order = np.argsort(img, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        slot = np.empty(img.size, dtype=np.int64)
+        slot[order] = np.arange(img.size) - np.repeat(starts, counts)
+        rows = torch.full((n_images, rmax), -1, dtype=torch.long)
+        rows[torch.as_tensor(img), torch.as_tensor(slot)] = torch.arange(img.size)
+        feats = torch.zeros((n_images, rmax, f.shape[1]), dtype=torch.float32)
+        feats[torch.as_tensor(img), torch.as_tensor(slot)] = f32
     feats = feats.to(device)
     # scale before the norm so that huge activations cannot overflow float32 in the square
-    scale = feats.abs().amax(dim=2, keepdim=True).clamp(min=1e-30)
-    unit = feats / scale
-    unit = unit / (unit.norm(dim=2, keepdim=True) + _EPS)
+    unit = feats / feats.abs().amax(dim=2, keepdim=True).clamp(min=1e-30)
+    unit /= unit.norm(dim=2, keepdim=True) + _EPS
     return PackedRegions(feats=feats, unit=unit, mask=(rows >= 0).to(device), rows=rows.to(device))
 
 
