@@ -60,8 +60,11 @@ def _use_reference() -> None:
     ):
         return importance_v1.fit_importance(*args, **kw)
 
+    def sgd(*args: Any, workers: int = 1, **kw: Any):
+        return region_v1._sgd_batched(*args, **kw)
+
     region_embed.fit_importance = fit_importance
-    region_embed._sgd_batched = region_v1._sgd_batched
+    region_embed._sgd_batched = sgd
     region_embed.resolve_threads = lambda *_a, **_k: 1
     region_embed.torch_threads = lambda n: contextlib.nullcontext()
 

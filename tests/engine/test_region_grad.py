@@ -94,7 +94,8 @@ def autograd_sgd(packed, lam0, pg, table, log_t, w, g, epochs, seed, lr=0.01, mo
 
 @pytest.mark.parametrize("group", [2, 4])
 @pytest.mark.parametrize("cache_mb", [512.0, 0.0])  # 0: features gathered, sums by index_add_
-def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb):
+@pytest.mark.parametrize("workers", [1, 2])  # 2: half of each step's rows on a worker thread
+def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb, workers):
     _, _, _, g, _, packed, pg, log_t, _, w, table, lam0 = setup(group)
     lam0 = lam0 / 20
     want_lam, want_hist = autograd_sgd(packed, lam0, pg, table, log_t, w, g, epochs=5, seed=0)
@@ -118,7 +119,41 @@ def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb):
         seed=0,
         callback=lambda e: None,
         cache_mb=cache_mb,
+        workers=workers,
     )
     np.testing.assert_allclose(hist, want_hist, rtol=1e-5)
     np.testing.assert_allclose(lam.numpy(), want_lam.numpy(), rtol=1e-4, atol=1e-6)
     assert float((lam - lam0).abs().max()) > 1e-3  # Λ moved
+
+
+def test_the_worker_thread_changes_no_value():
+    _, _, _, g, _, packed, pg, log_t, _, w, table, lam0 = setup(4)
+    lams, hists = [], []
+    for workers in (1, 2):
+        lam = lam0.clone() / 20
+        hists.append(
+            RE._sgd_batched(
+                packed,
+                lam,
+                pg,
+                table,
+                log_t,
+                w,
+                g,
+                KAPPA,
+                epochs=3,
+                lr=0.01,
+                momentum=0.9,
+                weight_decay=5e-4,
+                lambda_kl=1.0,
+                lambda_mi=0.1,
+                controller=CONTROLLER,
+                seed=0,
+                callback=lambda e: None,
+                cache_mb=0.0,
+                workers=workers,
+            )
+        )
+        lams.append(lam)
+    assert hists[0] == hists[1]  # bit for bit: the same halves, summed in the same order
+    assert torch.equal(lams[0], lams[1])

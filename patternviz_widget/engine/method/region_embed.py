@@ -17,6 +17,7 @@ the same loss and gradient and reach comparable objective values.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from patternviz_widget.engine.device import release_free_memory
 from patternviz_widget.engine.method import kappa as kp
 from patternviz_widget.engine.method.importance import fit_importance, group_size_for
 from patternviz_widget.engine.method.packing import (
@@ -440,8 +442,13 @@ def _fit_region_embedding(
         stats=imp_stats,
     )
     cb("match", 1, 1)  # the table comes with the fit: r' under the returned v
+    # the Λ fit reads one of the two packed copies: the other goes (200 MB at 500 × 196 × 512)
     if normalize_features:
         packed = dataclasses.replace(packed, feats=packed.unit)
+    else:
+        packed = dataclasses.replace(packed, unit=packed.unit.new_empty((0,)))
+    if dev.type == "cpu":
+        release_free_memory()  # and what the importance stage freed, before the Λ fit's peak
     lam0 = (
         default_init(k, g_np.shape[1], seed)
         if init is None
@@ -469,6 +476,7 @@ def _fit_region_embedding(
         callback=lambda e: cb("fit", e + 1, epochs),
         cache_mb=memory_budget_mb / 2,
         tol=tol,
+        workers=search_threads,
     )
     with torch.no_grad():
         h_all = embed_packed(packed, lam, controller)
@@ -535,6 +543,7 @@ def _sgd_batched(
     callback,
     cache_mb: float = 512.0,
     tol: float | None = None,
+    workers: int = 1,
 ) -> list[float]:
     """Minibatch SGD with momentum on Λ, one partner group per step (see the module docstring);
     returns the mean loss per image of every epoch.
@@ -548,7 +557,8 @@ def _sgd_batched(
     ``cache_mb``: the groups' feature rows are sliced once when they fit in this many MiB, and
     the scatter plans of the backward kept when they fit in a quarter of it; else gathered (and
     summed with ``index_add_``) at every step. ``tol``: stop after an epoch whose mean loss changed by at most
-    ``tol`` times the previous epoch's (None: all ``epochs``)."""
+    ``tol`` times the previous epoch's (None: all ``epochs``). ``workers``: 2 or more on a CPU
+    = the second half of each step's rows on a worker thread (the values do not change)."""
     n, rm, k = packed.shape
     buf = torch.zeros_like(lam)
     gen = torch.Generator().manual_seed(int(seed) + 2)
@@ -564,56 +574,97 @@ def _sgd_batched(
             torch.int32
         )  # (half the memory; widened at each step: int64 gathers are faster)
         pm = pg.pmask[m]
-        consts.append([m, rows, flat, log_t[m], pm, w[m], g[m], _mask_kind(pm)])
-        n_rows += rows.numel() + m.numel() * rm
+        # every row a step reads: the members' own (i·Rm + r), then the partner rows they match
+        own = ((m * rm)[:, None] + torch.arange(rm, device=m.device)[None, :]).reshape(-1)
+        reads = torch.cat([own, rows])
+        consts.append([m, reads, flat, log_t[m], pm, w[m], g[m], _mask_kind(pm)])
+        n_rows += reads.numel()
     # the scatter plans (one int32 per matched pair, as many as the table's entries) are kept when
     # they fit in a quarter of cache_mb, else the backward sums with index_add_ (same values,
     # ~1.5-4× slower for that op; at 10^6 regions the plans would add 400 MB to the peak)
     n_pairs = sum(c[2].numel() for c in consts)
     keep_plans = n_pairs * 4 <= cache_mb * 2**20 / 4
     for c in consts:
-        c.append(scatter_plan(c[2], c[1].numel()) if keep_plans else None)
+        c.append(scatter_plan(c[2], c[1].numel() - c[0].numel() * rm) if keep_plans else None)
     keep_feats = n_rows * k * 4 <= cache_mb * 2**20
     for c in consts:  # the features themselves: sliced once (None: gathered at every step)
-        c += (
-            [packed.feats[c[0]].reshape(-1, k), all_feats.index_select(0, c[1])]
-            if keep_feats
-            else [None, None]
-        )
-    with torch.no_grad():
-        for epoch in range(int(epochs)):
-            total = torch.zeros((), dtype=torch.float64, device=lam.device)  # read once per epoch
-            for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
-                m, rows, flat, lt, pm, wm, gm, kind, back, f_m, f_u = consts[gi]
-                f_m = packed.feats[m].reshape(-1, k) if f_m is None else f_m
-                f_u = (
-                    all_feats.index_select(0, rows) if f_u is None else f_u
-                )  # (index_select: ~3× faster than [rows])
-                lam_s = lam / controller
-                h_m = (f_m @ lam_s.T).view(m.numel(), rm, -1)
-                h_u = f_u @ lam_s.T
-                loss, dh_m, dh_u = region_grad_rows(
-                    h_m, h_u, flat.long(), lt, pm, wm, gm, kfun, lambda_kl, lambda_mi, kind, back
-                )
-                # ∂/∂Λ = (∂/∂h)ᵀ f / s_r, each feature block read once more
-                grad = (
-                    dh_m.reshape(-1, dh_m.shape[-1]).T.contiguous() @ f_m
-                    + dh_u.T.contiguous() @ f_u
-                ) / controller
-                grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-                buf.mul_(momentum).add_(grad + weight_decay * m.numel() * lam)
-                lam.sub_(lr * buf)
-                total += loss
-            history.append(float(total) / max(n, 1))
-            callback(epoch)
-            if (
-                tol is not None
-                and epoch > 0
-                and abs(history[-1] - history[-2]) <= tol * abs(history[-2])
-            ):
-                if epoch + 1 < int(epochs):
-                    callback(int(epochs) - 1)  # (progress: the stage is done)
-                break
+        c.append(all_feats.index_select(0, c[1]) if keep_feats else None)
+    # a step's rows in two halves, the second on a worker thread when a core is idle for it: the
+    # gathers and the four products with f are most of a step, and each half is one thread's
+    # (2 threads inside torch's ops lose on the small ones; two halves: ~1.5× faster per step at
+    # 500 × 196 × 512). The halves are the same with or without the worker, so are the values.
+    pool = (
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pv-lambda")
+        if workers > 1 and lam.device.type == "cpu"
+        else None
+    )
+
+    def forward(reads: torch.Tensor, cached: torch.Tensor | None, lam_s: torch.Tensor):
+        with torch.no_grad():
+            f = all_feats.index_select(0, reads) if cached is None else cached
+            return f, f @ lam_s.T
+
+    def backward(dh: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return dh.T.contiguous() @ f
+
+    def both(fn, first: tuple, second: tuple) -> tuple:
+        if pool is None:
+            return fn(*first), fn(*second)
+        later = pool.submit(fn, *second)
+        return fn(*first), later.result()
+
+    try:
+        with torch.no_grad():
+            for epoch in range(int(epochs)):
+                total = torch.zeros(
+                    (), dtype=torch.float64, device=lam.device
+                )  # read once per epoch
+                for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
+                    m, reads, flat, lt, pm, wm, gm, kind, back, cached = consts[gi]
+                    half, n_own = reads.numel() // 2, m.numel() * rm
+                    lam_s = lam / controller
+                    (f_a, h_a), (f_b, h_b) = both(
+                        forward,
+                        (reads[:half], None if cached is None else cached[:half], lam_s),
+                        (reads[half:], None if cached is None else cached[half:], lam_s),
+                    )
+                    h = torch.cat([h_a, h_b])
+                    loss, dh_m, dh_u = region_grad_rows(
+                        h[:n_own].view(m.numel(), rm, -1),
+                        h[n_own:],
+                        flat.long(),
+                        lt,
+                        pm,
+                        wm,
+                        gm,
+                        kfun,
+                        lambda_kl,
+                        lambda_mi,
+                        kind,
+                        back,
+                    )
+                    # ∂/∂Λ = (∂/∂h)ᵀ f / s_r, each half of the rows read once more
+                    dh = torch.cat([dh_m.reshape(n_own, -1), dh_u])
+                    g_a, g_b = both(backward, (dh[:half], f_a), (dh[half:], f_b))
+                    grad = (g_a + g_b) / controller
+                    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                    buf.mul_(momentum).add_(grad + weight_decay * m.numel() * lam)
+                    lam.sub_(lr * buf)
+                    total += loss
+                history.append(float(total) / max(n, 1))
+                callback(epoch)
+                if (
+                    tol is not None
+                    and epoch > 0
+                    and abs(history[-1] - history[-2]) <= tol * abs(history[-2])
+                ):
+                    if epoch + 1 < int(epochs):
+                        callback(int(epochs) - 1)  # (progress: the stage is done)
+                    break
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return history
 
 
