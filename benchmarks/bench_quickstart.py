@@ -11,8 +11,9 @@ weights (trained once per run, in its own process, so training is timed once per
 * ``reference`` — the same hyper-parameters (κ_m scaled as in ours, so both compute the same
   objective) with the importance fit of ``benchmarks/reference/importance_v1.py`` (per group,
   autograd, the sparse pattern rebuilt at every step), the Λ step of
-  ``benchmarks/reference/region_v1.py`` (the whole partner block embedded) and torch's default
-  thread count everywhere, as before the thread policy.
+  ``benchmarks/reference/region_v1.py`` (the whole partner block embedded), torch's default
+  thread count everywhere, as before the thread policy, and the packing and r' search as they
+  were (``benchmarks/reference/__init__.py``: ``use_reference``).
 
 "contention" runs the same embed quiet and beside a second process that trains a small conv net in
 a loop on the same cores with torch's default threads (what a second kernel does), alternating
@@ -66,30 +67,6 @@ def train_net(
     return out
 
 
-def _use_reference() -> None:
-    """Swap in the previous importance fit and Λ step and torch's default threads (the reference path)."""
-    import contextlib
-
-    from patternviz_widget.engine.method import region_embed
-
-    from .reference import importance_v1, region_v1
-
-    def fit_importance(
-        *args: Any,
-        search_threads: int = 1,
-        workers: int = 1,
-        tol: Any = None,
-        stats: Any = None,
-        **kw: Any,
-    ):
-        return importance_v1.fit_importance(*args, **kw)
-
-    region_embed.fit_importance = fit_importance
-    region_embed._sgd_batched = region_v1._sgd_batched
-    region_embed.resolve_threads = lambda *_a, **_k: 1
-    region_embed.torch_threads = lambda n: contextlib.nullcontext()
-
-
 def embed_cell(
     weights: str, variant: str, size: int = 32, max_images: int | None = None, smoke: bool = False
 ) -> dict[str, Any]:
@@ -102,7 +79,9 @@ def embed_cell(
     from patternviz_widget.results import RegionEmbedding
 
     if variant == "reference":
-        _use_reference()
+        from .reference import use_reference
+
+        use_reference()
     net = pv.models.SmallVGG(
         in_channels=1, num_classes=10, widths=(4, 8, 8) if smoke else (16, 32, 64)
     )

@@ -9,8 +9,9 @@ epochs):
   counts stay the maximum): how many groups / epochs stopped early, and what it changes.
 * ``reference`` — the previous implementation of the same computation: the importance step of
   ``benchmarks/reference/importance_v1.py`` (autograd, the pattern rebuilt per group and step),
-  the Λ step of ``benchmarks/reference/region_v1.py`` (the whole partner block embedded) and
-  torch's default thread count everywhere.
+  the Λ step of ``benchmarks/reference/region_v1.py`` (the whole partner block embedded),
+  torch's default thread count everywhere, and the packing and r' search as they were
+  (``benchmarks/reference/__init__.py``: ``use_reference``).
 * ``every step`` (only when asked: ``schedules`` holds 1) — r' searched at every importance step,
   as the official code does.
 
@@ -42,33 +43,6 @@ VARIANTS = {
 }
 
 
-def _use_reference() -> None:
-    """Swap in the previous importance and Λ steps and torch's default threads."""
-    import contextlib
-
-    from patternviz_widget.engine.method import region_embed
-
-    from .reference import importance_v1, region_v1
-
-    def fit_importance(
-        *args: Any,
-        search_threads: int = 1,
-        workers: int = 1,
-        tol: Any = None,
-        stats: Any = None,
-        **kw: Any,
-    ):
-        return importance_v1.fit_importance(*args, **kw)
-
-    def sgd(*args: Any, workers: int = 1, **kw: Any):
-        return region_v1._sgd_batched(*args, **kw)
-
-    region_embed.fit_importance = fit_importance
-    region_embed._sgd_batched = sgd
-    region_embed.resolve_threads = lambda *_a, **_k: 1
-    region_embed.torch_threads = lambda n: contextlib.nullcontext()
-
-
 def fit_one(
     data_path: str, variant: str, out_path: str, device: str | None = None, smoke: bool = False
 ) -> dict[str, Any]:
@@ -84,7 +58,9 @@ def fit_one(
     from .ours import SMOKE_REGION, SMOKE_SAMPLE
 
     if variant == "reference":
-        _use_reference()
+        from .reference import use_reference
+
+        use_reference()
     with np.load(data_path) as z:
         d = {k: z[k] for k in z.files}
     dev = pick_device(device)
@@ -134,6 +110,7 @@ def fit_one(
         "epochs_taken": p.get("epochs_taken"),
         "tol": p.get("tol"),
         "partner_group_size": p.get("partner_group_size"),
+        "fit_threads": p.get("threads"),
     }
 
 
@@ -242,15 +219,16 @@ def describe(r: dict) -> list[str]:
         f"{r['regions_per_image']} regions ({r['grid'][0]}x{r['grid'][1]}) x {r['channels']} channels, the paper's "
         "hyper-parameters; each variant in a fresh process on the same features (its sample embedding first, "
         "not timed). CPU = process CPU time (all threads); the load average is the 1-minute one before → after "
-        "each run (other sessions share the 2 cores).",
+        "each run (other sessions share the 2 cores); threads = what the fit chose from the cores idle at its "
+        "start (`threads='auto'`: one when the other cores are busy; the reference always runs torch's default).",
         "",
         "| variant | total | CPU | importance (w, v, r') wall / CPU | Λ fit wall / CPU | importance steps (per group) / epochs | "
-        "KP/img | load | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "KP/img | load | threads | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in r["rows"]:
         if x["status"] != "ok":
-            rows.append(f"| {x['schedule']} | {x['status']} | | | | | | | |")
+            rows.append(f"| {x['schedule']} | {x['status']} | | | | | | | | |")
             continue
         st, cpu = x["region_stages_s"], x["region_stages_cpu_s"]
         taken = x.get("importance_steps_taken")
@@ -265,7 +243,7 @@ def describe(r: dict) -> list[str]:
             f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(x['region_fit_cpu_s'])} | "
             f"{fmt_s(st.get('importance'))} / {fmt_s(cpu.get('importance'))} | "
             f"{fmt_s(st.get('fit'))} / {fmt_s(cpu.get('fit'))} | {steps} | {x['kp_per_image']} | "
-            f"{x['load_avg_before'][0]} → {x['load_avg_after'][0]} | "
+            f"{x['load_avg_before'][0]} → {x['load_avg_after'][0]} | {x.get('fit_threads') or '—'} | "
             f"{f'{rss:,.0f} MiB' if rss else '—'} |"
         )
     ours = next((x for x in r["rows"] if x.get("variant") == "ours" and x["status"] == "ok"), None)
@@ -277,6 +255,17 @@ def describe(r: dict) -> list[str]:
             f"{fmt_s(cpu)} CPU; even with both cores free to it the fit needs ≥ {fmt_s(cpu / 2)} "
             "(CPU / 2), its floor on this machine at these settings.",
         ]
+        ref = next(
+            (x for x in r["rows"] if x.get("variant") == "reference" and x["status"] == "ok"), None
+        )
+        if ref and ours.get("peak_rss_mb") and ref.get("peak_rss_mb"):
+            a, b = ours["peak_rss_mb"], ref["peak_rss_mb"]
+            rows += [
+                "",
+                f"Peak memory ≤ the reference's: **{'met' if a <= b else 'not met'}** — ours "
+                f"{a:,.0f} MiB, reference {b:,.0f} MiB (each process's whole-life peak RSS, the "
+                "features and the sample embedding included).",
+            ]
     for name, a in r.get("agreement_with_reference", {}).items():
         label = VARIANTS.get(name, (name,))[0]
         rows += [

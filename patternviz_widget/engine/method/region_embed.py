@@ -511,6 +511,7 @@ def _fit_region_embedding(
         "tol": None if tol is None else float(tol),
         "epochs_taken": len(losses),
         "importance_steps_taken": imp_stats.get("steps_taken"),
+        "threads": int(search_threads),  # chosen from the idle cores at the start ("auto")
     }
     return RegionEmbedding(
         h=h.astype(np.float32),
