@@ -2,6 +2,7 @@
 import type { Cache } from "./cache";
 import type { Model } from "./model";
 import type { Reply } from "./rpc";
+import { unpackLean } from "./gl/pack";
 import { Assembler, bytesOf } from "./wire";
 
 export const SAMPLE = "<sample>";
@@ -173,28 +174,15 @@ export class Data {
     this.first = null;
   }
 
-  /** A PointSet from the 8-byte lean layout (see patternviz_widget/widget/rpc.py lean_points). */
+  /** A PointSet from the first view's lean layout (7 or 8 bytes a point, see gl/pack.ts unpackLean). */
   private fromLean(reply: Reply, key: string): PointSet {
-    const q = reply.arrays.q.data as Int16Array;
-    const n = q.length / 4;
-    const k = Number(reply.meta.scale) / 32767;
-    const xyz = new Float32Array(3 * n);
-    const label = new Uint8Array(n);
-    const glyph = new Uint8Array(n);
-    let maxClass = 0;
-    for (let i = 0; i < n; i++) {
-      const m = q[4 * i + 3];
-      const g = m >> 8;
-      if ((m & 255) > maxClass) maxClass = m & 255;
-      if (g > 2) xyz.fill(NaN, 3 * i, 3 * i + 3);
-      else {
-        xyz[3 * i] = q[4 * i] * k;
-        xyz[3 * i + 1] = q[4 * i + 1] * k;
-        xyz[3 * i + 2] = q[4 * i + 2] * k;
-      }
-      label[i] = m & 255;
-      glyph[i] = g > 2 ? 0 : g;
-    }
+    const a = reply.arrays;
+    const scale = Number(reply.meta.scale) || 1;
+    const { xyz, label, glyph, q, maxClass } = unpackLean(
+      { p: a.p?.data as Int16Array, m: a.m?.data as Uint8Array, q: a.q?.data as Int16Array },
+      scale,
+    );
+    const n = label.length;
     const meta = reply.meta;
     return {
       key,
@@ -214,7 +202,7 @@ export class Data {
       kpReliable: Number(meta.kp_reliable) || 0,
       layout: null,
       partial: true,
-      packed: { q, scale: Number(reply.meta.scale) || 1, maxClass },
+      packed: { q, scale, maxClass },
     };
   }
 

@@ -174,9 +174,10 @@ def first_view(
     ``{"key", "threshold", "rev", "content": <one reply message>, "buffers": [[offset, nbytes]]}``,
     then the reply's buffers, each at an 8-byte-aligned offset (``js/src/data.ts`` reads it).
 
-    What drawing needs, 8 bytes a point (:func:`lean_points`); the columns only tooltips and the
-    side panel read (image, discrimination, predicted) follow with the page's first request, and
-    so do the ellipsoids unless they are shown (``ellipsoids``: the widget's trait)."""
+    What drawing needs, 7 bytes a point (8 with more than 64 classes, :func:`lean_points`); the
+    columns only tooltips and the side panel read (image, discrimination, predicted) follow with
+    the page's first request, and so do the ellipsoids unless they are shown (``ellipsoids``: the
+    widget's trait)."""
     shown = bool(ellipsoids)
     meta, arrays = payload.point_slice(
         w._study, w._kp, key, threshold, draw_only=True, with_ellipsoids=shown
@@ -207,16 +208,20 @@ def first_view(
 
 
 def lean_points(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """One int16 N×4 array ``q``: x, y, z scaled to ±32767 of the largest |coordinate|
-    (``meta["scale"]``), then class (low byte) | glyph << 8; glyph 3 = not finite, not drawn.
-    The layout ``js/src/gl/pack.ts`` uploads as is."""
+    """The drawing columns in 7 bytes a point: int16 N×3 ``p`` = x, y, z scaled to ±32767 of the
+    largest |coordinate| (``meta["scale"]``), and uint8 N ``m`` = class | glyph << 6, glyph 3 = not
+    finite, not drawn. With a class above 63 the class needs the whole byte: one int16 N×4 ``q``
+    instead, x, y, z, then class (low byte) | glyph << 8 (8 bytes a point), the layout
+    ``js/src/gl/pack.ts`` uploads; the page expands ``p``, ``m`` to it (``unpackLean``)."""
     xyz = np.asarray(arrays["xyz"], np.float32)
+    label = np.asarray(arrays["label"])
     finite = np.isfinite(xyz).all(axis=1)
     every = bool(finite.all())
     pts = xyz if every else xyz[finite]  # no copy when every point is finite (the usual case)
     scale = float(np.abs(pts).max()) if pts.size else 0.0
     scale = scale if scale > 0 else 1.0
-    q = np.empty((xyz.shape[0], 4), np.int16)
+    small = not label.size or int(label.max()) < 64  # class and glyph share one byte
+    q = np.empty((xyz.shape[0], 3 if small else 4), np.int16)
     scaled = np.multiply(pts, np.float32(32767.0 / scale))
     np.rint(scaled, out=scaled)
     if every:
@@ -224,8 +229,15 @@ def lean_points(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[di
     else:
         q[:, :3] = 0
         q[finite, :3] = scaled
+    meta = {**meta, "scale": scale, "lean": True}
+    if small:
+        m = np.left_shift(np.asarray(arrays["glyph"], np.uint8), 6)
+        if not every:
+            m[~finite] = 3 << 6
+        m |= label.astype(np.uint8)
+        return meta, {"p": q, "m": m}
     glyph = np.asarray(arrays["glyph"]).astype(np.int16)
     if not every:
         glyph[~finite] = 3
-    q[:, 3] = arrays["label"].astype(np.int16) | (glyph << 8)
-    return {**meta, "scale": scale, "lean": True}, {"q": q}
+    q[:, 3] = label.astype(np.int16) | (glyph << 8)
+    return meta, {"q": q}

@@ -173,14 +173,47 @@ def test_first_view_travels_with_the_state_and_is_dropped_after_the_first_frame(
     assert {k: v for k, v in first.items() if k not in ("scale", "lean", "ellipsoids")} == {
         k: v for k, v in meta.items() if k != "ellipsoids"
     }
-    # the points the page would have asked for, in 8 bytes a point: int16 xyz of the largest
-    # |coordinate|, class in the low byte, glyph in the high byte
-    q = a["q"]
-    assert q.dtype == np.int16 and q.shape == (meta["n"], 4) and q.nbytes == 8 * meta["n"]
+    # the points the page would have asked for, in 7 bytes a point: int16 xyz of the largest
+    # |coordinate|, then one byte: class in the low 6 bits, glyph in the high 2
+    p, m = a["p"], a["m"]
+    assert set(a) == {"p", "m"} and p.nbytes + m.nbytes == 7 * meta["n"]
+    assert p.dtype == np.int16 and p.shape == (meta["n"], 3) and m.dtype == np.uint8
     scale = first["scale"]
     assert scale == pytest.approx(np.abs(b["xyz"]).max())
-    np.testing.assert_allclose(q[:, :3] * (scale / 32767), b["xyz"], atol=scale / 32767)
-    np.testing.assert_array_equal(q[:, 3] & 255, b["label"])
-    np.testing.assert_array_equal(q[:, 3] >> 8, b["glyph"])
+    np.testing.assert_allclose(p * (scale / 32767), b["xyz"], atol=scale / 32767)
+    np.testing.assert_array_equal(m & 63, b["label"])
+    np.testing.assert_array_equal(m >> 6, b["glyph"])
     js_custom(widget, {"kind": "pv:first-frame", "key": head["key"]})
     assert widget.first_view == b""  # saved notebooks do not keep the points
+
+
+def _points(n: int, classes: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    xyz = rng.normal(size=(n, 3)).astype(np.float32)
+    xyz[::7] = np.nan  # not finite: not drawn
+    label = (np.arange(n) % classes).astype(np.uint8)
+    return {"xyz": xyz, "label": label, "glyph": (np.arange(n) % 3).astype(np.uint8)}
+
+
+def _unpack(arrays: dict[str, np.ndarray], scale: float):
+    """What js/src/gl/pack.ts unpackLean reads: positions, class, glyph (3 = not drawn)."""
+    if "q" in arrays:
+        q = arrays["q"]
+        return q[:, :3] * (scale / 32767), q[:, 3] & 255, q[:, 3] >> 8
+    m = arrays["m"]
+    return arrays["p"] * (scale / 32767), m & 63, m >> 6
+
+
+@pytest.mark.parametrize("classes, width", [(10, 7), (64, 7), (65, 8), (256, 8)])
+def test_lean_points_round_trip_in_7_bytes_up_to_64_classes_else_8(classes, width):
+    n = 1000
+    cols = _points(n, classes, np.random.default_rng(classes))
+    meta, arrays = _rpc.lean_points({"n": n}, cols)
+    assert meta["lean"] is True and sum(a.nbytes for a in arrays.values()) == width * n
+    assert set(arrays) == ({"p", "m"} if width == 7 else {"q"})
+    xyz, label, glyph = _unpack(arrays, meta["scale"])
+    finite = np.isfinite(cols["xyz"]).all(axis=1)
+    assert meta["scale"] == pytest.approx(np.abs(cols["xyz"][finite]).max())
+    np.testing.assert_allclose(xyz[finite], cols["xyz"][finite], atol=meta["scale"] / 32767)
+    np.testing.assert_array_equal(label, cols["label"])
+    np.testing.assert_array_equal(glyph[finite], cols["glyph"][finite])
+    assert (glyph[~finite] == 3).all()
