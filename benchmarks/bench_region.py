@@ -243,7 +243,7 @@ def describe(r: dict) -> list[str]:
             f"| {x['schedule']} | **{fmt_s(x['region_fit_s'])}** | {fmt_s(x['region_fit_cpu_s'])} | "
             f"{fmt_s(st.get('importance'))} / {fmt_s(cpu.get('importance'))} | "
             f"{fmt_s(st.get('fit'))} / {fmt_s(cpu.get('fit'))} | {steps} | {x['kp_per_image']} | "
-            f"{x['load_avg_before'][0]} → {x['load_avg_after'][0]} | {x.get('fit_threads') or '—'} | "
+            f"{x['load_avg_before'][0]} → {x['load_avg_after'][0]} | {'torch default' if x.get('variant') == 'reference' else x.get('fit_threads') or '—'} | "
             f"{f'{rss:,.0f} MiB' if rss else '—'} |"
         )
     ours = next((x for x in r["rows"] if x.get("variant") == "ours" and x["status"] == "ok"), None)
