@@ -92,15 +92,10 @@ def autograd_sgd(packed, lam0, pg, table, log_t, w, g, epochs, seed, lr=0.01, mo
     return lam.detach(), history
 
 
-@pytest.mark.parametrize("group", [2, 4])
-@pytest.mark.parametrize("cache_mb", [512.0, 0.0])  # 0: features gathered, sums by index_add_
-@pytest.mark.parametrize("workers", [1, 2])  # 2: half of each step's rows on a worker thread
-def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb, workers):
-    _, _, _, g, _, packed, pg, log_t, _, w, table, lam0 = setup(group)
-    lam0 = lam0 / 20
-    want_lam, want_hist = autograd_sgd(packed, lam0, pg, table, log_t, w, g, epochs=5, seed=0)
-    lam = lam0.clone()
-    hist = RE._sgd_batched(
+def engine_sgd(case, lam, epochs, cache_mb, workers):
+    """The engine's Λ SGD on a :func:`setup` case, the paper's hyper-parameters (Λ updated in place)."""
+    _, _, _, g, _, packed, pg, log_t, _, w, table, _ = case
+    return RE._sgd_batched(
         packed,
         lam,
         pg,
@@ -109,7 +104,7 @@ def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb, workers):
         w,
         g,
         KAPPA,
-        epochs=5,
+        epochs=epochs,
         lr=0.01,
         momentum=0.9,
         weight_decay=5e-4,
@@ -121,39 +116,26 @@ def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb, workers):
         cache_mb=cache_mb,
         workers=workers,
     )
+
+
+@pytest.mark.parametrize("group", [2, 4])
+@pytest.mark.parametrize("cache_mb", [512.0, 0.0])  # 0: features gathered, sums by index_add_
+@pytest.mark.parametrize("workers", [1, 2])  # 2: half of each step's rows on a worker thread
+def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb, workers):
+    case = setup(group)
+    _, _, _, g, _, packed, pg, log_t, _, w, table, lam0 = case
+    lam0 = lam0 / 20
+    want_lam, want_hist = autograd_sgd(packed, lam0, pg, table, log_t, w, g, epochs=5, seed=0)
+    lam = lam0.clone()
+    hist = engine_sgd(case, lam, epochs=5, cache_mb=cache_mb, workers=workers)
     np.testing.assert_allclose(hist, want_hist, rtol=1e-5)
     np.testing.assert_allclose(lam.numpy(), want_lam.numpy(), rtol=1e-4, atol=1e-6)
     assert float((lam - lam0).abs().max()) > 1e-3  # Λ moved
 
 
 def test_the_worker_thread_changes_no_value():
-    _, _, _, g, _, packed, pg, log_t, _, w, table, lam0 = setup(4)
-    lams, hists = [], []
-    for workers in (1, 2):
-        lam = lam0.clone() / 20
-        hists.append(
-            RE._sgd_batched(
-                packed,
-                lam,
-                pg,
-                table,
-                log_t,
-                w,
-                g,
-                KAPPA,
-                epochs=3,
-                lr=0.01,
-                momentum=0.9,
-                weight_decay=5e-4,
-                lambda_kl=1.0,
-                lambda_mi=0.1,
-                controller=CONTROLLER,
-                seed=0,
-                callback=lambda e: None,
-                cache_mb=0.0,
-                workers=workers,
-            )
-        )
-        lams.append(lam)
+    case = setup(4)
+    lams = [case[-1].clone() / 20 for _ in (1, 2)]
+    hists = [engine_sgd(case, lam, 3, 0.0, workers) for lam, workers in zip(lams, (1, 2))]
     assert hists[0] == hists[1]  # bit for bit: the same halves, summed in the same order
     assert torch.equal(lams[0], lams[1])
