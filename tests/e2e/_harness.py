@@ -335,9 +335,8 @@ def _wait_app(page: Any, timeout_ms: float) -> None:
     )
 
 
-def _run_all_and_wait(page: Any, name: str, timeout: float, allow_errors: bool) -> Any:
-    t_ms = timeout * 1000
-    # The notebook is the current widget and its kernel is up (ready + idle).
+def wait_kernel_idle(page: Any, name: str, timeout_ms: float) -> None:
+    """Wait until notebook ``name`` is the current widget and its kernel is up (ready + idle)."""
     page.wait_for_function(
         """(name) => {
           const nb = window.jupyterapp.shell.currentWidget;
@@ -346,8 +345,13 @@ def _run_all_and_wait(page: Any, name: str, timeout: float, allow_errors: bool) 
           return nb.sessionContext.isReady && s && s.kernel && s.kernel.status === 'idle';
         }""",
         arg=name,
-        timeout=t_ms,
+        timeout=timeout_ms,
     )
+
+
+def _run_all_and_wait(page: Any, name: str, timeout: float, allow_errors: bool) -> Any:
+    t_ms = timeout * 1000
+    wait_kernel_idle(page, name, t_ms)
     page.evaluate(
         """() => {
           window.__pvRunAll = null;

@@ -13,7 +13,15 @@ import time
 import nbformat
 import numpy as np
 import pytest
-from e2e._harness import ARTIFACTS, REPO, element_image, kernel_exec, open_notebook, save_png
+from e2e._harness import (
+    ARTIFACTS,
+    REPO,
+    element_image,
+    kernel_exec,
+    open_notebook,
+    save_png,
+    wait_kernel_idle,
+)
 from e2e.test_point_path import _differ
 
 SLEEP = 20  # seconds the kernel stays busy after display(w)
@@ -93,16 +101,7 @@ def test_first_frame_from_the_first_view_is_the_full_slices_picture(
         _notebook(classes, renderer), name=f"first_view_{classes}_{renderer}.ipynb"
     )
     open_notebook(page, name, run=False)
-    page.wait_for_function(  # this notebook is the current widget and its kernel is up
-        """(name) => {
-          const nb = window.jupyterapp.shell.currentWidget;
-          if (!nb || !nb.context || nb.context.path !== name || !nb.sessionContext) return false;
-          const s = nb.sessionContext.session;
-          return nb.sessionContext.isReady && s && s.kernel && s.kernel.status === 'idle';
-        }""",
-        arg=name,
-        timeout=120_000,
-    )
+    wait_kernel_idle(page, name, 120_000)  # this notebook is current, its kernel up
     # not awaited: the command resolves only once the cell (and its sleep) is done
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     t0 = time.monotonic()
