@@ -358,3 +358,34 @@ def test_rows_grouped_by_image_are_packed_without_a_copy():
         other.unpack(other.unit)[np.argsort(shuffled)], packed.unpack(packed.unit)
     )
     np.testing.assert_array_equal(feats, before)  # the caller's rows are never written
+
+
+def test_the_chunked_path_on_worker_threads_computes_what_one_thread_does():
+    """The chunked path with workers steps chunks of whole partner groups at once: every image's
+    terms are its own chunk's, so loss, gradients, w, v and the table are bit-equal to one
+    thread's, with as many chunks as workers (where there are that many groups)."""
+    feats, image, p, _ = make_case(k=20)
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=2)  # 4 groups
+    log_t = target_log_similarity(p, pg, 5.0)
+    _, rm, _ = packed.shape
+    assert len(imp._chunks(pg, rm)) == 1
+    for parts in (2, 3, 4):
+        chunks = imp._chunks(pg, rm, parts=parts)
+        assert len(chunks) >= parts
+        assert sorted(torch.cat(chunks).tolist()) == list(range(n))  # each image once
+    rng = np.random.default_rng(2)
+    v = torch.as_tensor(random_simplex(rng, (n, feats.shape[1]))).float()
+    w = torch.as_tensor(random_simplex(rng, tuple(packed.mask.shape), packed.mask.numpy())).float()
+    one = imp.importance_grad(packed, pg, log_t, v, w, 1000.0, torch.float32)
+    for workers in (2, 3):
+        many = imp.importance_grad(packed, pg, log_t, v, w, 1000.0, torch.float32, workers=workers)
+        for a, b in zip(one, many):
+            assert torch.equal(a, b)
+    kw = dict(steps=5, lr=0.05, match_dtype="float32", path="chunks")
+    ref = imp.fit_importance(packed, pg, log_t, **kw)
+    got = imp.fit_importance(packed, pg, log_t, workers=2, **kw)
+    for a, b in zip((ref[0], ref[1], ref[3]), (got[0], got[1], got[3])):
+        assert torch.equal(a, b)
+    assert got[2] == ref[2]

@@ -231,6 +231,7 @@ def importance_grad(
     table: torch.Tensor | None = None,
     cache: dict | None = None,
     search_threads: int = 1,
+    workers: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (loss_i per image [N], ∂/∂v [N, K], ∂/∂w [N, Rm], r' table [N, Rm, P]) at (v, w).
 
@@ -242,7 +243,10 @@ def importance_grad(
     log Q = log softmax_j(Σ_r w_r ℓ_rj) and T the target: ∂KL/∂w_r = Σ_j (Q_j − T_j) ℓ_rj and
     ∂KL/∂s_rj = κ_m w_r (Q_j − T_j) (the softmax term Σ_j w_r (Q_j − T_j) vanishes because Q and T
     both sum to one), so ∂KL/∂v = κ_m Σ_r w_r f̂_i^(r) ⊙ Σ_j (Q_j − T_j) f̂_j^(r'). Images are
-    processed in chunks of whole partner groups, each chunk a few large operations."""
+    processed in chunks of whole partner groups, each chunk a few large operations; ``workers``
+    2 or more on a CPU: at least that many chunks, run at once on as many threads (each torch op
+    on its calling thread; each image's terms are its chunk's alone, so the values do not change).
+    """
     n, rm, k = packed.shape
     if table is None:
         table = torch.zeros((n, rm, pg.p), dtype=table_dtype(rm), device=v.device)
@@ -255,32 +259,43 @@ def importance_grad(
     gv, gw = torch.zeros_like(v), torch.zeros_like(w)
     losses = torch.zeros(n, dtype=torch.float64, device=v.device)
     all_rows = packed.unit.view(n * rm, k)
-    with torch.no_grad():
-        for ci, idx in enumerate(_chunks(pg, rm)):
+    parallel = workers > 1 and v.device.type == "cpu"
+    chunks = _chunks(pg, rm, parts=workers if parallel else 1)
+
+    def chunk(ci: int, idx: torch.Tensor) -> None:
+        with torch.no_grad():  # (grad mode is per thread)
             if ci not in cache:
                 cache[ci] = _matched_pattern(pg, table, idx, rm)
             crow, col = cache[ci]
             c, p = idx.numel(), pg.p
             a = packed.unit[idx]  # [c, Rm, K]
             av = (a * v[idx, None, :]).reshape(c * rm, k)
-            with _quiet_sparse():
-                pat = torch.sparse_csr_tensor(
-                    crow, col, torch.zeros(col.numel(), device=col.device), size=(c * rm, n * rm)
-                )
-                sc = (
-                    torch.sparse.sampled_addmm(pat, av, all_rows.T, beta=0.0)
-                    .values()
-                    .view(c, rm, p)
-                )
+            pat = torch.sparse_csr_tensor(
+                crow, col, torch.zeros(col.numel(), device=col.device), size=(c * rm, n * rm)
+            )
+            sc = torch.sparse.sampled_addmm(pat, av, all_rows.T, beta=0.0).values().view(c, rm, p)
             losses[idx], gw[idx], ds = _step_terms(
                 sc, pg.pmask[idx], w[idx], log_t[idx], packed.mask[idx], kappa_m
             )
-            with _quiet_sparse():
-                mat = torch.sparse_csr_tensor(
-                    crow, col, ds.reshape(-1).contiguous(), size=(c * rm, n * rm)
-                )
-                y = (mat @ all_rows).view(c, rm, k)
+            mat = torch.sparse_csr_tensor(
+                crow, col, ds.reshape(-1).contiguous(), size=(c * rm, n * rm)
+            )
+            y = (mat @ all_rows).view(c, rm, k)
             gv[idx] = (a * y).sum(1)
+
+    # (the warning filters are process-wide: set once here, not in the workers)
+    with _quiet_sparse():
+        if parallel and len(chunks) > 1:
+            with concurrent.futures.ThreadPoolExecutor(
+                min(workers, len(chunks)) - 1, thread_name_prefix="pv-importance"
+            ) as pool:
+                later = [pool.submit(chunk, ci, idx) for ci, idx in enumerate(chunks) if ci > 0]
+                chunk(0, chunks[0])
+                for f in later:
+                    f.result()
+        else:
+            for ci, idx in enumerate(chunks):
+                chunk(ci, idx)
     return losses, gv, gw, table
 
 
@@ -438,13 +453,19 @@ def _fit_group(
     return best_w, best_v, best_table, history
 
 
-def _chunks(pg: PartnerGroups, rm: int, max_pairs: int = 4_000_000) -> list[torch.Tensor]:
+def _chunks(
+    pg: PartnerGroups, rm: int, max_pairs: int = 4_000_000, parts: int = 1
+) -> list[torch.Tensor]:
     """Image indices in chunks of whole partner groups with at most ``max_pairs`` matched pairs
-    (c·Rm·P) each (at least one group per chunk)."""
+    (c·Rm·P) each (at least one group per chunk), and at least ``parts`` chunks where there are
+    that many groups (about equal in size)."""
     out: list[torch.Tensor] = []
     cur: list[torch.Tensor] = []
     size = 0
     per = rm * max(pg.p, 1)
+    if parts > 1:
+        total = sum(m.numel() for m in pg.groups) * per
+        max_pairs = min(max_pairs, -(-total // parts))
     for members in pg.groups:
         if cur and size + members.numel() * per > max_pairs:
             out.append(torch.cat(cur))
@@ -530,8 +551,9 @@ def fit_importance(
         callback: called with the step index after every step (on a CPU: as the groups finish,
             each step index once, in order).
         search_threads: torch threads for the r' searches (see :mod:`.threads`; chunked path).
-        workers: on a CPU, partner groups fitted at once, each on one thread (every image's
-            problem is independent, so this changes no value; see :mod:`.threads`).
+        workers: on a CPU, partner groups fitted at once, each on one thread; on the chunked
+            path, chunks of whole groups stepped at once (every image's problem is independent,
+            so this changes no value; see :mod:`.threads`).
         tol: stop a partner group early once its summed loss changes by at most ``tol`` times
             its previous value between two steps (ours; ``steps`` stays the maximum). None
             (default): always ``steps`` steps, as the paper.
@@ -595,7 +617,17 @@ def fit_importance(
     for step in range(int(steps)):
         fresh = table is None or (every > 0 and step % every == 0)
         loss, gv, gw, table = importance_grad(
-            packed, pg, log_t, v, w, kappa_m, dtype, None if fresh else table, cache, search_threads
+            packed,
+            pg,
+            log_t,
+            v,
+            w,
+            kappa_m,
+            dtype,
+            None if fresh else table,
+            cache,
+            search_threads,
+            workers,
         )
         better = loss < best_loss  # per image: the iterate just evaluated (before this update)
         best_loss = torch.where(better, loss, best_loss)
