@@ -446,21 +446,34 @@ LAYER_STEPS = ("features.4", "features.8", "features.12", "features.8", "feature
 
 
 def layer_switches(
-    n: int, steps: int, settle_s: float, timeout_s: float, log=print, widget: str = "ours"
+    n: int,
+    steps: int,
+    settle_s: float,
+    timeout_s: float,
+    log=print,
+    widget: str = "ours",
+    kind: str = "layer",
 ) -> dict:
     """Layer change -> new frame: a fresh server, kernel and browser; a store of the three layers
     of ``_display_kernel.LAYERS`` (one epoch); the widget opens on the middle one, which prefetches
     both neighbours; then ``steps`` clicks on the strip tile of a neighbouring layer, ``settle_s``
     after each frame (the prefetch of the next neighbours lands). ``widget``: "ours" or "ours-gpu"
-    (its points forced onto GPU point sprites)."""
-    with tempfile.TemporaryDirectory(prefix="pvbench_layers_") as tmp:
+    (its points forced onto GPU point sprites).
+
+    ``kind="epoch"``: the same at an epoch change instead, in a store of one layer and
+    ``steps + 1`` epochs, the scrubber stepped 0 -> 1 -> 2 ... (each a prefetched neighbour): the
+    epoch switch at sizes where the section's own 9-epoch store would be too large."""
+    if kind not in ("layer", "epoch"):
+        raise ValueError(f"kind must be 'layer' or 'epoch', not {kind!r}")
+    epochs, layers = (1, 3) if kind == "layer" else (steps + 1, 1)
+    with tempfile.TemporaryDirectory(prefix=f"pvbench_{kind}s_") as tmp:
         root = Path(tmp)
         with B.jupyterlab(root) as url, B.chromium() as page:
             B.write_notebook(
-                root / "layers.ipynb",
-                [SETUP.format(n=n, epochs=1, old="", layers=3), CELLS[widget]],
+                root / "switches.ipynb",
+                [SETUP.format(n=n, epochs=epochs, old="", layers=layers), CELLS[widget]],
             )
-            B.open_notebook(page, url, "layers.ipynb")
+            B.open_notebook(page, url, "switches.ipynb")
             B.run_cell(page, 0, timeout_s=timeout_s)
             try:
                 t0 = B.run_cell(page, 1, timeout_s=timeout_s, wait=False)
@@ -469,31 +482,34 @@ def layer_switches(
                 path = page.evaluate(POINT_PATH_JS, 1)
                 time.sleep(settle_s)
                 lat, loads = [], []
-                for layer in LAYER_STEPS[:steps]:
+                for i in range(steps):
                     loads.append(_load1())
-                    lat.append(_switch_layer(page, 1, layer, timeout_s))
+                    if kind == "layer":
+                        lat.append(_switch_layer(page, 1, LAYER_STEPS[i], timeout_s))
+                    else:
+                        lat.append(_step(page, 1, i + 1, i + 1, n, timeout_s))
                     time.sleep(settle_s)
                 row = _latency_row(
-                    f"{widget} · layer switch",
+                    f"{widget} · {kind} switch",
                     f"on (prefetched neighbour), {n:,} points",
                     lat,
                     loads,
                     n=n,
-                    kind="layer",
+                    kind=kind,
                     point_path=path,
                 )
             except Exception as e:  # noqa: BLE001
                 row = {
-                    "widget": "ours · layer switch",
+                    "widget": f"{widget} · {kind} switch",
                     "prefetch": f"{n:,} points",
                     "status": "error",
                     "n": n,
-                    "kind": "layer",
+                    "kind": kind,
                     "error": f"{type(e).__name__}: {e}"[-800:],
                     "cell_output": B.cell_text(page, 1),
                 }
     log(
-        f"[scrub] {widget} layer switch n={n:,}: "
+        f"[scrub] {widget} {kind} switch n={n:,}: "
         + (
             f"median {row['median_ms']} ms, max {row['max_ms']} ms over {row['steps']} steps"
             if row["status"] == "ok"
@@ -514,7 +530,8 @@ def scrub(
 ) -> dict:
     """Run section 4: epoch change -> new frame, on a cache miss and on a prefetched neighbour; and
     layer change -> new frame (:func:`layer_switches`) at each of ``layer_sizes`` (default: ``n``
-    and 10^6 points, or ``n`` alone below 10^5 points, the smoke run).
+    and 10^6 points, or ``n`` alone below 10^5 points, the smoke run); at 10^6 points the epoch
+    change to a prefetched neighbour too, in a store of its own.
 
     The widget prefetches the neighbouring epochs (±1) of what it shows, and has no switch to turn
     that off; so "without prefetch" is measured as what every step costs when the epoch is not in
@@ -581,17 +598,20 @@ def scrub(
                 )
     for m in layer_sizes:
         big = m >= 1_000_000
-        for widget in ("ours", "ours-gpu"):
-            rows.append(
-                layer_switches(
-                    m,
-                    steps=4 if big else len(LAYER_STEPS),
-                    settle_s=max(settle_s, 12.0) if big else settle_s,
-                    timeout_s=max(timeout_s, 600.0) if big else timeout_s,
-                    log=log,
-                    widget=widget,
+        # the epoch switch at 10^6 in its own store (the 9-epoch store above is 10^5 points)
+        for kind in ("layer", "epoch") if big else ("layer",):
+            for widget in ("ours", "ours-gpu"):
+                rows.append(
+                    layer_switches(
+                        m,
+                        steps=4 if big else len(LAYER_STEPS),
+                        settle_s=max(settle_s, 12.0) if big else settle_s,
+                        timeout_s=max(timeout_s, 600.0) if big else timeout_s,
+                        log=log,
+                        widget=widget,
+                        kind=kind,
+                    )
                 )
-            )
     load, load_text = _load_summary([x for r in rows for x in r.get("load_1min", [])])
     out = {
         "n": n,
@@ -611,7 +631,9 @@ def scrub(
             "whose point path (cpu / gpu) the widget column names. 'ours · layer switch' = a click on the "
             "layer strip's tile of a neighbouring layer → first presented frame tagged with that layer (a "
             "store of three layers, one epoch, the widget opened on the middle one; a fresh server, kernel "
-            "and browser per size)."
+            "and browser per size); 'ours · epoch switch' at 10^6 points = the scrubber stepped to the "
+            "next epoch, each a prefetched neighbour, in a store of one layer and 5 epochs (its own "
+            "server, kernel and browser)."
         ),
     }
     ok = {

@@ -393,9 +393,40 @@ def _scrub(r: dict) -> list[str]:
             "",
             f"Median latency without / with prefetch (ours): **{r['prefetch_speedup']:.1f}x**.",
         ]
+    targets = _scrub_targets(r.get("rows", []))
+    if targets:
+        rows += [
+            "",
+            "Targets (ours, the default point path; a switch to data already in the page):",
+        ]
+        rows += [f"- {t}" for t in targets]
     if r.get("floor_note"):
         rows += ["", r["floor_note"]]
     return rows
+
+
+def _scrub_targets(rows: list[dict]) -> list[str]:
+    """One line per measured switch of ours to a prefetched neighbour at 10^5 or 10^6 points: its
+    median against the target (≤ 100 ms at 10^5 points, ≤ 300 ms at 10^6)."""
+    out = []
+    for x in rows:
+        n, what = x.get("n"), x.get("widget", "")
+        on = str(x.get("prefetch", "")).startswith("on")
+        if x.get("status") != "ok" or not on or n not in (100_000, 1_000_000):
+            continue
+        if what == "ours":
+            kind = "epoch"
+        elif what in ("ours · layer switch", "ours · epoch switch"):
+            kind = what.split(" · ")[1].split()[0]
+        else:
+            continue
+        limit = 100 if n == 100_000 else 300
+        met = "met" if x["median_ms"] <= limit else "NOT met"
+        out.append(
+            f"{kind} switch at {n:,} points: median {x['median_ms']} ms, max {x['max_ms']} ms "
+            f"(target ≤ {limit} ms: {met})"
+        )
+    return out
 
 
 def _memory(r: dict) -> list[str]:

@@ -177,6 +177,37 @@ def test_scrub_section_measures_a_cache_miss_and_a_prefetched_step(tmp_path: Pat
     assert "cache miss" in md
 
 
+def test_scrub_report_judges_each_prefetched_switch_against_its_size_target() -> None:
+    from benchmarks.report import _scrub_targets
+
+    def row(widget: str, n: int, median: float, prefetch: str = "on (prefetched neighbour)"):
+        return {
+            "widget": widget,
+            "n": n,
+            "prefetch": prefetch,
+            "status": "ok",
+            "median_ms": median,
+            "max_ms": median + 1,
+        }
+
+    lines = _scrub_targets(
+        [
+            row("ours", 100_000, 99.0),
+            row("ours", 100_000, 500.0, prefetch="off (cache miss)"),  # not a target
+            row("ours · layer switch", 100_000, 101.0),
+            row("ours-gpu · layer switch", 100_000, 10.0),  # not the default path
+            row("ours · epoch switch", 1_000_000, 299.0),
+            row("ours · layer switch", 1_000_000, 301.0),
+        ]
+    )
+    assert lines == [
+        "epoch switch at 100,000 points: median 99.0 ms, max 100.0 ms (target ≤ 100 ms: met)",
+        "layer switch at 100,000 points: median 101.0 ms, max 102.0 ms (target ≤ 100 ms: NOT met)",
+        "epoch switch at 1,000,000 points: median 299.0 ms, max 300.0 ms (target ≤ 300 ms: met)",
+        "layer switch at 1,000,000 points: median 301.0 ms, max 302.0 ms (target ≤ 300 ms: NOT met)",
+    ]
+
+
 def test_training_section_trains_every_recipe_and_times_threads(tmp_path: Path) -> None:
     import patternviz_widget as pv
 
