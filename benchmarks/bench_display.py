@@ -183,13 +183,19 @@ def _median_rows(runs: list[dict]) -> list[dict]:
             plot_css_px=ok[0]["plot_css_px"],
             plot_css_px_all=sorted({tuple(r["plot_css_px"]) for r in ok}),
         )
-        if all("bytes_received" in r for r in ok):
+        # the bytes as read from the websocket frames, from the repeats where they could be read
+        # (a repeat whose frames were not readable counted received less the bundle's file)
+        split = [r for r in ok if "bytes_received" in r]
+        if split:
             row["bytes_received"] = {
-                k: int(med_of([r["bytes_received"][k] for r in ok]))
+                k: int(med_of([r["bytes_received"][k] for r in split]))
                 for k in ("total", "bundle", "widget", "jupyter")
             }
-            row["jupyter_bytes_per_point"] = round(med("jupyter_bytes_per_point"), 3)
-            row["bundle_sent_mb"] = ok[0]["bundle_sent_mb"]
+            row["data_bytes_per_point"] = round(med("data_bytes_per_point", split), 3)
+            row["jupyter_bytes_per_point"] = round(med("jupyter_bytes_per_point", split), 3)
+            row["bundle_sent_mb"] = split[0]["bundle_sent_mb"]
+            if len(split) < len(ok):
+                row["bytes_read_from_frames_in"] = f"{len(split)} of {len(ok)} repeats"
         paths = sorted({r["point_path"] for r in ok if r.get("point_path")})
         if paths:
             row["point_path"] = "/".join(paths)
