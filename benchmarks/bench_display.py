@@ -451,7 +451,7 @@ def _latency_row(
 LAYER_STEPS = ("features.4", "features.8", "features.12", "features.8", "features.4", "features.8")
 
 
-def layer_switches(
+def switches(
     n: int,
     steps: int,
     settle_s: float,
@@ -460,7 +460,9 @@ def layer_switches(
     widget: str = "ours",
     kind: str = "layer",
 ) -> dict:
-    """Layer change -> new frame: a fresh server, kernel and browser; a store of the three layers
+    """Layer (``kind="layer"``) or epoch change -> new frame, each to a prefetched neighbour.
+
+    Layer change: a fresh server, kernel and browser; a store of the three layers
     of ``_display_kernel.LAYERS`` (one epoch); the widget opens on the middle one, which prefetches
     both neighbours; then ``steps`` clicks on the strip tile of a neighbouring layer, ``settle_s``
     after each frame (the prefetch of the next neighbours lands). ``widget``: "ours" or "ours-gpu"
@@ -535,7 +537,7 @@ def scrub(
     layer_sizes: tuple[int, ...] | None = None,
 ) -> dict:
     """Run section 4: epoch change -> new frame, on a cache miss and on a prefetched neighbour; and
-    layer change -> new frame (:func:`layer_switches`) at each of ``layer_sizes`` (default: ``n``
+    layer change -> new frame (:func:`switches`) at each of ``layer_sizes`` (default: ``n``
     and 10^6 points, or ``n`` alone below 10^5 points, the smoke run); at 10^6 points the epoch
     change to a prefetched neighbour too, in a store of its own.
 
@@ -608,7 +610,7 @@ def scrub(
         for kind in ("layer", "epoch") if big else ("layer",):
             for widget in ("ours", "ours-gpu"):
                 rows.append(
-                    layer_switches(
+                    switches(
                         m,
                         steps=4 if big else len(LAYER_STEPS),
                         settle_s=max(settle_s, 12.0) if big else settle_s,

@@ -182,6 +182,7 @@ def test_scrub_report_judges_each_prefetched_switch_against_its_size_target() ->
 
     def row(widget: str, n: int, median: float, prefetch: str = "on (prefetched neighbour)"):
         return {
+            "kind": "layer" if "layer" in widget else "epoch",
             "widget": widget,
             "n": n,
             "prefetch": prefetch,
