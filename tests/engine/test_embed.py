@@ -115,6 +115,54 @@ def test_closed_form_pi_and_mu_match_numpy(fitted):
     assert float(loss) == pytest.approx(float(kl_rows(p, q2).sum()), rel=1e-9)
 
 
+@pytest.mark.parametrize(
+    "kappa",
+    [kp.LinearKappa(10.0), kp.TableKappa(np.array([0.0, 1.0, 4.0]), np.array([0.0, 3.0, 5.0]))],
+)
+def test_closed_form_gradient_is_the_gradient_of_the_objective(kappa):
+    """The fit's step uses ∂KL/∂M written out (no graph); it must be autograd's, κ table included,
+    at an arbitrary M and on a row of zeros (κ = 0 there)."""
+    f, logits, _ = clusters(n=90, seed=4)
+    f[5] = 0.0
+    p = torch.as_tensor(softmax_t(logits, 4.0))
+    f_s = torch.as_tensor(f) / 40.0
+    w = torch.as_tensor(np.random.default_rng(5).normal(size=(3, f.shape[1]))).requires_grad_(True)
+    loss, *_ = E.sample_objective(w, f_s, p, kappa)
+    loss.backward()
+    with torch.no_grad():
+        kl, grad = E.sample_loss_and_grad(w, f_s, p, kappa)
+    assert float(kl) == pytest.approx(float(loss.detach()), rel=1e-13)
+    assert torch.isfinite(grad).all()
+    scale = float(w.grad.abs().max())
+    assert scale > 0
+    assert float((grad - w.grad).abs().max()) <= 1e-12 * scale
+
+
+def test_fit_follows_torch_sgd_on_the_autograd_gradient():
+    """The fit's own momentum SGD is torch.optim.SGD's update: 2000 steps of both from the same
+    start give the same M (the loop before the closed-form step, written here as the reference)."""
+    f, logits, y = clusters(n=150, seed=6)
+    p = softmax_t(logits, 4.0)
+    emb = E.fit_sample_embedding(f, p, steps=2000, seed=3)
+    kfun = kp.LinearKappa(10.0)
+    w = (
+        torch.randn(3, f.shape[1], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        * 0.1
+    )
+    w.requires_grad_(True)
+    f_s, p_t = torch.as_tensor(f) / 40.0, torch.as_tensor(p)
+    opt = torch.optim.SGD([w], lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    for _ in range(2000):
+        opt.zero_grad(set_to_none=True)
+        loss, *_ = E.sample_objective(w, f_s, p_t, kfun)
+        loss.backward()
+        opt.step()
+    m_ref = w.detach().numpy() / 40.0
+    assert np.abs(m_ref).max() > 0.1  # it moved from its N(0, 0.1²/40²) start
+    np.testing.assert_allclose(emb.M, m_ref, rtol=1e-5, atol=1e-6)  # M is stored as float32
+    assert emb.kl == pytest.approx(float(loss) / len(f), rel=1e-3)
+
+
 def test_fit_is_bit_identical_under_a_seed():
     f, logits, y = clusters(n=120, seed=1)
     p = softmax_t(logits, 4.0)
