@@ -254,8 +254,7 @@ def _run_sgd(w, f_s, p, kfun, steps: int, lr, momentum, weight_decay, callback) 
     buf = None
     for step in range(steps):
         loss, grad = sample_loss_and_grad(w, f_s, p, kfun, xlogx)
-        if not torch.isfinite(grad).all():  # cannot happen in float64 with finite inputs; guard
-            grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        grad = grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # a guard with no host sync
         if weight_decay:
             grad = grad.add_(w, alpha=weight_decay)
         buf = grad if buf is None else buf.mul_(momentum).add_(grad)
