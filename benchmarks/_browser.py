@@ -54,11 +54,14 @@ INIT_SCRIPT = r"""
     W.WebSocket = new Proxy(WS, {
       construct(T, args) {
         const s = new T(...args);
+        // the kernel's channels apart from Jupyter's other sockets (events, terminals), whose JSON
+        // text messages are Jupyter's own and not in the kernel protocol's frames
+        const kernel = /\/channels(\?|$)/.test(String(args[0]));
         s.addEventListener("message", (e) => {
           const d = e.data;
           const n = typeof d === "string" ? d.length : d ? (d.byteLength !== undefined ? d.byteLength : d.size || 0) : 0;
           // the message itself too, while a measurement asks for it (wsKeep): read after the frame
-          W.__pv.ws.push(W.__pv.wsKeep ? [performance.now(), n, d] : [performance.now(), n]);
+          W.__pv.ws.push(W.__pv.wsKeep ? [performance.now(), n, d, kernel] : [performance.now(), n]);
         });
         return s;
       },
@@ -70,7 +73,8 @@ INIT_SCRIPT = r"""
   // _esm and _css as they travel (escaped, quotes included) in comm messages; 'widget' = the rest of
   // the comm messages' content and their binary buffers (the widgets' state and data); 'jupyter' =
   // everything else (the offset tables, channel, headers and metadata of every message, and every
-  // other message: status, execute_input/reply, display_data, ...).
+  // other message: status, execute_input/reply, display_data, ..., and those of Jupyter's other
+  // sockets, the events socket's JSON text among them).
   W.__pv.wsBreakdown = (a, b) => {
     const enc = new TextEncoder(), dec = new TextDecoder();
     const out = { total: 0, bundle: 0, widget: 0, jupyter: 0, messages: 0, unparsed: 0, types: {} };
@@ -88,9 +92,13 @@ INIT_SCRIPT = r"""
         i = e + 1;
       }
     };
-    for (const [t, size, d] of W.__pv.ws) {
+    for (const [t, size, d, kernel] of W.__pv.ws) {
       if (t < a || t > b) continue;
       out.total += size; out.messages += 1;
+      if (kernel === false) {                    // another of Jupyter's sockets: all Jupyter's own
+        out.jupyter += size; out.types["(other socket)"] = (out.types["(other socket)"] || 0) + size;
+        continue;
+      }
       let parts = null;
       if (d && d.byteLength !== undefined && d.byteLength >= 16) {
         const v = new DataView(d), k = Number(v.getBigUint64(0, true));

@@ -125,6 +125,9 @@ def _measure(
     else:  # frames not readable (another websocket protocol): all but the bundle's file length
         out["data_bytes_per_point"] = round(max(received - bundle_bytes, 0) / n, 2)
         out["data_bytes_counted_as"] = "received less the bundle's file length"
+        out["frames_not_read"] = (
+            {k: parts[k] for k in ("total", "unparsed", "messages")} if parts else None
+        )
     if widget in OURS:
         out["point_path"] = (
             page.evaluate(POINT_PATH_JS, cell) or "gpu (bundle without the CPU path)"

@@ -154,6 +154,7 @@ def test_display_section_times_both_widgets_at_every_size(tmp_path: Path) -> Non
         # what arrived; the bundle travels escaped, so at least its file's length; the floor widget
         # (no data) sends almost nothing of its own
         for w, x in rows.items():
+            assert "bytes_received" in x, (n, w, x)  # the frames were read, not estimated
             got = x["bytes_received"]
             assert got["bundle"] + got["widget"] + got["jupyter"] == got["total"], (w, got)
             assert got["widget"] > 0 and got["jupyter"] > 0, (w, got)
