@@ -198,8 +198,11 @@ class Study:
                 ``rematch_every`` (0: r' searched once, ours; 1: every step, as the
                 official code), ``batch_size`` (16), ``memory_budget_mb`` (1024),
                 ``match_dtype`` ("auto"), ``region_warm_start`` (False: Λ starts fresh each epoch,
-                as in the paper; True: from the mean of the last ≤3 Λ's); both — ``seed``
-                (study seed), ``device`` (study device);
+                as in the paper; True: from the mean of the last ≤3 Λ's), ``threads`` (torch
+                threads of the r' search; "auto"), ``workers`` (how many layers of one epoch
+                are fitted at once, one thread each; "auto": 2 on a CPU with two idle cores,
+                when no ``threads`` is given and the layers are small; the same values either
+                way); both — ``seed`` (study seed), ``device`` (study device);
                 ``fast=True`` a short preset for demos (not the paper's settings).
         """
         from patternviz_widget.pipeline.embed import embed_study
