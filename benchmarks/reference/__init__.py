@@ -5,8 +5,9 @@
 The reference = the importance step of :mod:`.importance_v1`, the Λ step of :mod:`.region_v1`,
 torch's default thread count everywhere, and the parts they share with the engine as they were
 before they changed: the packing (:func:`pack_regions`: a padded copy of the rows, ``unit`` from
-two temporaries), the r' search (:func:`match`: one score matrix per partner group), and no
-hand-back of freed heap pages between the stages. (The engine also drops its ``unit`` copy before
+two temporaries), the r' search (:func:`match`: one score matrix per partner group), no
+hand-back of freed heap pages between the stages, and the layers of an epoch fitted one after
+another. (The engine also drops its ``unit`` copy before
 the Λ fit; the reference does too — its peak is in the importance stage either way.)
 """
 
@@ -26,6 +27,7 @@ from patternviz_widget.errors import InputError
 def use_reference() -> None:
     """Swap the reference path into the engine (for this process)."""
     from patternviz_widget.engine.method import importance, region_embed
+    from patternviz_widget.pipeline import embed as pipeline_embed
 
     from . import importance_v1, region_v1
 
@@ -49,6 +51,7 @@ def use_reference() -> None:
     region_embed.pack_regions = pack_regions
     region_embed.release_free_memory = lambda: False
     importance._Group.match = match  # type: ignore[method-assign]
+    pipeline_embed._region_workers = lambda *_a, **_k: 1  # the layers one after another
 
 
 def match(self: Any, v: torch.Tensor) -> torch.Tensor:
