@@ -389,3 +389,22 @@ def test_the_chunked_path_on_worker_threads_computes_what_one_thread_does():
     for a, b in zip((ref[0], ref[1], ref[3]), (got[0], got[1], got[3])):
         assert torch.equal(a, b)
     assert got[2] == ref[2]
+
+
+def test_smaller_chunks_compute_what_one_chunk_does(monkeypatch):
+    """CHUNK_PAIRS bounds the matched pairs of one chunk (its temporaries' memory); a chunk per
+    partner group gives the same values, bit for bit, as the whole set in one."""
+    feats, image, p, _ = make_case(k=20)
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=2)  # 4 groups
+    log_t = target_log_similarity(p, pg, 5.0)
+    kw = dict(steps=5, lr=0.05, match_dtype="float32", path="chunks")
+    assert len(imp._chunks(pg, packed.shape[1])) == 1
+    ref = imp.fit_importance(packed, pg, log_t, **kw)
+    monkeypatch.setattr(imp, "CHUNK_PAIRS", 1)  # at least one group per chunk: one each
+    assert len(imp._chunks(pg, packed.shape[1])) == len(pg.groups) == 4
+    got = imp.fit_importance(packed, pg, log_t, **kw)
+    for a, b in zip((ref[0], ref[1], ref[3]), (got[0], got[1], got[3])):
+        assert torch.equal(a, b)
+    assert got[2] == ref[2]
