@@ -201,8 +201,8 @@ class Study:
                 as in the paper; True: from the mean of the last ≤3 Λ's), ``threads`` (torch
                 threads of the r' search; "auto"), ``workers`` (how many layers of one epoch
                 are fitted at once, one thread each; "auto": 2 on a CPU with two idle cores,
-                when no ``threads`` is given and the layers are small; the same values either
-                way); both — ``seed`` (study seed), ``device`` (study device);
+                when no ``threads`` is given and the layers are small; the paper's method on a
+                CPU only; the same embeddings either way); both — ``seed`` (study seed), ``device`` (study device);
                 ``fast=True`` a short preset for demos (not the paper's settings).
         """
         from patternviz_widget.pipeline.embed import embed_study

@@ -19,7 +19,9 @@ For every (model, condition, epoch, layer) captured and lacking an embedding:
 from __future__ import annotations
 
 import inspect
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import threading
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -155,9 +157,9 @@ def embed_study(
         if k.layer == SAMPLE:
             todo_set |= {r for r in captured if r.layer != SAMPLE and r.replace(layer=SAMPLE) == k}
     todo = sorted(todo_set, key=Key.fit_order)
+    workers = _region_workers(state, todo, method, region_kw, region_warm_start, workers)
     bar = _bar(len(todo), progress)
     written: list[Key] = []
-    workers = _region_workers(state, todo, method, region_kw, region_warm_start, workers)
     try:
         # the region fits of one (model, condition, epoch), run together once its keys are all met
         pending: list[Key] = []
@@ -295,32 +297,32 @@ _SHARED_FIT_BUDGET = 1 / 16
 def _region_workers(
     state: StudyState, todo: list[Key], method: str, kw: dict, warm_start: bool, workers: int | str
 ) -> int:
-    """How many region fits of one epoch run at once. ``workers`` a number: that many (each fit
-    on one thread); "auto": 2 on a CPU with two idle cores, for the paper's fit of small layers
-    with no thread count given; else 1.
+    """How many region fits of one epoch run at once: 1 for the baselines, with
+    ``region_warm_start`` and on a GPU; else ``workers`` when it is a number (each fit on one
+    thread), and for "auto" 2 with two idle cores, for small layers and no thread count given.
 
     Each of a layer's fits is a long chain of small operations that one thread runs about as fast
     as two (see :mod:`patternviz_widget.engine.threads`), so two layers fitted side by side, one
     thread each, use both cores where one fit cannot (the quickstart's three layers: 8.7-10.8 s
     one after another, 5.9-7.2 s two at a time, the same values to the bit). Capped at 2: that is
     what was measured, and the steps hold Python's lock between torch calls."""
-    if isinstance(workers, bool) or not (workers == "auto" or isinstance(workers, int)):
+    if isinstance(workers, bool) or not (
+        workers == "auto" or (isinstance(workers, int) and workers >= 1)
+    ):
         raise InputError(f"workers must be 'auto' or a positive integer, got {workers!r}.")
+    if method != "paper" or warm_start or pick_device(kw.get("device")).type != "cpu":
+        return 1  # (the baselines bring threads of their own; on a GPU the fits queue anyway)
     if isinstance(workers, int):
-        if workers < 1:
-            raise InputError(f"workers must be 'auto' or a positive integer, got {workers!r}.")
-        return 1 if warm_start else workers
-    if method != "paper" or warm_start or "threads" in kw:
-        return 1
-    if pick_device(kw.get("device")).type != "cpu":
+        return workers
+    if "threads" in kw:
         return 1
     regions = [k for k in todo if k.layer != SAMPLE and k.condition == "clean"]
     if len(regions) < 2:
         return 1
     budget = float(kw.get("memory_budget_mb", 1024.0)) * 2**20 * _SHARED_FIT_BUDGET
     store = state.store
-    if any(np.asarray(store.get(k, RegionRecord).features).nbytes > budget for k in regions):
-        return 1
+    if any(4 * np.prod(np.shape(store.get(k, RegionRecord).features)) > budget for k in regions):
+        return 1  # (the fits read float32 copies)
     return max(1, min(2, resolve_threads("auto")))
 
 
@@ -349,35 +351,53 @@ def _fit_regions(
 
             _store_region(store, key, job(cb, None), temperature, written, bar)
         return
-    jobs = [(key, _region_job(state, key, method, kw, temperature, warm_start)) for key in keys]
-    stages: dict[Key, str] = {}  # written by the fits' threads, shown by this one
     # the biggest first, so that the last to finish is a small one
-    jobs.sort(key=lambda kj: -np.asarray(store.get(kj[0], RegionRecord).features).size)
+    queue = sorted(keys, key=lambda k: -int(np.prod(np.shape(store.get(k, RegionRecord).features))))
+    stages: dict[Key, str] = {}  # written by the fits' threads, shown by this one
+    stop = threading.Event()  # set on an interrupt: the running fits end at their next step
+
+    def submit(pool: ThreadPoolExecutor, key: Key) -> Future:
+        # inputs read here, on this thread, for at most ``workers`` fits at a time
+        job = _region_job(state, key, method, kw, temperature, warm_start)
+
+        def cb(stage: str, done: int, total: int) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            stages[key] = f"{stage} {done}/{total}"
+
+        return pool.submit(job, cb, 1)
+
     error: BaseException | None = None
-    with torch_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="pv-fit") as pool:
-        futures = {}
-        for key, job in jobs:
-
-            def cb(stage: str, done: int, total: int, key: Key = key) -> None:
-                stages[key] = f"{stage} {done}/{total}"
-
-            futures[pool.submit(job, cb, 1)] = key
-        left = set(futures)
+    # the fits' threads enter and leave their own warning filters at once: this restores the
+    # process's filters after them (catch_warnings is not thread-safe)
+    with (
+        warnings.catch_warnings(),
+        torch_threads(1),
+        ThreadPoolExecutor(workers, thread_name_prefix="pv-fit") as pool,
+    ):
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        running: dict[Future, Key] = {}
+        for key in queue[:workers]:
+            running[submit(pool, key)] = key
+        del queue[:workers]
         try:
-            while left:
-                done, left = wait(left, timeout=0.5, return_when=FIRST_COMPLETED)
+            while running:
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    key = futures[fut]
+                    key = running.pop(fut)
                     stages.pop(key, None)
                     if fut.exception() is not None:
                         error = error or fut.exception()
-                        continue
-                    _store_region(store, key, fut.result(), temperature, written, bar)
-                if stages:
-                    bar.set_postfix_str(" | ".join(f"{k.layer} {v}" for k, v in stages.items()))
+                    else:
+                        _store_region(store, key, fut.result(), temperature, written, bar)
+                    if queue:
+                        nxt = queue.pop(0)
+                        running[submit(pool, nxt)] = nxt
+                shown = dict(stages)  # (a copy: the fits' threads add to it)
+                if shown:
+                    bar.set_postfix_str(" | ".join(f"{k.layer} {v}" for k, v in shown.items()))
         except BaseException:
-            for fut in left:
-                fut.cancel()
+            stop.set()
             raise
     if error is not None:
         raise error

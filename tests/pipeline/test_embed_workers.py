@@ -3,6 +3,8 @@ after another, each stored as it finishes, a failing layer not losing the others
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -55,8 +57,11 @@ def test_layers_fitted_two_at_a_time_equal_those_fitted_one_after_another():
 def test_a_layer_that_fails_leaves_the_others_stored_and_a_rerun_fits_only_it(monkeypatch):
     study = _study()
     real = pipeline_embed.fit_region_embedding
-    widest = max(study.store.find(pv.results.RegionRecord), key=lambda k: k.layer)
-    width = np.asarray(study.store.get(widest, pv.results.RegionRecord).features).shape[1]
+    records = study.store.find(pv.results.RegionRecord)
+    widths = {k: np.shape(study.store.get(k, pv.results.RegionRecord).features)[1] for k in records}
+    failing = min(widths, key=widths.get)  # (the narrowest: 8 channels, the others 16)
+    width = widths[failing]
+    assert sorted(widths.values()).count(width) == 1  # only that layer fails
 
     def failing_for_one_layer(features, *a, **k):
         if np.asarray(features).shape[1] == width:
@@ -67,13 +72,13 @@ def test_a_layer_that_fails_leaves_the_others_stored_and_a_rerun_fits_only_it(mo
     with pytest.raises(RuntimeError, match="injected"):
         study.embed(progress=False, workers=2, **SMALL)
     stored = set(_regions(study))
-    assert study.store.has(widest.replace(layer=pv.results.keys.SAMPLE), SampleEmbedding)
-    assert widest.layer not in stored
-    assert stored == set(study.layers) - {widest.layer}, stored  # the other two were kept
+    assert study.store.has(failing.replace(layer=pv.results.keys.SAMPLE), SampleEmbedding)
+    assert failing.layer not in stored
+    assert stored == set(study.layers) - {failing.layer}, stored  # the other two were kept
 
     monkeypatch.setattr(pipeline_embed, "fit_region_embedding", real)
     written = study.embed(progress=False, workers=2, **SMALL)
-    assert written == [widest]  # nothing else refitted
+    assert written == [failing]  # nothing else refitted
 
 
 def test_auto_fits_one_at_a_time_where_two_at_once_would_not_pay_or_fit():
@@ -81,6 +86,7 @@ def test_auto_fits_one_at_a_time_where_two_at_once_would_not_pay_or_fit():
     state, todo = study.state, sorted(study.store.find(pv.results.RegionRecord))
     kw = {"device": "cpu"}
     assert pipeline_embed._region_workers(state, todo, "paper", kw, False, 3) == 3
+    assert pipeline_embed._region_workers(state, todo, "umap", kw, False, 3) == 1  # its own threads
     assert pipeline_embed._region_workers(state, todo, "paper", kw, True, 3) == 1  # warm start
     assert pipeline_embed._region_workers(state, todo, "pca", kw, False, "auto") == 1
     assert pipeline_embed._region_workers(state, todo[:1], "paper", kw, False, "auto") == 1
@@ -88,8 +94,30 @@ def test_auto_fits_one_at_a_time_where_two_at_once_would_not_pay_or_fit():
     assert pipeline_embed._region_workers(state, todo, "paper", given, False, "auto") == 1
     tiny = {**kw, "memory_budget_mb": 0.01}  # two fits at once would hold more than allowed
     assert pipeline_embed._region_workers(state, todo, "paper", tiny, False, "auto") == 1
-    auto = pipeline_embed._region_workers(state, todo, "paper", kw, False, "auto")
-    assert auto in (1, 2)  # 2 only with two idle cores now
+
+
+def test_an_interrupt_stops_the_running_fits_at_their_next_step(monkeypatch):
+    """Ctrl-C lands on the main thread, which waits for the fits: they end at their next step
+    instead of running to the end in the background, and nothing half-done is stored."""
+    study = _study()
+    real = pipeline_embed.fit_region_embedding
+    finished = []
+
+    def counted(*a, **k):
+        out = real(*a, **k)
+        finished.append(out)
+        return out
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_embed, "fit_region_embedding", counted)
+    monkeypatch.setattr(pipeline_embed, "wait", interrupted)  # the key press, while waiting
+    with pytest.raises(KeyboardInterrupt):
+        study.embed(progress=False, workers=2, **SMALL)
+    assert finished == []  # both running fits stopped; without the stop they would finish
+    assert _regions(study) == {}
+    assert not [t for t in threading.enumerate() if t.name.startswith("pv-fit")]
 
 
 @pytest.mark.parametrize("bad", [0, -1, "two", 1.5, True])
