@@ -292,18 +292,24 @@ def describe(res: dict) -> list[str]:
     lines = [f"Cell: {res.get('cell')}.", ""]
     tr = res.get("train", {})
     lines += [
-        f"Train: {fmt_s(tr.get('train_s'))} (CPU {fmt_s(tr.get('train_cpu_s'))}), test accuracy {tr.get('test_accuracy')}.",
+        f"Train: {fmt_s(tr.get('train_s'))} (CPU {fmt_s(tr.get('train_cpu_s'))}), test accuracy "
+        f"{tr.get('test_accuracy')} (measured after: the timed call is the cell's, with no "
+        "per-epoch test evaluation).",
         "",
     ]
     q = res.get("quiet", {})
     if q:
-        lines.append("| variant | capture | embed | embed CPU | whole cell | KP/img per layer |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append(
+            "| variant | capture | embed | embed CPU | whole cell | peak RSS | KP/img per layer |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
         for v, s in q.items():
             kp = " / ".join(str(x["kp_per_image"]) for x in s.get("layers", {}).values())
+            rss = s.get("peak_rss_mb")
             lines.append(
                 f"| {v} | {fmt_s(s.get('capture_s'))} | {fmt_s(s.get('embed_s'))} | "
-                f"{fmt_s(s.get('embed_cpu_s'))} | {fmt_s(res.get('cell_s', {}).get(v))} | {kp} |"
+                f"{fmt_s(s.get('embed_cpu_s'))} | {fmt_s(res.get('cell_s', {}).get(v))} | "
+                f"{'' if rss is None else f'{rss:.0f} MB'} | {kp} |"
             )
     lines.append("")
     if "embed_ratio_reference_over_ours" in res:
