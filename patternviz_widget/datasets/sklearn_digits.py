@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,19 +32,34 @@ def digits(
         >>> len(test), tuple(test.images.shape[1:])
         (450, (1, 32, 32))
     """
-    from sklearn.datasets import load_digits
-
     check_choice(split, ["train", "test", "all"], "split")
     size = check_positive_int(size, "size", minimum=8)
-    raw = load_digits()
-    x = torch.from_numpy(raw.images).float().div_(16.0).unsqueeze(1)
+    images, target = _digits_arrays()
+    x = torch.from_numpy(images).float().div_(16.0).unsqueeze(1)
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(
             0.0, 1.0
         )
-    y = torch.from_numpy(raw.target).long()
+    y = torch.from_numpy(target).long()
     ds = ImageDataset(x.contiguous(), y, [str(i) for i in range(10)], name="digits")
     if split == "all":
         return ds
     train, test = ds.split(test_fraction, seed)
     return train if split == "train" else test
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 8×8 images (float64, 0..16) and labels of ``sklearn.datasets.load_digits()``, read
+    from the file scikit-learn bundles without importing scikit-learn (about 1 s of a
+    notebook's first cell that nothing else in it needs); ``load_digits`` where the file is not
+    where scikit-learn keeps it."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            data = np.loadtxt(path, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    return raw.images, raw.target

@@ -45,3 +45,25 @@ def test_pixels_are_the_resized_originals_and_the_seed_moves_the_split():
     assert torch.equal(a.images, pv.datasets.digits("test", seed=0).images)
     with pytest.raises(InputError, match="Unknown split 'val'"):
         pv.datasets.digits("val")
+
+
+def test_read_without_importing_scikit_learn_and_equal_to_load_digits():
+    """The digits come from scikit-learn's bundled file without importing scikit-learn (about a
+    second of the quickstart's first cell), every image and label as load_digits() gives them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, patternviz_widget as pv; pv.datasets.digits('test');"
+        " print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    from sklearn.datasets import load_digits
+
+    from patternviz_widget.datasets.sklearn_digits import _digits_arrays
+
+    raw = load_digits()
+    images, target = _digits_arrays()
+    assert images.shape == (1797, 8, 8) and np.array_equal(images, raw.images)
+    assert np.array_equal(target, raw.target)
