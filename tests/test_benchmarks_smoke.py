@@ -239,3 +239,8 @@ def test_quickstart_section_times_ours_against_the_reference_path_on_the_same_we
         assert a["median_cos_h"] > 0.99, (layer, a)
         assert a["kp_ours"] == pytest.approx(a["kp_reference"], abs=0.05), (layer, a)
     assert "reference / ours" in md and "| ours |" in md and "| reference |" in md
+    # the notebook's own first cell, run end to end in a fresh interpreter (at its FAST setting here)
+    nbc = res["notebook_cell"]
+    assert nbc["setting"].startswith("FAST") and nbc["repeats"] == 1
+    assert nbc["cell_s"] > 0 and nbc["cell_cpu_s"] > 0
+    assert "end to end in a fresh interpreter" in md
