@@ -25,6 +25,7 @@ costs.
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -280,8 +281,6 @@ def run(
             }
         done = [r for r in whole if r.get("status") == "ok"]
         if done:
-            import statistics
-
             result["notebook_cell"] = {
                 "setting": "FAST (150 images)" if smoke else "as a user runs it",
                 "cell_s": round(statistics.median(r["cell_s"] for r in done), 1),

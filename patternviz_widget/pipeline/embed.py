@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import threading
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from patternviz_widget.engine.method.embed import (
     as_target_probs,
     fit_sample_embedding,
 )
+from patternviz_widget.engine.method.importance import quiet_sparse
 from patternviz_widget.engine.method.knowledge import (
     KnowledgePoints,
     knowledge_points,
@@ -321,9 +321,14 @@ def _region_workers(
         return 1
     budget = float(kw.get("memory_budget_mb", 1024.0)) * 2**20 * _SHARED_FIT_BUDGET
     store = state.store
-    if any(4 * np.prod(np.shape(store.get(k, RegionRecord).features)) > budget for k in regions):
+    if any(4 * _feature_count(store, k) > budget for k in regions):
         return 1  # (the fits read float32 copies)
     return max(1, min(2, resolve_threads("auto")))
+
+
+def _feature_count(store: Any, key: Key) -> int:
+    """Values in the regional features of ``key`` (rows × channels), read from their shape."""
+    return int(np.prod(np.shape(store.get(key, RegionRecord).features)))
 
 
 def _fit_regions(
@@ -352,7 +357,7 @@ def _fit_regions(
             _store_region(store, key, job(cb, None), temperature, written, bar)
         return
     # the biggest first, so that the last to finish is a small one
-    queue = sorted(keys, key=lambda k: -int(np.prod(np.shape(store.get(k, RegionRecord).features))))
+    queue = sorted(keys, key=lambda k: -_feature_count(store, k))
     stages: dict[Key, str] = {}  # written by the fits' threads, shown by this one
     stop = threading.Event()  # set on an interrupt: the running fits end at their next step
 
@@ -371,11 +376,10 @@ def _fit_regions(
     # the fits' threads enter and leave their own warning filters at once: this restores the
     # process's filters after them (catch_warnings is not thread-safe)
     with (
-        warnings.catch_warnings(),
+        quiet_sparse(),
         torch_threads(1),
         ThreadPoolExecutor(workers, thread_name_prefix="pv-fit") as pool,
     ):
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
         running: dict[Future, Key] = {}
         for key in queue[:workers]:
             running[submit(pool, key)] = key

@@ -39,7 +39,7 @@ def test_bf16_gradient_is_the_float32_one_to_rounding_and_scores_are_exact():
         grads, scores = [], []
         for dtype in (torch.float32, torch.bfloat16):  # the same matches: only the dtype differs
             grp = imp._LocalGroup(packed, members, block, dtype)
-            with imp._quiet_sparse():  # (as the fit calls it)
+            with imp.quiet_sparse():  # (as the fit calls it)
                 grp.set_table(table)
                 grads.append(grp.grad_v(ds))
                 scores.append(grp.scores(v))
@@ -79,6 +79,6 @@ def test_below_the_channel_threshold_the_gradient_stays_float32():
     packed, pg, _, rng = make_case(k=imp.BF16_GRAD_MIN_CHANNELS // 2)
     members, block = pg.groups[0], pg.blocks[0]
     grp = imp._LocalGroup(packed, members, block, torch.bfloat16)
-    with imp._quiet_sparse():
+    with imp.quiet_sparse():
         grp.set_table(grp.grp.match(torch.full((members.numel(), packed.shape[2]), 0.1)))
     assert grp.b_g.dtype == torch.float32

@@ -165,7 +165,7 @@ class _Group:
         )  # col: global partner row of every (i, r, j), in (i, r, j) order
         av = (self.a * v[:, None, :]).reshape(g * self.rm, -1)
         if n_rows > col.numel():
-            with _quiet_sparse():
+            with quiet_sparse():
                 pat = torch.sparse_csr_tensor(
                     crow,
                     col,
@@ -178,7 +178,7 @@ class _Group:
         perm = torch.argsort(col * (g * self.rm) + member_col)
         crow = torch.zeros(n_rows + 1, dtype=torch.long, device=col.device)
         crow[1:] = torch.bincount(col, minlength=n_rows).cumsum(0)
-        with _quiet_sparse():
+        with quiet_sparse():
             pat = torch.sparse_csr_tensor(
                 crow,
                 member_col[perm],
@@ -194,7 +194,7 @@ class _Group:
         """Return ∂L/∂v [G, K] = Σ_r f̂_i^(r) ⊙ Σ_j ∂L/∂s_rj f̂_j^(r') (exact, one sparse product)."""
         g = self.members.numel()
         crow, col = self.pattern(rp)
-        with _quiet_sparse():
+        with quiet_sparse():
             mat = torch.sparse_csr_tensor(
                 crow, col, ds.reshape(-1).contiguous(), size=(g * self.rm, self.all_rows.shape[0])
             )
@@ -203,7 +203,7 @@ class _Group:
 
 
 @contextlib.contextmanager
-def _quiet_sparse():
+def quiet_sparse():
     """Silence torch's "sparse CSR is beta / invariant checks" notices for our internal use."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
@@ -284,7 +284,7 @@ def importance_grad(
             gv[idx] = (a * y).sum(1)
 
     # (the warning filters are process-wide: set once here, not in the workers)
-    with _quiet_sparse():
+    with quiet_sparse():
         if parallel and len(chunks) > 1:
             with concurrent.futures.ThreadPoolExecutor(
                 min(workers, len(chunks)) - 1, thread_name_prefix="pv-importance"
@@ -692,7 +692,7 @@ def _fit_groups(
             reported += 1
 
     args = (log_t, steps, lr, momentum, weight_decay, kappa_m, dtype, every, tol)
-    with torch.no_grad(), _quiet_sparse(), torch_threads(1):
+    with torch.no_grad(), quiet_sparse(), torch_threads(1):
         if workers <= 1 or len(pg.groups) <= 1:
             for gi in range(len(pg.groups)):
                 store(gi, _fit_group(packed, pg, gi, *args))
