@@ -92,7 +92,7 @@ def run(
             "train_images": len(train), "test_images": len(test), "data_seconds": round(gen_s, 1),
             "test_accuracy": round(run_.test_accuracy, 4), "target": r.min_accuracy,
             "accuracy_by_epoch": [round(a, 4) for a in run_.history["test_accuracy"]],
-            "seconds": round(run_.seconds, 1), "cpu_seconds": round(cpu, 1), "threads": run_.threads,
+            "seconds": round(run_.seconds, 3), "cpu_seconds": round(cpu, 3), "threads": run_.threads,
             "steps": run_.history["steps"][-1], "load_avg_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "thread_timing": timing,
         })  # fmt: skip
