@@ -46,6 +46,7 @@ def use_reference() -> None:
 
     region_embed.fit_importance = fit_importance
     region_embed._sgd_batched = sgd
+    region_embed.lambda_steps = lambda packed, pg, table, *a, **k: table  # (it reads the table)
     region_embed.resolve_threads = lambda *_a, **_k: 1
     region_embed.torch_threads = lambda n: contextlib.nullcontext()
     region_embed.pack_regions = pack_regions

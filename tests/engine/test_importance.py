@@ -297,6 +297,27 @@ def test_the_cpu_group_path_computes_what_the_chunked_path_does(group, rematch_e
         assert np.allclose(hist, ref_hist, rtol=1e-5) and seen == list(range(6))
 
 
+def test_auto_fits_group_by_group_on_a_cpu_once_the_problem_is_not_small(monkeypatch):
+    """path="auto" on a CPU: below SMALL_PAIRS matched pairs (N·Rm·P) and 128 channels all images
+    step together in chunks; beyond, group by group (whose memory does not grow with N), with the
+    same values."""
+    feats, image, p, _ = make_case()
+    n = len(COUNTS)
+    packed = pack_regions(feats, image, n)
+    pg = draw_partners(n, 4, seed=0, group_size=2)
+    log_t = target_log_similarity(p, pg, 5.0)
+    kw = dict(steps=4, lr=0.05, match_dtype="float32")
+    by_groups = []
+    real = imp._fit_groups
+    monkeypatch.setattr(imp, "_fit_groups", lambda *a: by_groups.append(1) or real(*a))
+    small_w, small_v, _, _ = imp.fit_importance(packed, pg, log_t, **kw)
+    assert by_groups == []  # 7 images × 6 slots × 7 partners: one small chunk
+    monkeypatch.setattr(imp, "SMALL_PAIRS", n * packed.shape[1] * pg.p - 1)
+    w, v, _, _ = imp.fit_importance(packed, pg, log_t, **kw)
+    assert by_groups == [1]
+    assert torch.allclose(w, small_w, atol=1e-6) and torch.allclose(v, small_v, atol=1e-6)
+
+
 def test_early_stopping_keeps_the_step_count_as_the_maximum_and_stops_flat_groups():
     feats, image, p, _ = make_case()
     n = len(COUNTS)

@@ -77,10 +77,13 @@ def table_dtype(rm: int) -> torch.dtype:
     return torch.int16 if rm <= torch.iinfo(torch.int16).max else torch.int32
 
 
-#: the most bytes of one score tile of the r' search on a CPU (:meth:`_Group.match`): two member
-#: images at 196 regions × 100 partners in bfloat16 (single thread, AMD EPYC, 16 × 196 × 100 ×
-#: 512: one image 0.22 s, two 0.21 s, four 0.22 s, the whole group 0.29 s)
-MATCH_TILE_BYTES = 16 * 2**20
+#: the most bytes of one score tile of the r' search on a CPU (:meth:`_Group.match`; at least one
+#: member image): the speed hardly depends on it (single thread, AMD EPYC, bfloat16, 16 × 196 ×
+#: 100 × 512: one image 0.22 s, two 0.21 s, four 0.22 s, the whole group 0.29 s; float32,
+#: matching_table, medians of 5, 16 MB → 4 MB: 450 × 64 × 16 0.69 → 0.74 s, 450 × 64 × 64
+#: 0.95 → 0.96 s, 100 × 196 × 512 7.47 → 7.78 s), but two fits at once each hold one (the
+#: quickstart: 10 images of 64 regions a tile at 16 MB)
+MATCH_TILE_BYTES = 4 * 2**20
 
 
 class _Group:
@@ -459,6 +462,26 @@ def _fit_group(
 CHUNK_PAIRS = 1_000_000
 
 
+#: the most matched pairs (N·Rm·P) for which :func:`fit_importance` steps all images in chunks on a
+#: CPU (with fewer than 128 channels): its patterns, kept for all the pairs, and its chunk's
+#: temporaries take ~60 bytes a pair, the group path's memory does not grow with N
+SMALL_PAIRS = 250_000
+
+
+def _groups_pay(n: int, rm: int, k: int, pg: PartnerGroups, tol: float | None) -> bool:
+    """Whether ``path="auto"`` fits the partner groups one by one on a CPU (:func:`_fit_groups`).
+
+    Yes with K ≥ 128 channels: a partner row is then 512 B or more, and the group path takes 10 %
+    less CPU at 500 × 196 × 512. Yes beyond :data:`SMALL_PAIRS` matched pairs, for memory: the
+    quickstart's embed (450 × 64 × 16 / 32 / 64, 2.9·10^6 pairs a layer, two layers at once) peaked
+    at 471 MB with chunks and 348-363 MB with groups (the previous implementation: 386 MB), at
+    about the same CPU time (importance, 1 thread, medians of 5: K = 16 3.3 s chunks / 3.6 s
+    groups, K = 32 3.6 / 3.9 s, K = 64 4.8 / 4.2 s). Below, the group path's overhead per group
+    loses (300 × 16 × 32: 0.60 s chunks, 0.78 s groups; 40 × 4 × 64: 0.033 / 0.065 s). And with
+    ``tol`` (early stopping is the group path's)."""
+    return k >= 128 or tol is not None or n * rm * max(pg.p, 1) > SMALL_PAIRS
+
+
 def _chunks(
     pg: PartnerGroups, rm: int, max_pairs: int | None = None, parts: int = 1
 ) -> list[torch.Tensor]:
@@ -565,12 +588,12 @@ def fit_importance(
             its previous value between two steps (ours; ``steps`` stays the maximum). None
             (default): always ``steps`` steps, as the paper.
         stats: a dict to receive ``steps_taken`` (one count per partner group).
-        path: "auto" (groups on a CPU when K ≥ 128 or ``tol`` is set, else chunks), "groups"
-            (CPU only) or "chunks".
+        path: "auto" (on a CPU groups, except for small problems with K < 128 and no ``tol``:
+            see :func:`_groups_pay`; chunks on a GPU), "groups" (CPU only) or "chunks".
 
-    On a CPU with K ≥ 128 channels every partner group runs all its steps (and its searches)
-    before the next one starts, with its matched partner rows gathered once (:class:`_LocalGroup`);
-    otherwise all images step together in chunks (:func:`importance_grad`). Both compute the same values;
+    On the group path every partner group runs all its steps (and its searches) before the next
+    one starts, with its matched partner rows gathered once (:class:`_LocalGroup`); on the chunk
+    path all images step together in chunks (:func:`importance_grad`). Both compute the same values;
     ``history`` is the mean loss per image at each step (a stopped group counts with its last).
     """
     every = check_positive_int(
@@ -589,9 +612,9 @@ def fit_importance(
         raise InputError(f"tol must be None or a number >= 0, got {tol!r}.")
     if path not in ("auto", "groups", "chunks") or (path == "groups" and dev.type != "cpu"):
         raise InputError(f"path must be 'auto', 'chunks' or (on a CPU) 'groups', got {path!r}.")
-    # auto: the group path pays off once a partner row is 512 B or more (K ≥ 128: 10 % less CPU at
-    # 500 × 196 × 512); below, its per-group overhead loses (4×4 × 64: 1.5 s vs 0.8 s CPU)
-    if path == "groups" or (path == "auto" and dev.type == "cpu" and (k >= 128 or tol is not None)):
+    if path == "groups" or (
+        path == "auto" and dev.type == "cpu" and _groups_pay(n, rm, k, pg, tol)
+    ):
         return _fit_groups(
             packed,
             pg,

@@ -27,7 +27,11 @@ import torch
 
 from patternviz_widget.engine.device import release_free_memory
 from patternviz_widget.engine.method import kappa as kp
-from patternviz_widget.engine.method.importance import fit_importance, group_size_for
+from patternviz_widget.engine.method.importance import (
+    fit_importance,
+    group_size_for,
+    table_dtype,
+)
 from patternviz_widget.engine.method.packing import (
     PackedRegions,
     PartnerGroups,
@@ -456,11 +460,13 @@ def _fit_region_embedding(
     )
     lam = lam0.to(dev).clone().requires_grad_(True)
     g = torch.as_tensor(g_np, device=dev)
+    steps = lambda_steps(packed, pg, table, log_t, w, g, cache_mb=memory_budget_mb / 2)
+    del table  # (what the steps read of it is in them)
     losses = _sgd_batched(
         packed,
         lam,
         pg,
-        table,
+        steps,
         log_t,
         w,
         g,
@@ -482,6 +488,9 @@ def _fit_region_embedding(
         h_all = embed_packed(packed, lam, controller)
         h = packed.unpack(h_all).cpu().numpy()
         w_rows = packed.unpack(w).cpu().numpy()
+    if dev.type == "cpu":  # the fit's pages back to the system before the next fit's peak
+        del packed, steps, h_all
+        release_free_memory()
     strength = float(np.linalg.norm(h, axis=1).mean()) if h.size else 1.0
     params = {
         "epochs": int(epochs),
@@ -523,6 +532,45 @@ def _fit_region_embedding(
     )
 
 
+def lambda_steps(
+    packed: PackedRegions,
+    pg: PartnerGroups,
+    table: torch.Tensor,
+    log_t: torch.Tensor,
+    w: torch.Tensor,
+    g: torch.Tensor,
+    cache_mb: float = 512.0,
+) -> list[list]:
+    """Return what every step of the Λ fit reads of its partner group, from the r' table
+    [N, Rm, P]: members, the rows read (the members' own, then the partner rows they are matched
+    to, each once), each pair's row among them, the group's targets, partner mask, w and g, and
+    the backward's scatter plan (None where the plans of all groups would not fit in a quarter of
+    ``cache_mb``). The table is not needed after it: :func:`_fit_region_embedding` lets it go
+    before the Λ fit's peak."""
+    rm = packed.shape[1]
+    consts = []
+    for m, b in zip(pg.groups, pg.blocks):
+        glob = (b * rm)[None, None, :] + table[
+            m
+        ].long()  # [G, Rm, P] global rows read by the members
+        rows, flat = torch.unique(glob, return_inverse=True)
+        # (a quarter or half the memory of int64; widened at each step: int64 gathers are faster)
+        flat = flat.to(table_dtype(rows.numel()))
+        pm = pg.pmask[m]
+        # every row a step reads: the members' own (i·Rm + r), then the partner rows they match
+        own = ((m * rm)[:, None] + torch.arange(rm, device=m.device)[None, :]).reshape(-1)
+        reads = torch.cat([own, rows])
+        consts.append([m, reads, flat, log_t[m], pm, w[m], g[m], _mask_kind(pm)])
+    # the scatter plans (one int32 per matched pair, as many as the table's entries) are kept when
+    # they fit in a quarter of cache_mb, else the backward sums with index_add_ (same values,
+    # ~1.5-4× slower for that op; at 10^6 regions the plans would add 400 MB to the peak)
+    n_pairs = sum(c[2].numel() for c in consts)
+    keep_plans = n_pairs * 4 <= cache_mb * 2**20 / 4
+    for c in consts:
+        c.append(scatter_plan(c[2], c[1].numel() - c[0].numel() * rm) if keep_plans else None)
+    return consts
+
+
 def _sgd_batched(
     packed,
     lam,
@@ -555,41 +603,25 @@ def _sgd_batched(
     no autograd): ∂/∂h of the loss, then ∂/∂Λ = (∂/∂h)ᵀ f / s_r — two products with the group's
     features (h = f (Λ/s_r)ᵀ forward, one more read of f back; 35 % less time than autograd's on
     an AMD EPYC at 500 × 196 × 512, same values to float rounding).
-    ``cache_mb``: the groups' feature rows are sliced once when they fit in this many MiB, and
-    the scatter plans of the backward kept when they fit in a quarter of it; else gathered (and
-    summed with ``index_add_``) at every step. ``tol``: stop after an epoch whose mean loss changed by at most
-    ``tol`` times the previous epoch's (None: all ``epochs``). ``workers``: 2 or more on a CPU
-    = the second half of each step's rows on a worker thread (the values do not change)."""
+
+    ``table``: the r' table [N, Rm, P], or :func:`lambda_steps` of it (``cache_mb`` is then
+    :func:`lambda_steps`'s). The feature rows a step reads are gathered at every step: a copy of
+    them per group held ~6× the layer's features at the quickstart (49 MB of a fit's 89 MB) and
+    was not faster (medians of 5, 1 thread, 5 epochs: 450 × 64 × 64 0.83 s either way;
+    2,000 × 64 × 128 4.38 s kept, 4.44 s gathered; 1,000 × 49 × 256 2.34 s kept, 2.24 s gathered).
+    ``tol``: stop after an epoch whose mean loss changed by at most ``tol`` times the previous
+    epoch's (None: all ``epochs``). ``workers``: 2 or more on a CPU = the second half of each
+    step's rows on a worker thread (the values do not change)."""
     n, rm, k = packed.shape
     buf = torch.zeros_like(lam)
     gen = torch.Generator().manual_seed(int(seed) + 2)
     history = []
     all_feats = packed.feats.view(n * rm, k)
-    consts, n_rows = [], 0
-    for m, b in zip(pg.groups, pg.blocks):
-        glob = (b * rm)[None, None, :] + table[
-            m
-        ].long()  # [G, Rm, P] global rows read by the members
-        rows, flat = torch.unique(glob, return_inverse=True)
-        flat = flat.to(
-            torch.int32
-        )  # (half the memory; widened at each step: int64 gathers are faster)
-        pm = pg.pmask[m]
-        # every row a step reads: the members' own (i·Rm + r), then the partner rows they match
-        own = ((m * rm)[:, None] + torch.arange(rm, device=m.device)[None, :]).reshape(-1)
-        reads = torch.cat([own, rows])
-        consts.append([m, reads, flat, log_t[m], pm, w[m], g[m], _mask_kind(pm)])
-        n_rows += reads.numel()
-    # the scatter plans (one int32 per matched pair, as many as the table's entries) are kept when
-    # they fit in a quarter of cache_mb, else the backward sums with index_add_ (same values,
-    # ~1.5-4× slower for that op; at 10^6 regions the plans would add 400 MB to the peak)
-    n_pairs = sum(c[2].numel() for c in consts)
-    keep_plans = n_pairs * 4 <= cache_mb * 2**20 / 4
-    for c in consts:
-        c.append(scatter_plan(c[2], c[1].numel() - c[0].numel() * rm) if keep_plans else None)
-    keep_feats = n_rows * k * 4 <= cache_mb * 2**20
-    for c in consts:  # the features themselves: sliced once (None: gathered at every step)
-        c.append(all_feats.index_select(0, c[1]) if keep_feats else None)
+    consts = (
+        lambda_steps(packed, pg, table, log_t, w, g, cache_mb)
+        if isinstance(table, torch.Tensor)
+        else table
+    )
     # a step's rows in two halves, the second on a worker thread when a core is idle for it: the
     # gathers and the four products with f are most of a step, and each half is one thread's
     # (2 threads inside torch's ops lose on the small ones; two halves: ~1.5× faster per step at
@@ -600,9 +632,9 @@ def _sgd_batched(
         else None
     )
 
-    def forward(reads: torch.Tensor, cached: torch.Tensor | None, lam_s: torch.Tensor):
+    def forward(reads: torch.Tensor, lam_s: torch.Tensor):
         with torch.no_grad():
-            f = all_feats.index_select(0, reads) if cached is None else cached
+            f = all_feats.index_select(0, reads)
             return f, f @ lam_s.T
 
     def backward(dh: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -622,13 +654,11 @@ def _sgd_batched(
                     (), dtype=torch.float64, device=lam.device
                 )  # read once per epoch
                 for gi in torch.randperm(len(pg.groups), generator=gen).tolist():
-                    m, reads, flat, lt, pm, wm, gm, kind, back, cached = consts[gi]
+                    m, reads, flat, lt, pm, wm, gm, kind, back = consts[gi]
                     half, n_own = reads.numel() // 2, m.numel() * rm
                     lam_s = lam / controller
                     (f_a, h_a), (f_b, h_b) = both(
-                        forward,
-                        (reads[:half], None if cached is None else cached[:half], lam_s),
-                        (reads[half:], None if cached is None else cached[half:], lam_s),
+                        forward, (reads[:half], lam_s), (reads[half:], lam_s)
                     )
                     h = torch.cat([h_a, h_b])
                     loss, dh_m, dh_u = region_grad_rows(
