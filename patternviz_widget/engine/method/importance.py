@@ -473,9 +473,9 @@ def _groups_pay(n: int, rm: int, k: int, pg: PartnerGroups, tol: float | None) -
 
     Yes with K ≥ 128 channels: a partner row is then 512 B or more, and the group path takes 10 %
     less CPU at 500 × 196 × 512. Yes beyond :data:`SMALL_PAIRS` matched pairs, for memory: the
-    quickstart's embed (450 × 64 × 16 / 32 / 64, 2.9·10^6 pairs a layer, two layers at once) peaked
-    at 471 MB with chunks and 348-363 MB with groups (the previous implementation: 386 MB), at
-    about the same CPU time (importance, 1 thread, medians of 5: K = 16 3.3 s chunks / 3.6 s
+    quickstart's embed (450 × 64 × 16 / 32 / 64, 2.9·10^6 pairs a layer, two layers at once;
+    process peak RSS, 2 runs each) peaked at 471-472 MB with chunks and 388-391 MB with groups,
+    at about the same CPU time (importance, 1 thread, medians of 5: K = 16 3.3 s chunks / 3.6 s
     groups, K = 32 3.6 / 3.9 s, K = 64 4.8 / 4.2 s). Below, the group path's overhead per group
     loses (300 × 16 × 32: 0.60 s chunks, 0.78 s groups; 40 × 4 × 64: 0.033 / 0.065 s). And with
     ``tol`` (early stopping is the group path's)."""
