@@ -41,12 +41,16 @@ def use_reference() -> None:
     ):
         return importance_v1.fit_importance(*args, **kw)
 
-    def sgd(*args: Any, workers: int = 1, **kw: Any):
-        return region_v1._sgd_batched(*args, **kw)
+    def steps(packed: Any, pg: Any, table: Any, *_a: Any, cache_mb: float = 512.0) -> Any:
+        return table, cache_mb  # (the reference's Λ step reads the table itself)
+
+    def sgd(packed: Any, lam: Any, pg: Any, steps: Any, *args: Any, workers: int = 1, **kw: Any):
+        table, cache_mb = steps
+        return region_v1._sgd_batched(packed, lam, pg, table, *args, cache_mb=cache_mb, **kw)
 
     region_embed.fit_importance = fit_importance
     region_embed._sgd_batched = sgd
-    region_embed.lambda_steps = lambda packed, pg, table, *a, **k: table  # (it reads the table)
+    region_embed.lambda_steps = steps
     region_embed.resolve_threads = lambda *_a, **_k: 1
     region_embed.torch_threads = lambda n: contextlib.nullcontext()
     region_embed.pack_regions = pack_regions

@@ -139,7 +139,7 @@ def test_lambda_sgd_lowers_the_reference_objective_and_pulls_regions_to_g():
         packed,
         lam,
         pg,
-        table,
+        RE.lambda_steps(packed, pg, table, log_t, w, g),
         log_t,
         w,
         g,

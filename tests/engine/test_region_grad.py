@@ -99,7 +99,7 @@ def engine_sgd(case, lam, epochs, cache_mb, workers):
         packed,
         lam,
         pg,
-        table,
+        RE.lambda_steps(packed, pg, table, log_t, w, g, cache_mb=cache_mb),
         log_t,
         w,
         g,
@@ -113,13 +113,12 @@ def engine_sgd(case, lam, epochs, cache_mb, workers):
         controller=CONTROLLER,
         seed=0,
         callback=lambda e: None,
-        cache_mb=cache_mb,
         workers=workers,
     )
 
 
 @pytest.mark.parametrize("group", [2, 4])
-@pytest.mark.parametrize("cache_mb", [512.0, 0.0])  # 0: features gathered, sums by index_add_
+@pytest.mark.parametrize("cache_mb", [512.0, 0.0])  # 0: sums by index_add_
 @pytest.mark.parametrize("workers", [1, 2])  # 2: half of each step's rows on a worker thread
 def test_sgd_takes_the_same_steps_as_autograd(group, cache_mb, workers):
     case = setup(group)

@@ -480,7 +480,6 @@ def _fit_region_embedding(
         controller=controller,
         seed=seed,
         callback=lambda e: cb("fit", e + 1, epochs),
-        cache_mb=memory_budget_mb / 2,
         tol=tol,
         workers=search_threads,
     )
@@ -550,9 +549,8 @@ def lambda_steps(
     rm = packed.shape[1]
     consts = []
     for m, b in zip(pg.groups, pg.blocks):
-        glob = (b * rm)[None, None, :] + table[
-            m
-        ].long()  # [G, Rm, P] global rows read by the members
+        # [G, Rm, P] the global rows read by the members
+        glob = (b * rm)[None, None, :] + table[m].long()
         rows, flat = torch.unique(glob, return_inverse=True)
         # (a quarter or half the memory of int64; widened at each step: int64 gathers are faster)
         flat = flat.to(table_dtype(rows.numel()))
@@ -575,7 +573,7 @@ def _sgd_batched(
     packed,
     lam,
     pg,
-    table,
+    steps,
     log_t,
     w,
     g,
@@ -590,7 +588,6 @@ def _sgd_batched(
     controller,
     seed,
     callback,
-    cache_mb: float = 512.0,
     tol: float | None = None,
     workers: int = 1,
 ) -> list[float]:
@@ -604,8 +601,7 @@ def _sgd_batched(
     features (h = f (Λ/s_r)ᵀ forward, one more read of f back; 35 % less time than autograd's on
     an AMD EPYC at 500 × 196 × 512, same values to float rounding).
 
-    ``table``: the r' table [N, Rm, P], or :func:`lambda_steps` of it (``cache_mb`` is then
-    :func:`lambda_steps`'s). The feature rows a step reads are gathered at every step: a copy of
+    ``steps``: :func:`lambda_steps` of the r' table. The feature rows a step reads are gathered at every step: a copy of
     them per group held ~6× the layer's features at the quickstart (49 MB of a fit's 89 MB) and
     was not faster (medians of 5, 1 thread, 5 epochs: 450 × 64 × 64 0.83 s either way;
     2,000 × 64 × 128 4.38 s kept, 4.44 s gathered; 1,000 × 49 × 256 2.34 s kept, 2.24 s gathered).
@@ -617,11 +613,7 @@ def _sgd_batched(
     gen = torch.Generator().manual_seed(int(seed) + 2)
     history = []
     all_feats = packed.feats.view(n * rm, k)
-    consts = (
-        lambda_steps(packed, pg, table, log_t, w, g, cache_mb)
-        if isinstance(table, torch.Tensor)
-        else table
-    )
+    consts = steps
     # a step's rows in two halves, the second on a worker thread when a core is idle for it: the
     # gathers and the four products with f are most of a step, and each half is one thread's
     # (2 threads inside torch's ops lose on the small ones; two halves: ~1.5× faster per step at
